@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: BSD-3-Clause
+/*
+ * slab.c - fixed-size metadata objects carved out of store pageframes.
+ *
+ * A slab frame keeps its free objects on a list threaded through the
+ * objects themselves (owner[0] of the frame descriptor is the list head) and
+ * counts the objects in use; a frame whose last object is freed goes back to
+ * zbud at once, which is what lets eviction of ephemeral pages give back
+ * their metadata frames too.
+ */
+#include <string.h>
+
+#include "slab.h"
+
+struct free_obj {
+	struct free_obj *next;
+};
+
+/**
+ * tmem_cache_init() - set up an empty cache
+ * @c: cache
+ * @z: frame source
+ * @size: object size; rounded up to 8
+ * @kind: pool kind the frames are charged to
+ */
+void tmem_cache_init(struct tmem_cache *c, struct zbud *z, size_t size,
+		     enum tmem_kind kind)
+{
+	memset(c, 0, sizeof(*c));
+	pthread_mutex_init(&c->lock, NULL);
+	c->zbud = z;
+	c->size = (unsigned int)((size + 7) & ~(size_t)7);
+	c->per_frame = TMEM_PAGE_SIZE / c->size;
+	c->kind = kind;
+	zbud_list_init(&c->partial);
+}
+
+/**
+ * tmem_cache_fini() - forget the cache; its frames are freed with the
+ *		       store's zbud
+ * @c: cache
+ */
+void tmem_cache_fini(struct tmem_cache *c)
+{
+	pthread_mutex_destroy(&c->lock);
+}
+
+static uint32_t obj_frame(const struct tmem_cache *c, const void *obj)
+{
+	return (uint32_t)(((const uint8_t *)obj - c->zbud->base) >> 12);
+}
+
+static uint32_t slab_grow(struct tmem_cache *c)
+{
+	struct zbud *z = c->zbud;
+	struct free_obj *head = NULL, *o;
+	uint8_t *mem;
+	uint32_t fn;
+	unsigned int i;
+
+	pthread_mutex_lock(&z->lock);
+	fn = zbud_frame_alloc_locked(z, c->kind);
+	if (fn != ZBUD_NIL) {
+		z->desc[fn].type = ZF_SLAB;
+		z->desc[fn].kind = c->kind;
+		z->slab_frames[c->kind]++;
+	}
+	pthread_mutex_unlock(&z->lock);
+	if (fn == ZBUD_NIL)
+		return fn;
+	mem = zbud_frame_addr(z, fn);
+	for (i = c->per_frame; i-- > 0;) {
+		o = (struct free_obj *)(mem + (size_t)i * c->size);
+		o->next = head;
+		head = o;
+	}
+	z->desc[fn].owner[0] = (struct tmem_entry *)head;
+	z->desc[fn].slab_inuse = 0;
+	zbud_list_add_locked(z, &c->partial, fn);
+	return fn;
+}
+
+/**
+ * tmem_cache_alloc() - take a zeroed object
+ * @c: cache
+ *
+ * The caller has reserved room for a new frame (see store.c): this never
+ * checks the store's limit.
+ *
+ * Return: the object, or NULL when no frame could be had.
+ */
+void *tmem_cache_alloc(struct tmem_cache *c)
+{
+	struct zframe *f;
+	struct free_obj *o;
+	uint32_t fn;
+
+	pthread_mutex_lock(&c->lock);
+	fn = c->partial.head;
+	if (fn == ZBUD_NIL)
+		fn = slab_grow(c);
+	if (fn == ZBUD_NIL) {
+		pthread_mutex_unlock(&c->lock);
+		return NULL;
+	}
+	f = &c->zbud->desc[fn];
+	o = (struct free_obj *)f->owner[0];
+	f->owner[0] = (struct tmem_entry *)o->next;
+	if (++f->slab_inuse == c->per_frame)
+		zbud_list_del_locked(c->zbud, &c->partial, fn);
+	c->objects++;
+	pthread_mutex_unlock(&c->lock);
+	memset(o, 0, c->size);
+	return o;
+}
+
+/**
+ * tmem_cache_free() - give an object back
+ * @c: the cache it came from
+ * @obj: object
+ */
+void tmem_cache_free(struct tmem_cache *c, void *obj)
+{
+	struct zbud *z = c->zbud;
+	uint32_t fn = obj_frame(c, obj);
+	struct zframe *f = &z->desc[fn];
+	struct free_obj *o = obj;
+
+	pthread_mutex_lock(&c->lock);
+	o->next = (struct free_obj *)f->owner[0];
+	f->owner[0] = (struct tmem_entry *)o;
+	if (f->slab_inuse-- == c->per_frame)
+		zbud_list_add_locked(z, &c->partial, fn);
+	c->objects--;
+	if (f->slab_inuse == 0) {
+		zbud_list_del_locked(z, &c->partial, fn);
+		pthread_mutex_lock(&z->lock);
+		z->slab_frames[c->kind]--;
+		zbud_frame_free_locked(z, fn);
+		pthread_mutex_unlock(&z->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+}

@@ -1,0 +1,1399 @@
+// SPDX-License-Identifier: BSD-3-Clause
+/*
+ * store.c - tmem semantics on top of zbud: pools, objects, pages, limit.
+ *
+ * Lock order (outer first):
+ *
+ *   store->pools_lock		pool table, pool identity (new/destroy)
+ *     bucket->lock		objects and entries of one stripe of a pool
+ *       cache->lock		slab objects of one cache
+ *       store->fill_lock	list of ephemeral objects with filled pages
+ *         zbud->lock		frames, LRUs, limit accounting
+ *
+ * Reclaim runs the other way round, from a frame to its owners: it takes a
+ * frame off every list under zbud->lock (zbud_reclaim_start_locked()),
+ * notes the buckets of its owners, drops zbud->lock, then takes each bucket
+ * lock and re-reads the owner under zbud->lock.  That is safe because
+ * (1) pools and their buckets are never freed while the store lives, and
+ * (2) an entry is detached from its frame under zbud->lock *before* it is
+ * freed, so an owner read under zbud->lock is a live entry whose object
+ * and bucket are live too.
+ *
+ * Memory accounting: used = frames allocated * 4096 + fixed_bytes.  A put
+ * first reserves the most it could allocate (PUT_WORST_BYTES, less the data
+ * frame for a filled page), evicting ephemeral frames until the reservation
+ * fits, so that used + reserved never exceeds the limit; every frame taken
+ * then consumes its kind's reservation, and the rest is returned when the
+ * put ends.
+ */
+#include <errno.h>
+#include <lz4.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pageio.h"
+#include "store_internal.h"
+
+/* liblz4 clamps larger values to this (LZ4_ACCELERATION_MAX in lz4.c). */
+#define TMEM_LZ4_ACCEL_MAX	65537
+
+static _Thread_local uint8_t tls_cbuf[TMEM_PAGE_SIZE];
+static _Thread_local uint8_t tls_bounce[TMEM_PAGE_SIZE];
+
+static const char *const error_names[TMEM_E__MAX] = {
+	[0] = "success",
+	[TMEM_E_INVAL] = "invalid argument",
+	[TMEM_E_BAD_POOL] = "no such pool",
+	[TMEM_E_NOT_FOUND] = "page not found",
+	[TMEM_E_IOV] = "buffer is not exactly one page",
+	[TMEM_E_FULL] = "store is full",
+	[TMEM_E_INCOMPRESSIBLE] = "page is incompressible",
+	[TMEM_E_NO_POOLS] = "too many pools",
+	[TMEM_E_UUID_KIND] = "shared pool exists with another kind",
+	[TMEM_E_NOMEM] = "host out of memory",
+	[TMEM_E_IO] = "stored data unreadable",
+};
+
+/**
+ * tmem_strerror() - text for a TMEM_E* code
+ * @err: the code, negated or not
+ */
+const char *tmem_strerror(int err)
+{
+	if (err < 0)
+		err = -err;
+	if (err >= TMEM_E__MAX)
+		return "unknown error";
+	return error_names[err];
+}
+
+/**
+ * tmem_config_default() - default settings: 64 MiB, LZ4 acceleration 1,
+ *			   incompressible above 3/4 page, 32 pools
+ * @cfg: settings to fill
+ */
+void tmem_config_default(struct tmem_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->limit_bytes = 64ull << 20;
+	cfg->compressor = TMEM_COMP_LZ4;
+	cfg->lz4_acceleration = 1;
+	cfg->max_compressed = TMEM_PAGE_SIZE * 3 / 4;
+	cfg->max_pools = 32;
+}
+
+static bool config_valid(const struct tmem_config *cfg)
+{
+	return cfg->limit_bytes >= TMEM_MIN_LIMIT &&
+	       cfg->limit_bytes <= (1ull << 46) &&
+	       (cfg->compressor == TMEM_COMP_LZ4 ||
+		cfg->compressor == TMEM_COMP_NONE) &&
+	       cfg->lz4_acceleration >= 1 &&
+	       cfg->lz4_acceleration <= TMEM_LZ4_ACCEL_MAX &&
+	       cfg->max_compressed >= 64 &&
+	       cfg->max_compressed <= TMEM_PAGE_SIZE &&
+	       cfg->max_pools >= 1 && cfg->max_pools <= TMEM_MAX_POOLS;
+}
+
+/* ---- limit accounting ------------------------------------------------ */
+
+static uint64_t used_bytes_locked(const struct tmem_store *s)
+{
+	return s->zbud.frames_total * TMEM_PAGE_SIZE + s->fixed_bytes;
+}
+
+static uint64_t avail_locked(const struct tmem_store *s)
+{
+	const struct zbud *z = &s->zbud;
+	uint64_t used = used_bytes_locked(s) + z->reserved[TMEM_EPHEMERAL] +
+			z->reserved[TMEM_PERSISTENT];
+
+	return used >= s->cfg.limit_bytes ? 0 : s->cfg.limit_bytes - used;
+}
+
+static void release_reservation(struct tmem_store *s, enum tmem_kind kind,
+				uint64_t bytes)
+{
+	struct zbud *z = &s->zbud;
+	uint64_t taken = (uint64_t)zbud_frames_taken(true) * TMEM_PAGE_SIZE;
+	uint64_t left = taken >= bytes ? 0 : bytes - taken;
+
+	if (!left)
+		return;
+	pthread_mutex_lock(&z->lock);
+	z->reserved[kind] -= left < z->reserved[kind] ? left : z->reserved[kind];
+	if (kind == TMEM_EPHEMERAL && !z->reserved[kind])
+		pthread_cond_broadcast(&z->reserve_cond);
+	pthread_mutex_unlock(&z->lock);
+}
+
+static long evict_ephemeral(struct tmem_store *s);
+
+/*
+ * Ephemeral puts give way to persistent ones: while a persistent put waits
+ * for room, ephemeral reservations are refused, and a persistent put whose
+ * room is held only by ephemeral reservations in flight waits for them.
+ */
+static bool try_reserve_locked(struct tmem_store *s, enum tmem_kind kind,
+			       uint64_t bytes)
+{
+	if (kind == TMEM_EPHEMERAL && s->persistent_waiting)
+		return false;
+	if (avail_locked(s) < bytes)
+		return false;
+	s->zbud.reserved[kind] += bytes;
+	return true;
+}
+
+static bool wait_ephemeral_reservations(struct tmem_store *s, uint64_t bytes)
+{
+	struct zbud *z = &s->zbud;
+	bool waited = false;
+
+	pthread_mutex_lock(&z->lock);
+	if (z->reserved[TMEM_EPHEMERAL] &&
+	    avail_locked(s) + z->reserved[TMEM_EPHEMERAL] >= bytes) {
+		s->persistent_waiting++;
+		while (z->reserved[TMEM_EPHEMERAL])
+			pthread_cond_wait(&z->reserve_cond, &z->lock);
+		s->persistent_waiting--;
+		waited = true;
+	}
+	pthread_mutex_unlock(&z->lock);
+	return waited;
+}
+
+/**
+ * reserve_room() - promise a put the memory it may need
+ * @s: store
+ * @kind: the put's pool kind
+ * @bytes: worst case for this put
+ *
+ * Evicts ephemeral frames (any kind of put may), then, for a persistent
+ * put, waits for ephemeral puts in flight or asks the writeback hook.  The
+ * caller holds no lock.
+ *
+ * Return: 0, or -TMEM_E_FULL.
+ */
+static int reserve_room(struct tmem_store *s, enum tmem_kind kind,
+			uint64_t bytes)
+{
+	zbud_frames_taken(true);
+	for (;;) {
+		bool ok;
+
+		pthread_mutex_lock(&s->zbud.lock);
+		ok = try_reserve_locked(s, kind, bytes);
+		pthread_mutex_unlock(&s->zbud.lock);
+		if (ok)
+			return 0;
+		if (evict_ephemeral(s) > 0)
+			continue;
+		if (kind == TMEM_EPHEMERAL)
+			return -TMEM_E_FULL;
+		if (wait_ephemeral_reservations(s, bytes))
+			continue;
+		if (s->wb.reclaim && s->wb.reclaim(s->wb_opaque) > 0)
+			continue;
+		return -TMEM_E_FULL;
+	}
+}
+
+/**
+ * tmem_persistent_capacity() - persistent pages the store can always accept
+ * @s: store
+ *
+ * Counts room at the worst case per put, as if every ephemeral page were
+ * evicted: puts that stay within this number never fail for lack of room.
+ * A put lowers it by at most one; flushes and evictions never lower it.
+ */
+uint64_t tmem_persistent_capacity(struct tmem_store *s)
+{
+	struct zbud *z = &s->zbud;
+	uint64_t committed;
+
+	pthread_mutex_lock(&z->lock);
+	committed = s->fixed_bytes + z->reserved[TMEM_PERSISTENT] +
+		    (z->data_frames[TMEM_PERSISTENT] +
+		     z->slab_frames[TMEM_PERSISTENT]) * TMEM_PAGE_SIZE;
+	pthread_mutex_unlock(&z->lock);
+	if (committed >= s->cfg.limit_bytes)
+		return 0;
+	return (s->cfg.limit_bytes - committed) / PUT_WORST_BYTES;
+}
+
+/* ---- pools, buckets, objects ------------------------------------------ */
+
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
+static uint64_t oid_hash(const struct tmem_oid *oid)
+{
+	return mix64(oid->id[0] ^ mix64(oid->id[1] ^ mix64(oid->id[2])));
+}
+
+static struct tmem_pool *pool_get(struct tmem_store *s, uint32_t pool_id)
+{
+	struct tmem_pool *p;
+
+	if (pool_id >= s->cfg.max_pools)
+		return NULL;
+	p = atomic_load_explicit(&s->pools[pool_id], memory_order_acquire);
+	if (!p || !atomic_load_explicit(&p->alive, memory_order_acquire))
+		return NULL;
+	return p;
+}
+
+/**
+ * struct op - an op's place in the store, with its bucket locked
+ * @pool: target pool
+ * @b: stripe of the object, locked
+ * @chain: hash chain of the object in @b
+ * @kind: the pool's kind
+ */
+struct op {
+	struct tmem_pool *pool;
+	struct tmem_bucket *b;
+	unsigned int chain;
+	enum tmem_kind kind;
+};
+
+/* Lock the object's stripe; fails if the pool went away meanwhile. */
+static int op_lock(struct tmem_pool *p, const struct tmem_oid *oid,
+		   struct op *op)
+{
+	uint64_t h = oid_hash(oid);
+
+	op->pool = p;
+	op->kind = p->kind;
+	op->b = &p->bucket[h % POOL_BUCKETS];
+	op->chain = (unsigned int)((h / POOL_BUCKETS) % BUCKET_CHAINS);
+	pthread_mutex_lock(&op->b->lock);
+	if (!atomic_load_explicit(&p->alive, memory_order_acquire)) {
+		pthread_mutex_unlock(&op->b->lock);
+		return -TMEM_E_BAD_POOL;
+	}
+	return 0;
+}
+
+static void op_unlock(struct op *op)
+{
+	pthread_mutex_unlock(&op->b->lock);
+}
+
+static bool oid_equal(const struct tmem_oid *a, const struct tmem_oid *b)
+{
+	return a->id[0] == b->id[0] && a->id[1] == b->id[1] &&
+	       a->id[2] == b->id[2];
+}
+
+static struct tmem_object *object_find(const struct op *op,
+				       const struct tmem_oid *oid)
+{
+	struct tmem_object *obj;
+
+	for (obj = op->b->chain[op->chain]; obj; obj = obj->next)
+		if (oid_equal(&obj->oid, oid))
+			return obj;
+	return NULL;
+}
+
+static struct tmem_object *object_new(struct tmem_store *s, const struct op *op,
+				      const struct tmem_oid *oid)
+{
+	struct tmem_object *obj = tmem_cache_alloc(&s->objects[op->kind]);
+
+	if (!obj)
+		return NULL;
+	obj->oid = *oid;
+	obj->bucket = op->b;
+	obj->next = op->b->chain[op->chain];
+	op->b->chain[op->chain] = obj;
+	return obj;
+}
+
+static void object_unlink(struct tmem_object *obj)
+{
+	struct tmem_object **pp;
+
+	for (pp = &obj->bucket->chain[oid_hash(&obj->oid) / POOL_BUCKETS %
+				      BUCKET_CHAINS];
+	     *pp != obj; pp = &(*pp)->next)
+		;
+	*pp = obj->next;
+}
+
+static void object_free_if_empty(struct tmem_store *s,
+				 struct tmem_object *obj)
+{
+	if (obj->nr_pages)
+		return;
+	object_unlink(obj);
+	tmem_cache_free(&s->objects[obj->bucket->pool->kind], obj);
+}
+
+/* The fill list tracks ephemeral objects whose pages have no frame. */
+static void fill_list_update(struct tmem_store *s, struct tmem_object *obj,
+			     int delta)
+{
+	bool was = obj->nr_filled != 0;
+
+	obj->nr_filled += delta;
+	if (was == (obj->nr_filled != 0) ||
+	    obj->bucket->pool->kind != TMEM_EPHEMERAL)
+		return;
+	pthread_mutex_lock(&s->fill_lock);
+	if (!was) {
+		obj->fill_prev = NULL;
+		obj->fill_next = s->fill_head;
+		if (s->fill_head)
+			s->fill_head->fill_prev = obj;
+		else
+			s->fill_tail = obj;
+		s->fill_head = obj;
+	} else {
+		if (obj->fill_prev)
+			obj->fill_prev->fill_next = obj->fill_next;
+		else
+			s->fill_head = obj->fill_next;
+		if (obj->fill_next)
+			obj->fill_next->fill_prev = obj->fill_prev;
+		else
+			s->fill_tail = obj->fill_prev;
+	}
+	pthread_mutex_unlock(&s->fill_lock);
+}
+
+/* ---- entries ------------------------------------------------------------ */
+
+static struct radix_node *node_alloc(void *cache)
+{
+	return tmem_cache_alloc(cache);
+}
+
+static void node_free(void *cache, struct radix_node *node)
+{
+	tmem_cache_free(cache, node);
+}
+
+static struct radix_alloc node_allocator(struct tmem_store *s,
+					 enum tmem_kind kind)
+{
+	struct radix_alloc a = {
+		.alloc = node_alloc,
+		.free = node_free,
+		.opaque = &s->nodes[kind],
+	};
+
+	return a;
+}
+
+static struct zbud_handle entry_handle(const struct tmem_entry *e)
+{
+	struct zbud_handle h = { .frame = e->where, .buddy = e->buddy };
+
+	return h;
+}
+
+static bool entry_has_frame(const struct tmem_entry *e)
+{
+	return e->state == ENTRY_COMPRESSED || e->state == ENTRY_RAW;
+}
+
+static void entry_account(struct tmem_store *s, struct tmem_bucket *b,
+			  const struct tmem_entry *e, int sign)
+{
+	struct bucket_stats *st = &b->stats;
+
+	e->obj->nr_pages += sign;
+	st->stored_pages += sign;
+	switch (e->state) {
+	case ENTRY_COMPRESSED:
+		st->compressed_bytes += sign * (int64_t)e->size;
+		break;
+	case ENTRY_RAW:
+		st->raw_pages += sign;
+		break;
+	case ENTRY_FILLED:
+		if (e->where)
+			st->same_pages += sign;
+		else
+			st->zero_pages += sign;
+		fill_list_update(s, e->obj, sign);
+		break;
+	}
+}
+
+/*
+ * Free an entry already removed from its object's index.  Its buddy is
+ * detached under zbud->lock before the entry memory goes (see the top of
+ * this file); reclaim passes @detached when it has done that itself.
+ */
+static void entry_drop(struct tmem_store *s, struct tmem_bucket *b,
+		       struct tmem_entry *e, bool detached)
+{
+	if (entry_has_frame(e) && !detached) {
+		pthread_mutex_lock(&s->zbud.lock);
+		zbud_free_locked(&s->zbud, entry_handle(e));
+		pthread_mutex_unlock(&s->zbud.lock);
+	}
+	entry_account(s, b, e, -1);
+	tmem_cache_free(&s->entries[b->pool->kind], e);
+}
+
+/* Remove the page at @index of @obj; returns 1 if there was one. */
+static int page_remove(struct tmem_store *s, const struct op *op,
+		       struct tmem_object *obj, uint64_t index)
+{
+	struct radix_alloc a = node_allocator(s, op->kind);
+	struct radix_item *it = radix_delete(&obj->root, index, &a);
+
+	if (!it)
+		return 0;
+	entry_drop(s, op->b, (struct tmem_entry *)it, false);
+	object_free_if_empty(s, obj);
+	return 1;
+}
+
+struct drain_ctx {
+	struct tmem_store *s;
+	struct tmem_bucket *b;
+	uint64_t pages;
+};
+
+static void drain_one(struct radix_item *it, void *arg)
+{
+	struct drain_ctx *d = arg;
+
+	entry_drop(d->s, d->b, (struct tmem_entry *)it, false);
+	d->pages++;
+}
+
+/* Remove every page of @obj and the object itself; returns pages removed. */
+static uint64_t object_drain(struct tmem_store *s, struct tmem_bucket *b,
+			     struct tmem_object *obj)
+{
+	struct radix_alloc a = node_allocator(s, b->pool->kind);
+	struct drain_ctx d = { .s = s, .b = b, .pages = 0 };
+
+	radix_drain(&obj->root, &a, drain_one, &d);
+	object_free_if_empty(s, obj);
+	return d.pages;
+}
+
+/* ---- reclaim ------------------------------------------------------------ */
+
+/* Drop one owner of a frame under reclaim; returns 1 if it was still there. */
+static int reclaim_owner(struct tmem_store *s, uint32_t fn, unsigned int buddy,
+			 struct tmem_bucket *b)
+{
+	struct radix_alloc a = node_allocator(s, b->pool->kind);
+	struct tmem_object *obj;
+	struct tmem_entry *e;
+
+	pthread_mutex_lock(&b->lock);
+	pthread_mutex_lock(&s->zbud.lock);
+	e = s->zbud.desc[fn].owner[buddy];
+	s->zbud.desc[fn].owner[buddy] = NULL;
+	pthread_mutex_unlock(&s->zbud.lock);
+	if (e) {
+		obj = e->obj;
+		radix_delete(&obj->root, e->ri.index, &a);
+		b->stats.evicted_pages++;
+		entry_drop(s, b, e, true);
+		object_free_if_empty(s, obj);
+	}
+	pthread_mutex_unlock(&b->lock);
+	return e ? 1 : 0;
+}
+
+/* Reclaim the least recently filled ephemeral frame. */
+static long evict_ephemeral_frame(struct tmem_store *s)
+{
+	struct tmem_bucket *owner_bucket[2] = { NULL, NULL };
+	struct zbud *z = &s->zbud;
+	unsigned int i;
+	uint32_t fn;
+
+	pthread_mutex_lock(&z->lock);
+	fn = zbud_reclaim_start_locked(z, TMEM_EPHEMERAL);
+	if (fn != ZBUD_NIL)
+		for (i = 0; i < 2; i++)
+			if (z->desc[fn].owner[i])
+				owner_bucket[i] = z->desc[fn].owner[i]->obj->bucket;
+	pthread_mutex_unlock(&z->lock);
+	if (fn == ZBUD_NIL)
+		return 0;
+	for (i = 0; i < 2; i++)
+		if (owner_bucket[i])
+			reclaim_owner(s, fn, i, owner_bucket[i]);
+	pthread_mutex_lock(&z->lock);
+	zbud_reclaim_finish_locked(z, fn);
+	s->evicted_frames++;
+	pthread_mutex_unlock(&z->lock);
+	return 1;
+}
+
+/*
+ * With no ephemeral frame left, only filled ephemeral pages hold memory
+ * (their entries and index nodes): drop the oldest object that has some.
+ */
+static long evict_filled_object(struct tmem_store *s)
+{
+	struct tmem_object *obj;
+	struct tmem_oid oid;
+	struct op op;
+	uint64_t pages = 0;
+
+	pthread_mutex_lock(&s->fill_lock);
+	obj = s->fill_tail;
+	if (obj) {
+		oid = obj->oid;
+		op.b = obj->bucket;
+	}
+	pthread_mutex_unlock(&s->fill_lock);
+	if (!obj)
+		return 0;
+	op.kind = TMEM_EPHEMERAL;
+	op.chain = (unsigned int)(oid_hash(&oid) / POOL_BUCKETS % BUCKET_CHAINS);
+	pthread_mutex_lock(&op.b->lock);
+	obj = object_find(&op, &oid);
+	if (obj && obj->nr_filled) {
+		pages = object_drain(s, op.b, obj);
+		op.b->stats.evicted_pages += pages;
+	}
+	pthread_mutex_unlock(&op.b->lock);
+	/* Raced with a flush: the list changed, which is progress too. */
+	return pages ? (long)pages : 1;
+}
+
+/**
+ * evict_ephemeral() - free some ephemeral memory
+ * @s: store
+ *
+ * Return: > 0 if something was (or may have been) freed, 0 if the store
+ * holds no ephemeral page.
+ */
+static long evict_ephemeral(struct tmem_store *s)
+{
+	long n = evict_ephemeral_frame(s);
+
+	return n ? n : evict_filled_object(s);
+}
+
+/* ---- store --------------------------------------------------------------- */
+
+static uint64_t store_fixed_bytes(const struct tmem_store *s)
+{
+	return (uint64_t)s->zbud.nr_arenas * ZBUD_ARENA_FRAMES *
+	       sizeof(struct zframe) +
+	       (uint64_t)s->cfg.max_pools *
+	       (sizeof(struct tmem_pool) + sizeof(*s->pools)) +
+	       sizeof(*s);
+}
+
+/**
+ * tmem_store_create() - make an empty store
+ * @cfg: settings (see struct tmem_config)
+ * @out: the new store
+ *
+ * Charges up front what the store may need besides frames: the frame
+ * descriptors and max_pools pool structures, so that creating a pool later
+ * never lowers tmem_persistent_capacity().
+ *
+ * Return: 0, -TMEM_E_INVAL for bad settings (or a limit too small for
+ * max_pools), -TMEM_E_NOMEM.
+ */
+int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out)
+{
+	struct tmem_store *s;
+	int k;
+
+	if (!cfg || !out || !config_valid(cfg))
+		return -TMEM_E_INVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -TMEM_E_NOMEM;
+	s->cfg = *cfg;
+	s->max_frames = cfg->limit_bytes / TMEM_PAGE_SIZE + ZBUD_DIRTY_MAX;
+	if (zbud_init(&s->zbud, s->max_frames)) {
+		free(s);
+		return -TMEM_E_NOMEM;
+	}
+	s->pools = calloc(cfg->max_pools, sizeof(*s->pools));
+	if (!s->pools) {
+		zbud_fini(&s->zbud);
+		free(s);
+		return -TMEM_E_NOMEM;
+	}
+	s->fixed_bytes = store_fixed_bytes(s);
+	if (s->fixed_bytes + PUT_WORST_BYTES > cfg->limit_bytes) {
+		tmem_store_destroy(s);
+		return -TMEM_E_INVAL;
+	}
+	for (k = 0; k < TMEM_NR_KINDS; k++) {
+		tmem_cache_init(&s->entries[k], &s->zbud,
+				sizeof(struct tmem_entry), k);
+		tmem_cache_init(&s->objects[k], &s->zbud,
+				sizeof(struct tmem_object), k);
+		tmem_cache_init(&s->nodes[k], &s->zbud,
+				sizeof(struct radix_node), k);
+	}
+	pthread_mutex_init(&s->pools_lock, NULL);
+	pthread_mutex_init(&s->fill_lock, NULL);
+	*out = s;
+	return 0;
+}
+
+/**
+ * tmem_store_destroy() - free a store and everything in it
+ * @s: store (NULL is ignored); no other call may be in progress
+ */
+void tmem_store_destroy(struct tmem_store *s)
+{
+	uint32_t i, j;
+	int k;
+
+	if (!s)
+		return;
+	for (i = 0; s->pools && i < s->cfg.max_pools; i++) {
+		struct tmem_pool *p = atomic_load(&s->pools[i]);
+
+		if (!p)
+			continue;
+		for (j = 0; j < POOL_BUCKETS; j++)
+			pthread_mutex_destroy(&p->bucket[j].lock);
+		free(p);
+	}
+	free(s->pools);
+	if (s->fixed_bytes) {
+		for (k = 0; k < TMEM_NR_KINDS; k++) {
+			tmem_cache_fini(&s->entries[k]);
+			tmem_cache_fini(&s->objects[k]);
+			tmem_cache_fini(&s->nodes[k]);
+		}
+		pthread_mutex_destroy(&s->pools_lock);
+		pthread_mutex_destroy(&s->fill_lock);
+	}
+	zbud_fini(&s->zbud);
+	free(s);
+}
+
+/**
+ * tmem_store_set_writeback() - install the hook that frees persistent
+ *				frames when the store is full
+ * @s: store
+ * @ops: hook, or NULL to remove it
+ * @opaque: its argument
+ *
+ * Call before the store is shared between threads.
+ */
+void tmem_store_set_writeback(struct tmem_store *s,
+			      const struct tmem_writeback_ops *ops,
+			      void *opaque)
+{
+	if (!s)
+		return;
+	if (ops)
+		s->wb = *ops;
+	else
+		memset(&s->wb, 0, sizeof(s->wb));
+	s->wb_opaque = opaque;
+}
+
+/* ---- pools --------------------------------------------------------------- */
+
+static struct tmem_pool *pool_alloc(uint32_t id)
+{
+	struct tmem_pool *p = calloc(1, sizeof(*p));
+	unsigned int i;
+
+	if (!p)
+		return NULL;
+	p->id = id;
+	for (i = 0; i < POOL_BUCKETS; i++) {
+		pthread_mutex_init(&p->bucket[i].lock, NULL);
+		p->bucket[i].pool = p;
+	}
+	return p;
+}
+
+static int pool_find_shared_locked(struct tmem_store *s,
+				   const struct tmem_uuid *uuid)
+{
+	uint32_t i;
+
+	for (i = 0; i < s->cfg.max_pools; i++) {
+		struct tmem_pool *p = atomic_load(&s->pools[i]);
+
+		if (p && atomic_load(&p->alive) && p->shared &&
+		    !memcmp(&p->uuid, uuid, sizeof(*uuid)))
+			return (int)i;
+	}
+	return -1;
+}
+
+static int pool_free_slot_locked(struct tmem_store *s)
+{
+	uint32_t i;
+
+	for (i = 0; i < s->cfg.max_pools; i++) {
+		struct tmem_pool *p = atomic_load(&s->pools[i]);
+
+		if (!p) {
+			p = pool_alloc(i);
+			if (!p)
+				return -TMEM_E_NOMEM;
+			atomic_store_explicit(&s->pools[i], p,
+					      memory_order_release);
+			return (int)i;
+		}
+		if (!atomic_load(&p->alive))
+			return (int)i;
+	}
+	return -TMEM_E_NO_POOLS;
+}
+
+/**
+ * tmem_new_pool() - create a pool, or join a shared one
+ * @s: store
+ * @flags: TMEM_POOL_PERSISTENT, TMEM_POOL_SHARED
+ * @uuid: the shared pool's UUID (TMEM_POOL_SHARED only, else NULL)
+ *
+ * A second call with the same UUID returns the same pool and takes a
+ * reference; destroy_pool drops one.
+ *
+ * Return: the pool id, or -TMEM_E_INVAL, -TMEM_E_NO_POOLS,
+ * -TMEM_E_UUID_KIND (the UUID names a pool of the other kind),
+ * -TMEM_E_NOMEM.
+ */
+int tmem_new_pool(struct tmem_store *s, unsigned int flags,
+		  const struct tmem_uuid *uuid)
+{
+	enum tmem_kind kind = (flags & TMEM_POOL_PERSISTENT) ?
+			      TMEM_PERSISTENT : TMEM_EPHEMERAL;
+	bool shared = flags & TMEM_POOL_SHARED;
+	struct tmem_pool *p;
+	int id;
+
+	if (!s || (flags & ~(TMEM_POOL_PERSISTENT | TMEM_POOL_SHARED)) ||
+	    shared != (uuid != NULL))
+		return -TMEM_E_INVAL;
+	pthread_mutex_lock(&s->pools_lock);
+	id = shared ? pool_find_shared_locked(s, uuid) : -1;
+	if (id >= 0) {
+		p = atomic_load(&s->pools[id]);
+		if (p->kind != kind) {
+			id = -TMEM_E_UUID_KIND;
+		} else {
+			p->refs++;
+		}
+		goto out;
+	}
+	id = pool_free_slot_locked(s);
+	if (id < 0)
+		goto out;
+	p = atomic_load(&s->pools[id]);
+	p->kind = kind;
+	p->shared = shared;
+	p->refs = 1;
+	if (shared)
+		p->uuid = *uuid;
+	else
+		memset(&p->uuid, 0, sizeof(p->uuid));
+	atomic_store_explicit(&p->alive, 1, memory_order_release);
+out:
+	pthread_mutex_unlock(&s->pools_lock);
+	return id;
+}
+
+static void stats_add(struct bucket_stats *dst, const struct bucket_stats *src)
+{
+	const uint64_t *a = (const uint64_t *)src;
+	uint64_t *d = (uint64_t *)dst;
+	size_t i;
+
+	for (i = 0; i < sizeof(*dst) / sizeof(uint64_t); i++)
+		d[i] += a[i];
+}
+
+/* Empty every bucket of @p; returns pages removed. */
+static uint64_t pool_flush_all(struct tmem_store *s, struct tmem_pool *p,
+			       bool retire)
+{
+	uint64_t pages = 0;
+	unsigned int i, c;
+
+	for (i = 0; i < POOL_BUCKETS; i++) {
+		struct tmem_bucket *b = &p->bucket[i];
+		uint64_t n = 0;
+
+		pthread_mutex_lock(&b->lock);
+		for (c = 0; c < BUCKET_CHAINS; c++)
+			while (b->chain[c])
+				n += object_drain(s, b, b->chain[c]);
+		b->stats.flushed_pages += n;
+		pages += n;
+		if (retire) {
+			stats_add(&s->retired[p->kind], &b->stats);
+			memset(&b->stats, 0, sizeof(b->stats));
+		}
+		pthread_mutex_unlock(&b->lock);
+	}
+	return pages;
+}
+
+/**
+ * tmem_destroy_pool() - drop a reference to a pool; the last one empties
+ *			 and frees the pool id
+ * @s: store
+ * @pool_id: pool
+ * @flushed: if not NULL, set to the pages removed
+ *
+ * Return: 0, or -TMEM_E_INVAL, -TMEM_E_BAD_POOL.
+ */
+int tmem_destroy_pool(struct tmem_store *s, uint32_t pool_id,
+		      uint64_t *flushed)
+{
+	struct tmem_pool *p;
+	uint64_t pages = 0;
+	int ret = 0;
+
+	if (!s)
+		return -TMEM_E_INVAL;
+	pthread_mutex_lock(&s->pools_lock);
+	p = pool_get(s, pool_id);
+	if (!p) {
+		ret = -TMEM_E_BAD_POOL;
+	} else if (--p->refs == 0) {
+		atomic_store_explicit(&p->alive, 0, memory_order_release);
+		pages = pool_flush_all(s, p, true);
+	}
+	pthread_mutex_unlock(&s->pools_lock);
+	if (flushed)
+		*flushed = pages;
+	return ret;
+}
+
+/**
+ * tmem_pool_kind() - kind of a pool
+ * @s: store
+ * @pool_id: pool
+ *
+ * Return: TMEM_EPHEMERAL or TMEM_PERSISTENT, or -TMEM_E_BAD_POOL.
+ */
+int tmem_pool_kind(struct tmem_store *s, uint32_t pool_id)
+{
+	struct tmem_pool *p = s ? pool_get(s, pool_id) : NULL;
+
+	return p ? (int)p->kind : -TMEM_E_BAD_POOL;
+}
+
+/**
+ * tmem_flush_pool() - remove every page of a pool
+ * @s: store
+ * @pool_id: pool
+ * @flushed: if not NULL, set to the pages removed
+ *
+ * Return: 0, or -TMEM_E_INVAL, -TMEM_E_BAD_POOL.
+ */
+int tmem_flush_pool(struct tmem_store *s, uint32_t pool_id, uint64_t *flushed)
+{
+	struct tmem_pool *p;
+	uint64_t pages;
+
+	if (!s)
+		return -TMEM_E_INVAL;
+	p = pool_get(s, pool_id);
+	if (!p)
+		return -TMEM_E_BAD_POOL;
+	pages = pool_flush_all(s, p, false);
+	if (flushed)
+		*flushed = pages;
+	return 0;
+}
+
+/* ---- pages --------------------------------------------------------------- */
+
+/**
+ * struct page_data - a page ready to be stored
+ * @state: ENTRY_COMPRESSED, ENTRY_RAW or ENTRY_FILLED
+ * @data: bytes to copy into the frame (compressed or raw)
+ * @size: their length
+ * @pattern: fill word (ENTRY_FILLED)
+ */
+struct page_data {
+	enum entry_state state;
+	const uint8_t *data;
+	unsigned int size;
+	uint32_t pattern;
+};
+
+/*
+ * Decide how a page is stored, compressing it straight from the caller's
+ * buffer into this thread's scratch buffer.  No lock is held.
+ */
+static int page_prepare(struct tmem_store *s, enum tmem_kind kind,
+			const struct iovec *iov, int iovcnt,
+			struct page_data *pd)
+{
+	const uint8_t *src = pageio_source(iov, iovcnt, tls_bounce);
+	int clen = 0;
+
+	memset(pd, 0, sizeof(*pd));
+	if (pageio_same_filled(src, &pd->pattern)) {
+		pd->state = ENTRY_FILLED;
+		return 0;
+	}
+	if (s->cfg.compressor == TMEM_COMP_LZ4)
+		clen = LZ4_compress_fast((const char *)src, (char *)tls_cbuf,
+					 TMEM_PAGE_SIZE,
+					 (int)s->cfg.max_compressed,
+					 s->cfg.lz4_acceleration);
+	if (clen > 0) {
+		pd->state = ENTRY_COMPRESSED;
+		pd->data = tls_cbuf;
+		pd->size = (unsigned int)clen;
+		return 0;
+	}
+	if (kind == TMEM_EPHEMERAL && s->cfg.compressor == TMEM_COMP_LZ4)
+		return -TMEM_E_INCOMPRESSIBLE;
+	pd->state = ENTRY_RAW;
+	pd->data = src;
+	pd->size = TMEM_PAGE_SIZE;
+	return 0;
+}
+
+/* Make a new entry for @pd at @index of @obj; it owns its buddy on return. */
+static struct tmem_entry *entry_new(struct tmem_store *s, const struct op *op,
+				    struct tmem_object *obj, uint64_t index,
+				    const struct page_data *pd)
+{
+	struct tmem_entry *e = tmem_cache_alloc(&s->entries[op->kind]);
+	struct zbud_handle h;
+	int ret;
+
+	if (!e)
+		return NULL;
+	e->ri.index = index;
+	e->obj = obj;
+	e->state = (uint8_t)pd->state;
+	if (pd->state == ENTRY_FILLED) {
+		e->where = pd->pattern;
+		return e;
+	}
+	pthread_mutex_lock(&s->zbud.lock);
+	ret = zbud_alloc_locked(&s->zbud, op->kind, pd->size, e, &h);
+	if (!ret)
+		memcpy(zbud_buddy_addr(&s->zbud, h, pd->size), pd->data,
+		       pd->size);
+	pthread_mutex_unlock(&s->zbud.lock);
+	if (ret) {
+		tmem_cache_free(&s->entries[op->kind], e);
+		return NULL;
+	}
+	e->where = h.frame;
+	e->buddy = h.buddy;
+	e->size = (uint16_t)pd->size;
+	return e;
+}
+
+static unsigned int entry_size(const struct tmem_entry *e)
+{
+	return e->size;
+}
+
+/* Undo entry_new() for an entry that never made it into the index. */
+static void entry_discard(struct tmem_store *s, const struct op *op,
+			  struct tmem_entry *e)
+{
+	if (entry_has_frame(e)) {
+		pthread_mutex_lock(&s->zbud.lock);
+		zbud_free_locked(&s->zbud, entry_handle(e));
+		pthread_mutex_unlock(&s->zbud.lock);
+	}
+	tmem_cache_free(&s->entries[op->kind], e);
+}
+
+/* The put itself, under the bucket lock.  On failure the old page is gone. */
+static int put_locked(struct tmem_store *s, const struct op *op,
+		      const struct tmem_oid *oid, uint64_t index,
+		      const struct page_data *pd, bool *replaced)
+{
+	struct radix_alloc a = node_allocator(s, op->kind);
+	struct tmem_object *obj = object_find(op, oid);
+	struct radix_item *old;
+	struct tmem_entry *e;
+
+	if (!obj) {
+		obj = object_new(s, op, oid);
+		if (!obj)
+			return -TMEM_E_NOMEM;
+	}
+	e = entry_new(s, op, obj, index, pd);
+	if (!e)
+		goto fail;
+	if (radix_insert(&obj->root, &e->ri, &a, &old)) {
+		entry_discard(s, op, e);
+		goto fail;
+	}
+	entry_account(s, op->b, e, 1);
+	if (old) {
+		entry_drop(s, op->b, (struct tmem_entry *)old, false);
+		*replaced = true;
+	}
+	return 0;
+fail:
+	if (!page_remove(s, op, obj, index))
+		object_free_if_empty(s, obj);
+	return -TMEM_E_NOMEM;
+}
+
+/* A put that cannot store its page still removes the older one. */
+static void put_refused(struct tmem_store *s, struct tmem_pool *p,
+			const struct tmem_oid *oid, uint64_t index, int err)
+{
+	struct tmem_object *obj;
+	struct op op;
+
+	if (op_lock(p, oid, &op))
+		return;
+	op.b->stats.puts++;
+	if (err == -TMEM_E_FULL)
+		op.b->stats.reject_full++;
+	else if (err == -TMEM_E_INCOMPRESSIBLE)
+		op.b->stats.reject_incompressible++;
+	else
+		op.b->stats.reject_nomem++;
+	obj = object_find(&op, oid);
+	if (obj)
+		page_remove(s, &op, obj, index);
+	op_unlock(&op);
+}
+
+/**
+ * tmem_put() - store a page, replacing any page at the same key
+ * @s: store
+ * @pool_id: pool
+ * @oid: object id
+ * @index: page index
+ * @iov: the page, exactly TMEM_PAGE_SIZE bytes in 1..TMEM_MAX_IOV pieces
+ * @iovcnt: pieces
+ * @replaced: if not NULL, set to whether an older page was replaced
+ *
+ * The replacement is atomic: a later get returns the new page or, when
+ * this put fails, misses; never the old page.  A persistent put fails only
+ * when the store is full (see tmem_persistent_capacity()).
+ *
+ * Return: 0, or -TMEM_E_INVAL, -TMEM_E_IOV, -TMEM_E_BAD_POOL,
+ * -TMEM_E_FULL, -TMEM_E_INCOMPRESSIBLE (ephemeral only), -TMEM_E_NOMEM.
+ */
+int tmem_put(struct tmem_store *s, uint32_t pool_id,
+	     const struct tmem_oid *oid, uint64_t index,
+	     const struct iovec *iov, int iovcnt, bool *replaced)
+{
+	struct page_data pd;
+	struct tmem_pool *p;
+	uint64_t need;
+	bool dummy;
+	struct op op;
+	int ret;
+
+	if (!replaced)
+		replaced = &dummy;
+	*replaced = false;
+	if (!s || !oid)
+		return -TMEM_E_INVAL;
+	if (!pageio_valid(iov, iovcnt))
+		return -TMEM_E_IOV;
+	p = pool_get(s, pool_id);
+	if (!p)
+		return -TMEM_E_BAD_POOL;
+	ret = page_prepare(s, p->kind, iov, iovcnt, &pd);
+	need = PUT_WORST_BYTES;
+	if (pd.state == ENTRY_FILLED)
+		need -= TMEM_PAGE_SIZE;
+	if (!ret)
+		ret = reserve_room(s, p->kind, need);
+	if (ret) {
+		put_refused(s, p, oid, index, ret);
+		return ret;
+	}
+	ret = op_lock(p, oid, &op);
+	if (!ret) {
+		op.b->stats.puts++;
+		ret = put_locked(s, &op, oid, index, &pd, replaced);
+		if (ret)
+			op.b->stats.reject_nomem++;
+		op_unlock(&op);
+	}
+	release_reservation(s, p->kind, need);
+	return ret;
+}
+
+/**
+ * struct page_copy - what a get took out of the store under the lock
+ * @state: how the page was stored
+ * @size: compressed bytes in tls_cbuf (ENTRY_COMPRESSED)
+ * @pattern: fill word (ENTRY_FILLED)
+ */
+struct page_copy {
+	enum entry_state state;
+	unsigned int size;
+	uint32_t pattern;
+};
+
+/* Under the bucket lock: copy the page out of its frame (raw pages go
+ * straight to the caller, compressed ones to the scratch buffer).
+ */
+static void page_copy_locked(struct tmem_store *s, const struct tmem_entry *e,
+			     const struct iovec *iov, int iovcnt,
+			     struct page_copy *pc)
+{
+	const uint8_t *src;
+
+	pc->state = e->state;
+	pc->size = entry_size(e);
+	pc->pattern = e->where;
+	if (!entry_has_frame(e))
+		return;
+	src = zbud_buddy_addr(&s->zbud, entry_handle(e), pc->size);
+	if (e->state == ENTRY_RAW)
+		pageio_scatter(iov, iovcnt, src);
+	else
+		memcpy(tls_cbuf, src, pc->size);
+}
+
+static int page_finish(const struct iovec *iov, int iovcnt,
+		       const struct page_copy *pc)
+{
+	uint8_t *dst;
+	int n;
+
+	if (pc->state == ENTRY_FILLED) {
+		pageio_fill(iov, iovcnt, pc->pattern);
+		return 0;
+	}
+	if (pc->state == ENTRY_RAW)
+		return 0;
+	dst = pageio_dest(iov, iovcnt, tls_bounce);
+	n = LZ4_decompress_safe((const char *)tls_cbuf, (char *)dst,
+				(int)pc->size, TMEM_PAGE_SIZE);
+	if (n != TMEM_PAGE_SIZE)
+		return -TMEM_E_IO;
+	pageio_scatter(iov, iovcnt, dst);
+	return 0;
+}
+
+static int lookup_locked(const struct op *op, const struct tmem_oid *oid,
+			 uint64_t index, struct tmem_object **objp,
+			 struct tmem_entry **ep)
+{
+	*objp = object_find(op, oid);
+	*ep = *objp ? (struct tmem_entry *)radix_lookup(&(*objp)->root,
+							 index) : NULL;
+	return *ep ? 0 : -TMEM_E_NOT_FOUND;
+}
+
+/**
+ * tmem_get() - copy a page out
+ * @s: store
+ * @pool_id: pool
+ * @oid: object id
+ * @index: page index
+ * @iov: destination, exactly TMEM_PAGE_SIZE bytes in 1..TMEM_MAX_IOV pieces
+ * @iovcnt: pieces
+ * @flags: TMEM_GET_EXCLUSIVE removes the page once copied
+ *
+ * Return: 0, or -TMEM_E_INVAL, -TMEM_E_IOV, -TMEM_E_BAD_POOL,
+ * -TMEM_E_NOT_FOUND, -TMEM_E_IO (stored data does not decompress; the
+ * destination is then undefined).
+ */
+int tmem_get(struct tmem_store *s, uint32_t pool_id,
+	     const struct tmem_oid *oid, uint64_t index,
+	     const struct iovec *iov, int iovcnt, unsigned int flags)
+{
+	struct tmem_object *obj;
+	struct page_copy pc;
+	struct tmem_entry *e;
+	struct tmem_pool *p;
+	struct op op;
+	int ret;
+
+	if (!s || !oid || (flags & ~TMEM_GET_EXCLUSIVE))
+		return -TMEM_E_INVAL;
+	if (!pageio_valid(iov, iovcnt))
+		return -TMEM_E_IOV;
+	p = pool_get(s, pool_id);
+	if (!p)
+		return -TMEM_E_BAD_POOL;
+	ret = op_lock(p, oid, &op);
+	if (ret)
+		return ret;
+	op.b->stats.gets++;
+	ret = lookup_locked(&op, oid, index, &obj, &e);
+	if (!ret) {
+		op.b->stats.hits++;
+		page_copy_locked(s, e, iov, iovcnt, &pc);
+		if (flags & TMEM_GET_EXCLUSIVE)
+			page_remove(s, &op, obj, index);
+	}
+	op_unlock(&op);
+	return ret ? ret : page_finish(iov, iovcnt, &pc);
+}
+
+/**
+ * tmem_flush_page() - remove a page
+ * @s: store
+ * @pool_id: pool
+ * @oid: object id
+ * @index: page index
+ *
+ * Return: 1 if a page was removed, 0 if there was none, or -TMEM_E_INVAL,
+ * -TMEM_E_BAD_POOL.
+ */
+int tmem_flush_page(struct tmem_store *s, uint32_t pool_id,
+		    const struct tmem_oid *oid, uint64_t index)
+{
+	struct tmem_object *obj;
+	struct tmem_pool *p;
+	struct op op;
+	int ret;
+
+	if (!s || !oid)
+		return -TMEM_E_INVAL;
+	p = pool_get(s, pool_id);
+	if (!p)
+		return -TMEM_E_BAD_POOL;
+	ret = op_lock(p, oid, &op);
+	if (ret)
+		return ret;
+	op.b->stats.flushes++;
+	obj = object_find(&op, oid);
+	ret = obj ? page_remove(s, &op, obj, index) : 0;
+	op.b->stats.flushed_pages += (uint64_t)ret;
+	op_unlock(&op);
+	return ret;
+}
+
+/**
+ * tmem_flush_object() - remove every page of an object
+ * @s: store
+ * @pool_id: pool
+ * @oid: object id
+ * @flushed: if not NULL, set to the pages removed
+ *
+ * Takes time proportional to the object's pages, not the pool's.
+ *
+ * Return: 0, or -TMEM_E_INVAL, -TMEM_E_BAD_POOL.
+ */
+int tmem_flush_object(struct tmem_store *s, uint32_t pool_id,
+		      const struct tmem_oid *oid, uint64_t *flushed)
+{
+	struct tmem_object *obj;
+	struct tmem_pool *p;
+	uint64_t pages = 0;
+	struct op op;
+	int ret;
+
+	if (!s || !oid)
+		return -TMEM_E_INVAL;
+	p = pool_get(s, pool_id);
+	if (!p)
+		return -TMEM_E_BAD_POOL;
+	ret = op_lock(p, oid, &op);
+	if (ret)
+		return ret;
+	op.b->stats.flush_objects++;
+	obj = object_find(&op, oid);
+	if (obj)
+		pages = object_drain(s, op.b, obj);
+	op.b->stats.flushed_pages += pages;
+	op_unlock(&op);
+	if (flushed)
+		*flushed = pages;
+	return 0;
+}
+
+/* ---- statistics ---------------------------------------------------------- */
+
+static void kind_stats_add(struct tmem_kind_stats *k,
+			   const struct bucket_stats *b)
+{
+	k->puts += b->puts;
+	k->gets += b->gets;
+	k->hits += b->hits;
+	k->flushes += b->flushes;
+	k->flush_objects += b->flush_objects;
+	k->flushed_pages += b->flushed_pages;
+	k->stored_pages += b->stored_pages;
+	k->zero_pages += b->zero_pages;
+	k->same_pages += b->same_pages;
+	k->raw_pages += b->raw_pages;
+	k->compressed_bytes += b->compressed_bytes;
+	k->evicted_pages += b->evicted_pages;
+	k->reject_full += b->reject_full;
+	k->reject_incompressible += b->reject_incompressible;
+	k->reject_nomem += b->reject_nomem;
+}
+
+static void pool_stats_add(struct tmem_pool *p, struct tmem_stats *st)
+{
+	unsigned int i;
+
+	for (i = 0; i < POOL_BUCKETS; i++) {
+		pthread_mutex_lock(&p->bucket[i].lock);
+		kind_stats_add(&st->kind[p->kind], &p->bucket[i].stats);
+		pthread_mutex_unlock(&p->bucket[i].lock);
+	}
+}
+
+/**
+ * tmem_get_stats() - snapshot the counters
+ * @s: store
+ * @st: filled in; counters of different stripes are read one stripe at a
+ *	time, so a snapshot taken under load is not atomic as a whole
+ */
+void tmem_get_stats(struct tmem_store *s, struct tmem_stats *st)
+{
+	struct zbud *z = &s->zbud;
+	uint32_t i;
+	int k;
+
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&s->pools_lock);
+	for (k = 0; k < TMEM_NR_KINDS; k++)
+		kind_stats_add(&st->kind[k], &s->retired[k]);
+	for (i = 0; i < s->cfg.max_pools; i++) {
+		struct tmem_pool *p = atomic_load(&s->pools[i]);
+
+		if (!p)
+			continue;
+		if (atomic_load(&p->alive))
+			st->pools++;
+		pool_stats_add(p, st);
+	}
+	pthread_mutex_unlock(&s->pools_lock);
+
+	pthread_mutex_lock(&z->lock);
+	for (k = 0; k < TMEM_NR_KINDS; k++) {
+		st->kind[k].frames = z->data_frames[k];
+		st->kind[k].meta_frames = z->slab_frames[k];
+	}
+	st->kind[TMEM_EPHEMERAL].evicted_frames = s->evicted_frames;
+	st->limit_bytes = s->cfg.limit_bytes;
+	st->used_bytes = used_bytes_locked(s);
+	st->meta_bytes = s->fixed_bytes +
+			 (z->slab_frames[0] + z->slab_frames[1]) *
+			 TMEM_PAGE_SIZE;
+	st->arenas = z->arenas_mapped;
+	pthread_mutex_unlock(&z->lock);
+	st->persistent_capacity = tmem_persistent_capacity(s);
+}

@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * tmem.h - host-side transcendent memory store.
+ *
+ * A store holds pages for the pools of one virtual device: ephemeral pools
+ * (clean page cache: the store may drop their pages) and persistent pools
+ * (swap: a page stays until it is flushed).  Pages are compressed with LZ4
+ * and packed two per 4 KiB pageframe by a zbud allocator; zero- and
+ * same-filled pages cost only metadata.  Everything the store allocates,
+ * pageframes and metadata alike, is charged against one memory limit.
+ *
+ * All entry points are thread-safe and return 0 (or a non-negative value)
+ * on success and a negative TMEM_E* code on failure; none aborts on bad
+ * input.
+ */
+#ifndef TMEM_H
+#define TMEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TMEM_PAGE_SIZE		4096u
+#define TMEM_MAX_IOV		1024	/* pieces one page may come in */
+
+/* Error codes (returned negated). */
+enum tmem_error {
+	TMEM_E_INVAL = 1,	/* NULL pointer, unknown flag, bad config */
+	TMEM_E_BAD_POOL,	/* no pool with that id */
+	TMEM_E_NOT_FOUND,	/* get: no such page */
+	TMEM_E_IOV,		/* iovec does not describe exactly one page */
+	TMEM_E_FULL,		/* limit reached and nothing could be reclaimed */
+	TMEM_E_INCOMPRESSIBLE,	/* ephemeral page compresses too poorly */
+	TMEM_E_NO_POOLS,	/* max_pools pools exist */
+	TMEM_E_UUID_KIND,	/* shared UUID exists with another pool kind */
+	TMEM_E_NOMEM,		/* the host itself is out of memory */
+	TMEM_E_IO,		/* stored data unreadable (corrupt or I/O) */
+	TMEM_E__MAX
+};
+
+enum tmem_compressor {
+	TMEM_COMP_LZ4 = 0,
+	TMEM_COMP_NONE,
+};
+
+/* Pool flags */
+#define TMEM_POOL_PERSISTENT	(1u << 0)
+#define TMEM_POOL_SHARED	(1u << 1)
+
+/* Get flags */
+#define TMEM_GET_EXCLUSIVE	(1u << 0)
+
+enum tmem_kind {
+	TMEM_EPHEMERAL = 0,
+	TMEM_PERSISTENT = 1,
+	TMEM_NR_KINDS
+};
+
+/**
+ * struct tmem_config - store settings
+ * @limit_bytes: pageframes plus metadata may not exceed this (>= 1 MiB)
+ * @compressor: TMEM_COMP_LZ4 or TMEM_COMP_NONE
+ * @lz4_acceleration: LZ4_compress_fast() acceleration, 1..65537
+ * @max_compressed: a page compressing to more bytes than this is
+ *		    incompressible: stored raw (persistent) or refused
+ *		    (ephemeral); 64..4096
+ * @max_pools: pools that may exist at once, 1..TMEM_MAX_POOLS
+ */
+struct tmem_config {
+	uint64_t limit_bytes;
+	enum tmem_compressor compressor;
+	int lz4_acceleration;
+	unsigned int max_compressed;
+	unsigned int max_pools;
+};
+
+#define TMEM_MAX_POOLS		4096u
+#define TMEM_MIN_LIMIT		(1ull << 20)
+
+struct tmem_uuid {
+	uint8_t b[16];
+};
+
+struct tmem_oid {
+	uint64_t id[3];
+};
+
+/**
+ * struct tmem_kind_stats - counters of one pool kind
+ * @puts: put calls
+ * @gets: get calls
+ * @hits: gets that found their page
+ * @flushes: flush_page calls
+ * @flush_objects: flush_object calls
+ * @flushed_pages: pages removed by flushes, pool flushes and destroys
+ * @stored_pages: pages held now
+ * @zero_pages: of @stored_pages, zero-filled (metadata only)
+ * @same_pages: of @stored_pages, filled with one non-zero word
+ * @raw_pages: of @stored_pages, stored uncompressed in a frame of their own
+ * @compressed_bytes: compressed bytes of the pages held in frames
+ * @frames: pageframes holding pages of this kind
+ * @meta_frames: pageframes holding metadata of this kind
+ * @evicted_pages: pages dropped to make room (ephemeral only)
+ * @evicted_frames: frames reclaimed to make room (ephemeral only)
+ * @reject_full: puts refused for lack of room
+ * @reject_incompressible: puts refused as incompressible (ephemeral only)
+ * @reject_nomem: puts refused because the host was out of memory
+ */
+struct tmem_kind_stats {
+	uint64_t puts, gets, hits, flushes, flush_objects, flushed_pages;
+	uint64_t stored_pages, zero_pages, same_pages, raw_pages;
+	uint64_t compressed_bytes, frames, meta_frames;
+	uint64_t evicted_pages, evicted_frames;
+	uint64_t reject_full, reject_incompressible, reject_nomem;
+};
+
+/**
+ * struct tmem_stats - a snapshot of the store's counters
+ * @kind: per pool kind
+ * @limit_bytes: configured limit
+ * @used_bytes: bytes charged against the limit now
+ * @meta_bytes: of @used_bytes, metadata (frames of metadata, descriptors,
+ *		pool tables)
+ * @pools: pools that exist
+ * @arenas: mapped arenas
+ * @persistent_capacity: tmem_persistent_capacity() at snapshot time
+ */
+struct tmem_stats {
+	struct tmem_kind_stats kind[TMEM_NR_KINDS];
+	uint64_t limit_bytes, used_bytes, meta_bytes;
+	uint64_t pools, arenas, persistent_capacity;
+};
+
+/**
+ * struct tmem_writeback_ops - where persistent frames go when RAM is full
+ * @reclaim: free at least one persistent pageframe (by writing it back);
+ *	     return the number of frames freed, 0 if none could be.  Called
+ *	     with no store lock held.
+ */
+struct tmem_writeback_ops {
+	int (*reclaim)(void *opaque);
+};
+
+struct tmem_store;
+
+void tmem_config_default(struct tmem_config *cfg);
+int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out);
+void tmem_store_destroy(struct tmem_store *s);
+void tmem_store_set_writeback(struct tmem_store *s,
+			      const struct tmem_writeback_ops *ops,
+			      void *opaque);
+
+int tmem_new_pool(struct tmem_store *s, unsigned int flags,
+		  const struct tmem_uuid *uuid);
+int tmem_destroy_pool(struct tmem_store *s, uint32_t pool_id,
+		      uint64_t *flushed);
+int tmem_pool_kind(struct tmem_store *s, uint32_t pool_id);
+
+int tmem_put(struct tmem_store *s, uint32_t pool_id,
+	     const struct tmem_oid *oid, uint64_t index,
+	     const struct iovec *iov, int iovcnt, bool *replaced);
+int tmem_get(struct tmem_store *s, uint32_t pool_id,
+	     const struct tmem_oid *oid, uint64_t index,
+	     const struct iovec *iov, int iovcnt, unsigned int flags);
+int tmem_flush_page(struct tmem_store *s, uint32_t pool_id,
+		    const struct tmem_oid *oid, uint64_t index);
+int tmem_flush_object(struct tmem_store *s, uint32_t pool_id,
+		      const struct tmem_oid *oid, uint64_t *flushed);
+int tmem_flush_pool(struct tmem_store *s, uint32_t pool_id,
+		    uint64_t *flushed);
+
+uint64_t tmem_persistent_capacity(struct tmem_store *s);
+void tmem_get_stats(struct tmem_store *s, struct tmem_stats *st);
+const char *tmem_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TMEM_H */

@@ -1,0 +1,486 @@
+// SPDX-License-Identifier: BSD-3-Clause
+/*
+ * zbud.c - pageframe space and buddy allocator of a tmem store.
+ *
+ * At most two compressed pages share a frame, so a frame's contents are
+ * freed by removing at most two entries: reclaim is cheap and predictable,
+ * and a frame can be written back whole.  The price is packing: a page of
+ * more than half a frame cannot share.  Allocation is best fit over lists of
+ * half-filled frames indexed by free chunks, as in Linux's zbud.
+ *
+ * Freed frames stay resident on a small dirty stack because the next put
+ * usually wants a frame right away; past ZBUD_DIRTY_MAX the older half is
+ * given back to the OS with madvise(MADV_DONTNEED), and an arena whose
+ * frames are all free is unmapped (its address range stays reserved).
+ *
+ * Every function here runs under zbud->lock.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "zbud.h"
+
+/* Frames this thread took since zbud_frames_taken(true). */
+static _Thread_local uint32_t tls_frames_taken;
+
+#define ARENA_BYTES	((size_t)ZBUD_ARENA_FRAMES * TMEM_PAGE_SIZE)
+#define LRU_LINKS	offsetof(struct zframe, lru_prev)
+#define LIST_LINKS	offsetof(struct zframe, prev)
+
+static uint32_t *links(struct zbud *z, uint32_t fn, size_t off)
+{
+	return (uint32_t *)((char *)&z->desc[fn] + off);
+}
+
+static void zlist_init(struct zlist *l)
+{
+	l->head = ZBUD_NIL;
+	l->tail = ZBUD_NIL;
+}
+
+static void zlist_add_head(struct zbud *z, struct zlist *l, uint32_t fn,
+			   size_t off)
+{
+	uint32_t *ln = links(z, fn, off);
+
+	ln[0] = ZBUD_NIL;
+	ln[1] = l->head;
+	if (l->head != ZBUD_NIL)
+		links(z, l->head, off)[0] = fn;
+	else
+		l->tail = fn;
+	l->head = fn;
+}
+
+static void zlist_del(struct zbud *z, struct zlist *l, uint32_t fn, size_t off)
+{
+	uint32_t *ln = links(z, fn, off);
+
+	if (ln[0] != ZBUD_NIL)
+		links(z, ln[0], off)[1] = ln[1];
+	else
+		l->head = ln[1];
+	if (ln[1] != ZBUD_NIL)
+		links(z, ln[1], off)[0] = ln[0];
+	else
+		l->tail = ln[0];
+	ln[0] = ZBUD_NIL;
+	ln[1] = ZBUD_NIL;
+}
+
+/**
+ * zbud_init() - reserve address space and descriptors for a store
+ * @z: allocator to initialise
+ * @max_frames: most frames that can ever be allocated at once
+ *
+ * Nothing is resident yet: both the frame range and the descriptor array
+ * are reserved with MAP_NORESERVE and touched arena by arena.
+ *
+ * Return: 0, or -TMEM_E_NOMEM.
+ */
+int zbud_init(struct zbud *z, uint64_t max_frames)
+{
+	size_t range, desc_bytes;
+	int k, c;
+
+	memset(z, 0, sizeof(*z));
+	z->nr_arenas = (uint32_t)((max_frames + ZBUD_ARENA_FRAMES - 1) >>
+				  ZBUD_ARENA_SHIFT);
+	range = (size_t)z->nr_arenas * ARENA_BYTES;
+	desc_bytes = (size_t)z->nr_arenas * ZBUD_ARENA_FRAMES *
+		     sizeof(struct zframe);
+	z->base = mmap(NULL, range, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (z->base == MAP_FAILED)
+		goto fail;
+	z->desc = mmap(NULL, desc_bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (z->desc == MAP_FAILED)
+		goto fail_desc;
+	z->arenas = calloc(z->nr_arenas, sizeof(*z->arenas));
+	if (!z->arenas)
+		goto fail_arenas;
+	for (k = 0; k < TMEM_NR_KINDS; k++) {
+		for (c = 0; c < (int)ZBUD_NCHUNKS; c++)
+			zlist_init(&z->unbuddied[k][c]);
+		zlist_init(&z->lru[k]);
+	}
+	pthread_mutex_init(&z->lock, NULL);
+	pthread_cond_init(&z->reserve_cond, NULL);
+	return 0;
+
+fail_arenas:
+	munmap(z->desc, desc_bytes);
+fail_desc:
+	munmap(z->base, range);
+fail:
+	return -TMEM_E_NOMEM;
+}
+
+/**
+ * zbud_fini() - unmap everything; the store has freed all frames or is
+ *		 being destroyed wholesale
+ * @z: allocator
+ */
+void zbud_fini(struct zbud *z)
+{
+	size_t frames = (size_t)z->nr_arenas * ZBUD_ARENA_FRAMES;
+
+	munmap(z->base, frames * TMEM_PAGE_SIZE);
+	munmap(z->desc, frames * sizeof(struct zframe));
+	free(z->arenas);
+	pthread_cond_destroy(&z->reserve_cond);
+	pthread_mutex_destroy(&z->lock);
+}
+
+static int arena_map(struct zbud *z, uint32_t a)
+{
+	struct zarena *ar = &z->arenas[a];
+	uint32_t first = a << ZBUD_ARENA_SHIFT, i;
+	void *p;
+
+	p = mmap(z->base + (size_t)a * ARENA_BYTES, ARENA_BYTES,
+		 PROT_READ | PROT_WRITE,
+		 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return -TMEM_E_NOMEM;
+	/* Frames are freed one by one: huge pages would pin 2 MiB. */
+	madvise(p, ARENA_BYTES, MADV_NOHUGEPAGE);
+	zlist_init(&ar->free);
+	for (i = ZBUD_ARENA_FRAMES; i-- > 0;) {
+		memset(&z->desc[first + i], 0, sizeof(struct zframe));
+		zlist_add_head(z, &ar->free, first + i, LIST_LINKS);
+	}
+	ar->nr_used = 0;
+	ar->mapped = true;
+	z->arenas_mapped++;
+	return 0;
+}
+
+static void arena_unmap(struct zbud *z, uint32_t a)
+{
+	struct zarena *ar = &z->arenas[a];
+	uint32_t first = a << ZBUD_ARENA_SHIFT;
+
+	/* Replace, not unmap: the range stays ours. */
+	mmap(z->base + (size_t)a * ARENA_BYTES, ARENA_BYTES, PROT_NONE,
+	     MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	madvise(&z->desc[first], ZBUD_ARENA_FRAMES * sizeof(struct zframe),
+		MADV_DONTNEED);
+	ar->mapped = false;
+	zlist_init(&ar->free);
+	z->arenas_mapped--;
+}
+
+/* Give a dirty free frame back to the OS and to its arena's free list. */
+static void frame_clean(struct zbud *z, uint32_t fn)
+{
+	uint32_t a = fn >> ZBUD_ARENA_SHIFT;
+	struct zarena *ar = &z->arenas[a];
+
+	madvise(zbud_frame_addr(z, fn), TMEM_PAGE_SIZE, MADV_DONTNEED);
+	zlist_add_head(z, &ar->free, fn, LIST_LINKS);
+	if (a < z->first_free_arena)
+		z->first_free_arena = a;
+	/* Keep the lowest arena mapped: it is where allocation starts. */
+	if (--ar->nr_used == 0 && a != 0)
+		arena_unmap(z, a);
+}
+
+static void dirty_trim(struct zbud *z)
+{
+	uint32_t half = ZBUD_DIRTY_MAX / 2, i;
+
+	for (i = 0; i < half; i++)
+		frame_clean(z, z->dirty[i]);
+	memmove(z->dirty, z->dirty + half,
+		(z->nr_dirty - half) * sizeof(z->dirty[0]));
+	z->nr_dirty -= half;
+}
+
+/**
+ * zbud_frames_taken() - frames this thread has taken
+ * @reset: start counting again from zero
+ *
+ * Return: frames taken since the last reset.
+ */
+uint32_t zbud_frames_taken(bool reset)
+{
+	uint32_t n = tls_frames_taken;
+
+	if (reset)
+		tls_frames_taken = 0;
+	return n;
+}
+
+static void consume_reservation(struct zbud *z, enum tmem_kind kind)
+{
+	tls_frames_taken++;
+	if (z->reserved[kind] < TMEM_PAGE_SIZE)
+		return;
+	z->reserved[kind] -= TMEM_PAGE_SIZE;
+	if (kind == TMEM_EPHEMERAL && !z->reserved[kind])
+		pthread_cond_broadcast(&z->reserve_cond);
+}
+
+/**
+ * zbud_frame_alloc_locked() - take a free frame
+ * @z: allocator
+ * @kind: kind whose reservation the frame consumes
+ *
+ * Prefers a dirty (still resident) frame, then the lowest arena with a free
+ * frame, so that high arenas drain and can be unmapped.
+ *
+ * Return: frame number, or ZBUD_NIL when the range or the host is exhausted.
+ */
+uint32_t zbud_frame_alloc_locked(struct zbud *z, enum tmem_kind kind)
+{
+	struct zarena *ar;
+	uint32_t a, fn;
+
+	if (z->nr_dirty) {
+		fn = z->dirty[--z->nr_dirty];
+		goto found;
+	}
+	for (a = z->first_free_arena; a < z->nr_arenas; a++) {
+		ar = &z->arenas[a];
+		if (!ar->mapped && arena_map(z, a))
+			return ZBUD_NIL;
+		if (ar->free.head != ZBUD_NIL)
+			break;
+	}
+	z->first_free_arena = a;
+	if (a == z->nr_arenas)
+		return ZBUD_NIL;
+	ar = &z->arenas[a];
+	fn = ar->free.head;
+	zlist_del(z, &ar->free, fn, LIST_LINKS);
+	ar->nr_used++;
+found:
+	memset(&z->desc[fn], 0, sizeof(struct zframe));
+	z->desc[fn].lru_prev = z->desc[fn].lru_next = ZBUD_NIL;
+	z->desc[fn].prev = z->desc[fn].next = ZBUD_NIL;
+	z->frames_total++;
+	consume_reservation(z, kind);
+	return fn;
+}
+
+/**
+ * zbud_frame_free_locked() - return a frame taken by zbud_frame_alloc_locked()
+ * @z: allocator
+ * @fn: frame, off every list
+ */
+void zbud_frame_free_locked(struct zbud *z, uint32_t fn)
+{
+	z->desc[fn].type = ZF_FREE;
+	z->frames_total--;
+	if (z->nr_dirty == ZBUD_DIRTY_MAX)
+		dirty_trim(z);
+	z->dirty[z->nr_dirty++] = fn;
+}
+
+static unsigned int free_chunks(const struct zframe *f)
+{
+	return ZBUD_NCHUNKS - f->first_chunks - f->last_chunks;
+}
+
+/* A frame is on an unbuddied list iff exactly one buddy is used and room is
+ * left.
+ */
+static bool on_unbuddied(const struct zframe *f)
+{
+	return (!f->first_chunks != !f->last_chunks) && free_chunks(f) > 0;
+}
+
+static void lru_touch(struct zbud *z, uint32_t fn)
+{
+	struct zlist *lru = &z->lru[z->desc[fn].kind];
+
+	if (lru->head == fn)
+		return;
+	zlist_del(z, lru, fn, LRU_LINKS);
+	zlist_add_head(z, lru, fn, LRU_LINKS);
+}
+
+static uint32_t new_data_frame(struct zbud *z, enum tmem_kind kind)
+{
+	uint32_t fn = zbud_frame_alloc_locked(z, kind);
+
+	if (fn == ZBUD_NIL)
+		return fn;
+	z->desc[fn].type = ZF_DATA;
+	z->desc[fn].kind = kind;
+	zlist_add_head(z, &z->lru[kind], fn, LRU_LINKS);
+	z->data_frames[kind]++;
+	return fn;
+}
+
+/**
+ * zbud_alloc_locked() - find room for a page of @size bytes
+ * @z: allocator
+ * @kind: kind of the page; frames never mix kinds
+ * @size: 1..TMEM_PAGE_SIZE bytes
+ * @owner: entry to record in the buddy (for reclaim)
+ * @h: where the page goes
+ *
+ * The frame becomes the most recently used of its kind.
+ *
+ * Return: 0, or -TMEM_E_FULL when no frame can be had.
+ */
+int zbud_alloc_locked(struct zbud *z, enum tmem_kind kind, unsigned int size,
+		      struct tmem_entry *owner, struct zbud_handle *h)
+{
+	unsigned int chunks = zbud_chunks(size), c;
+	struct zframe *f;
+	uint32_t fn = ZBUD_NIL;
+
+	for (c = chunks; c < ZBUD_NCHUNKS && fn == ZBUD_NIL; c++)
+		fn = z->unbuddied[kind][c].head;
+	if (fn != ZBUD_NIL) {
+		zlist_del(z, &z->unbuddied[kind][c - 1], fn, LIST_LINKS);
+		lru_touch(z, fn);
+	} else {
+		fn = new_data_frame(z, kind);
+		if (fn == ZBUD_NIL)
+			return -TMEM_E_FULL;
+	}
+	f = &z->desc[fn];
+	h->frame = fn;
+	if (!f->first_chunks) {
+		h->buddy = ZBUD_FIRST;
+		f->first_chunks = (uint8_t)chunks;
+	} else {
+		h->buddy = ZBUD_LAST;
+		f->last_chunks = (uint8_t)chunks;
+	}
+	f->owner[h->buddy] = owner;
+	if (on_unbuddied(f))
+		zlist_add_head(z, &z->unbuddied[kind][free_chunks(f)], fn,
+			       LIST_LINKS);
+	return 0;
+}
+
+/**
+ * zbud_free_locked() - free one buddy
+ * @z: allocator
+ * @h: the buddy
+ *
+ * A frame under reclaim only loses its owner: reclaim frees the frame.
+ */
+void zbud_free_locked(struct zbud *z, struct zbud_handle h)
+{
+	struct zframe *f = &z->desc[h.frame];
+	enum tmem_kind kind = f->kind;
+
+	f->owner[h.buddy] = NULL;
+	if (f->under_reclaim)
+		return;
+	if (on_unbuddied(f))
+		zlist_del(z, &z->unbuddied[kind][free_chunks(f)], h.frame,
+			  LIST_LINKS);
+	if (h.buddy == ZBUD_FIRST)
+		f->first_chunks = 0;
+	else
+		f->last_chunks = 0;
+	if (!f->first_chunks && !f->last_chunks) {
+		zlist_del(z, &z->lru[kind], h.frame, LRU_LINKS);
+		z->data_frames[kind]--;
+		zbud_frame_free_locked(z, h.frame);
+	} else if (on_unbuddied(f)) {
+		zlist_add_head(z, &z->unbuddied[kind][free_chunks(f)], h.frame,
+			       LIST_LINKS);
+	}
+}
+
+/**
+ * zbud_buddy_addr() - address of a stored page
+ * @z: allocator
+ * @h: the buddy
+ * @size: the page's stored size (determines where a LAST buddy starts)
+ *
+ * Needs no lock: the caller owns the entry, so the buddy cannot move.
+ */
+uint8_t *zbud_buddy_addr(const struct zbud *z, struct zbud_handle h,
+			 unsigned int size)
+{
+	uint8_t *frame = zbud_frame_addr(z, h.frame);
+
+	if (h.buddy == ZBUD_FIRST)
+		return frame;
+	return frame + TMEM_PAGE_SIZE - (zbud_chunks(size) << ZBUD_CHUNK_SHIFT);
+}
+
+/**
+ * zbud_reclaim_start_locked() - take the least recently filled frame of a
+ *				 kind off every list
+ * @z: allocator
+ * @kind: which LRU
+ *
+ * The caller removes the frame's owners (each under its own bucket lock,
+ * after dropping z->lock) and then calls zbud_reclaim_finish_locked().
+ *
+ * Return: the frame, or ZBUD_NIL if the kind has none.
+ */
+uint32_t zbud_reclaim_start_locked(struct zbud *z, enum tmem_kind kind)
+{
+	uint32_t fn = z->lru[kind].tail;
+	struct zframe *f;
+
+	if (fn == ZBUD_NIL)
+		return fn;
+	f = &z->desc[fn];
+	zlist_del(z, &z->lru[kind], fn, LRU_LINKS);
+	if (on_unbuddied(f))
+		zlist_del(z, &z->unbuddied[kind][free_chunks(f)], fn,
+			  LIST_LINKS);
+	f->under_reclaim = 1;
+	return fn;
+}
+
+/**
+ * zbud_reclaim_finish_locked() - free a reclaimed frame whose owners are gone
+ * @z: allocator
+ * @fn: frame from zbud_reclaim_start_locked()
+ */
+void zbud_reclaim_finish_locked(struct zbud *z, uint32_t fn)
+{
+	z->data_frames[z->desc[fn].kind]--;
+	zbud_frame_free_locked(z, fn);
+}
+
+/**
+ * zbud_list_init() - make an empty frame list (for users outside zbud.c)
+ * @l: list
+ */
+void zbud_list_init(struct zlist *l)
+{
+	zlist_init(l);
+}
+
+/**
+ * zbud_list_add_locked() - put a frame at the head of a list, linked by the
+ *			    frame's prev/next pair
+ * @z: allocator
+ * @l: list
+ * @fn: frame, on no prev/next list
+ *
+ * The caller serialises access to @l and to @fn's prev/next pair.
+ */
+void zbud_list_add_locked(struct zbud *z, struct zlist *l, uint32_t fn)
+{
+	zlist_add_head(z, l, fn, LIST_LINKS);
+}
+
+/**
+ * zbud_list_del_locked() - take a frame off a list
+ * @z: allocator
+ * @l: list
+ * @fn: frame on @l
+ */
+void zbud_list_del_locked(struct zbud *z, struct zlist *l, uint32_t fn)
+{
+	zlist_del(z, l, fn, LIST_LINKS);
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# install-deps.sh - install the Debian packages virtio-tmem needs (idempotent).
+#
+# Adds the apt sources it needs (bookworm-backports for meson >= 1.5), runs
+# apt-get update once per day, and installs only what is missing.
+set -euo pipefail
+
+usage() {
+	cat <<'USAGE'
+Usage: scripts/install-deps.sh [--help] [GROUP...]
+
+Install the Debian packages for the named groups (default: all groups).
+Groups:
+  build   compilers, meson (bookworm-backports), ninja, liblz4-dev, sanitizer runtimes
+Idempotent: packages already installed are skipped; apt-get update runs when
+a source was added or the lists are older than a day.
+USAGE
+}
+
+groups=()
+for a in "$@"; do
+	case "$a" in
+	-h|--help) usage; exit 0 ;;
+	build) groups+=("$a") ;;
+	*) echo "install-deps.sh: unknown group '$a' (see --help)" >&2; exit 2 ;;
+	esac
+done
+[ ${#groups[@]} -gt 0 ] || groups=(build)
+
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+
+need_update=0
+add_source() { # name line
+	local f=/etc/apt/sources.list.d/$1.list
+	if [ ! -f "$f" ] || ! grep -qxF "$2" "$f"; then
+		echo "$2" | $SUDO tee -a "$f" >/dev/null
+		need_update=1
+	fi
+}
+add_source vtmem-backports "deb http://deb.debian.org/debian bookworm-backports main"
+
+stamp=/var/lib/apt/periodic/vtmem-update-stamp
+if [ $need_update = 1 ] || [ ! -f $stamp ] || [ -n "$(find $stamp -mmin +1440 2>/dev/null)" ]; then
+	echo "install-deps: apt-get update"
+	$SUDO apt-get update -q >/dev/null
+	$SUDO mkdir -p "$(dirname $stamp)" && $SUDO touch $stamp
+fi
+
+pkgs=()
+bpo_pkgs=()
+for g in "${groups[@]}"; do
+	case "$g" in
+	build)
+		pkgs+=(gcc clang libclang-rt-14-dev llvm ninja-build pkg-config
+		       liblz4-dev ccache python3)
+		bpo_pkgs+=(meson)
+		;;
+	esac
+done
+
+missing() { # pkg... -> prints those not installed
+	local p
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"
+	done
+}
+
+m=$(missing "${pkgs[@]}")
+if [ -n "$m" ]; then
+	echo "install-deps: installing" $m
+	$SUDO apt-get install -y -q --no-install-recommends $m >/dev/null
+fi
+# meson >= 1.5 (QEMU 10 needs it) comes from bookworm-backports.
+if ! dpkg-query -W -f='${Version}' meson 2>/dev/null | grep -q bpo; then
+	echo "install-deps: installing ${bpo_pkgs[*]} from bookworm-backports"
+	$SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports "${bpo_pkgs[@]}" >/dev/null
+fi
+echo "install-deps: ok (${groups[*]})"

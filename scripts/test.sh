@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# test.sh - build every variant and run every test suite.
+#
+# Stages (each timed):
+#   deps     install the Debian packages (scripts/install-deps.sh)
+#   asan     clang + ASan/UBSan: unit tests and bounded libFuzzer runs
+#   tsan     clang + TSan: the concurrency tests
+#   release  optimised build of the library, tools and benchmark
+# Ends with one line 'N passed, N failed' and exits non-zero on any failure.
+set -uo pipefail
+
+usage() {
+	cat <<'USAGE'
+Usage: scripts/test.sh [--help] [--quick]
+
+Builds the project in build/{asan,tsan,release} and runs all tests.
+  --quick   shorter fuzzing and model runs (for local iteration)
+Environment: FUZZ_SECONDS (default 60), MODEL_OPS (default 3000000),
+CONCURRENCY_OPS (default 150000 per thread).
+USAGE
+}
+
+quick=0
+for a in "$@"; do
+	case "$a" in
+	-h|--help) usage; exit 0 ;;
+	--quick) quick=1 ;;
+	*) echo "test.sh: unknown option '$a' (see --help)" >&2; exit 2 ;;
+	esac
+done
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+if [ $quick = 1 ]; then
+	: "${FUZZ_SECONDS:=10}" "${MODEL_OPS:=300000}" "${CONCURRENCY_OPS:=20000}"
+else
+	: "${FUZZ_SECONDS:=60}" "${MODEL_OPS:=3000000}" "${CONCURRENCY_OPS:=150000}"
+fi
+
+passed=0
+failed=0
+failures=()
+t_all=$(date +%s)
+
+stage() { # name, command...
+	local name=$1 t0 rc
+	shift
+	echo "=== stage $name"
+	t0=$(date +%s)
+	"$@"
+	rc=$?
+	echo "=== stage $name: $(( $(date +%s) - t0 ))s (exit $rc)"
+	return $rc
+}
+
+# Count a build's meson test results into passed/failed.
+count_results() { # builddir
+	local log=$1/meson-logs/testlog.json line
+	[ -f "$log" ] || return 0
+	while IFS= read -r line; do
+		case "$line" in
+		OK\ *|EXPECTEDFAIL\ *) passed=$((passed + 1)) ;;
+		SKIP\ *) ;;
+		*) failed=$((failed + 1)); failures+=("$1: ${line#* }") ;;
+		esac
+	done < <(python3 -c '
+import json, sys
+for l in open(sys.argv[1]):
+    t = json.loads(l)
+    print(t["result"], t["name"])' "$log")
+}
+
+# A step that is not a meson test but must succeed (a build, a setup).
+must() { # label, command...
+	local label=$1
+	shift
+	if "$@"; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+		failures+=("$label")
+	fi
+}
+
+setup() { # dir, meson args...
+	local dir=$1
+	shift
+	if [ -f "$dir/build.ninja" ]; then
+		meson setup --reconfigure "$dir" "$@" >/dev/null
+	else
+		meson setup "$dir" "$@" >/dev/null
+	fi
+}
+
+run_suites() { # dir, test env..., -- suites
+	local dir=$1
+	shift
+	meson test -C "$dir" --print-errorlogs --num-processes 2 "$@"
+}
+
+asan() {
+	CC=clang setup build/asan -Db_sanitize=address,undefined \
+		-Db_lundef=false -Dfuzzing=true \
+		-Dfuzz_seconds="$FUZZ_SECONDS" &&
+	ninja -C build/asan &&
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	TMEM_MODEL_OPS=$MODEL_OPS run_suites build/asan --suite unit \
+		--suite fuzz
+}
+
+tsan() {
+	CC=clang setup build/tsan -Db_sanitize=thread -Db_lundef=false &&
+	ninja -C build/tsan tests/test-pool-concurrency &&
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	TMEM_CONCURRENCY_OPS=$CONCURRENCY_OPS \
+		run_suites build/tsan --suite concurrency
+}
+
+release() {
+	setup build/release --buildtype=release -Dwerror=true &&
+	ninja -C build/release
+}
+
+must deps stage deps scripts/install-deps.sh build
+stage asan asan
+count_results build/asan
+stage tsan tsan
+count_results build/tsan
+must release-build stage release release
+
+echo "=== total: $(( $(date +%s) - t_all ))s"
+for f in "${failures[@]}"; do
+	echo "FAILED: $f"
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

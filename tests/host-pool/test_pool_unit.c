@@ -1,0 +1,461 @@
+/*
+ * Unit tests of the host pool: zbud packing, LRU order, the memory limit
+ * (also with zero pages only), UUID sharing, exclusive gets, replace
+ * semantics, incompressible pages, scattered buffers, argument checking and
+ * the persistent capacity guarantee.
+ */
+#include <string.h>
+
+#include "../check.h"
+#include "pages.h"
+#include "store_internal.h"
+
+static uint8_t page[TMEM_PAGE_SIZE], out[TMEM_PAGE_SIZE];
+
+static struct tmem_store *store_new(uint64_t limit, unsigned int max_pools)
+{
+	struct tmem_config cfg;
+	struct tmem_store *s;
+
+	tmem_config_default(&cfg);
+	cfg.limit_bytes = limit;
+	cfg.max_pools = max_pools;
+	REQUIRE(tmem_store_create(&cfg, &s) == 0);
+	return s;
+}
+
+static struct tmem_oid oid_n(uint64_t n)
+{
+	struct tmem_oid o = { { n, n * 3, ~n } };
+
+	return o;
+}
+
+static int put(struct tmem_store *s, int pool, uint64_t obj, uint64_t idx,
+	       uint8_t *p)
+{
+	struct tmem_oid o = oid_n(obj);
+	struct iovec v = page_iov(p);
+
+	return tmem_put(s, (uint32_t)pool, &o, idx, &v, 1, NULL);
+}
+
+static int get(struct tmem_store *s, int pool, uint64_t obj, uint64_t idx,
+	       unsigned int flags)
+{
+	struct tmem_oid o = oid_n(obj);
+	struct iovec v = page_iov(out);
+
+	return tmem_get(s, (uint32_t)pool, &o, idx, &v, 1, flags);
+}
+
+static void test_zbud_packing(void)
+{
+	struct tmem_store *s = store_new(16 << 20, 4);
+	int pool = tmem_new_pool(s, TMEM_POOL_PERSISTENT, NULL);
+	struct tmem_stats st;
+
+	/* two pages of ~1.5 KiB share a frame, a third opens another */
+	page_make(page, SHAPE_SIZED, 1, 1500);
+	CHECK_EQ(put(s, pool, 1, 0, page), 0);
+	page_make(page, SHAPE_SIZED, 2, 1500);
+	CHECK_EQ(put(s, pool, 1, 1, page), 0);
+	tmem_get_stats(s, &st);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].frames, 1);
+	page_make(page, SHAPE_SIZED, 3, 1500);
+	CHECK_EQ(put(s, pool, 1, 2, page), 0);
+	tmem_get_stats(s, &st);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].frames, 2);
+	/* a 3 KiB page cannot join a half-full frame; a small one fills it */
+	page_make(page, SHAPE_SIZED, 4, 2900);
+	CHECK_EQ(put(s, pool, 1, 3, page), 0);
+	tmem_get_stats(s, &st);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].frames, 3);
+	page_make(page, SHAPE_SIZED, 5, 900);
+	CHECK_EQ(put(s, pool, 1, 4, page), 0);
+	tmem_get_stats(s, &st);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].frames, 3);
+	/* every page reads back */
+	page_make(page, SHAPE_SIZED, 4, 2900);
+	CHECK_EQ(get(s, pool, 1, 3, 0), 0);
+	CHECK(!memcmp(page, out, TMEM_PAGE_SIZE));
+	page_make(page, SHAPE_SIZED, 5, 900);
+	CHECK_EQ(get(s, pool, 1, 4, 0), 0);
+	CHECK(!memcmp(page, out, TMEM_PAGE_SIZE));
+	/* freeing both buddies frees the frame */
+	CHECK_EQ(tmem_flush_page(s, pool, &(struct tmem_oid){ { 1, 3, ~1ull } },
+				 0), 1);
+	CHECK_EQ(tmem_flush_page(s, pool, &(struct tmem_oid){ { 1, 3, ~1ull } },
+				 1), 1);
+	tmem_get_stats(s, &st);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].frames, 2);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].stored_pages, 3);
+	tmem_store_destroy(s);
+}
+
+static void test_zbud_direct(void)
+{
+	struct zbud z;
+	struct zbud_handle h1, h2, h3;
+	struct tmem_entry *owner = (struct tmem_entry *)&z;
+
+	REQUIRE(zbud_init(&z, 4096) == 0);
+	z.reserved[TMEM_EPHEMERAL] = 1ull << 30;
+	pthread_mutex_lock(&z.lock);
+	CHECK_EQ(zbud_alloc_locked(&z, TMEM_EPHEMERAL, 1000, owner, &h1), 0);
+	CHECK_EQ(h1.buddy, ZBUD_FIRST);
+	/* best fit: the half-full frame takes a page that fits */
+	CHECK_EQ(zbud_alloc_locked(&z, TMEM_EPHEMERAL, 3000, owner, &h2), 0);
+	CHECK_EQ(h2.frame, h1.frame);
+	CHECK_EQ(h2.buddy, ZBUD_LAST);
+	CHECK(zbud_buddy_addr(&z, h2, 3000) ==
+	      zbud_frame_addr(&z, h2.frame) + TMEM_PAGE_SIZE - 47 * 64);
+	/* frames never mix kinds */
+	z.reserved[TMEM_PERSISTENT] = 1ull << 30;
+	CHECK_EQ(zbud_alloc_locked(&z, TMEM_PERSISTENT, 64, owner, &h3), 0);
+	CHECK(h3.frame != h1.frame);
+	CHECK_EQ(z.data_frames[TMEM_EPHEMERAL], 1);
+	CHECK_EQ(z.data_frames[TMEM_PERSISTENT], 1);
+	zbud_free_locked(&z, h1);
+	zbud_free_locked(&z, h2);
+	zbud_free_locked(&z, h3);
+	CHECK_EQ(z.frames_total, 0);
+	pthread_mutex_unlock(&z.lock);
+	zbud_fini(&z);
+}
+
+/* Fill an ephemeral pool past its limit: the oldest frames go first. */
+static void test_lru_and_limit(void)
+{
+	struct tmem_store *s = store_new(2 << 20, 2);
+	int pool = tmem_new_pool(s, 0, NULL);
+	struct tmem_stats st;
+	unsigned int i, n = 2000, first_hit = n;
+
+	for (i = 0; i < n; i++) {
+		page_make(page, SHAPE_SIZED, i, 1800);
+		CHECK_EQ(put(s, pool, 7, i, page), 0);
+		tmem_get_stats(s, &st);
+		CHECK(st.used_bytes <= st.limit_bytes);
+	}
+	tmem_get_stats(s, &st);
+	CHECK(st.kind[TMEM_EPHEMERAL].evicted_frames > 0);
+	CHECK_EQ(st.kind[TMEM_EPHEMERAL].stored_pages +
+		 st.kind[TMEM_EPHEMERAL].evicted_pages, n);
+	/* what survives is exactly the newest pages: a suffix of the puts */
+	for (i = 0; i < n; i++) {
+		int r = get(s, pool, 7, i, 0);
+
+		if (r == 0 && first_hit == n)
+			first_hit = i;
+		if (first_hit != n) {
+			CHECK_EQ(r, 0);
+			page_make(page, SHAPE_SIZED, i, 1800);
+			CHECK(!memcmp(page, out, TMEM_PAGE_SIZE));
+		} else {
+			CHECK_EQ(r, -TMEM_E_NOT_FOUND);
+		}
+	}
+	CHECK(first_hit > 0 && first_hit < n);
+	tmem_store_destroy(s);
+}
+
+/* Metadata counts: zero pages alone must reach the limit too. */
+static void test_zero_pages_hit_limit(void)
+{
+	struct tmem_store *s = store_new(2 << 20, 2);
+	int eph = tmem_new_pool(s, 0, NULL);
+	int per = tmem_new_pool(s, TMEM_POOL_PERSISTENT, NULL);
+	struct tmem_stats st;
+	uint64_t i;
+	int r = 0;
+
+	memset(page, 0, sizeof(page));
+	for (i = 0; i < 200000; i++) {
+		CHECK_EQ(put(s, eph, i / 1000, (i % 1000) << 12, page), 0);
+		tmem_get_stats(s, &st);
+		if (st.used_bytes > st.limit_bytes) {
+			CHECK(st.used_bytes <= st.limit_bytes);
+			break;
+		}
+	}
+	tmem_get_stats(s, &st);
+	CHECK(st.kind[TMEM_EPHEMERAL].evicted_pages > 0);
+	CHECK(st.kind[TMEM_EPHEMERAL].zero_pages > 0);
+	/* persistent zero pages: refused once full, never over the limit */
+	for (i = 0; i < 400000 && r == 0; i++)
+		r = put(s, per, i / 1000, (i % 1000) << 12, page);
+	CHECK_EQ(r, -TMEM_E_FULL);
+	tmem_get_stats(s, &st);
+	CHECK(st.used_bytes <= st.limit_bytes);
+	CHECK_EQ(st.kind[TMEM_EPHEMERAL].stored_pages, 0);
+	CHECK(st.kind[TMEM_PERSISTENT].reject_full == 1);
+	/* and every stored persistent zero page reads back */
+	CHECK_EQ(get(s, per, 0, 0, 0), 0);
+	CHECK(!memcmp(page, out, TMEM_PAGE_SIZE));
+	tmem_store_destroy(s);
+}
+
+static void test_uuid_sharing(void)
+{
+	struct tmem_store *s = store_new(8 << 20, 4);
+	struct tmem_uuid u1 = { { 1, 2, 3 } }, u2 = { { 9 } };
+	int a, b, c, d;
+
+	a = tmem_new_pool(s, TMEM_POOL_SHARED, &u1);
+	b = tmem_new_pool(s, TMEM_POOL_SHARED, &u1);
+	c = tmem_new_pool(s, TMEM_POOL_SHARED, &u2);
+	CHECK(a >= 0);
+	CHECK_EQ(a, b);
+	CHECK(c >= 0 && c != a);
+	CHECK_EQ(tmem_new_pool(s, TMEM_POOL_SHARED | TMEM_POOL_PERSISTENT,
+			       &u1), -TMEM_E_UUID_KIND);
+	CHECK_EQ(tmem_new_pool(s, TMEM_POOL_SHARED, NULL), -TMEM_E_INVAL);
+	CHECK_EQ(tmem_new_pool(s, 0, &u1), -TMEM_E_INVAL);
+	page_make(page, SHAPE_SIZED, 42, 500);
+	CHECK_EQ(put(s, a, 1, 1, page), 0);
+	/* one destroy of two references keeps the pool and its pages */
+	CHECK_EQ(tmem_destroy_pool(s, (uint32_t)a, NULL), 0);
+	CHECK_EQ(get(s, b, 1, 1, 0), 0);
+	CHECK(!memcmp(page, out, TMEM_PAGE_SIZE));
+	CHECK_EQ(tmem_destroy_pool(s, (uint32_t)b, NULL), 0);
+	CHECK_EQ(get(s, b, 1, 1, 0), -TMEM_E_BAD_POOL);
+	CHECK_EQ(tmem_destroy_pool(s, (uint32_t)b, NULL), -TMEM_E_BAD_POOL);
+	/* max_pools */
+	d = tmem_new_pool(s, 0, NULL);
+	CHECK(d >= 0);
+	CHECK(tmem_new_pool(s, 0, NULL) >= 0);
+	CHECK(tmem_new_pool(s, 0, NULL) >= 0);
+	CHECK_EQ(tmem_new_pool(s, 0, NULL), -TMEM_E_NO_POOLS);
+	tmem_store_destroy(s);
+}
+
+static void test_get_replace_flush(void)
+{
+	struct tmem_store *s = store_new(8 << 20, 4);
+	int eph = tmem_new_pool(s, 0, NULL);
+	int per = tmem_new_pool(s, TMEM_POOL_PERSISTENT, NULL);
+	struct tmem_oid o = oid_n(5);
+	struct iovec v = page_iov(page);
+	struct tmem_stats st;
+	uint64_t flushed;
+	bool replaced;
+	int i;
+
+	/* exclusive get removes */
+	page_make(page, SHAPE_SIZED, 1, 700);
+	CHECK_EQ(put(s, per, 5, 1, page), 0);
+	CHECK_EQ(get(s, per, 5, 1, TMEM_GET_EXCLUSIVE), 0);
+	CHECK(!memcmp(page, out, TMEM_PAGE_SIZE));
+	CHECK_EQ(get(s, per, 5, 1, 0), -TMEM_E_NOT_FOUND);
+	/* replace: the new page, never the old */
+	page_make(page, SHAPE_SIZED, 2, 700);
+	CHECK_EQ(tmem_put(s, per, &o, 2, &v, 1, &replaced), 0);
+	CHECK(!replaced);
+	page_make(page, SHAPE_RANDOM, 3, 0);
+	CHECK_EQ(tmem_put(s, per, &o, 2, &v, 1, &replaced), 0);
+	CHECK(replaced);
+	CHECK_EQ(get(s, per, 5, 2, 0), 0);
+	CHECK(!memcmp(page, out, TMEM_PAGE_SIZE));
+	tmem_get_stats(s, &st);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].raw_pages, 1);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].stored_pages, 1);
+	/* an ephemeral replace by an incompressible page: a miss, not old */
+	page_make(page, SHAPE_SIZED, 4, 700);
+	CHECK_EQ(put(s, eph, 5, 3, page), 0);
+	page_make(page, SHAPE_RANDOM, 5, 0);
+	CHECK_EQ(put(s, eph, 5, 3, page), -TMEM_E_INCOMPRESSIBLE);
+	CHECK_EQ(get(s, eph, 5, 3, 0), -TMEM_E_NOT_FOUND);
+	tmem_get_stats(s, &st);
+	CHECK_EQ(st.kind[TMEM_EPHEMERAL].reject_incompressible, 1);
+	/* same-filled pages: metadata only, read back right */
+	page_make(page, SHAPE_SAME, 6, 0);
+	CHECK_EQ(put(s, eph, 5, 4, page), 0);
+	CHECK_EQ(get(s, eph, 5, 4, 0), 0);
+	CHECK(!memcmp(page, out, TMEM_PAGE_SIZE));
+	tmem_get_stats(s, &st);
+	CHECK_EQ(st.kind[TMEM_EPHEMERAL].same_pages, 1);
+	CHECK_EQ(st.kind[TMEM_EPHEMERAL].frames, 0);
+	/* flush_object takes only its object; flush_pool the rest */
+	for (i = 0; i < 100; i++) {
+		page_make(page, SHAPE_SIZED, (uint64_t)i, 300);
+		CHECK_EQ(put(s, per, 10 + (i & 1), (uint64_t)i, page), 0);
+	}
+	o = oid_n(10);
+	CHECK_EQ(tmem_flush_object(s, per, &o, &flushed), 0);
+	CHECK_EQ(flushed, 50);
+	CHECK_EQ(get(s, per, 11, 1, 0), 0);
+	CHECK_EQ(get(s, per, 10, 0, 0), -TMEM_E_NOT_FOUND);
+	CHECK_EQ(tmem_flush_pool(s, per, &flushed), 0);
+	CHECK_EQ(flushed, 51);
+	tmem_get_stats(s, &st);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].stored_pages, 0);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].frames, 0);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].meta_frames, 0);
+	tmem_store_destroy(s);
+}
+
+static void test_scattered_buffers(void)
+{
+	struct tmem_store *s = store_new(8 << 20, 2);
+	int pool = tmem_new_pool(s, TMEM_POOL_PERSISTENT, NULL);
+	struct tmem_oid o = oid_n(1);
+	struct iovec in[4], outv[3];
+	static uint8_t back[TMEM_PAGE_SIZE];
+	int shape;
+
+	for (shape = 0; shape < SHAPE__MAX; shape++) {
+		page_make(page, (enum page_shape)shape, 77, 1000);
+		in[0] = (struct iovec){ page, 1 };
+		in[1] = (struct iovec){ page + 1, 0 };
+		in[2] = (struct iovec){ page + 1, 3000 };
+		in[3] = (struct iovec){ page + 3001, 1095 };
+		CHECK_EQ(tmem_put(s, pool, &o, (uint64_t)shape, in, 4, NULL), 0);
+		memset(back, 0xee, sizeof(back));
+		outv[0] = (struct iovec){ back, 2048 };
+		outv[1] = (struct iovec){ back + 2048, 2047 };
+		outv[2] = (struct iovec){ back + 4095, 1 };
+		CHECK_EQ(tmem_get(s, pool, &o, (uint64_t)shape, outv, 3, 0), 0);
+		CHECK(!memcmp(page, back, TMEM_PAGE_SIZE));
+	}
+	tmem_store_destroy(s);
+}
+
+static void test_bad_arguments(void)
+{
+	struct tmem_store *s = store_new(8 << 20, 2);
+	int pool = tmem_new_pool(s, 0, NULL);
+	struct tmem_oid o = oid_n(1);
+	struct iovec v = { page, 4095 }, big[2] = { { page, 4096 }, { page, 1 } };
+	struct iovec null_base = { NULL, 4096 };
+	struct tmem_config cfg;
+	struct tmem_store *t;
+
+	CHECK_EQ(tmem_put(s, pool, &o, 0, &v, 1, NULL), -TMEM_E_IOV);
+	CHECK_EQ(tmem_put(s, pool, &o, 0, big, 2, NULL), -TMEM_E_IOV);
+	CHECK_EQ(tmem_put(s, pool, &o, 0, &null_base, 1, NULL), -TMEM_E_IOV);
+	CHECK_EQ(tmem_put(s, pool, &o, 0, NULL, 1, NULL), -TMEM_E_IOV);
+	CHECK_EQ(tmem_put(s, pool, &o, 0, big, 0, NULL), -TMEM_E_IOV);
+	CHECK_EQ(tmem_put(s, pool, NULL, 0, big, 1, NULL), -TMEM_E_INVAL);
+	CHECK_EQ(tmem_put(NULL, pool, &o, 0, big, 1, NULL), -TMEM_E_INVAL);
+	CHECK_EQ(tmem_put(s, 99, &o, 0, big, 1, NULL), -TMEM_E_BAD_POOL);
+	CHECK_EQ(tmem_put(s, 1, &o, 0, big, 1, NULL), -TMEM_E_BAD_POOL);
+	CHECK_EQ(tmem_get(s, pool, &o, 0, big, 1, 0x10), -TMEM_E_INVAL);
+	CHECK_EQ(tmem_get(s, 0xffffffffu, &o, 0, big, 1, 0), -TMEM_E_BAD_POOL);
+	CHECK_EQ(tmem_flush_page(s, 5, &o, 0), -TMEM_E_BAD_POOL);
+	CHECK_EQ(tmem_flush_object(s, 5, &o, NULL), -TMEM_E_BAD_POOL);
+	CHECK_EQ(tmem_flush_pool(s, 5, NULL), -TMEM_E_BAD_POOL);
+	CHECK_EQ(tmem_new_pool(s, 0x80, NULL), -TMEM_E_INVAL);
+	CHECK_EQ(tmem_flush_page(s, pool, &o, 0), 0);
+	CHECK(strcmp(tmem_strerror(-TMEM_E_FULL), "store is full") == 0);
+	CHECK(tmem_strerror(-1000) != NULL);
+
+	tmem_config_default(&cfg);
+	cfg.limit_bytes = 1000;
+	CHECK_EQ(tmem_store_create(&cfg, &t), -TMEM_E_INVAL);
+	tmem_config_default(&cfg);
+	cfg.lz4_acceleration = 0;
+	CHECK_EQ(tmem_store_create(&cfg, &t), -TMEM_E_INVAL);
+	tmem_config_default(&cfg);
+	cfg.max_compressed = 5000;
+	CHECK_EQ(tmem_store_create(&cfg, &t), -TMEM_E_INVAL);
+	tmem_config_default(&cfg);
+	cfg.compressor = (enum tmem_compressor)7;
+	CHECK_EQ(tmem_store_create(&cfg, &t), -TMEM_E_INVAL);
+	tmem_config_default(&cfg);
+	cfg.limit_bytes = TMEM_MIN_LIMIT;
+	cfg.max_pools = TMEM_MAX_POOLS;	/* pool tables alone exceed 1 MiB */
+	CHECK_EQ(tmem_store_create(&cfg, &t), -TMEM_E_INVAL);
+	CHECK_EQ(tmem_store_create(NULL, &t), -TMEM_E_INVAL);
+	tmem_store_destroy(s);
+}
+
+/*
+ * The capacity promise: persistent puts within tmem_persistent_capacity()
+ * all succeed, whatever else the store holds, and flushes never lower it.
+ */
+static void test_persistent_capacity(void)
+{
+	struct tmem_store *s = store_new(4 << 20, 4);
+	int eph = tmem_new_pool(s, 0, NULL);
+	int per = tmem_new_pool(s, TMEM_POOL_PERSISTENT, NULL);
+	uint64_t cap, before, i, stored = 0;
+	struct tmem_stats st;
+	int r;
+
+	/* fill the store with ephemeral pages first */
+	for (i = 0; i < 3000; i++) {
+		page_make(page, SHAPE_SIZED, i, 1500);
+		put(s, eph, i / 64, i % 64, page);
+	}
+	cap = tmem_persistent_capacity(s);
+	CHECK(cap > 0);
+	/* spend the capacity on worst-case (random) pages, re-reading it */
+	for (;;) {
+		cap = tmem_persistent_capacity(s);
+		if (!cap)
+			break;
+		for (i = 0; i < cap; i++) {
+			page_make(page, SHAPE_RANDOM, stored, 0);
+			r = put(s, per, 1, stored, page);
+			CHECK_EQ(r, 0);
+			if (r)
+				break;
+			stored++;
+		}
+		if (r)
+			break;
+	}
+	tmem_get_stats(s, &st);
+	CHECK(st.used_bytes <= st.limit_bytes);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].stored_pages, stored);
+	CHECK(stored > 700);	/* at least ~3/4 of 4 MiB in 4 KiB pages */
+	/* every page is intact */
+	for (i = 0; i < stored; i += 37) {
+		page_make(page, SHAPE_RANDOM, i, 0);
+		CHECK_EQ(get(s, per, 1, i, 0), 0);
+		CHECK(!memcmp(page, out, TMEM_PAGE_SIZE));
+	}
+	/* a flush never lowers the capacity */
+	before = tmem_persistent_capacity(s);
+	CHECK_EQ(tmem_flush_page(s, per, &(struct tmem_oid){ { 1, 3, ~1ull } },
+				 0), 1);
+	CHECK(tmem_persistent_capacity(s) >= before);
+	tmem_store_destroy(s);
+}
+
+static void test_compressor_none(void)
+{
+	struct tmem_config cfg;
+	struct tmem_store *s;
+	struct tmem_stats st;
+	int pool;
+
+	tmem_config_default(&cfg);
+	cfg.compressor = TMEM_COMP_NONE;
+	cfg.limit_bytes = 4 << 20;
+	REQUIRE(tmem_store_create(&cfg, &s) == 0);
+	pool = tmem_new_pool(s, 0, NULL);
+	page_make(page, SHAPE_SIZED, 9, 100);
+	CHECK_EQ(put(s, pool, 1, 1, page), 0);
+	CHECK_EQ(get(s, pool, 1, 1, 0), 0);
+	CHECK(!memcmp(page, out, TMEM_PAGE_SIZE));
+	tmem_get_stats(s, &st);
+	CHECK_EQ(st.kind[TMEM_EPHEMERAL].raw_pages, 1);
+	tmem_store_destroy(s);
+}
+
+int main(void)
+{
+	test_zbud_packing();
+	test_zbud_direct();
+	test_lru_and_limit();
+	test_zero_pages_hit_limit();
+	test_uuid_sharing();
+	test_get_replace_flush();
+	test_scattered_buffers();
+	test_bad_arguments();
+	test_persistent_capacity();
+	test_compressor_none();
+	return check_report("test_pool_unit");
+}
