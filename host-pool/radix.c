@@ -2,7 +2,7 @@
 /*
  * radix.c - page index of one tmem object.
  *
- * Dense objects (a swap area, a file read from the start) cost about 8 bytes
+ * Dense objects (a swap area, a file read from the start) cost about 9 bytes
  * of node per page; an object with one page costs nothing beyond its root.
  * Every node an insert needs is allocated before the tree is touched, so a
  * failed allocation leaves the tree as it was.
@@ -56,16 +56,26 @@ struct radix_item *radix_lookup(const struct radix_root *root, uint64_t index)
 	return node->slot[slot_of(index, 0)];
 }
 
+/* Levels below the top (height @h) where @a and @b need different nodes. */
+static unsigned int split_levels(uint64_t a, uint64_t b, unsigned int h)
+{
+	unsigned int level, n = 0;
+
+	for (level = 0; level + 1 < h; level++)
+		if ((a >> (RADIX_SHIFT * (level + 1))) !=
+		    (b >> (RADIX_SHIFT * (level + 1))))
+			n++;
+	return n;
+}
+
 /**
- * radix_nodes_needed() - nodes an insert at @index may allocate
+ * radix_nodes_needed() - nodes an insert at @index allocates
  * @root: tree
  * @index: page index
- *
- * Counts as if the single item of a height-0 tree had to be pushed down too.
  */
 unsigned int radix_nodes_needed(const struct radix_root *root, uint64_t index)
 {
-	unsigned int h = height_for(index), n = 0, level;
+	unsigned int h = height_for(index), level;
 	struct radix_node *node;
 
 	if (!root->ptr)
@@ -74,17 +84,21 @@ unsigned int radix_nodes_needed(const struct radix_root *root, uint64_t index)
 		struct radix_item *it = root->ptr;
 		unsigned int h2 = height_for(it->index);
 
-		return 2 * (h > h2 ? h : h2);
+		if (it->index == index)
+			return 0;
+		if (h2 > h)
+			h = h2;
+		return h + split_levels(it->index, index, h);
 	}
-	if (h > root->height)
-		return h + 1 - root->height + h;
+	if (h > root->height)	/* new top levels, then a fresh path */
+		return h - root->height + (h - 1);
 	node = root->ptr;
 	for (level = root->height - 1; level > 0; level--) {
 		node = node->slot[slot_of(index, level)];
 		if (!node)
-			return n + level;
+			return level;
 	}
-	return n;
+	return 0;
 }
 
 struct node_pool {

@@ -3,17 +3,18 @@
  * slab.c - fixed-size metadata objects carved out of store pageframes.
  *
  * A slab frame keeps its free objects on a list threaded through the
- * objects themselves (owner[0] of the frame descriptor is the list head) and
- * counts the objects in use; a frame whose last object is freed goes back to
+ * objects themselves as 16-bit offsets within the frame (slab_free of the
+ * frame descriptor is the head) and counts the objects in use; a frame whose last object is freed goes back to
  * zbud at once, which is what lets eviction of ephemeral pages give back
  * their metadata frames too.
  */
 #include <string.h>
 
+#include "lock.h"
 #include "slab.h"
 
 struct free_obj {
-	struct free_obj *next;
+	uint16_t next;
 };
 
 /**
@@ -27,7 +28,7 @@ void tmem_cache_init(struct tmem_cache *c, struct zbud *z, size_t size,
 		     enum tmem_kind kind)
 {
 	memset(c, 0, sizeof(*c));
-	pthread_mutex_init(&c->lock, NULL);
+	tmem_mutex_init(&c->lock);
 	c->zbud = z;
 	c->size = (unsigned int)((size + 7) & ~(size_t)7);
 	c->per_frame = TMEM_PAGE_SIZE / c->size;
@@ -53,7 +54,8 @@ static uint32_t obj_frame(const struct tmem_cache *c, const void *obj)
 static uint32_t slab_grow(struct tmem_cache *c)
 {
 	struct zbud *z = c->zbud;
-	struct free_obj *head = NULL, *o;
+	struct zbud_populate pop;
+	uint16_t head = ZBUD_SLAB_END;
 	uint8_t *mem;
 	uint32_t fn;
 	unsigned int i;
@@ -65,16 +67,19 @@ static uint32_t slab_grow(struct tmem_cache *c)
 		z->desc[fn].kind = c->kind;
 		z->slab_frames[c->kind]++;
 	}
+	zbud_take_populate_locked(z, &pop);
 	pthread_mutex_unlock(&z->lock);
+	zbud_populate(z, &pop);
 	if (fn == ZBUD_NIL)
 		return fn;
 	mem = zbud_frame_addr(z, fn);
 	for (i = c->per_frame; i-- > 0;) {
-		o = (struct free_obj *)(mem + (size_t)i * c->size);
+		struct free_obj *o = (struct free_obj *)(mem + i * c->size);
+
 		o->next = head;
-		head = o;
+		head = (uint16_t)(i * c->size);
 	}
-	z->desc[fn].owner[0] = (struct tmem_entry *)head;
+	z->desc[fn].slab_free = head;
 	z->desc[fn].slab_inuse = 0;
 	zbud_list_add_locked(z, &c->partial, fn);
 	return fn;
@@ -104,8 +109,8 @@ void *tmem_cache_alloc(struct tmem_cache *c)
 		return NULL;
 	}
 	f = &c->zbud->desc[fn];
-	o = (struct free_obj *)f->owner[0];
-	f->owner[0] = (struct tmem_entry *)o->next;
+	o = (struct free_obj *)(zbud_frame_addr(c->zbud, fn) + f->slab_free);
+	f->slab_free = o->next;
 	if (++f->slab_inuse == c->per_frame)
 		zbud_list_del_locked(c->zbud, &c->partial, fn);
 	c->objects++;
@@ -127,8 +132,8 @@ void tmem_cache_free(struct tmem_cache *c, void *obj)
 	struct free_obj *o = obj;
 
 	pthread_mutex_lock(&c->lock);
-	o->next = (struct free_obj *)f->owner[0];
-	f->owner[0] = (struct tmem_entry *)o;
+	o->next = f->slab_free;
+	f->slab_free = (uint16_t)((uint8_t *)obj - zbud_frame_addr(z, fn));
 	if (f->slab_inuse-- == c->per_frame)
 		zbud_list_add_locked(z, &c->partial, fn);
 	c->objects--;

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lock.h"
 #include "pageio.h"
 #include "store_internal.h"
 
@@ -85,7 +86,7 @@ void tmem_config_default(struct tmem_config *cfg)
 static bool config_valid(const struct tmem_config *cfg)
 {
 	return cfg->limit_bytes >= TMEM_MIN_LIMIT &&
-	       cfg->limit_bytes <= (1ull << 46) &&
+	       cfg->limit_bytes <= TMEM_MAX_LIMIT &&
 	       (cfg->compressor == TMEM_COMP_LZ4 ||
 		cfg->compressor == TMEM_COMP_NONE) &&
 	       cfg->lz4_acceleration >= 1 &&
@@ -99,7 +100,7 @@ static bool config_valid(const struct tmem_config *cfg)
 
 static uint64_t used_bytes_locked(const struct tmem_store *s)
 {
-	return s->zbud.frames_total * TMEM_PAGE_SIZE + s->fixed_bytes;
+	return zbud_used_bytes(&s->zbud) + s->fixed_bytes;
 }
 
 static uint64_t avail_locked(const struct tmem_store *s)
@@ -115,7 +116,7 @@ static void release_reservation(struct tmem_store *s, enum tmem_kind kind,
 				uint64_t bytes)
 {
 	struct zbud *z = &s->zbud;
-	uint64_t taken = (uint64_t)zbud_frames_taken(true) * TMEM_PAGE_SIZE;
+	uint64_t taken = zbud_bytes_taken(true);
 	uint64_t left = taken >= bytes ? 0 : bytes - taken;
 
 	if (!left)
@@ -178,7 +179,7 @@ static bool wait_ephemeral_reservations(struct tmem_store *s, uint64_t bytes)
 static int reserve_room(struct tmem_store *s, enum tmem_kind kind,
 			uint64_t bytes)
 {
-	zbud_frames_taken(true);
+	zbud_bytes_taken(true);
 	for (;;) {
 		bool ok;
 
@@ -212,8 +213,13 @@ uint64_t tmem_persistent_capacity(struct tmem_store *s)
 	struct zbud *z = &s->zbud;
 	uint64_t committed;
 
+	/*
+	 * Descriptors of every arena count as used: ephemeral puts may map
+	 * arenas that persistent frames then keep mapped.
+	 */
 	pthread_mutex_lock(&z->lock);
 	committed = s->fixed_bytes + z->reserved[TMEM_PERSISTENT] +
+		    (uint64_t)z->nr_arenas * ZBUD_ARENA_DESC_BYTES +
 		    (z->data_frames[TMEM_PERSISTENT] +
 		     z->slab_frames[TMEM_PERSISTENT]) * TMEM_PAGE_SIZE;
 	pthread_mutex_unlock(&z->lock);
@@ -395,6 +401,27 @@ static struct radix_alloc node_allocator(struct tmem_store *s,
 	return a;
 }
 
+/*
+ * Frames record their owners as 32-bit references: the entry's slab frame
+ * and its slot in that frame.
+ */
+static uint32_t entry_ref(const struct tmem_store *s, const struct tmem_entry *e)
+{
+	size_t off = (size_t)((const uint8_t *)e - s->zbud.base);
+
+	return (uint32_t)((off >> 12) << 8) |
+	       (uint32_t)((off & (TMEM_PAGE_SIZE - 1)) / sizeof(*e));
+}
+
+static struct tmem_entry *entry_of_ref(const struct tmem_store *s,
+				       uint32_t ref)
+{
+	if (ref == ZBUD_NO_OWNER)
+		return NULL;
+	return (struct tmem_entry *)(zbud_frame_addr(&s->zbud, ref >> 8) +
+				     (ref & 0xff) * sizeof(struct tmem_entry));
+}
+
 static struct zbud_handle entry_handle(const struct tmem_entry *e)
 {
 	struct zbud_handle h = { .frame = e->where, .buddy = e->buddy };
@@ -500,8 +527,8 @@ static int reclaim_owner(struct tmem_store *s, uint32_t fn, unsigned int buddy,
 
 	pthread_mutex_lock(&b->lock);
 	pthread_mutex_lock(&s->zbud.lock);
-	e = s->zbud.desc[fn].owner[buddy];
-	s->zbud.desc[fn].owner[buddy] = NULL;
+	e = entry_of_ref(s, s->zbud.desc[fn].owner[buddy]);
+	s->zbud.desc[fn].owner[buddy] = ZBUD_NO_OWNER;
 	pthread_mutex_unlock(&s->zbud.lock);
 	if (e) {
 		obj = e->obj;
@@ -526,8 +553,9 @@ static long evict_ephemeral_frame(struct tmem_store *s)
 	fn = zbud_reclaim_start_locked(z, TMEM_EPHEMERAL);
 	if (fn != ZBUD_NIL)
 		for (i = 0; i < 2; i++)
-			if (z->desc[fn].owner[i])
-				owner_bucket[i] = z->desc[fn].owner[i]->obj->bucket;
+			if (z->desc[fn].owner[i] != ZBUD_NO_OWNER)
+				owner_bucket[i] = entry_of_ref(s,
+					z->desc[fn].owner[i])->obj->bucket;
 	pthread_mutex_unlock(&z->lock);
 	if (fn == ZBUD_NIL)
 		return 0;
@@ -592,9 +620,7 @@ static long evict_ephemeral(struct tmem_store *s)
 
 static uint64_t store_fixed_bytes(const struct tmem_store *s)
 {
-	return (uint64_t)s->zbud.nr_arenas * ZBUD_ARENA_FRAMES *
-	       sizeof(struct zframe) +
-	       (uint64_t)s->cfg.max_pools *
+	return (uint64_t)s->cfg.max_pools *
 	       (sizeof(struct tmem_pool) + sizeof(*s->pools)) +
 	       sizeof(*s);
 }
@@ -604,9 +630,9 @@ static uint64_t store_fixed_bytes(const struct tmem_store *s)
  * @cfg: settings (see struct tmem_config)
  * @out: the new store
  *
- * Charges up front what the store may need besides frames: the frame
- * descriptors and max_pools pool structures, so that creating a pool later
- * never lowers tmem_persistent_capacity().
+ * Charges max_pools pool structures up front, so that creating a pool
+ * later never lowers tmem_persistent_capacity(); frame descriptors are
+ * charged arena by arena as arenas are mapped.
  *
  * Return: 0, -TMEM_E_INVAL for bad settings (or a limit too small for
  * max_pools), -TMEM_E_NOMEM.
@@ -634,7 +660,8 @@ int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out)
 		return -TMEM_E_NOMEM;
 	}
 	s->fixed_bytes = store_fixed_bytes(s);
-	if (s->fixed_bytes + PUT_WORST_BYTES > cfg->limit_bytes) {
+	if (s->fixed_bytes + (uint64_t)s->zbud.nr_arenas * ZBUD_ARENA_DESC_BYTES +
+	    PUT_WORST_BYTES > cfg->limit_bytes) {
 		tmem_store_destroy(s);
 		return -TMEM_E_INVAL;
 	}
@@ -646,8 +673,8 @@ int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out)
 		tmem_cache_init(&s->nodes[k], &s->zbud,
 				sizeof(struct radix_node), k);
 	}
-	pthread_mutex_init(&s->pools_lock, NULL);
-	pthread_mutex_init(&s->fill_lock, NULL);
+	tmem_mutex_init(&s->pools_lock);
+	tmem_mutex_init(&s->fill_lock);
 	*out = s;
 	return 0;
 }
@@ -719,7 +746,7 @@ static struct tmem_pool *pool_alloc(uint32_t id)
 		return NULL;
 	p->id = id;
 	for (i = 0; i < POOL_BUCKETS; i++) {
-		pthread_mutex_init(&p->bucket[i].lock, NULL);
+		tmem_mutex_init(&p->bucket[i].lock);
 		p->bucket[i].pool = p;
 	}
 	return p;
@@ -977,6 +1004,7 @@ static struct tmem_entry *entry_new(struct tmem_store *s, const struct op *op,
 				    const struct page_data *pd)
 {
 	struct tmem_entry *e = tmem_cache_alloc(&s->entries[op->kind]);
+	struct zbud_populate pop;
 	struct zbud_handle h;
 	int ret;
 
@@ -990,11 +1018,14 @@ static struct tmem_entry *entry_new(struct tmem_store *s, const struct op *op,
 		return e;
 	}
 	pthread_mutex_lock(&s->zbud.lock);
-	ret = zbud_alloc_locked(&s->zbud, op->kind, pd->size, e, &h);
+	ret = zbud_alloc_locked(&s->zbud, op->kind, pd->size,
+				entry_ref(s, e), &h);
 	if (!ret)
 		memcpy(zbud_buddy_addr(&s->zbud, h, pd->size), pd->data,
 		       pd->size);
+	zbud_take_populate_locked(&s->zbud, &pop);
 	pthread_mutex_unlock(&s->zbud.lock);
+	zbud_populate(&s->zbud, &pop);
 	if (ret) {
 		tmem_cache_free(&s->entries[op->kind], e);
 		return NULL;
@@ -1391,6 +1422,7 @@ void tmem_get_stats(struct tmem_store *s, struct tmem_stats *st)
 	st->limit_bytes = s->cfg.limit_bytes;
 	st->used_bytes = used_bytes_locked(s);
 	st->meta_bytes = s->fixed_bytes +
+			 z->arenas_mapped * ZBUD_ARENA_DESC_BYTES +
 			 (z->slab_frames[0] + z->slab_frames[1]) *
 			 TMEM_PAGE_SIZE;
 	st->arenas = z->arenas_mapped;

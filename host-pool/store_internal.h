@@ -17,11 +17,14 @@
 #define POOL_BUCKETS		32u	/* lock stripes per pool */
 #define BUCKET_CHAINS		32u	/* object hash chains per stripe */
 /*
- * Most frames one put can take: its data frame, a new entry slab, a new
- * object slab and node slabs for 2 * RADIX_MAX_HEIGHT nodes (7 per frame).
+ * Most one put can take: its data frame, a new entry slab, a new object
+ * slab and node slabs for 2 * RADIX_MAX_HEIGHT nodes (30 per frame), plus
+ * the descriptors of one newly mapped arena (frames come from the lowest
+ * arena with room, so one put maps at most one).
  */
 #define PUT_WORST_FRAMES	8u
-#define PUT_WORST_BYTES		((uint64_t)PUT_WORST_FRAMES * TMEM_PAGE_SIZE)
+#define PUT_WORST_BYTES		((uint64_t)PUT_WORST_FRAMES * TMEM_PAGE_SIZE + \
+				 ZBUD_ARENA_DESC_BYTES)
 
 enum entry_state {
 	ENTRY_FREE = 0,		/* never seen on a live entry */
@@ -47,6 +50,11 @@ struct tmem_entry {
 	uint8_t buddy;
 	uint8_t state;
 };
+/* Owner references keep an entry's slot in its slab frame in 8 bits. */
+_Static_assert(TMEM_PAGE_SIZE / sizeof(struct tmem_entry) <= 256,
+	       "entry slot must fit an owner reference");
+_Static_assert((TMEM_MAX_LIMIT / TMEM_PAGE_SIZE) + 1024 <= ZBUD_MAX_FRAMES,
+	       "frame numbers must fit an owner reference");
 
 /**
  * struct tmem_object - pages of one object id in one pool (72 bytes)

@@ -63,7 +63,8 @@ enum tmem_kind {
 
 /**
  * struct tmem_config - store settings
- * @limit_bytes: pageframes plus metadata may not exceed this (>= 1 MiB)
+ * @limit_bytes: pageframes plus metadata may not exceed this
+ *		 (TMEM_MIN_LIMIT..TMEM_MAX_LIMIT)
  * @compressor: TMEM_COMP_LZ4 or TMEM_COMP_NONE
  * @lz4_acceleration: LZ4_compress_fast() acceleration, 1..65537
  * @max_compressed: a page compressing to more bytes than this is
@@ -81,6 +82,7 @@ struct tmem_config {
 
 #define TMEM_MAX_POOLS		4096u
 #define TMEM_MIN_LIMIT		(1ull << 20)
+#define TMEM_MAX_LIMIT		(32ull << 30)
 
 struct tmem_uuid {
 	uint8_t b[16];

@@ -21,10 +21,15 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#include "lock.h"
 #include "zbud.h"
 
-/* Frames this thread took since zbud_frames_taken(true). */
-static _Thread_local uint32_t tls_frames_taken;
+/* Bytes this thread took since zbud_bytes_taken(true). */
+static _Thread_local uint64_t tls_bytes_taken;
 
 #define ARENA_BYTES	((size_t)ZBUD_ARENA_FRAMES * TMEM_PAGE_SIZE)
 #define LRU_LINKS	offsetof(struct zframe, lru_prev)
@@ -108,7 +113,7 @@ int zbud_init(struct zbud *z, uint64_t max_frames)
 			zlist_init(&z->unbuddied[k][c]);
 		zlist_init(&z->lru[k]);
 	}
-	pthread_mutex_init(&z->lock, NULL);
+	tmem_mutex_init(&z->lock);
 	pthread_cond_init(&z->reserve_cond, NULL);
 	return 0;
 
@@ -136,7 +141,32 @@ void zbud_fini(struct zbud *z)
 	pthread_mutex_destroy(&z->lock);
 }
 
-static int arena_map(struct zbud *z, uint32_t a)
+/**
+ * zbud_bytes_taken() - bytes of frames and descriptors this thread took
+ * @reset: start counting again from zero
+ *
+ * Return: bytes taken since the last reset.
+ */
+uint64_t zbud_bytes_taken(bool reset)
+{
+	uint64_t n = tls_bytes_taken;
+
+	if (reset)
+		tls_bytes_taken = 0;
+	return n;
+}
+
+static void consume_reservation(struct zbud *z, enum tmem_kind kind,
+				uint64_t bytes)
+{
+	tls_bytes_taken += bytes;
+	z->reserved[kind] -= bytes < z->reserved[kind] ? bytes :
+							 z->reserved[kind];
+	if (kind == TMEM_EPHEMERAL && !z->reserved[kind])
+		pthread_cond_broadcast(&z->reserve_cond);
+}
+
+static int arena_map(struct zbud *z, uint32_t a, enum tmem_kind kind)
 {
 	struct zarena *ar = &z->arenas[a];
 	uint32_t first = a << ZBUD_ARENA_SHIFT, i;
@@ -155,9 +185,23 @@ static int arena_map(struct zbud *z, uint32_t a)
 		zlist_add_head(z, &ar->free, first + i, LIST_LINKS);
 	}
 	ar->nr_used = 0;
+	ar->populated = 0;
 	ar->mapped = true;
 	z->arenas_mapped++;
+	consume_reservation(z, kind, ZBUD_ARENA_DESC_BYTES);
 	return 0;
+}
+
+/* Give back the pages that only this arena's descriptors use. */
+static void madvise_desc(struct zbud *z, uint32_t first)
+{
+	uintptr_t lo = (uintptr_t)&z->desc[first];
+	uintptr_t hi = (uintptr_t)&z->desc[first + ZBUD_ARENA_FRAMES];
+
+	lo = (lo + TMEM_PAGE_SIZE - 1) & ~(uintptr_t)(TMEM_PAGE_SIZE - 1);
+	hi &= ~(uintptr_t)(TMEM_PAGE_SIZE - 1);
+	if (hi > lo)
+		madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
 static void arena_unmap(struct zbud *z, uint32_t a)
@@ -168,8 +212,7 @@ static void arena_unmap(struct zbud *z, uint32_t a)
 	/* Replace, not unmap: the range stays ours. */
 	mmap(z->base + (size_t)a * ARENA_BYTES, ARENA_BYTES, PROT_NONE,
 	     MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	madvise(&z->desc[first], ZBUD_ARENA_FRAMES * sizeof(struct zframe),
-		MADV_DONTNEED);
+	madvise_desc(z, first);
 	ar->mapped = false;
 	zlist_init(&ar->free);
 	z->arenas_mapped--;
@@ -201,29 +244,57 @@ static void dirty_trim(struct zbud *z)
 	z->nr_dirty -= half;
 }
 
-/**
- * zbud_frames_taken() - frames this thread has taken
- * @reset: start counting again from zero
- *
- * Return: frames taken since the last reset.
+/*
+ * A fresh arena fills from its first frame up: its frames are faulted in
+ * ahead, ZBUD_POPULATE_AHEAD at a time, so that copying into a new frame
+ * under z->lock rarely takes a page fault.  The madvise() itself runs after
+ * the lock is dropped (zbud_populate()); a frame allocated before that just
+ * faults as usual.  At most ZBUD_POPULATE_AHEAD - 1 frames are resident
+ * without being allocated.
  */
-uint32_t zbud_frames_taken(bool reset)
+static void populate_ahead(struct zbud *z, uint32_t a, uint32_t fn)
 {
-	uint32_t n = tls_frames_taken;
+	struct zarena *ar = &z->arenas[a];
+	uint32_t idx = fn & (ZBUD_ARENA_FRAMES - 1), n;
 
-	if (reset)
-		tls_frames_taken = 0;
-	return n;
+	if (idx + 1 < ar->populated || z->populate_len)
+		return;
+	n = ZBUD_ARENA_FRAMES - idx - 1;
+	if (n > ZBUD_POPULATE_AHEAD)
+		n = ZBUD_POPULATE_AHEAD;
+	if (!n)
+		return;
+	z->populate_from = fn + 1;
+	z->populate_len = n;
+	ar->populated = (uint16_t)(idx + 1 + n);
 }
 
-static void consume_reservation(struct zbud *z, enum tmem_kind kind)
+/**
+ * zbud_take_populate_locked() - hand the pending fault-in work to the caller
+ * @z: allocator
+ * @p: receives it; pass to zbud_populate() once z->lock is dropped
+ */
+void zbud_take_populate_locked(struct zbud *z, struct zbud_populate *p)
 {
-	tls_frames_taken++;
-	if (z->reserved[kind] < TMEM_PAGE_SIZE)
-		return;
-	z->reserved[kind] -= TMEM_PAGE_SIZE;
-	if (kind == TMEM_EPHEMERAL && !z->reserved[kind])
-		pthread_cond_broadcast(&z->reserve_cond);
+	p->from = z->populate_from;
+	p->len = z->populate_len;
+	z->populate_len = 0;
+}
+
+/**
+ * zbud_populate() - fault in frames ahead of allocation, without z->lock
+ * @z: allocator
+ * @p: from zbud_take_populate_locked()
+ *
+ * Harmless if the frames were allocated or even unmapped meanwhile: it
+ * changes no contents.  Kernels before 5.14 lack MADV_POPULATE_WRITE; the
+ * frames are then faulted in on first use.
+ */
+void zbud_populate(struct zbud *z, const struct zbud_populate *p)
+{
+	if (p->len)
+		madvise(zbud_frame_addr(z, p->from),
+			(size_t)p->len * TMEM_PAGE_SIZE, MADV_POPULATE_WRITE);
 }
 
 /**
@@ -247,7 +318,7 @@ uint32_t zbud_frame_alloc_locked(struct zbud *z, enum tmem_kind kind)
 	}
 	for (a = z->first_free_arena; a < z->nr_arenas; a++) {
 		ar = &z->arenas[a];
-		if (!ar->mapped && arena_map(z, a))
+		if (!ar->mapped && arena_map(z, a, kind))
 			return ZBUD_NIL;
 		if (ar->free.head != ZBUD_NIL)
 			break;
@@ -259,12 +330,14 @@ uint32_t zbud_frame_alloc_locked(struct zbud *z, enum tmem_kind kind)
 	fn = ar->free.head;
 	zlist_del(z, &ar->free, fn, LIST_LINKS);
 	ar->nr_used++;
+	populate_ahead(z, a, fn);
 found:
 	memset(&z->desc[fn], 0, sizeof(struct zframe));
+	z->desc[fn].owner[0] = z->desc[fn].owner[1] = ZBUD_NO_OWNER;
 	z->desc[fn].lru_prev = z->desc[fn].lru_next = ZBUD_NIL;
 	z->desc[fn].prev = z->desc[fn].next = ZBUD_NIL;
 	z->frames_total++;
-	consume_reservation(z, kind);
+	consume_reservation(z, kind, TMEM_PAGE_SIZE);
 	return fn;
 }
 
@@ -323,7 +396,7 @@ static uint32_t new_data_frame(struct zbud *z, enum tmem_kind kind)
  * @z: allocator
  * @kind: kind of the page; frames never mix kinds
  * @size: 1..TMEM_PAGE_SIZE bytes
- * @owner: entry to record in the buddy (for reclaim)
+ * @owner: reference to record in the buddy (for reclaim)
  * @h: where the page goes
  *
  * The frame becomes the most recently used of its kind.
@@ -331,7 +404,7 @@ static uint32_t new_data_frame(struct zbud *z, enum tmem_kind kind)
  * Return: 0, or -TMEM_E_FULL when no frame can be had.
  */
 int zbud_alloc_locked(struct zbud *z, enum tmem_kind kind, unsigned int size,
-		      struct tmem_entry *owner, struct zbud_handle *h)
+		      uint32_t owner, struct zbud_handle *h)
 {
 	unsigned int chunks = zbud_chunks(size), c;
 	struct zframe *f;
@@ -375,7 +448,7 @@ void zbud_free_locked(struct zbud *z, struct zbud_handle h)
 	struct zframe *f = &z->desc[h.frame];
 	enum tmem_kind kind = f->kind;
 
-	f->owner[h.buddy] = NULL;
+	f->owner[h.buddy] = ZBUD_NO_OWNER;
 	if (f->under_reclaim)
 		return;
 	if (on_unbuddied(f))

@@ -29,6 +29,8 @@
 #define ZBUD_NIL		UINT32_MAX
 /* Freed frames kept resident for reuse before madvise(MADV_DONTNEED). */
 #define ZBUD_DIRTY_MAX		64u
+/* Frames of a fresh arena faulted in at once, ahead of allocation. */
+#define ZBUD_POPULATE_AHEAD	16u
 
 enum zbud_frame_type {
 	ZF_FREE = 0,
@@ -38,12 +40,17 @@ enum zbud_frame_type {
 
 enum zbud_buddy { ZBUD_FIRST = 0, ZBUD_LAST = 1 };
 
-struct tmem_entry;
+/* No owner in a buddy (owner references are the store's, see store.c). */
+#define ZBUD_NO_OWNER		UINT32_MAX
+#define ZBUD_SLAB_END		UINT16_MAX
 
 /**
- * struct zframe - descriptor of one pageframe (40 bytes)
- * @owner: entries stored in the FIRST and LAST buddy (data/raw frames);
- *	   owner[0] is the free-object list of a slab frame
+ * struct zframe - descriptor of one pageframe (28 bytes)
+ * @owner: references to the entries stored in the FIRST and LAST buddy
+ *	   (data frames), or ZBUD_NO_OWNER
+ * @slab_free: slab frames: offset of the first free object, or
+ *	       ZBUD_SLAB_END (shares storage with @owner)
+ * @slab_inuse: slab frames: objects in use
  * @lru_prev: per-kind LRU links (data and raw frames)
  * @lru_next: see @lru_prev
  * @prev: unbuddied list, arena free list or slab partial list links
@@ -54,17 +61,25 @@ struct tmem_entry;
  * @kind: enum tmem_kind of the frame's contents
  * @under_reclaim: taken off every list by reclaim; owners may still be
  *		   detached by flushes but the frame is freed by reclaim only
- * @slab_inuse: objects in use (slab frames)
  */
 struct zframe {
-	struct tmem_entry *owner[2];
+	union {
+		uint32_t owner[2];
+		struct {
+			uint16_t slab_free;
+			uint16_t slab_inuse;
+		};
+	};
 	uint32_t lru_prev, lru_next;
 	uint32_t prev, next;
 	uint8_t first_chunks, last_chunks;
 	uint8_t type;
 	uint8_t kind : 1, under_reclaim : 1;
-	uint16_t slab_inuse;
 };
+
+#define ZBUD_ARENA_DESC_BYTES	(ZBUD_ARENA_FRAMES * sizeof(struct zframe))
+/* Frame numbers leave 8 bits for the store's owner references. */
+#define ZBUD_MAX_FRAMES		(1u << 24)
 
 /* A doubly linked list of frames, linked through a pair of zframe fields. */
 struct zlist {
@@ -74,6 +89,7 @@ struct zlist {
 struct zarena {
 	struct zlist free;	/* clean free frames, linked by prev/next */
 	uint16_t nr_used;	/* frames allocated, or freed but still dirty */
+	uint16_t populated;	/* frames below this index were faulted in */
 	bool mapped;
 };
 
@@ -92,10 +108,12 @@ struct zarena {
  * @data_frames: per kind, frames holding pages
  * @slab_frames: per kind, frames holding metadata
  * @frames_total: all frames allocated (dirty free frames excluded)
- * @arenas_mapped: arenas currently mapped
- * @reserved: per kind, bytes promised to puts in progress; each frame
- *	      taken for a kind consumes a page of its reservation
+ * @arenas_mapped: arenas currently mapped (each with its descriptors)
+ * @reserved: per kind, bytes promised to puts in progress; each frame and
+ *	      arena descriptor array taken for a kind consumes its bytes
  * @reserve_cond: broadcast when the ephemeral reservation drops to zero
+ * @populate_from: first frame of fault-in work not yet handed out
+ * @populate_len: its length in frames (0: none)
  */
 struct zbud {
 	pthread_mutex_t lock;
@@ -114,6 +132,11 @@ struct zbud {
 	uint64_t arenas_mapped;
 	uint64_t reserved[TMEM_NR_KINDS];
 	pthread_cond_t reserve_cond;
+	uint32_t populate_from, populate_len;
+};
+
+struct zbud_populate {
+	uint32_t from, len;
 };
 
 /* Where a compressed page lives inside a frame. */
@@ -124,6 +147,13 @@ struct zbud_handle {
 
 int zbud_init(struct zbud *z, uint64_t max_frames);
 void zbud_fini(struct zbud *z);
+
+/* Bytes charged for frames and the descriptors of mapped arenas. */
+static inline uint64_t zbud_used_bytes(const struct zbud *z)
+{
+	return z->frames_total * TMEM_PAGE_SIZE +
+	       z->arenas_mapped * ZBUD_ARENA_DESC_BYTES;
+}
 
 static inline uint8_t *zbud_frame_addr(const struct zbud *z, uint32_t fn)
 {
@@ -140,10 +170,12 @@ uint8_t *zbud_buddy_addr(const struct zbud *z, struct zbud_handle h,
 
 /* Callers below hold z->lock. */
 int zbud_alloc_locked(struct zbud *z, enum tmem_kind kind, unsigned int size,
-		      struct tmem_entry *owner, struct zbud_handle *h);
+		      uint32_t owner, struct zbud_handle *h);
 void zbud_free_locked(struct zbud *z, struct zbud_handle h);
 uint32_t zbud_frame_alloc_locked(struct zbud *z, enum tmem_kind kind);
-uint32_t zbud_frames_taken(bool reset);
+uint64_t zbud_bytes_taken(bool reset);
+void zbud_take_populate_locked(struct zbud *z, struct zbud_populate *p);
+void zbud_populate(struct zbud *z, const struct zbud_populate *p);
 void zbud_frame_free_locked(struct zbud *z, uint32_t fn);
 void zbud_list_add_locked(struct zbud *z, struct zlist *l, uint32_t fn);
 void zbud_list_del_locked(struct zbud *z, struct zlist *l, uint32_t fn);

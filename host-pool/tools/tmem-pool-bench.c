@@ -1,0 +1,601 @@
+// SPDX-License-Identifier: BSD-3-Clause
+/*
+ * tmem-pool-bench - measure the host pool on real pages against the limits
+ * set by raw LZ4 and memcpy on the same pages, in the same run.
+ *
+ * The corpus is file contents (by default under /usr/lib/x86_64-linux-gnu
+ * and /usr/share) read in sorted path order and cut into 4 KiB pages, a
+ * file's last page zero-padded as in the page cache.  Zero- and
+ * same-filled pages are counted apart and left out of the throughput and
+ * compression figures so they cannot flatter them.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <lz4.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tmem.h"
+
+#define PAGE	TMEM_PAGE_SIZE
+
+struct corpus {
+	uint8_t *pages;		/* non-filled pages, PAGE bytes each */
+	uint32_t *file;		/* object (file number) of each page */
+	uint32_t *index;	/* page index within its file */
+	size_t nr, cap, max;
+	size_t zero, same;	/* filled pages, not in @pages */
+	size_t files;
+};
+
+static struct {
+	const char *paths[16];
+	int nr_paths;
+	size_t max_pages;
+	int repeat;
+	int accel;
+} opt = { .max_pages = 65536, .repeat = 3, .accel = 1 };
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static bool page_filled(const uint8_t *p, bool *zero)
+{
+	uint64_t first, w;
+	size_t i;
+
+	memcpy(&first, p, 8);
+	for (i = 8; i < PAGE; i += 8) {
+		memcpy(&w, p + i, 8);
+		if (w != first)
+			return false;
+	}
+	*zero = !first;
+	return true;
+}
+
+static void corpus_add(struct corpus *c, const uint8_t *page, uint32_t idx)
+{
+	bool zero;
+
+	if (page_filled(page, &zero)) {
+		if (zero)
+			c->zero++;
+		else
+			c->same++;
+		return;
+	}
+	if (c->nr == c->cap) {
+		c->cap = c->cap ? c->cap * 2 : 4096;
+		c->pages = realloc(c->pages, c->cap * PAGE);
+		c->file = realloc(c->file, c->cap * sizeof(*c->file));
+		c->index = realloc(c->index, c->cap * sizeof(*c->index));
+		if (!c->pages || !c->file || !c->index) {
+			fprintf(stderr, "tmem-pool-bench: out of memory\n");
+			exit(1);
+		}
+	}
+	memcpy(c->pages + c->nr * PAGE, page, PAGE);
+	c->file[c->nr] = (uint32_t)c->files;
+	c->index[c->nr] = idx;
+	c->nr++;
+}
+
+static bool corpus_full(const struct corpus *c)
+{
+	return c->nr + c->zero + c->same >= c->max;
+}
+
+static void load_file(struct corpus *c, const char *path)
+{
+	uint8_t page[PAGE];
+	uint32_t idx = 0;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+
+	if (fd < 0)
+		return;
+	while (!corpus_full(c)) {
+		size_t got = 0;
+
+		while (got < PAGE) {
+			n = read(fd, page + got, PAGE - got);
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+		}
+		if (!got)
+			break;
+		memset(page + got, 0, PAGE - got);
+		corpus_add(c, page, idx++);
+		if (got < PAGE)
+			break;
+	}
+	c->files++;
+	close(fd);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void load_path(struct corpus *c, const char *path)
+{
+	struct dirent *de;
+	struct stat st;
+	char **names = NULL;
+	size_t n = 0, cap = 0, i;
+	DIR *d;
+
+	if (corpus_full(c) || lstat(path, &st))
+		return;
+	if (S_ISREG(st.st_mode)) {
+		load_file(c, path);
+		return;
+	}
+	if (!S_ISDIR(st.st_mode))
+		return;
+	d = opendir(path);
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			names = realloc(names, cap * sizeof(*names));
+		}
+		if (asprintf(&names[n], "%s/%s", path, de->d_name) < 0)
+			break;
+		n++;
+	}
+	closedir(d);
+	qsort(names, n, sizeof(*names), cmp_str);
+	for (i = 0; i < n; i++) {
+		load_path(c, names[i]);
+		free(names[i]);
+	}
+	free(names);
+}
+
+/* ---- limits: raw LZ4 and memcpy on the same pages ----------------------- */
+
+struct raw_result {
+	double compress_s, decompress_s, memcpy_s;
+	uint64_t compressed_bytes;	/* compressible pages only */
+	size_t compressible;
+	uint16_t *sizes;		/* per page, 0 = incompressible */
+};
+
+static int max_compressed;
+
+static void raw_limits(const struct corpus *c, struct raw_result *r)
+{
+	static uint8_t dst[PAGE], back[PAGE];
+	double t;
+	size_t i;
+	int rep;
+
+	r->sizes = calloc(c->nr, sizeof(*r->sizes));
+	r->compress_s = r->decompress_s = r->memcpy_s = 1e30;
+	for (rep = 0; rep < opt.repeat; rep++) {
+		t = now();
+		for (i = 0; i < c->nr; i++) {
+			int n = LZ4_compress_fast((const char *)c->pages +
+						  i * PAGE, (char *)dst, PAGE,
+						  max_compressed, opt.accel);
+			/* an incompressible page is then copied raw */
+			if (!n)
+				memcpy(back, c->pages + i * PAGE, PAGE);
+			r->sizes[i] = (uint16_t)n;
+		}
+		t = now() - t;
+		if (t < r->compress_s)
+			r->compress_s = t;
+	}
+	r->compressed_bytes = 0;
+	r->compressible = 0;
+	for (i = 0; i < c->nr; i++)
+		if (r->sizes[i]) {
+			r->compressed_bytes += r->sizes[i];
+			r->compressible++;
+		}
+	/* decompress: a contiguous copy of each compressed page */
+	{
+		uint8_t *cbuf = malloc(r->compressed_bytes + 1);
+		size_t off = 0;
+
+		for (i = 0; i < c->nr; i++)
+			if (r->sizes[i]) {
+				LZ4_compress_fast((const char *)c->pages +
+						  i * PAGE, (char *)cbuf + off,
+						  PAGE, max_compressed,
+						  opt.accel);
+				off += r->sizes[i];
+			}
+		for (rep = 0; rep < opt.repeat; rep++) {
+			t = now();
+			off = 0;
+			for (i = 0; i < c->nr; i++) {
+				if (!r->sizes[i]) {
+					memcpy(back, c->pages + i * PAGE, PAGE);
+					continue;
+				}
+				LZ4_decompress_safe((const char *)cbuf + off,
+						    (char *)back, r->sizes[i],
+						    PAGE);
+				off += r->sizes[i];
+			}
+			t = now() - t;
+			if (t < r->decompress_s)
+				r->decompress_s = t;
+		}
+		free(cbuf);
+	}
+	for (rep = 0; rep < opt.repeat; rep++) {
+		t = now();
+		for (i = 0; i < c->nr; i++) {
+			memcpy(back, c->pages + i * PAGE, PAGE);
+			__asm__ volatile("" : : "r"(back) : "memory");
+		}
+		t = now() - t;
+		if (t < r->memcpy_s)
+			r->memcpy_s = t;
+	}
+}
+
+/* Fewest frames for these sizes, two per frame: pair largest with smallest. */
+static int cmp_u16(const void *a, const void *b)
+{
+	return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
+}
+
+static size_t optimal_frames(const struct raw_result *r, size_t n)
+{
+	uint16_t *s = malloc(n * sizeof(*s));
+	size_t m = 0, lo = 0, hi, frames = 0, i;
+
+	for (i = 0; i < n; i++)
+		if (r->sizes[i])
+			s[m++] = r->sizes[i];
+	qsort(s, m, sizeof(*s), cmp_u16);
+	hi = m;
+	while (lo < hi) {
+		hi--;
+		if (lo < hi && s[lo] + s[hi] <= PAGE)
+			lo++;
+		frames++;
+	}
+	free(s);
+	return frames;
+}
+
+/* ---- the pool ------------------------------------------------------------ */
+
+/* Thread @part of @parts takes the files whose number is @part mod @parts. */
+struct run {
+	struct tmem_store *s;
+	const struct corpus *c;
+	int pool;
+	unsigned int part, parts;
+	bool get;
+	int errors;
+};
+
+static void *run_range(void *arg)
+{
+	struct run *r = arg;
+	static _Thread_local uint8_t out[PAGE];
+	size_t i;
+
+	for (i = 0; i < r->c->nr; i++) {
+		struct tmem_oid oid = { { r->c->file[i], 0, 0 } };
+
+		if (r->c->file[i] % r->parts != r->part)
+			continue;
+		struct iovec v;
+		int ret;
+
+		if (r->get) {
+			v = (struct iovec){ out, PAGE };
+			ret = tmem_get(r->s, (uint32_t)r->pool, &oid,
+				       r->c->index[i], &v, 1, 0);
+		} else {
+			v = (struct iovec){ r->c->pages + i * PAGE, PAGE };
+			ret = tmem_put(r->s, (uint32_t)r->pool, &oid,
+				       r->c->index[i], &v, 1, NULL);
+		}
+		if (ret)
+			r->errors++;
+	}
+	return NULL;
+}
+
+/* Put (or get) every page with @threads threads; returns seconds. */
+static double pool_pass(struct tmem_store *s, int pool, const struct corpus *c,
+			int threads, bool get)
+{
+	pthread_t tid[2];
+	struct run r[2];
+	double t;
+	int i;
+
+	for (i = 0; i < threads; i++)
+		r[i] = (struct run){ s, c, pool, (unsigned int)i,
+				     (unsigned int)threads, get, 0 };
+	t = now();
+	for (i = 0; i < threads; i++)
+		pthread_create(&tid[i], NULL, run_range, &r[i]);
+	for (i = 0; i < threads; i++)
+		pthread_join(tid[i], NULL);
+	t = now() - t;
+	for (i = 0; i < threads; i++)
+		if (r[i].errors) {
+			fprintf(stderr, "tmem-pool-bench: %d %s errors\n",
+				r[i].errors, get ? "get" : "put");
+			exit(1);
+		}
+	return t;
+}
+
+static struct tmem_store *new_store(const struct corpus *c, int *pool)
+{
+	struct tmem_config cfg;
+	struct tmem_store *s;
+	int ret;
+
+	tmem_config_default(&cfg);
+	cfg.limit_bytes = (uint64_t)c->nr * PAGE * 5 / 4 + (64ull << 20);
+	cfg.lz4_acceleration = opt.accel;
+	ret = tmem_store_create(&cfg, &s);
+	if (ret) {
+		fprintf(stderr, "tmem-pool-bench: store: %s\n",
+			tmem_strerror(ret));
+		exit(1);
+	}
+	/* persistent: nothing may be evicted or refused during the run */
+	*pool = tmem_new_pool(s, TMEM_POOL_PERSISTENT, NULL);
+	return s;
+}
+
+struct pool_result {
+	double put_s[3], get_s[3];	/* by thread count */
+	struct tmem_stats st;
+};
+
+static void pool_bench(const struct corpus *c, struct pool_result *pr)
+{
+	int threads, rep, pool;
+
+	for (threads = 1; threads <= 2; threads++) {
+		pr->put_s[threads] = pr->get_s[threads] = 1e30;
+		for (rep = 0; rep < opt.repeat; rep++) {
+			struct tmem_store *s = new_store(c, &pool);
+			double t = pool_pass(s, pool, c, threads, false);
+
+			if (t < pr->put_s[threads])
+				pr->put_s[threads] = t;
+			t = pool_pass(s, pool, c, threads, true);
+			if (t < pr->get_s[threads])
+				pr->get_s[threads] = t;
+			if (threads == 1 && rep == 0)
+				tmem_get_stats(s, &pr->st);
+			tmem_store_destroy(s);
+		}
+	}
+}
+
+/* Every page reads back as it went in (outside the timed passes). */
+static void verify(const struct corpus *c)
+{
+	static uint8_t out[PAGE];
+	struct tmem_store *s;
+	size_t i;
+	int pool;
+
+	s = new_store(c, &pool);
+	pool_pass(s, pool, c, 1, false);
+	for (i = 0; i < c->nr; i++) {
+		struct tmem_oid oid = { { c->file[i], 0, 0 } };
+		struct iovec v = { out, PAGE };
+
+		if (tmem_get(s, (uint32_t)pool, &oid, c->index[i], &v, 1, 0) ||
+		    memcmp(out, c->pages + i * PAGE, PAGE)) {
+			fprintf(stderr, "tmem-pool-bench: page %zu differs\n",
+				i);
+			exit(1);
+		}
+	}
+	tmem_store_destroy(s);
+}
+
+/* ---- report ---------------------------------------------------------------- */
+
+static const char *verdict(double v, double target, bool at_least)
+{
+	return (at_least ? v >= target : v <= target) ? "meets" : "MISSES";
+}
+
+static void report(const struct corpus *c, const struct raw_result *r,
+		   const struct pool_result *pr)
+{
+	const struct tmem_kind_stats *k = &pr->st.kind[TMEM_PERSISTENT];
+	double n = (double)c->nr;
+	double put1 = n / pr->put_s[1], get1 = n / pr->get_s[1];
+	double put2 = n / pr->put_s[2], get2 = n / pr->get_s[2];
+	double lz4c = n / r->compress_s, lz4d = n / r->decompress_s;
+	double mcpy = n / r->memcpy_s;
+	uint64_t raw_frames = k->raw_pages;
+	uint64_t zframes = k->frames - raw_frames;
+	size_t opt_frames = optimal_frames(r, c->nr);
+	double stored_bytes = (double)r->compressed_bytes +
+			      (double)(c->nr - r->compressible) * PAGE;
+
+	printf("corpus: %zu files, %zu pages (%.1f MiB): %zu zero-filled and "
+	       "%zu same-filled (left out), %zu measured, of which %zu "
+	       "incompressible (> %d bytes)\n",
+	       c->files, c->nr + c->zero + c->same,
+	       (c->nr + c->zero + c->same) * (double)PAGE / (1 << 20),
+	       c->zero, c->same, c->nr, c->nr - r->compressible,
+	       max_compressed);
+	printf("\n%-34s %12s %12s %8s %8s\n", "single thread", "pages/s",
+	       "limit", "ratio", "target");
+	printf("%-34s %12.0f %12.0f %8.2f %8s  %s (raw LZ4 compress)\n",
+	       "put", put1, lz4c, put1 / lz4c, ">=0.85",
+	       verdict(put1 / lz4c, 0.85, true));
+	printf("%-34s %12.0f %12.0f %8.2f %8s  %s (raw LZ4 decompress)\n",
+	       "get", get1, lz4d, get1 / lz4d, ">=0.80",
+	       verdict(get1 / lz4d, 0.80, true));
+	printf("%-34s %12.0f\n", "memcpy (4 KiB)", mcpy);
+	printf("\n%-34s %12s %12s %8s %8s\n", "two threads", "pages/s",
+	       "1 thread", "ratio", "target");
+	printf("%-34s %12.0f %12.0f %8.2f %8s  %s\n", "put", put2, put1,
+	       put2 / put1, ">=1.70", verdict(put2 / put1, 1.7, true));
+	printf("%-34s %12.0f %12.0f %8.2f %8s  %s\n", "get", get2, get1,
+	       get2 / get1, ">=1.70", verdict(get2 / get1, 1.7, true));
+	printf("\n%-34s %12s %12s %8s %8s\n", "space", "value", "limit",
+	       "ratio", "target");
+	printf("%-34s %12.2f %12s\n", "compression ratio (LZ4 alone)",
+	       n * PAGE / stored_bytes, "");
+	printf("%-34s %12.2f %12s\n", "compression ratio (pool, frames)",
+	       n * PAGE / ((double)k->frames * PAGE), "");
+	printf("%-34s %12.0f %12s\n", "host bytes per stored page",
+	       (double)pr->st.used_bytes / n, "");
+	printf("%-34s %12.1f %12s %8s %8s  %s\n", "metadata bytes per page",
+	       (double)(pr->st.meta_bytes) / n, "", "", "<=64",
+	       verdict((double)pr->st.meta_bytes / n, 64, false));
+	printf("%-34s %12" PRIu64 " %12zu %8.3f %8s  %s (optimal pairing)\n",
+	       "zbud frames (compressed pages)", zframes, opt_frames,
+	       (double)zframes / (double)opt_frames, "<=1.10",
+	       verdict((double)zframes / (double)opt_frames, 1.10, false));
+	printf("\nmetadata: %" PRIu64 " bytes of pool tables and frame "
+	       "descriptors + %" PRIu64 " slab frames (entries, objects, index "
+	       "nodes)\n", pr->st.meta_bytes - k->meta_frames * PAGE,
+	       k->meta_frames);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: tmem-pool-bench [--corpus PATH]... [--max-pages N] "
+		"[--repeat N] [--accel N]\n\n"
+		"Measures the virtio-tmem host pool (put, get, 1 and 2 threads,\n"
+		"space) on real pages, against raw LZ4 and memcpy on the same\n"
+		"pages.  PATH is a file or directory (default:\n"
+		"/usr/lib/x86_64-linux-gnu and /usr/share), read in sorted order;\n"
+		"several paths share --max-pages equally.\n"
+		"  --max-pages N  corpus size in 4 KiB pages (default 65536)\n"
+		"  --repeat N     best of N timed runs (default 3)\n"
+		"  --accel N      LZ4 acceleration (default 1)\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "corpus", required_argument, NULL, 'c' },
+		{ "max-pages", required_argument, NULL, 'm' },
+		{ "repeat", required_argument, NULL, 'r' },
+		{ "accel", required_argument, NULL, 'a' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct corpus c = { 0 };
+	struct raw_result r;
+	struct pool_result pr;
+	struct tmem_config cfg;
+	char *end;
+	int ch, i;
+
+	while ((ch = getopt_long(argc, argv, "c:m:r:a:h", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			if (opt.nr_paths == 16) {
+				fprintf(stderr, "tmem-pool-bench: at most 16 "
+					"--corpus paths\n");
+				return 2;
+			}
+			opt.paths[opt.nr_paths++] = optarg;
+			break;
+		case 'm':
+		case 'r':
+		case 'a': {
+			unsigned long v = strtoul(optarg, &end, 0);
+
+			if (*end || !v || v > 100000000) {
+				fprintf(stderr, "tmem-pool-bench: bad value "
+					"'%s' for --%s\n", optarg,
+					ch == 'm' ? "max-pages" :
+					ch == 'r' ? "repeat" : "accel");
+				return 2;
+			}
+			if (ch == 'm')
+				opt.max_pages = v;
+			else if (ch == 'r')
+				opt.repeat = (int)v;
+			else
+				opt.accel = (int)v;
+			break;
+		}
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "tmem-pool-bench: unexpected argument '%s'\n",
+			argv[optind]);
+		return 2;
+	}
+	if (!opt.nr_paths) {
+		opt.paths[opt.nr_paths++] = "/usr/lib/x86_64-linux-gnu";
+		opt.paths[opt.nr_paths++] = "/usr/share";
+	}
+	tmem_config_default(&cfg);
+	max_compressed = (int)cfg.max_compressed;
+	/* each path gets an equal share of the pages, in order */
+	for (i = 0; i < opt.nr_paths; i++) {
+		struct stat st;
+
+		if (stat(opt.paths[i], &st)) {
+			fprintf(stderr, "tmem-pool-bench: --corpus %s: %s\n",
+				opt.paths[i], strerror(errno));
+			return 1;
+		}
+		c.max = opt.max_pages * (size_t)(i + 1) / (size_t)opt.nr_paths;
+		load_path(&c, opt.paths[i]);
+	}
+	if (c.nr < 16) {
+		fprintf(stderr, "tmem-pool-bench: corpus has only %zu usable "
+			"pages\n", c.nr);
+		return 1;
+	}
+	fprintf(stderr, "tmem-pool-bench: %zu pages loaded; measuring "
+		"(best of %d)...\n", c.nr, opt.repeat);
+	raw_limits(&c, &r);
+	pool_bench(&c, &pr);
+	verify(&c);
+	report(&c, &r, &pr);
+	free(r.sizes);
+	free(c.pages);
+	free(c.file);
+	free(c.index);
+	return 0;
+}
