@@ -7,7 +7,6 @@
  *   store->pools_lock		pool table, pool identity (new/destroy)
  *     bucket->lock		objects and entries of one stripe of a pool
  *       cache->lock		slab objects of one cache
- *       store->fill_lock	list of ephemeral objects with filled pages
  *         zbud->lock		frames, LRUs, limit accounting
  *
  * Reclaim runs the other way round, from a frame to its owners: it takes a
@@ -101,6 +100,13 @@ static bool config_valid(const struct tmem_config *cfg)
 static uint64_t used_bytes_locked(const struct tmem_store *s)
 {
 	return zbud_used_bytes(&s->zbud) + s->fixed_bytes;
+}
+
+/* Bytes that pools not yet allocated may still take (capacity counts them). */
+static uint64_t pools_to_come_bytes(const struct tmem_store *s)
+{
+	return (uint64_t)(s->cfg.max_pools - s->pools_allocated) *
+	       sizeof(struct tmem_pool);
 }
 
 static uint64_t avail_locked(const struct tmem_store *s)
@@ -219,6 +225,7 @@ uint64_t tmem_persistent_capacity(struct tmem_store *s)
 	 */
 	pthread_mutex_lock(&z->lock);
 	committed = s->fixed_bytes + z->reserved[TMEM_PERSISTENT] +
+		    pools_to_come_bytes(s) +
 		    (uint64_t)z->nr_arenas * ZBUD_ARENA_DESC_BYTES +
 		    (z->data_frames[TMEM_PERSISTENT] +
 		     z->slab_frames[TMEM_PERSISTENT]) * TMEM_PAGE_SIZE;
@@ -345,38 +352,6 @@ static void object_free_if_empty(struct tmem_store *s,
 	tmem_cache_free(&s->objects[obj->bucket->pool->kind], obj);
 }
 
-/* The fill list tracks ephemeral objects whose pages have no frame. */
-static void fill_list_update(struct tmem_store *s, struct tmem_object *obj,
-			     int delta)
-{
-	bool was = obj->nr_filled != 0;
-
-	obj->nr_filled += delta;
-	if (was == (obj->nr_filled != 0) ||
-	    obj->bucket->pool->kind != TMEM_EPHEMERAL)
-		return;
-	pthread_mutex_lock(&s->fill_lock);
-	if (!was) {
-		obj->fill_prev = NULL;
-		obj->fill_next = s->fill_head;
-		if (s->fill_head)
-			s->fill_head->fill_prev = obj;
-		else
-			s->fill_tail = obj;
-		s->fill_head = obj;
-	} else {
-		if (obj->fill_prev)
-			obj->fill_prev->fill_next = obj->fill_next;
-		else
-			s->fill_head = obj->fill_next;
-		if (obj->fill_next)
-			obj->fill_next->fill_prev = obj->fill_prev;
-		else
-			s->fill_tail = obj->fill_prev;
-	}
-	pthread_mutex_unlock(&s->fill_lock);
-}
-
 /* ---- entries ------------------------------------------------------------ */
 
 static struct radix_node *node_alloc(void *cache)
@@ -434,8 +409,8 @@ static bool entry_has_frame(const struct tmem_entry *e)
 	return e->state == ENTRY_COMPRESSED || e->state == ENTRY_RAW;
 }
 
-static void entry_account(struct tmem_store *s, struct tmem_bucket *b,
-			  const struct tmem_entry *e, int sign)
+static void entry_account(struct tmem_bucket *b, const struct tmem_entry *e,
+			  int sign)
 {
 	struct bucket_stats *st = &b->stats;
 
@@ -453,7 +428,7 @@ static void entry_account(struct tmem_store *s, struct tmem_bucket *b,
 			st->same_pages += sign;
 		else
 			st->zero_pages += sign;
-		fill_list_update(s, e->obj, sign);
+		e->obj->nr_filled += sign;
 		break;
 	}
 }
@@ -471,7 +446,7 @@ static void entry_drop(struct tmem_store *s, struct tmem_bucket *b,
 		zbud_free_locked(&s->zbud, entry_handle(e));
 		pthread_mutex_unlock(&s->zbud.lock);
 	}
-	entry_account(s, b, e, -1);
+	entry_account(b, e, -1);
 	tmem_cache_free(&s->entries[b->pool->kind], e);
 }
 
@@ -569,37 +544,50 @@ static long evict_ephemeral_frame(struct tmem_store *s)
 	return 1;
 }
 
+/* Drop the objects of one stripe that hold filled pages. */
+static uint64_t evict_filled_in(struct tmem_store *s, struct tmem_bucket *b)
+{
+	uint64_t pages = 0;
+	unsigned int c;
+
+	pthread_mutex_lock(&b->lock);
+	for (c = 0; c < BUCKET_CHAINS; c++) {
+		struct tmem_object *obj = b->chain[c], *next;
+
+		for (; obj; obj = next) {
+			next = obj->next;
+			if (obj->nr_filled)
+				pages += object_drain(s, b, obj);
+		}
+	}
+	b->stats.evicted_pages += pages;
+	pthread_mutex_unlock(&b->lock);
+	return pages;
+}
+
 /*
  * With no ephemeral frame left, only filled ephemeral pages hold memory
- * (their entries and index nodes): drop the oldest object that has some.
+ * (their entries and index nodes).  They are rare enough to be found by a
+ * sweep: stripe by stripe over the ephemeral pools, resuming where the last
+ * sweep stopped.
  */
-static long evict_filled_object(struct tmem_store *s)
+static long evict_filled(struct tmem_store *s)
 {
-	struct tmem_object *obj;
-	struct tmem_oid oid;
-	struct op op;
-	uint64_t pages = 0;
+	unsigned int stripes = s->cfg.max_pools * POOL_BUCKETS, n;
 
-	pthread_mutex_lock(&s->fill_lock);
-	obj = s->fill_tail;
-	if (obj) {
-		oid = obj->oid;
-		op.b = obj->bucket;
+	for (n = 0; n < stripes; n++) {
+		unsigned int at = atomic_fetch_add(&s->fill_cursor, 1) % stripes;
+		struct tmem_pool *p = atomic_load_explicit(
+			&s->pools[at / POOL_BUCKETS], memory_order_acquire);
+		uint64_t pages;
+
+		if (!p || p->kind != TMEM_EPHEMERAL)
+			continue;
+		pages = evict_filled_in(s, &p->bucket[at % POOL_BUCKETS]);
+		if (pages)
+			return (long)pages;
 	}
-	pthread_mutex_unlock(&s->fill_lock);
-	if (!obj)
-		return 0;
-	op.kind = TMEM_EPHEMERAL;
-	op.chain = (unsigned int)(oid_hash(&oid) / POOL_BUCKETS % BUCKET_CHAINS);
-	pthread_mutex_lock(&op.b->lock);
-	obj = object_find(&op, &oid);
-	if (obj && obj->nr_filled) {
-		pages = object_drain(s, op.b, obj);
-		op.b->stats.evicted_pages += pages;
-	}
-	pthread_mutex_unlock(&op.b->lock);
-	/* Raced with a flush: the list changed, which is progress too. */
-	return pages ? (long)pages : 1;
+	return 0;
 }
 
 /**
@@ -613,26 +601,25 @@ static long evict_ephemeral(struct tmem_store *s)
 {
 	long n = evict_ephemeral_frame(s);
 
-	return n ? n : evict_filled_object(s);
+	return n ? n : evict_filled(s);
 }
 
 /* ---- store --------------------------------------------------------------- */
 
 static uint64_t store_fixed_bytes(const struct tmem_store *s)
 {
-	return (uint64_t)s->cfg.max_pools *
-	       (sizeof(struct tmem_pool) + sizeof(*s->pools)) +
-	       sizeof(*s);
+	return (uint64_t)s->cfg.max_pools * sizeof(*s->pools) + sizeof(*s);
 }
+
 
 /**
  * tmem_store_create() - make an empty store
  * @cfg: settings (see struct tmem_config)
  * @out: the new store
  *
- * Charges max_pools pool structures up front, so that creating a pool
- * later never lowers tmem_persistent_capacity(); frame descriptors are
- * charged arena by arena as arenas are mapped.
+ * Pool structures are charged as pools are first created and frame
+ * descriptors as arenas are mapped; tmem_persistent_capacity() counts all
+ * that may come, so that neither ever lowers it.
  *
  * Return: 0, -TMEM_E_INVAL for bad settings (or a limit too small for
  * max_pools), -TMEM_E_NOMEM.
@@ -661,7 +648,7 @@ int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out)
 	}
 	s->fixed_bytes = store_fixed_bytes(s);
 	if (s->fixed_bytes + (uint64_t)s->zbud.nr_arenas * ZBUD_ARENA_DESC_BYTES +
-	    PUT_WORST_BYTES > cfg->limit_bytes) {
+	    pools_to_come_bytes(s) + PUT_WORST_BYTES > cfg->limit_bytes) {
 		tmem_store_destroy(s);
 		return -TMEM_E_INVAL;
 	}
@@ -674,7 +661,6 @@ int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out)
 				sizeof(struct radix_node), k);
 	}
 	tmem_mutex_init(&s->pools_lock);
-	tmem_mutex_init(&s->fill_lock);
 	*out = s;
 	return 0;
 }
@@ -707,7 +693,6 @@ void tmem_store_destroy(struct tmem_store *s)
 			tmem_cache_fini(&s->nodes[k]);
 		}
 		pthread_mutex_destroy(&s->pools_lock);
-		pthread_mutex_destroy(&s->fill_lock);
 	}
 	zbud_fini(&s->zbud);
 	free(s);
@@ -767,6 +752,28 @@ static int pool_find_shared_locked(struct tmem_store *s,
 	return -1;
 }
 
+/* Charge a new pool structure, evicting ephemeral pages for room. */
+static int charge_pool(struct tmem_store *s)
+{
+	uint64_t bytes = sizeof(struct tmem_pool);
+
+	for (;;) {
+		bool ok;
+
+		pthread_mutex_lock(&s->zbud.lock);
+		ok = avail_locked(s) >= bytes;
+		if (ok) {
+			s->fixed_bytes += bytes;
+			s->pools_allocated++;
+		}
+		pthread_mutex_unlock(&s->zbud.lock);
+		if (ok)
+			return 0;
+		if (!evict_ephemeral(s))
+			return -TMEM_E_FULL;
+	}
+}
+
 static int pool_free_slot_locked(struct tmem_store *s)
 {
 	uint32_t i;
@@ -775,6 +782,10 @@ static int pool_free_slot_locked(struct tmem_store *s)
 		struct tmem_pool *p = atomic_load(&s->pools[i]);
 
 		if (!p) {
+			int ret = charge_pool(s);
+
+			if (ret)
+				return ret;
 			p = pool_alloc(i);
 			if (!p)
 				return -TMEM_E_NOMEM;
@@ -797,7 +808,7 @@ static int pool_free_slot_locked(struct tmem_store *s)
  * A second call with the same UUID returns the same pool and takes a
  * reference; destroy_pool drops one.
  *
- * Return: the pool id, or -TMEM_E_INVAL, -TMEM_E_NO_POOLS,
+ * Return: the pool id, or -TMEM_E_INVAL, -TMEM_E_NO_POOLS, -TMEM_E_FULL,
  * -TMEM_E_UUID_KIND (the UUID names a pool of the other kind),
  * -TMEM_E_NOMEM.
  */
@@ -1075,7 +1086,7 @@ static int put_locked(struct tmem_store *s, const struct op *op,
 		entry_discard(s, op, e);
 		goto fail;
 	}
-	entry_account(s, op->b, e, 1);
+	entry_account(op->b, e, 1);
 	if (old) {
 		entry_drop(s, op->b, (struct tmem_entry *)old, false);
 		*replaced = true;

@@ -57,16 +57,13 @@ _Static_assert((TMEM_MAX_LIMIT / TMEM_PAGE_SIZE) + 1024 <= ZBUD_MAX_FRAMES,
 	       "frame numbers must fit an owner reference");
 
 /**
- * struct tmem_object - pages of one object id in one pool (72 bytes)
+ * struct tmem_object - pages of one object id in one pool (64 bytes)
  * @oid: object id
  * @next: hash chain
  * @bucket: stripe holding the object
  * @root: page index
  * @nr_pages: pages held
  * @nr_filled: of which ENTRY_FILLED (they have no frame to reclaim)
- * @fill_prev: link on the store's list of ephemeral objects that hold
- *	       filled pages, reclaimed when no frame is left to reclaim
- * @fill_next: see @fill_prev
  */
 struct tmem_object {
 	struct tmem_oid oid;
@@ -75,7 +72,6 @@ struct tmem_object {
 	struct radix_root root;
 	uint32_t nr_pages;
 	uint32_t nr_filled;
-	struct tmem_object *fill_prev, *fill_next;
 };
 
 struct bucket_stats {
@@ -125,7 +121,7 @@ struct tmem_pool {
  * @cfg: settings
  * @max_frames: frames the limit allows
  * @zbud: pageframes (and the limit accounting, under zbud.lock)
- * @fixed_bytes: bytes charged for descriptors and pool structures
+ * @fixed_bytes: bytes charged for the store and its pool structures
  *		 (zbud.lock)
  * @persistent_waiting: persistent puts waiting for ephemeral reservations
  *			(zbud.lock)
@@ -134,10 +130,9 @@ struct tmem_pool {
  * @nodes: per kind, radix node cache
  * @pools_lock: protects @pools slots and the pools' identity fields
  * @pools: pool table, max_pools slots
+ * @pools_allocated: pool structures allocated so far (zbud.lock)
  * @retired: per kind, counters of destroyed pools (pools_lock)
- * @fill_lock: protects @fill_head and the objects' fill links
- * @fill_head: ephemeral objects holding filled pages, newest first
- * @fill_tail: oldest
+ * @fill_cursor: next pool stripe to sweep for filled ephemeral pages
  * @evicted_frames: frames reclaimed from the ephemeral LRU (zbud.lock)
  * @wb: writeback hook for persistent frames
  * @wb_opaque: its argument
@@ -153,9 +148,9 @@ struct tmem_store {
 	struct tmem_cache nodes[TMEM_NR_KINDS];
 	pthread_mutex_t pools_lock;
 	_Atomic(struct tmem_pool *) *pools;
+	unsigned int pools_allocated;
 	struct bucket_stats retired[TMEM_NR_KINDS];
-	pthread_mutex_t fill_lock;
-	struct tmem_object *fill_head, *fill_tail;
+	atomic_uint fill_cursor;
 	uint64_t evicted_frames;
 	struct tmem_writeback_ops wb;
 	void *wb_opaque;

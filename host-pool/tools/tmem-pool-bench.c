@@ -176,13 +176,50 @@ static void load_path(struct corpus *c, const char *path)
 /* ---- limits: raw LZ4 and memcpy on the same pages ----------------------- */
 
 struct raw_result {
-	double compress_s, decompress_s, memcpy_s;
+	double compress_s, compress2_s, decompress_s, memcpy_s;
 	uint64_t compressed_bytes;	/* compressible pages only */
 	size_t compressible;
 	uint16_t *sizes;		/* per page, 0 = incompressible */
 };
 
 static int max_compressed;
+
+struct raw_part {
+	const struct corpus *c;
+	unsigned int part;
+};
+
+/* Raw LZ4 on every other file: the hardware's own two-thread scaling. */
+static void *raw_compress_part(void *arg)
+{
+	const struct raw_part *rp = arg;
+	static _Thread_local uint8_t dst[PAGE], back[PAGE];
+	size_t i;
+
+	for (i = 0; i < rp->c->nr; i++) {
+		if (rp->c->file[i] % 2 != rp->part)
+			continue;
+		if (!LZ4_compress_fast((const char *)rp->c->pages + i * PAGE,
+				       (char *)dst, PAGE, max_compressed,
+				       opt.accel))
+			memcpy(back, rp->c->pages + i * PAGE, PAGE);
+	}
+	return NULL;
+}
+
+static double raw_compress_two_threads(const struct corpus *c)
+{
+	struct raw_part rp[2] = { { c, 0 }, { c, 1 } };
+	pthread_t tid[2];
+	double t = now();
+	int i;
+
+	for (i = 0; i < 2; i++)
+		pthread_create(&tid[i], NULL, raw_compress_part, &rp[i]);
+	for (i = 0; i < 2; i++)
+		pthread_join(tid[i], NULL);
+	return now() - t;
+}
 
 static void raw_limits(const struct corpus *c, struct raw_result *r)
 {
@@ -207,6 +244,12 @@ static void raw_limits(const struct corpus *c, struct raw_result *r)
 		t = now() - t;
 		if (t < r->compress_s)
 			r->compress_s = t;
+	}
+	r->compress2_s = 1e30;
+	for (rep = 0; rep < opt.repeat; rep++) {
+		t = raw_compress_two_threads(c);
+		if (t < r->compress2_s)
+			r->compress2_s = t;
 	}
 	r->compressed_bytes = 0;
 	r->compressible = 0;
@@ -373,8 +416,13 @@ static struct tmem_store *new_store(const struct corpus *c, int *pool)
 	return s;
 }
 
+/*
+ * put_s: into an empty pool, whose frames are fresh memory the kernel must
+ * zero; reput_s: the same pages again, each replacing its old copy, so the
+ * pool recycles its own frames as a full pool does.
+ */
 struct pool_result {
-	double put_s[3], get_s[3];	/* by thread count */
+	double put_s[3], reput_s[3], get_s[3];	/* by thread count */
 	struct tmem_stats st;
 };
 
@@ -384,12 +432,16 @@ static void pool_bench(const struct corpus *c, struct pool_result *pr)
 
 	for (threads = 1; threads <= 2; threads++) {
 		pr->put_s[threads] = pr->get_s[threads] = 1e30;
+		pr->reput_s[threads] = 1e30;
 		for (rep = 0; rep < opt.repeat; rep++) {
 			struct tmem_store *s = new_store(c, &pool);
 			double t = pool_pass(s, pool, c, threads, false);
 
 			if (t < pr->put_s[threads])
 				pr->put_s[threads] = t;
+			t = pool_pass(s, pool, c, threads, false);
+			if (t < pr->reput_s[threads])
+				pr->reput_s[threads] = t;
 			t = pool_pass(s, pool, c, threads, true);
 			if (t < pr->get_s[threads])
 				pr->get_s[threads] = t;
@@ -438,7 +490,9 @@ static void report(const struct corpus *c, const struct raw_result *r,
 	double n = (double)c->nr;
 	double put1 = n / pr->put_s[1], get1 = n / pr->get_s[1];
 	double put2 = n / pr->put_s[2], get2 = n / pr->get_s[2];
+	double reput1 = n / pr->reput_s[1], reput2 = n / pr->reput_s[2];
 	double lz4c = n / r->compress_s, lz4d = n / r->decompress_s;
+	double lz4c2 = n / r->compress2_s;
 	double mcpy = n / r->memcpy_s;
 	uint64_t raw_frames = k->raw_pages;
 	uint64_t zframes = k->frames - raw_frames;
@@ -456,16 +510,26 @@ static void report(const struct corpus *c, const struct raw_result *r,
 	printf("\n%-34s %12s %12s %8s %8s\n", "single thread", "pages/s",
 	       "limit", "ratio", "target");
 	printf("%-34s %12.0f %12.0f %8.2f %8s  %s (raw LZ4 compress)\n",
-	       "put", put1, lz4c, put1 / lz4c, ">=0.85",
-	       verdict(put1 / lz4c, 0.85, true));
+	       "put, pool growing (fresh frames)", put1, lz4c, put1 / lz4c,
+	       ">=0.85", verdict(put1 / lz4c, 0.85, true));
+	printf("%-34s %12.0f %12.0f %8.2f %8s  %s (raw LZ4 compress)\n",
+	       "put, steady (frames recycled)", reput1, lz4c, reput1 / lz4c,
+	       ">=0.85", verdict(reput1 / lz4c, 0.85, true));
 	printf("%-34s %12.0f %12.0f %8.2f %8s  %s (raw LZ4 decompress)\n",
 	       "get", get1, lz4d, get1 / lz4d, ">=0.80",
 	       verdict(get1 / lz4d, 0.80, true));
-	printf("%-34s %12.0f\n", "memcpy (4 KiB)", mcpy);
+	printf("%-34s %12.0f %12s %8s %8s  (the limit for raw pages)\n",
+	       "memcpy (4 KiB)", mcpy, "", "", "");
+	printf("%-34s %12.0f %12.0f %8.2f\n", "two threads, raw LZ4 compress",
+	       lz4c2, lz4c, lz4c2 / lz4c);
 	printf("\n%-34s %12s %12s %8s %8s\n", "two threads", "pages/s",
 	       "1 thread", "ratio", "target");
-	printf("%-34s %12.0f %12.0f %8.2f %8s  %s\n", "put", put2, put1,
-	       put2 / put1, ">=1.70", verdict(put2 / put1, 1.7, true));
+	printf("%-34s %12.0f %12.0f %8.2f %8s  %s\n",
+	       "put, pool growing", put2, put1, put2 / put1, ">=1.70",
+	       verdict(put2 / put1, 1.7, true));
+	printf("%-34s %12.0f %12.0f %8.2f %8s  %s\n",
+	       "put, steady", reput2, reput1, reput2 / reput1, ">=1.70",
+	       verdict(reput2 / reput1, 1.7, true));
 	printf("%-34s %12.0f %12.0f %8.2f %8s  %s\n", "get", get2, get1,
 	       get2 / get1, ">=1.70", verdict(get2 / get1, 1.7, true));
 	printf("\n%-34s %12s %12s %8s %8s\n", "space", "value", "limit",
