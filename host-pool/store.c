@@ -285,7 +285,6 @@ static int op_lock(struct tmem_pool *p, const struct tmem_oid *oid,
 	uint64_t h = oid_hash(oid);
 
 	op->pool = p;
-	op->kind = p->kind;
 	op->b = &p->bucket[h % POOL_BUCKETS];
 	op->chain = (unsigned int)((h / POOL_BUCKETS) % BUCKET_CHAINS);
 	pthread_mutex_lock(&op->b->lock);
@@ -293,6 +292,7 @@ static int op_lock(struct tmem_pool *p, const struct tmem_oid *oid,
 		pthread_mutex_unlock(&op->b->lock);
 		return -TMEM_E_BAD_POOL;
 	}
+	op->kind = pool_kind(p);
 	return 0;
 }
 
@@ -349,7 +349,7 @@ static void object_free_if_empty(struct tmem_store *s,
 	if (obj->nr_pages)
 		return;
 	object_unlink(obj);
-	tmem_cache_free(&s->objects[obj->bucket->pool->kind], obj);
+	tmem_cache_free(&s->objects[pool_kind(obj->bucket->pool)], obj);
 }
 
 /* ---- entries ------------------------------------------------------------ */
@@ -447,7 +447,7 @@ static void entry_drop(struct tmem_store *s, struct tmem_bucket *b,
 		pthread_mutex_unlock(&s->zbud.lock);
 	}
 	entry_account(b, e, -1);
-	tmem_cache_free(&s->entries[b->pool->kind], e);
+	tmem_cache_free(&s->entries[pool_kind(b->pool)], e);
 }
 
 /* Remove the page at @index of @obj; returns 1 if there was one. */
@@ -482,7 +482,7 @@ static void drain_one(struct radix_item *it, void *arg)
 static uint64_t object_drain(struct tmem_store *s, struct tmem_bucket *b,
 			     struct tmem_object *obj)
 {
-	struct radix_alloc a = node_allocator(s, b->pool->kind);
+	struct radix_alloc a = node_allocator(s, pool_kind(b->pool));
 	struct drain_ctx d = { .s = s, .b = b, .pages = 0 };
 
 	radix_drain(&obj->root, &a, drain_one, &d);
@@ -496,7 +496,7 @@ static uint64_t object_drain(struct tmem_store *s, struct tmem_bucket *b,
 static int reclaim_owner(struct tmem_store *s, uint32_t fn, unsigned int buddy,
 			 struct tmem_bucket *b)
 {
-	struct radix_alloc a = node_allocator(s, b->pool->kind);
+	struct radix_alloc a = node_allocator(s, pool_kind(b->pool));
 	struct tmem_object *obj;
 	struct tmem_entry *e;
 
@@ -581,7 +581,8 @@ static long evict_filled(struct tmem_store *s)
 			&s->pools[at / POOL_BUCKETS], memory_order_acquire);
 		uint64_t pages;
 
-		if (!p || p->kind != TMEM_EPHEMERAL)
+		if (!p || !atomic_load_explicit(&p->alive, memory_order_acquire) ||
+		    pool_kind(p) != TMEM_EPHEMERAL)
 			continue;
 		pages = evict_filled_in(s, &p->bucket[at % POOL_BUCKETS]);
 		if (pages)
@@ -828,7 +829,7 @@ int tmem_new_pool(struct tmem_store *s, unsigned int flags,
 	id = shared ? pool_find_shared_locked(s, uuid) : -1;
 	if (id >= 0) {
 		p = atomic_load(&s->pools[id]);
-		if (p->kind != kind) {
+		if (pool_kind(p) != kind) {
 			id = -TMEM_E_UUID_KIND;
 		} else {
 			p->refs++;
@@ -839,7 +840,7 @@ int tmem_new_pool(struct tmem_store *s, unsigned int flags,
 	if (id < 0)
 		goto out;
 	p = atomic_load(&s->pools[id]);
-	p->kind = kind;
+	atomic_store_explicit(&p->kind, kind, memory_order_relaxed);
 	p->shared = shared;
 	p->refs = 1;
 	if (shared)
@@ -880,7 +881,7 @@ static uint64_t pool_flush_all(struct tmem_store *s, struct tmem_pool *p,
 		b->stats.flushed_pages += n;
 		pages += n;
 		if (retire) {
-			stats_add(&s->retired[p->kind], &b->stats);
+			stats_add(&s->retired[pool_kind(p)], &b->stats);
 			memset(&b->stats, 0, sizeof(b->stats));
 		}
 		pthread_mutex_unlock(&b->lock);
@@ -931,7 +932,7 @@ int tmem_pool_kind(struct tmem_store *s, uint32_t pool_id)
 {
 	struct tmem_pool *p = s ? pool_get(s, pool_id) : NULL;
 
-	return p ? (int)p->kind : -TMEM_E_BAD_POOL;
+	return p ? (int)pool_kind(p) : -TMEM_E_BAD_POOL;
 }
 
 /**
@@ -1141,6 +1142,7 @@ int tmem_put(struct tmem_store *s, uint32_t pool_id,
 	     const struct tmem_oid *oid, uint64_t index,
 	     const struct iovec *iov, int iovcnt, bool *replaced)
 {
+	enum tmem_kind kind;
 	struct page_data pd;
 	struct tmem_pool *p;
 	uint64_t need;
@@ -1158,25 +1160,29 @@ int tmem_put(struct tmem_store *s, uint32_t pool_id,
 	p = pool_get(s, pool_id);
 	if (!p)
 		return -TMEM_E_BAD_POOL;
-	ret = page_prepare(s, p->kind, iov, iovcnt, &pd);
+	kind = pool_kind(p);
+	ret = page_prepare(s, kind, iov, iovcnt, &pd);
 	need = PUT_WORST_BYTES;
 	if (pd.state == ENTRY_FILLED)
 		need -= TMEM_PAGE_SIZE;
 	if (!ret)
-		ret = reserve_room(s, p->kind, need);
+		ret = reserve_room(s, kind, need);
 	if (ret) {
 		put_refused(s, p, oid, index, ret);
 		return ret;
 	}
 	ret = op_lock(p, oid, &op);
-	if (!ret) {
+	if (!ret && op.kind != kind) {	/* destroyed and reused meanwhile */
+		op_unlock(&op);
+		ret = -TMEM_E_BAD_POOL;
+	} else if (!ret) {
 		op.b->stats.puts++;
 		ret = put_locked(s, &op, oid, index, &pd, replaced);
 		if (ret)
 			op.b->stats.reject_nomem++;
 		op_unlock(&op);
 	}
-	release_reservation(s, p->kind, need);
+	release_reservation(s, kind, need);
 	return ret;
 }
 
@@ -1392,7 +1398,7 @@ static void pool_stats_add(struct tmem_pool *p, struct tmem_stats *st)
 
 	for (i = 0; i < POOL_BUCKETS; i++) {
 		pthread_mutex_lock(&p->bucket[i].lock);
-		kind_stats_add(&st->kind[p->kind], &p->bucket[i].stats);
+		kind_stats_add(&st->kind[pool_kind(p)], &p->bucket[i].stats);
 		pthread_mutex_unlock(&p->bucket[i].lock);
 	}
 }

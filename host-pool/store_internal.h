@@ -100,7 +100,8 @@ struct tmem_bucket {
  *		      reclaim can lock a bucket found through a frame
  * @id: index in the store's pool table
  * @alive: 1 between new and destroy (read without pools_lock)
- * @kind: enum tmem_kind
+ * @kind: enum tmem_kind (atomic: a stripe sweep may read it while the
+ *	  slot is reused; see pool_kind())
  * @shared: created with TMEM_POOL_SHARED
  * @refs: new_pool calls not yet matched by destroy_pool (shared pools)
  * @uuid: shared pools' UUID
@@ -109,7 +110,7 @@ struct tmem_bucket {
 struct tmem_pool {
 	uint32_t id;
 	atomic_int alive;
-	enum tmem_kind kind;
+	atomic_int kind;
 	bool shared;
 	unsigned int refs;
 	struct tmem_uuid uuid;
@@ -155,5 +156,11 @@ struct tmem_store {
 	struct tmem_writeback_ops wb;
 	void *wb_opaque;
 };
+
+static inline enum tmem_kind pool_kind(const struct tmem_pool *p)
+{
+	return (enum tmem_kind)atomic_load_explicit(&p->kind,
+						    memory_order_relaxed);
+}
 
 #endif /* TMEM_STORE_INTERNAL_H */
