@@ -12,6 +12,7 @@ Usage: scripts/install-deps.sh [--help] [GROUP...]
 Install the Debian packages for the named groups (default: all groups).
 Groups:
   build   compilers, meson (bookworm-backports), ninja, liblz4-dev, sanitizer runtimes
+  qemu    what QEMU 10 needs to build from Debian's source, and its firmware
 Idempotent: packages already installed are skipped; apt-get update runs when
 a source was added or the lists are older than a day.
 USAGE
@@ -21,7 +22,7 @@ groups=()
 for a in "$@"; do
 	case "$a" in
 	-h|--help) usage; exit 0 ;;
-	build) groups+=("$a") ;;
+	build|qemu) groups+=("$a") ;;
 	*) echo "install-deps.sh: unknown group '$a' (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -57,6 +58,12 @@ for g in "${groups[@]}"; do
 		       liblz4-dev ccache python3)
 		bpo_pkgs+=(meson)
 		;;
+	qemu)
+		pkgs+=(gcc ninja-build pkg-config ccache python3 python3-venv
+		       libglib2.0-dev zlib1g-dev libfdt-dev liblz4-dev bzip2
+		       xz-utils dpkg-dev rsync patch seabios ipxe-qemu qemu-system-data)
+		bpo_pkgs+=(meson python3-pycotap)
+		;;
 	esac
 done
 
@@ -72,9 +79,13 @@ if [ -n "$m" ]; then
 	echo "install-deps: installing" $m
 	$SUDO apt-get install -y -q --no-install-recommends $m >/dev/null
 fi
-# meson >= 1.5 (QEMU 10 needs it) comes from bookworm-backports.
-if ! dpkg-query -W -f='${Version}' meson 2>/dev/null | grep -q bpo; then
-	echo "install-deps: installing ${bpo_pkgs[*]} from bookworm-backports"
-	$SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports "${bpo_pkgs[@]}" >/dev/null
+# meson >= 1.5 and pycotap (QEMU 10 needs them) come from bookworm-backports.
+bpo_missing=()
+for p in $(printf '%s\n' "${bpo_pkgs[@]}" | sort -u); do
+	dpkg-query -W -f='${Version}' "$p" 2>/dev/null | grep -q bpo || bpo_missing+=("$p")
+done
+if [ ${#bpo_missing[@]} -gt 0 ]; then
+	echo "install-deps: installing ${bpo_missing[*]} from bookworm-backports"
+	$SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports "${bpo_missing[@]}" >/dev/null
 fi
 echo "install-deps: ok (${groups[*]})"

@@ -1,0 +1,856 @@
+/*
+ * QTest testcase for the virtio transcendent memory device
+ *
+ * Drives the request queue directly, without a guest kernel: batches are
+ * built with the virtio-tmem codec and sent as indirect descriptor chains.
+ *
+ * Copyright (c) 2026 The virtio-tmem authors
+ *
+ * This work is licensed under the terms of the GNU GPL, version 2 or later.
+ * See the COPYING file in the top-level directory.
+ */
+
+#include "qemu/osdep.h"
+#include "libqtest-single.h"
+#include "qemu/bswap.h"
+#include "qemu/module.h"
+#include "qobject/qdict.h"
+#include "libqos/qgraph.h"
+#include "libqos/virtio.h"
+#include "libqos/virtio-tmem.h"
+#include "standard-headers/linux/virtio_config.h"
+#include "standard-headers/linux/virtio_ring.h"
+
+#include "vtmem_codec.h"
+
+#define TMEM_TIMEOUT_US     (30 * 1000 * 1000)
+#define PAGE                VIRTIO_TMEM_PAGE_SIZE
+#define MAX_OPS             VIRTIO_TMEM_MAX_BATCH_LIMIT
+#define MAX_DESC            (4 + 2 * MAX_OPS)
+
+typedef struct TmemCtx {
+    QTestState *qts;
+    QVirtioDevice *dev;
+    QGuestAllocator *alloc;
+    QVirtQueue *vq;
+    unsigned max_batch;
+} TmemCtx;
+
+/* One batch, host side: the codec's view plus the page contents. */
+typedef struct TmemBatch {
+    struct virtio_tmem_req_hdr hdr;
+    struct virtio_tmem_op ops[MAX_OPS + 1];
+    struct vtmem_batch b;
+    uint8_t (*put)[PAGE];               /* nr_put pages to send */
+    uint8_t (*get)[PAGE];               /* nr_get pages received */
+    struct virtio_tmem_resp_hdr resp;
+    struct virtio_tmem_op_status st[MAX_OPS + 1];
+    uint32_t used_len;
+} TmemBatch;
+
+static TmemBatch *batch_new(unsigned max_ops, uint64_t seq)
+{
+    TmemBatch *t = g_new0(TmemBatch, 1);
+
+    t->put = g_malloc0((size_t)(MAX_OPS + 1) * PAGE);
+    t->get = g_malloc0((size_t)(MAX_OPS + 1) * PAGE);
+    vtmem_batch_init(&t->b, &t->hdr, t->ops, max_ops, seq);
+    return t;
+}
+
+static void batch_free(TmemBatch *t)
+{
+    g_free(t->put);
+    g_free(t->get);
+    g_free(t);
+}
+
+static struct vtmem_oid oid_of(uint64_t n)
+{
+    struct vtmem_oid o = { { n, n ^ 0xabcdef, 7 } };
+
+    return o;
+}
+
+/* Deterministic page contents of several shapes. */
+static void page_fill(uint8_t *p, uint64_t seed, int shape)
+{
+    uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+    unsigned i;
+
+    for (i = 0; i < PAGE; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        switch (shape) {
+        case 0:         /* compressible text */
+            p[i] = i % 64 < 8 ? (uint8_t)x : "tmem "[i % 5];
+            break;
+        case 1:         /* incompressible */
+            p[i] = (uint8_t)x;
+            break;
+        default:        /* zero */
+            p[i] = 0;
+        }
+    }
+}
+
+static void ctx_start(TmemCtx *c, QVirtioTmem *tmem, QGuestAllocator *alloc)
+{
+    uint64_t features;
+
+    c->qts = global_qtest;
+    c->dev = tmem->vdev;
+    c->alloc = alloc;
+    features = qvirtio_get_features(c->dev);
+    g_assert(features & (1ull << VIRTIO_RING_F_INDIRECT_DESC));
+    g_assert(features & (1ull << VIRTIO_TMEM_F_PERSISTENT));
+    g_assert(features & (1ull << VIRTIO_TMEM_F_SHARED));
+    g_assert(features & (1ull << VIRTIO_RING_F_EVENT_IDX));
+    /* libqos waits for an interrupt per request; it never moves used_event */
+    qvirtio_set_features(c->dev, features & ~(QVIRTIO_F_BAD_FEATURE |
+                                              (1ull << VIRTIO_RING_F_EVENT_IDX)));
+    c->vq = qvirtqueue_setup(c->dev, alloc, 0);
+    qvirtio_set_driver_ok(c->dev);
+    c->max_batch = qvirtio_config_readw(c->dev, 6);
+}
+
+static void ctx_stop(TmemCtx *c)
+{
+    qvirtqueue_cleanup(c->dev->bus, c->vq, c->alloc);
+}
+
+/* Reset the device and bring it up again, as a driver probing anew would. */
+static void ctx_reset(TmemCtx *c, QVirtioTmem *tmem)
+{
+    qvirtio_reset(c->dev);
+    qvirtio_set_acknowledge(c->dev);
+    qvirtio_set_driver(c->dev);
+    ctx_start(c, tmem, c->alloc);
+}
+
+/*
+ * Send a chain made of explicit pieces and wait for it to be used.
+ * Each piece: guest address, length, device-writable.
+ */
+typedef struct Piece {
+    uint64_t addr;
+    uint32_t len;
+    bool write;
+} Piece;
+
+static QVRingIndirectDesc *kick_pieces(TmemCtx *c, const Piece *p, unsigned n,
+                                       uint32_t *head)
+{
+    QVRingIndirectDesc *ind = qvring_indirect_desc_setup(c->qts, c->dev,
+                                                         c->alloc, n);
+    unsigned i;
+
+    for (i = 0; i < n; i++) {
+        qvring_indirect_desc_add(c->dev, c->qts, ind, p[i].addr, p[i].len,
+                                 p[i].write);
+    }
+    *head = qvirtqueue_add_indirect(c->qts, c->vq, ind);
+    qvirtqueue_kick(c->qts, c->dev, c->vq, *head);
+    return ind;
+}
+
+static uint32_t send_pieces(TmemCtx *c, const Piece *p, unsigned n)
+{
+    uint32_t head, len = 0;
+    QVRingIndirectDesc *ind = kick_pieces(c, p, n, &head);
+
+    qvirtio_wait_used_elem(c->qts, c->dev, c->vq, head, &len,
+                           TMEM_TIMEOUT_US);
+    /*
+     * libqos never recycles descriptors; requests here are one at a time,
+     * so the ring's only descriptor in use is free again.
+     */
+    c->vq->free_head = 0;
+    c->vq->num_free = c->vq->size;
+    guest_free(c->alloc, ind->desc);
+    g_free(ind);
+    return len;
+}
+
+/* Send a batch laid out as the spec says, one descriptor per page. */
+static void run(TmemCtx *c, TmemBatch *t)
+{
+    size_t req = sizeof(t->hdr) + t->b.nr_ops * sizeof(t->ops[0]);
+    size_t resp = sizeof(t->resp) + t->b.nr_ops * sizeof(t->st[0]);
+    uint64_t req_addr = guest_alloc(c->alloc, req);
+    uint64_t resp_addr = guest_alloc(c->alloc, resp);
+    uint64_t pages = guest_alloc(c->alloc, (t->b.nr_put + t->b.nr_get + 1) *
+                                 (size_t)PAGE);
+    Piece *p = g_new0(Piece, 2 + t->b.nr_put + t->b.nr_get);
+    unsigned n = 0, i;
+
+    qtest_memwrite(c->qts, req_addr, &t->hdr, sizeof(t->hdr));
+    qtest_memwrite(c->qts, req_addr + sizeof(t->hdr), t->ops,
+                   t->b.nr_ops * sizeof(t->ops[0]));
+    p[n++] = (Piece){ req_addr, req, false };
+    for (i = 0; i < t->b.nr_put; i++) {
+        qtest_memwrite(c->qts, pages + (uint64_t)i * PAGE, t->put[i], PAGE);
+        p[n++] = (Piece){ pages + (uint64_t)i * PAGE, PAGE, false };
+    }
+    p[n++] = (Piece){ resp_addr, resp, true };
+    for (i = 0; i < t->b.nr_get; i++) {
+        uint64_t a = pages + (uint64_t)(t->b.nr_put + i) * PAGE;
+
+        qtest_memset(c->qts, a, 0xcc, PAGE);
+        p[n++] = (Piece){ a, PAGE, true };
+    }
+    t->used_len = send_pieces(c, p, n);
+    qtest_memread(c->qts, resp_addr, &t->resp, sizeof(t->resp));
+    qtest_memread(c->qts, resp_addr + sizeof(t->resp), t->st,
+                  t->b.nr_ops * sizeof(t->st[0]));
+    for (i = 0; i < t->b.nr_get; i++) {
+        qtest_memread(c->qts, pages + (uint64_t)(t->b.nr_put + i) * PAGE,
+                      t->get[i], PAGE);
+    }
+    guest_free(c->alloc, req_addr);
+    guest_free(c->alloc, resp_addr);
+    guest_free(c->alloc, pages);
+    g_free(p);
+}
+
+static unsigned st(TmemBatch *t, int slot)
+{
+    return le32_to_cpu(t->st[slot].status);
+}
+
+static unsigned val(TmemBatch *t, int slot)
+{
+    return le32_to_cpu(t->st[slot].value);
+}
+
+static uint32_t new_pool(TmemCtx *c, unsigned flags, const uint8_t *uuid)
+{
+    TmemBatch *t = batch_new(c->max_batch, 1);
+    int slot = vtmem_batch_new_pool(&t->b, flags, uuid);
+    uint32_t id;
+
+    run(c, t);
+    g_assert_cmpuint(le32_to_cpu(t->resp.status), ==, VIRTIO_TMEM_S_OK);
+    g_assert_cmpuint(st(t, slot), ==, VIRTIO_TMEM_S_OK);
+    id = val(t, slot);
+    batch_free(t);
+    return id;
+}
+
+/* A single-op batch helper for puts and gets; returns the op status. */
+static unsigned put1(TmemCtx *c, uint32_t pool, uint64_t obj, uint64_t idx,
+                     const uint8_t *page, bool credit)
+{
+    TmemBatch *t = batch_new(c->max_batch, 2);
+    struct vtmem_oid o = oid_of(obj);
+    unsigned s;
+
+    vtmem_batch_put(&t->b, pool, &o, idx, credit);
+    memcpy(t->put[0], page, PAGE);
+    run(c, t);
+    s = st(t, 0);
+    batch_free(t);
+    return s;
+}
+
+static unsigned get1(TmemCtx *c, uint32_t pool, uint64_t obj, uint64_t idx,
+                     bool excl, uint8_t *out)
+{
+    TmemBatch *t = batch_new(c->max_batch, 3);
+    struct vtmem_oid o = oid_of(obj);
+    unsigned s;
+
+    vtmem_batch_get(&t->b, pool, &o, idx, excl);
+    run(c, t);
+    s = st(t, 0);
+    if (s == VIRTIO_TMEM_S_OK) {
+        memcpy(out, t->get[0], PAGE);
+        g_assert_cmpuint(t->used_len, ==, sizeof(t->resp) + 8 + PAGE);
+    } else {
+        g_assert_cmpuint(t->used_len, ==, sizeof(t->resp) + 8);
+    }
+    batch_free(t);
+    return s;
+}
+
+static QDict *stats(void)
+{
+    QDict *r = qmp("{'execute': 'qom-get', 'arguments': "
+                   "{'path': '/machine/peripheral/tmem0', "
+                   "'property': 'stats'}}");
+    QDict *ret;
+
+    g_assert(qdict_haskey(r, "return"));
+    ret = qdict_get_qdict(r, "return");
+    qobject_ref(ret);
+    qobject_unref(r);
+    return ret;
+}
+
+static uint64_t stat_of(QDict *s, const char *kind, const char *key)
+{
+    return kind ? qdict_get_int(qdict_get_qdict(s, kind), key) :
+                  qdict_get_int(s, key);
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+static void test_config(void *obj, void *data, QGuestAllocator *alloc)
+{
+    TmemCtx c;
+
+    ctx_start(&c, obj, alloc);
+    g_assert_cmpuint(qvirtio_config_readl(c.dev, 0), ==, PAGE);
+    g_assert_cmpuint(qvirtio_config_readw(c.dev, 4), ==, 1);
+    g_assert_cmpuint(c.max_batch, ==, 128);
+    g_assert_cmpuint(qvirtio_config_readl(c.dev, 8), ==, 32);
+    g_assert_cmpuint(qvirtio_config_readq(c.dev, 16), >, 0);
+    g_assert_cmpuint(qvirtio_config_readq(c.dev, 24), ==, 256 * 1024 * 1024);
+    ctx_stop(&c);
+}
+
+static void test_round_trip(void *obj, void *data, QGuestAllocator *alloc)
+{
+    uint8_t page[PAGE], out[PAGE];
+    uint32_t eph, per;
+    TmemCtx c;
+    int shape;
+    QDict *s;
+
+    ctx_start(&c, obj, alloc);
+    eph = new_pool(&c, 0, NULL);
+    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    g_assert_cmpuint(eph, !=, per);
+    for (shape = 0; shape < 3; shape++) {
+        page_fill(page, 100 + shape, shape);
+        g_assert_cmpuint(put1(&c, per, 1, shape, page, true), ==,
+                         VIRTIO_TMEM_S_OK);
+        g_assert_cmpuint(get1(&c, per, 1, shape, false, out), ==,
+                         VIRTIO_TMEM_S_OK);
+        g_assert(!memcmp(page, out, PAGE));
+        /* ephemeral: incompressible pages are dropped, others kept */
+        g_assert_cmpuint(put1(&c, eph, 1, shape, page, false), ==,
+                         shape == 1 ? VIRTIO_TMEM_S_NO_SPACE :
+                         VIRTIO_TMEM_S_OK);
+        g_assert_cmpuint(get1(&c, eph, 1, shape, false, out), ==,
+                         shape == 1 ? VIRTIO_TMEM_S_NOT_FOUND :
+                         VIRTIO_TMEM_S_OK);
+        if (shape != 1) {
+            g_assert(!memcmp(page, out, PAGE));
+        }
+    }
+    /* a persistent put without a credit is refused */
+    g_assert_cmpuint(put1(&c, per, 1, 9, page, false), ==,
+                     VIRTIO_TMEM_S_NO_CREDIT);
+    s = stats();
+    g_assert_cmpuint(stat_of(s, "persistent", "stored-pages"), ==, 3);
+    g_assert_cmpuint(stat_of(s, "persistent", "raw-pages"), ==, 1);
+    g_assert_cmpuint(stat_of(s, "persistent", "zero-pages"), ==, 1);
+    g_assert_cmpuint(stat_of(s, "ephemeral", "reject-incompressible"), ==, 1);
+    g_assert_cmpuint(stat_of(s, NULL, "no-credit"), ==, 1);
+    g_assert_cmpuint(stat_of(s, NULL, "credits-spent"), ==, 3);
+    qobject_unref(s);
+    ctx_stop(&c);
+}
+
+static void test_replace_exclusive_flush(void *obj, void *data,
+                                         QGuestAllocator *alloc)
+{
+    uint8_t a[PAGE], b[PAGE], out[PAGE];
+    struct vtmem_oid o1 = oid_of(1), o2 = oid_of(2);
+    TmemBatch *t;
+    uint32_t per;
+    TmemCtx c;
+    int i;
+
+    ctx_start(&c, obj, alloc);
+    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    page_fill(a, 1, 0);
+    page_fill(b, 2, 0);
+    /* replace within one batch, then read back in the same batch */
+    t = batch_new(c.max_batch, 10);
+    vtmem_batch_put(&t->b, per, &o1, 5, true);
+    memcpy(t->put[0], a, PAGE);
+    vtmem_batch_put(&t->b, per, &o1, 5, true);
+    memcpy(t->put[1], b, PAGE);
+    vtmem_batch_get(&t->b, per, &o1, 5, false);
+    run(&c, t);
+    g_assert_cmpuint(st(t, 0), ==, VIRTIO_TMEM_S_OK);
+    g_assert_cmpuint(val(t, 0), ==, 0);
+    g_assert_cmpuint(st(t, 1), ==, VIRTIO_TMEM_S_OK);
+    g_assert_cmpuint(val(t, 1), ==, 1);         /* replaced */
+    g_assert_cmpuint(st(t, 2), ==, VIRTIO_TMEM_S_OK);
+    g_assert(!memcmp(t->get[0], b, PAGE));
+    batch_free(t);
+    /* exclusive get removes */
+    g_assert_cmpuint(get1(&c, per, 1, 5, true, out), ==, VIRTIO_TMEM_S_OK);
+    g_assert(!memcmp(out, b, PAGE));
+    g_assert_cmpuint(get1(&c, per, 1, 5, false, out), ==,
+                     VIRTIO_TMEM_S_NOT_FOUND);
+    /* flush page, object, pool, destroy */
+    t = batch_new(c.max_batch, 11);
+    for (i = 0; i < 8; i++) {
+        vtmem_batch_put(&t->b, per, i & 1 ? &o2 : &o1, i, true);
+        page_fill(t->put[i], 50 + i, 0);
+    }
+    vtmem_batch_flush_page(&t->b, per, &o1, 0);
+    vtmem_batch_flush_page(&t->b, per, &o1, 0);
+    vtmem_batch_flush_object(&t->b, per, &o2);
+    vtmem_batch_get(&t->b, per, &o1, 2, false);
+    vtmem_batch_get(&t->b, per, &o2, 3, false);
+    vtmem_batch_flush_pool(&t->b, per);
+    vtmem_batch_get(&t->b, per, &o1, 2, false);
+    vtmem_batch_destroy_pool(&t->b, per);
+    vtmem_batch_get(&t->b, per, &o1, 2, false);
+    run(&c, t);
+    g_assert_cmpuint(le16_to_cpu(t->resp.nr_ops), ==, 17);
+    g_assert_cmpuint(val(t, 8), ==, 1);
+    g_assert_cmpuint(val(t, 9), ==, 0);
+    g_assert_cmpuint(val(t, 10), ==, 4);
+    g_assert_cmpuint(st(t, 11), ==, VIRTIO_TMEM_S_OK);
+    page_fill(a, 52, 0);
+    g_assert(!memcmp(t->get[0], a, PAGE));
+    g_assert_cmpuint(st(t, 12), ==, VIRTIO_TMEM_S_NOT_FOUND);
+    g_assert_cmpuint(val(t, 13), ==, 3);
+    g_assert_cmpuint(st(t, 14), ==, VIRTIO_TMEM_S_NOT_FOUND);
+    g_assert_cmpuint(st(t, 15), ==, VIRTIO_TMEM_S_OK);
+    g_assert_cmpuint(st(t, 16), ==, VIRTIO_TMEM_S_BAD_POOL);
+    batch_free(t);
+    ctx_stop(&c);
+}
+
+static void test_shared_pools(void *obj, void *data, QGuestAllocator *alloc)
+{
+    const uint8_t u1[16] = { 1, 2, 3 }, u2[16] = { 9 };
+    uint8_t page[PAGE], out[PAGE];
+    uint32_t a, b, d;
+    TmemBatch *t;
+    TmemCtx c;
+
+    ctx_start(&c, obj, alloc);
+    a = new_pool(&c, VIRTIO_TMEM_POOL_SHARED, u1);
+    b = new_pool(&c, VIRTIO_TMEM_POOL_SHARED, u1);
+    d = new_pool(&c, VIRTIO_TMEM_POOL_SHARED, u2);
+    g_assert_cmpuint(a, ==, b);
+    g_assert_cmpuint(a, !=, d);
+    page_fill(page, 3, 0);
+    g_assert_cmpuint(put1(&c, a, 4, 4, page, false), ==, VIRTIO_TMEM_S_OK);
+    /* same UUID, other kind: refused */
+    t = batch_new(c.max_batch, 20);
+    vtmem_batch_new_pool(&t->b, VIRTIO_TMEM_POOL_SHARED |
+                         VIRTIO_TMEM_POOL_PERSISTENT, u1);
+    vtmem_batch_destroy_pool(&t->b, a);
+    run(&c, t);
+    g_assert_cmpuint(st(t, 0), ==, VIRTIO_TMEM_S_BAD_POOL);
+    g_assert_cmpuint(st(t, 1), ==, VIRTIO_TMEM_S_OK);
+    batch_free(t);
+    /* one reference left: the page is still there */
+    g_assert_cmpuint(get1(&c, b, 4, 4, false, out), ==, VIRTIO_TMEM_S_OK);
+    g_assert(!memcmp(page, out, PAGE));
+    ctx_stop(&c);
+}
+
+static void test_full_batch(void *obj, void *data, QGuestAllocator *alloc)
+{
+    TmemCtx c;
+    TmemBatch *t;
+    uint32_t pool;
+    unsigned i;
+    QDict *s;
+
+    ctx_start(&c, obj, alloc);
+    pool = new_pool(&c, 0, NULL);
+    /* max_batch puts in one chain */
+    t = batch_new(c.max_batch, 30);
+    for (i = 0; i < c.max_batch; i++) {
+        struct vtmem_oid o = oid_of(i / 16);
+
+        g_assert_cmpint(vtmem_batch_put(&t->b, pool, &o, i, false), ==, i);
+        page_fill(t->put[i], i, 0);
+    }
+    run(&c, t);
+    g_assert_cmpuint(le32_to_cpu(t->resp.status), ==, VIRTIO_TMEM_S_OK);
+    g_assert_cmpuint(le16_to_cpu(t->resp.nr_ops), ==, c.max_batch);
+    g_assert_cmpuint(le64_to_cpu(t->resp.seq), ==, 30);
+    for (i = 0; i < c.max_batch; i++) {
+        g_assert_cmpuint(st(t, i), ==, VIRTIO_TMEM_S_OK);
+    }
+    batch_free(t);
+    /* and max_batch gets, every page right */
+    t = batch_new(c.max_batch, 31);
+    for (i = 0; i < c.max_batch; i++) {
+        struct vtmem_oid o = oid_of(i / 16);
+
+        vtmem_batch_get(&t->b, pool, &o, i, false);
+    }
+    run(&c, t);
+    for (i = 0; i < c.max_batch; i++) {
+        uint8_t want[PAGE];
+
+        page_fill(want, i, 0);
+        g_assert_cmpuint(st(t, i), ==, VIRTIO_TMEM_S_OK);
+        g_assert(!memcmp(want, t->get[i], PAGE));
+    }
+    /* libqos reads the used length as 16 bits */
+    g_assert_cmpuint(t->used_len, ==, (sizeof(t->resp) + 8 * c.max_batch +
+                                       (size_t)PAGE * c.max_batch) & 0xffff);
+    batch_free(t);
+    /* max_batch + 1: refused whole, nothing done */
+    t = batch_new(c.max_batch + 1, 32);
+    for (i = 0; i <= c.max_batch; i++) {
+        struct vtmem_oid o = oid_of(99);
+
+        vtmem_batch_flush_page(&t->b, pool, &o, i);
+    }
+    run(&c, t);
+    g_assert_cmpuint(le32_to_cpu(t->resp.status), ==, VIRTIO_TMEM_S_BAD_BATCH);
+    g_assert_cmpuint(le16_to_cpu(t->resp.nr_ops), ==, 0);
+    g_assert_cmpuint(st(t, 0), ==, VIRTIO_TMEM_S_SKIPPED);
+    batch_free(t);
+    s = stats();
+    g_assert_cmpuint(stat_of(s, NULL, "bad-batches"), ==, 1);
+    g_assert_cmpuint(stat_of(s, NULL, "ops"), >=, 2 * c.max_batch);
+    g_assert_cmpuint(stat_of(s, "queue0", "batches"), >=, 4);
+    qobject_unref(s);
+    ctx_stop(&c);
+}
+
+/* size=4M: ephemeral pages get evicted; persistent puts stop at credits. */
+static void test_pool_limit(void *obj, void *data, QGuestAllocator *alloc)
+{
+    uint64_t credits, spent = 0, i;
+    uint32_t eph, per;
+    TmemCtx c;
+    TmemBatch *t;
+    QDict *s;
+    unsigned refused = 0;
+
+    ctx_start(&c, obj, alloc);
+    eph = new_pool(&c, 0, NULL);
+    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    for (i = 0; i < 16; i++) {
+        unsigned j;
+
+        t = batch_new(c.max_batch, 40 + i);
+        for (j = 0; j < c.max_batch; j++) {
+            struct vtmem_oid o = oid_of(i);
+
+            vtmem_batch_put(&t->b, eph, &o, j, false);
+            page_fill(t->put[j], i * 1000 + j, 0);
+        }
+        run(&c, t);
+        batch_free(t);
+    }
+    s = stats();
+    g_assert_cmpuint(stat_of(s, "ephemeral", "evicted-pages"), >, 0);
+    g_assert_cmpuint(stat_of(s, NULL, "used-bytes"), <=,
+                     stat_of(s, NULL, "limit-bytes"));
+    qobject_unref(s);
+    /* the oldest ephemeral pages are gone, the newest are there */
+    {
+        uint8_t out[PAGE], want[PAGE];
+
+        g_assert_cmpuint(get1(&c, eph, 0, 0, false, out), ==,
+                         VIRTIO_TMEM_S_NOT_FOUND);
+        g_assert_cmpuint(get1(&c, eph, 15, 5, false, out), ==,
+                         VIRTIO_TMEM_S_OK);
+        page_fill(want, 15 * 1000 + 5, 0);
+        g_assert(!memcmp(want, out, PAGE));
+    }
+    /*
+     * Spend credits on incompressible pages, as a driver would: only while
+     * it has some.  Every credited put must succeed; none may be lost.
+     */
+    credits = qvirtio_config_readq(c.dev, 16);
+    for (i = 0; i < 4096 && refused < 2; i++) {
+        uint8_t page[PAGE];
+
+        page_fill(page, 7000 + i, 1);
+        if (spent < credits) {
+            g_assert_cmpuint(put1(&c, per, 1, i, page, true), ==,
+                             VIRTIO_TMEM_S_OK);
+            spent++;
+        } else {
+            /* beyond the grant the device refuses, and says so */
+            g_assert_cmpuint(put1(&c, per, 1, i, page, true), ==,
+                             VIRTIO_TMEM_S_NO_CREDIT);
+            refused++;
+        }
+        credits = qvirtio_config_readq(c.dev, 16);
+    }
+    g_assert_cmpuint(refused, ==, 2);
+    g_assert_cmpuint(spent, >, 500);
+    for (i = 0; i < spent; i += 53) {
+        uint8_t page[PAGE], out[PAGE];
+
+        page_fill(page, 7000 + i, 1);
+        g_assert_cmpuint(get1(&c, per, 1, i, false, out), ==,
+                         VIRTIO_TMEM_S_OK);
+        g_assert(!memcmp(page, out, PAGE));
+    }
+    s = stats();
+    /* persistent pages pushed ephemeral ones out, never the reverse */
+    g_assert_cmpuint(stat_of(s, "ephemeral", "stored-pages"), <, 1000);
+    g_assert_cmpuint(stat_of(s, "persistent", "stored-pages"), ==, spent);
+    g_assert_cmpuint(stat_of(s, "persistent", "reject-full"), ==, 0);
+    g_assert_cmpuint(stat_of(s, NULL, "used-bytes"), <=,
+                     stat_of(s, NULL, "limit-bytes"));
+    qobject_unref(s);
+    ctx_stop(&c);
+}
+
+static void test_reset(void *obj, void *data, QGuestAllocator *alloc)
+{
+    uint8_t page[PAGE], out[PAGE];
+    uint32_t pool;
+    TmemCtx c;
+    QDict *s;
+
+    ctx_start(&c, obj, alloc);
+    pool = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    page_fill(page, 1, 0);
+    g_assert_cmpuint(put1(&c, pool, 1, 1, page, true), ==, VIRTIO_TMEM_S_OK);
+    ctx_stop(&c);
+    ctx_reset(&c, obj);
+    s = stats();
+    g_assert_cmpuint(stat_of(s, NULL, "pools"), ==, 0);
+    g_assert_cmpuint(stat_of(s, "persistent", "stored-pages"), ==, 0);
+    g_assert_cmpuint(stat_of(s, NULL, "credits-spent"), ==, 0);
+    g_assert_cmpuint(stat_of(s, NULL, "credits-granted"), >, 0);
+    qobject_unref(s);
+    g_assert_cmpuint(get1(&c, pool, 1, 1, false, out), ==,
+                     VIRTIO_TMEM_S_BAD_POOL);
+    pool = new_pool(&c, 0, NULL);
+    g_assert_cmpuint(put1(&c, pool, 1, 1, page, false), ==, VIRTIO_TMEM_S_OK);
+    ctx_stop(&c);
+}
+
+/* ---- hostile input ------------------------------------------------------- */
+
+/* After anything malformed the device must still serve a valid request. */
+static void assert_still_serving(TmemCtx *c, uint32_t pool)
+{
+    uint8_t page[PAGE], out[PAGE];
+
+    page_fill(page, 4242, 0);
+    g_assert_cmpuint(put1(c, pool, 77, 1, page, false), ==, VIRTIO_TMEM_S_OK);
+    g_assert_cmpuint(get1(c, pool, 77, 1, false, out), ==, VIRTIO_TMEM_S_OK);
+    g_assert(!memcmp(page, out, PAGE));
+}
+
+/* Build the bytes of a one-put batch into guest memory; returns addresses. */
+static void put_chain(TmemCtx *c, uint32_t pool, uint64_t *req,
+                      uint64_t *pg, uint64_t *resp)
+{
+    struct virtio_tmem_req_hdr hdr;
+    struct virtio_tmem_op op[1];
+    struct vtmem_oid o = oid_of(5);
+    struct vtmem_batch b;
+    uint8_t page[PAGE];
+
+    vtmem_batch_init(&b, &hdr, op, 1, 77);
+    vtmem_batch_put(&b, pool, &o, 1, false);
+    *req = guest_alloc(c->alloc, 64);
+    *pg = guest_alloc(c->alloc, PAGE);
+    *resp = guest_alloc(c->alloc, 64);
+    qtest_memwrite(c->qts, *req, &hdr, sizeof(hdr));
+    qtest_memwrite(c->qts, *req + sizeof(hdr), op, sizeof(op));
+    page_fill(page, 5, 0);
+    qtest_memwrite(c->qts, *pg, page, PAGE);
+    qtest_memset(c->qts, *resp, 0xee, 64);
+}
+
+static unsigned resp_status(TmemCtx *c, uint64_t resp)
+{
+    return qtest_readl(c->qts, resp);
+}
+
+static void test_malformed(void *obj, void *data, QGuestAllocator *alloc)
+{
+    uint64_t req, pg, resp;
+    uint32_t pool;
+    TmemBatch *t;
+    TmemCtx c;
+    QDict *s;
+
+    ctx_start(&c, obj, alloc);
+    pool = new_pool(&c, 0, NULL);
+    put_chain(&c, pool, &req, &pg, &resp);
+
+    /* readable part one byte short, one byte long */
+    send_pieces(&c, (Piece[]){ { req, 64, false }, { pg, PAGE - 1, false },
+                               { resp, 32, true } }, 3);
+    g_assert_cmpuint(resp_status(&c, resp), ==, VIRTIO_TMEM_S_BAD_BATCH);
+    send_pieces(&c, (Piece[]){ { req, 64, false }, { pg, PAGE, false },
+                               { pg, 1, false }, { resp, 32, true } }, 4);
+    g_assert_cmpuint(resp_status(&c, resp), ==, VIRTIO_TMEM_S_BAD_BATCH);
+    /* writable part off by one */
+    send_pieces(&c, (Piece[]){ { req, 64, false }, { pg, PAGE, false },
+                               { resp, 33, true } }, 3);
+    g_assert_cmpuint(resp_status(&c, resp), ==, VIRTIO_TMEM_S_BAD_BATCH);
+    /* the page in the wrong direction (device-writable) */
+    send_pieces(&c, (Piece[]){ { req, 64, false }, { resp, 32, true },
+                               { pg, PAGE, true } }, 3);
+    g_assert_cmpuint(resp_status(&c, resp), ==, VIRTIO_TMEM_S_BAD_BATCH);
+    /* header cut short */
+    send_pieces(&c, (Piece[]){ { req, 10, false }, { resp, 32, true } }, 2);
+    g_assert_cmpuint(resp_status(&c, resp), ==, VIRTIO_TMEM_S_BAD_BATCH);
+    /* the same chain, well formed, works; split at odd places too */
+    send_pieces(&c, (Piece[]){ { req, 64, false }, { pg, PAGE, false },
+                               { resp, 32, true } }, 3);
+    g_assert_cmpuint(resp_status(&c, resp), ==, VIRTIO_TMEM_S_OK);
+    send_pieces(&c, (Piece[]){ { req, 7, false }, { req + 7, 57, false },
+                               { pg, 1000, false }, { pg + 1000, 3096, false },
+                               { resp, 5, true }, { resp + 5, 27, true } }, 6);
+    g_assert_cmpuint(resp_status(&c, resp), ==, VIRTIO_TMEM_S_OK);
+    /* a page in 32 pieces (more than the device maps directly) */
+    {
+        Piece p[35];
+        unsigned i;
+
+        p[0] = (Piece){ req, 64, false };
+        for (i = 0; i < 32; i++) {
+            p[1 + i] = (Piece){ pg + i * 128, 128, false };
+        }
+        p[33] = (Piece){ resp, 32, true };
+        send_pieces(&c, p, 34);
+        g_assert_cmpuint(resp_status(&c, resp), ==, VIRTIO_TMEM_S_OK);
+        g_assert_cmpuint(qtest_readl(c.qts, resp + 24), ==, VIRTIO_TMEM_S_OK);
+    }
+    /* a PUT and a GET sharing one guest page: served, QEMU unharmed */
+    t = batch_new(c.max_batch, 50);
+    {
+        struct vtmem_oid o = oid_of(5);
+        uint64_t hdr_ops = guest_alloc(c.alloc, 16 + 96);
+        uint64_t rs = guest_alloc(c.alloc, 24 + 16);
+
+        vtmem_batch_put(&t->b, pool, &o, 2, false);
+        vtmem_batch_get(&t->b, pool, &o, 1, false);
+        qtest_memwrite(c.qts, hdr_ops, &t->hdr, 16);
+        qtest_memwrite(c.qts, hdr_ops + 16, t->ops, 96);
+        send_pieces(&c, (Piece[]){ { hdr_ops, 112, false },
+                                   { pg, PAGE, false }, { rs, 40, true },
+                                   { pg, PAGE, true } }, 4);
+        g_assert_cmpuint(qtest_readl(c.qts, rs), ==, VIRTIO_TMEM_S_OK);
+        guest_free(c.alloc, hdr_ops);
+        guest_free(c.alloc, rs);
+    }
+    batch_free(t);
+    /* unknown opcode, bad flags, reserved bits, bad pool: per-op errors */
+    t = batch_new(c.max_batch, 51);
+    {
+        struct vtmem_oid o = oid_of(6);
+
+        vtmem_batch_flush_page(&t->b, pool, &o, 0);
+        t->ops[0].opcode = 99;
+        vtmem_batch_get(&t->b, pool, &o, 0, false);
+        t->ops[1].flags = 0x80;
+        vtmem_batch_flush_page(&t->b, pool, &o, 0);
+        t->ops[2].reserved1 = cpu_to_le64(1);
+        vtmem_batch_flush_object(&t->b, 12345, &o);
+        vtmem_batch_put(&t->b, 0xffffffff, &o, 0, true);
+        page_fill(t->put[0], 1, 0);
+        vtmem_batch_get(&t->b, pool, &o, 0, false);
+        run(&c, t);
+        g_assert_cmpuint(le32_to_cpu(t->resp.status), ==, VIRTIO_TMEM_S_OK);
+        g_assert_cmpuint(st(t, 0), ==, VIRTIO_TMEM_S_BAD_OP);
+        g_assert_cmpuint(st(t, 1), ==, VIRTIO_TMEM_S_BAD_OP);
+        g_assert_cmpuint(st(t, 2), ==, VIRTIO_TMEM_S_BAD_ARG);
+        g_assert_cmpuint(st(t, 3), ==, VIRTIO_TMEM_S_BAD_POOL);
+        g_assert_cmpuint(st(t, 4), ==, VIRTIO_TMEM_S_BAD_POOL);
+        g_assert_cmpuint(st(t, 5), ==, VIRTIO_TMEM_S_NOT_FOUND);
+    }
+    batch_free(t);
+    assert_still_serving(&c, pool);
+    s = stats();
+    g_assert_cmpuint(stat_of(s, NULL, "bad-batches"), ==, 5);
+    g_assert_cmpuint(stat_of(s, NULL, "bad-ops"), ==, 3);
+    qobject_unref(s);
+
+    /* no room for a response: the device needs a reset, QEMU lives on */
+    {
+        gint64 start = g_get_monotonic_time();
+        QVRingIndirectDesc *ind;
+        uint32_t head;
+
+        ind = kick_pieces(&c, (Piece[]){ { req, 64, false },
+                                         { pg, PAGE, false },
+                                         { resp, 8, true } }, 3, &head);
+        while (!(c.dev->bus->get_status(c.dev) &
+                 VIRTIO_CONFIG_S_NEEDS_RESET)) {
+            g_assert(g_get_monotonic_time() - start <= TMEM_TIMEOUT_US);
+            qtest_clock_step(c.qts, 100);
+        }
+        guest_free(c.alloc, ind->desc);
+        g_free(ind);
+    }
+    guest_free(c.alloc, req);
+    guest_free(c.alloc, pg);
+    guest_free(c.alloc, resp);
+    ctx_stop(&c);
+    ctx_reset(&c, obj);
+    pool = new_pool(&c, 0, NULL);
+    assert_still_serving(&c, pool);
+    ctx_stop(&c);
+}
+
+/* num-queues=2: both queues serve, and count their own batches. */
+static void test_two_queues(void *obj, void *data, QGuestAllocator *alloc)
+{
+    uint8_t page[PAGE], out[PAGE];
+    QVirtQueue *vq0;
+    uint32_t pool;
+    TmemCtx c;
+    QDict *s;
+
+    ctx_start(&c, obj, alloc);
+    g_assert_cmpuint(qvirtio_config_readw(c.dev, 4), ==, 2);
+    g_assert(c.dev->features & (1ull << VIRTIO_TMEM_F_MQ));
+    pool = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    vq0 = c.vq;
+    c.vq = qvirtqueue_setup(c.dev, alloc, 1);
+    page_fill(page, 11, 0);
+    g_assert_cmpuint(put1(&c, pool, 3, 3, page, true), ==, VIRTIO_TMEM_S_OK);
+    g_assert_cmpuint(get1(&c, pool, 3, 3, true, out), ==, VIRTIO_TMEM_S_OK);
+    g_assert(!memcmp(page, out, PAGE));
+    s = stats();
+    g_assert_cmpuint(stat_of(s, "queue0", "batches"), ==, 1);
+    g_assert_cmpuint(stat_of(s, "queue1", "batches"), ==, 2);
+    g_assert_cmpuint(stat_of(s, "queue1", "ops"), ==, 2);
+    qobject_unref(s);
+    ctx_stop(&c);
+    c.vq = vq0;
+    ctx_stop(&c);
+}
+
+static void register_virtio_tmem_test(void)
+{
+    QOSGraphTestOptions small = {
+        .edge.extra_device_opts = "size=4M",
+    };
+    QOSGraphTestOptions iothread = {
+        .edge.after_cmd_line = "-object iothread,id=tmem_io",
+        .edge.extra_device_opts = "iothread=tmem_io",
+    };
+    QOSGraphTestOptions two_queues = {
+        .edge.extra_device_opts = "num-queues=2",
+    };
+
+    qos_add_test("config", "virtio-tmem", test_config, NULL);
+    qos_add_test("round-trip", "virtio-tmem", test_round_trip, NULL);
+    qos_add_test("replace-exclusive-flush", "virtio-tmem",
+                 test_replace_exclusive_flush, NULL);
+    qos_add_test("shared-pools", "virtio-tmem", test_shared_pools, NULL);
+    qos_add_test("full-batch", "virtio-tmem", test_full_batch, NULL);
+    qos_add_test("pool-limit", "virtio-tmem", test_pool_limit, &small);
+    qos_add_test("reset", "virtio-tmem", test_reset, NULL);
+    qos_add_test("malformed", "virtio-tmem", test_malformed, NULL);
+    qos_add_test("iothread/round-trip", "virtio-tmem", test_round_trip,
+                 &iothread);
+    qos_add_test("iothread/malformed", "virtio-tmem", test_malformed,
+                 &iothread);
+    qos_add_test("two-queues", "virtio-tmem", test_two_queues, &two_queues);
+}
+
+libqos_init(register_virtio_tmem_test);
