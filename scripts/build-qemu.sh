@@ -165,7 +165,7 @@ configure_qemu() {
 		--enable-tcg --enable-kvm --disable-docs --disable-download
 		--disable-install-blobs --python=/usr/bin/python3
 		--cc="ccache gcc" --prefix=/usr/local)
-	[ "$variant" = asan ] && args+=(--enable-asan --disable-pie)
+	[ "$variant" = asan ] && args+=(--enable-asan)
 	local want="${args[*]}"
 	if [ -f "$build/build.ninja" ] && [ "$(cat "$build/.vtmem-configure" 2>/dev/null)" = "$want" ]; then
 		return

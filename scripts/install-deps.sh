@@ -13,6 +13,8 @@ Install the Debian packages for the named groups (default: all groups).
 Groups:
   build   compilers, meson (bookworm-backports), ninja, liblz4-dev, sanitizer runtimes
   qemu    what QEMU 10 needs to build from Debian's source, and its firmware
+  guest   Linux 5.10 source (bullseye) and what building it and a Debian
+          root file system needs
 Idempotent: packages already installed are skipped; apt-get update runs when
 a source was added or the lists are older than a day.
 USAGE
@@ -22,7 +24,7 @@ groups=()
 for a in "$@"; do
 	case "$a" in
 	-h|--help) usage; exit 0 ;;
-	build|qemu) groups+=("$a") ;;
+	build|qemu|guest) groups+=("$a") ;;
 	*) echo "install-deps.sh: unknown group '$a' (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -41,6 +43,17 @@ add_source() { # name line
 	fi
 }
 add_source vtmem-backports "deb http://deb.debian.org/debian bookworm-backports main"
+for g in "${groups[@]}"; do
+	if [ "$g" = guest ]; then
+		# linux-source-5.10 is bullseye's; pin bullseye low so that
+		# nothing else comes from it.
+		add_source vtmem-bullseye "deb http://deb.debian.org/debian bullseye main"
+		if [ ! -f /etc/apt/preferences.d/vtmem-bullseye ]; then
+			printf 'Package: *\nPin: release n=bullseye\nPin-Priority: 100\n' |
+				$SUDO tee /etc/apt/preferences.d/vtmem-bullseye >/dev/null
+		fi
+	fi
+done
 
 stamp=/var/lib/apt/periodic/vtmem-update-stamp
 if [ $need_update = 1 ] || [ ! -f $stamp ] || [ -n "$(find $stamp -mmin +1440 2>/dev/null)" ]; then
@@ -51,12 +64,18 @@ fi
 
 pkgs=()
 bpo_pkgs=()
+bullseye_pkgs=()
 for g in "${groups[@]}"; do
 	case "$g" in
 	build)
 		pkgs+=(gcc clang libclang-rt-14-dev llvm ninja-build pkg-config
 		       liblz4-dev ccache python3)
 		bpo_pkgs+=(meson)
+		;;
+	guest)
+		pkgs+=(gcc make bc flex bison libelf-dev libssl-dev cpio kmod
+		       ccache xz-utils rsync patch debootstrap e2fsprogs)
+		bullseye_pkgs+=(linux-source-5.10)
 		;;
 	qemu)
 		pkgs+=(gcc ninja-build pkg-config ccache python3 python3-venv
@@ -87,5 +106,12 @@ done
 if [ ${#bpo_missing[@]} -gt 0 ]; then
 	echo "install-deps: installing ${bpo_missing[*]} from bookworm-backports"
 	$SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports "${bpo_missing[@]}" >/dev/null
+fi
+if [ ${#bullseye_pkgs[@]} -gt 0 ]; then
+	m=$(missing "${bullseye_pkgs[@]}")
+	if [ -n "$m" ]; then
+		echo "install-deps: installing" $m "from bullseye"
+		$SUDO apt-get install -y -q --no-install-recommends -t bullseye $m >/dev/null
+	fi
 fi
 echo "install-deps: ok (${groups[*]})"

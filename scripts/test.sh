@@ -2,10 +2,12 @@
 # test.sh - build every variant and run every test suite.
 #
 # Stages (each timed):
-#   deps     install the Debian packages (scripts/install-deps.sh)
-#   asan     clang + ASan/UBSan: unit tests and bounded libFuzzer runs
-#   tsan     clang + TSan: the concurrency tests
-#   release  optimised build of the library, tools and benchmark
+#   deps       install the Debian packages (scripts/install-deps.sh)
+#   asan       clang + ASan/UBSan: unit tests and bounded libFuzzer runs
+#   tsan       clang + TSan: the concurrency tests
+#   release    optimised build of the library, tools and benchmark
+#   qemu       QEMU with virtio-tmem (scripts/build-qemu.sh) and its qtests
+#   qemu-asan  the same QEMU and qtests built with --enable-asan
 # Ends with one line 'N passed, N failed' and exits non-zero on any failure.
 set -uo pipefail
 
@@ -121,12 +123,37 @@ release() {
 	ninja -C build/release
 }
 
+# A script whose output ends with 'qtest (...): N passed, M failed'.
+count_summary() { # label, command...
+	local label=$1 out line
+	shift
+	out=$("$@" 2>&1 | tee /dev/stderr | tail -1)
+	line=$(grep -oE '[0-9]+ passed, [0-9]+ failed' <<<"$out")
+	if [ -z "$line" ]; then
+		failed=$((failed + 1))
+		failures+=("$label: no result")
+		return
+	fi
+	passed=$((passed + ${line%% passed*}))
+	local f=${line##*, }
+	f=${f%% failed}
+	failed=$((failed + f))
+	[ "$f" -eq 0 ] || failures+=("$label: $f failed")
+}
+
+qemu_stage() { # variant
+	scripts/build-qemu.sh --variant "$1" --tests &&
+	count_summary "qtest-$1" scripts/qtest.sh --variant "$1"
+}
+
 must deps stage deps scripts/install-deps.sh build
 stage asan asan
 count_results build/asan
 stage tsan tsan
 count_results build/tsan
 must release-build stage release release
+must qemu-build stage qemu qemu_stage release
+must qemu-asan-build stage qemu-asan qemu_stage asan
 
 echo "=== total: $(( $(date +%s) - t_all ))s"
 for f in "${failures[@]}"; do

@@ -824,6 +824,48 @@ static void test_two_queues(void *obj, void *data, QGuestAllocator *alloc)
     ctx_stop(&c);
 }
 
+/* device_add with a bad value: refused, naming the property and value. */
+static void assert_device_add_fails(const char *props, const char *needle)
+{
+    g_autofree char *cmd = g_strdup_printf(
+        "{'execute': 'device_add', 'arguments': "
+        "{'driver': 'virtio-tmem-pci', 'id': 'bad0', %s}}", props);
+    QDict *r = qmp(cmd);
+    const char *desc;
+
+    g_assert(qdict_haskey(r, "error"));
+    desc = qdict_get_str(qdict_get_qdict(r, "error"), "desc");
+    if (!strstr(desc, needle)) {
+        g_test_message("error '%s' lacks '%s'", desc, needle);
+        g_assert_not_reached();
+    }
+    qobject_unref(r);
+}
+
+static void test_properties_and_migration(void *obj, void *data,
+                                          QGuestAllocator *alloc)
+{
+    QDict *r;
+    const char *desc;
+
+    assert_device_add_fails("'max-batch': 600", "max-batch=600");
+    assert_device_add_fails("'num-queues': 0", "num-queues=0");
+    assert_device_add_fails("'queue-size': 100", "queue-size=100");
+    assert_device_add_fails("'size': 1024", "size=1024");
+    assert_device_add_fails("'compressor': 'zstd'", "compressor=zstd");
+    assert_device_add_fails("'max-pools': 0", "max-pools=0");
+    assert_device_add_fails("'lz4-acceleration': 0", "lz4-acceleration=0");
+    assert_device_add_fails("'swap-image': '/tmp/img'", "swap-image=/tmp/img");
+
+    /* migration would lose persistent pages: it is refused */
+    r = qmp("{'execute': 'migrate', 'arguments': "
+            "{'uri': 'exec:cat > /dev/null'}}");
+    g_assert(qdict_haskey(r, "error"));
+    desc = qdict_get_str(qdict_get_qdict(r, "error"), "desc");
+    g_assert(strstr(desc, "virtio-tmem"));
+    qobject_unref(r);
+}
+
 static void register_virtio_tmem_test(void)
 {
     QOSGraphTestOptions small = {
@@ -851,6 +893,8 @@ static void register_virtio_tmem_test(void)
     qos_add_test("iothread/malformed", "virtio-tmem", test_malformed,
                  &iothread);
     qos_add_test("two-queues", "virtio-tmem", test_two_queues, &two_queues);
+    qos_add_test("properties-and-migration", "virtio-tmem",
+                 test_properties_and_migration, NULL);
 }
 
 libqos_init(register_virtio_tmem_test);

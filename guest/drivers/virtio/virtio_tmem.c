@@ -1,0 +1,1444 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * virtio_tmem - cleancache and frontswap backend on a virtio-tmem device
+ *
+ * Clean page-cache pages (cleancache: ephemeral, the host may drop them) and
+ * swap pages (frontswap: persistent, never lost) go to the host in batches:
+ * puts and flushes are copied into preallocated staging buffers and queued,
+ * so that a VM exit is paid per batch, not per page.  A batch is sent when
+ * it is full, when a get needs the host, on a short timer, and at sync
+ * points (swapoff, umount, device removal).
+ *
+ * Nothing acknowledged is lost: a frontswap store succeeds only if the
+ * driver holds a credit from the device, which guarantees room for it (see
+ * the "Credits" section of the device specification); without one the
+ * store fails at once and the kernel writes the page to its swap device.
+ *
+ * cleancache and frontswap backends cannot unregister in 5.10, so the
+ * module registers them on first probe and cannot be unloaded (no
+ * module_exit); the ops fail fast while no device is bound.
+ *
+ * Copyright (c) 2026 The virtio-tmem authors
+ */
+
+#include <linux/cleancache.h>
+#include <linux/debugfs.h>
+#include <linux/frontswap.h>
+#include <linux/hash.h>
+#include <linux/highmem.h>
+#include <linux/hrtimer.h>
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/page-flags.h>
+#include <linux/scatterlist.h>
+#include <linux/slab.h>
+#include <linux/srcu.h>
+#include <linux/swap.h>
+#include <linux/virtio.h>
+#include <linux/virtio_config.h>
+#include <linux/wait.h>
+
+#include "vtmem_codec.c"
+
+#define VTMEM_REQS_PER_QUEUE	4
+#define VTMEM_WAIT_TIMEOUT	(30 * HZ)
+/* How long an op in atomic context may poll for a free batch buffer. */
+#define VTMEM_POLL_NS		(5 * NSEC_PER_SEC)
+#define VTMEM_MAX_POOLS		64	/* driver-side pool table */
+
+/* ---- parameters ---------------------------------------------------------- */
+
+static bool cleancache_on = true;
+static bool frontswap_on = true;
+static bool exclusive_gets = true;
+static unsigned int batch_size = 64;
+static unsigned int flush_us = 2000;
+
+/* ---- structures ---------------------------------------------------------- */
+
+/* A get waiting for its answer from the host. */
+struct vtmem_waiter {
+	struct completion done;
+	unsigned int status;
+	u32 value;
+};
+
+/**
+ * struct vtmem_req - one batch buffer of a queue
+ * @node: free list link
+ * @seq: batch number (in flight: order of submission)
+ * @b: the codec's view of the batch
+ * @hdr: request header
+ * @resp: response header
+ * @ops: op array
+ * @status: per-op statuses
+ * @put_pages: staging pages, one per possible PUT
+ * @get_pages: caller pages of the GET ops (not owned)
+ * @waiter: per op, who waits for its status (NEW_POOL, GET, sync points)
+ * @sg: scatterlist entries for one submission
+ * @sgs: their order, as virtqueue_add_sgs() wants it
+ * @inflight: handed to the device and not yet used
+ */
+struct vtmem_req {
+	struct list_head node;
+	u64 seq;
+	struct vtmem_batch b;
+	struct virtio_tmem_req_hdr hdr;
+	struct virtio_tmem_resp_hdr resp;
+	struct virtio_tmem_op *ops;
+	struct virtio_tmem_op_status *status;
+	struct page **put_pages;
+	struct page **get_pages;
+	struct vtmem_waiter **waiter;
+	struct scatterlist *sg;
+	struct scatterlist **sgs;
+	bool inflight;
+};
+
+/**
+ * struct vtmem_queue - a request queue and its batches
+ * @dev: owner
+ * @vq: the virtqueue
+ * @lock: protects everything below and the reqs' contents
+ * @filling: the batch being filled, or NULL
+ * @free: batch buffers not in use
+ * @inflight: batches handed to the device, oldest first
+ * @wait: woken when a batch completes
+ * @timer: sends a partly filled batch after flush_us
+ * @reqs: all batch buffers of the queue
+ */
+struct vtmem_queue {
+	struct vtmem_dev *dev;
+	struct virtqueue *vq;
+	spinlock_t lock;
+	struct vtmem_req *filling;
+	struct list_head free;
+	struct list_head inflight;
+	wait_queue_head_t wait;
+	struct hrtimer timer;
+	struct vtmem_req reqs[VTMEM_REQS_PER_QUEUE];
+};
+
+/*
+ * A driver-side cleancache pool.  An id is reused only after invalidate_fs
+ * (the file system is gone); a pool reclaimed while a file system may still
+ * hold its id keeps the id dead forever.
+ */
+struct vtmem_pool {
+	int host_id;		/* -1: gone (its pages are gone with it) */
+	bool shared;
+	bool released;		/* by invalidate_fs: the id may be reused */
+	unsigned long last_used;
+};
+
+struct vtmem_stats {
+	u64 puts, put_drops, gets, hits, staging_hits, flushes;
+	u64 stores, store_no_credit, loads, load_hits, invalidates;
+	u64 batches, batch_ops, staging_high, errors, lost_pages;
+	u64 poll_waits, poll_timeouts, pool_reclaims;
+};
+
+struct vtmem_dev {
+	struct virtio_device *vdev;
+	struct vtmem_queue *queues;
+	unsigned int nr_queues;
+	unsigned int max_batch;
+	unsigned int max_pools;
+	bool dead;
+	u64 next_seq;
+
+	/* credits (credit_lock): balance = credits_seen - credits_spent */
+	spinlock_t credit_lock;
+	u64 credits_seen;
+	u64 credits_spent;
+
+	/* pools (pool_mutex; the table is read locklessly by the ops) */
+	struct mutex pool_mutex;
+	struct vtmem_pool pools[VTMEM_MAX_POOLS];
+	int nr_pools;
+	int swap_pool;		/* host id of the persistent pool, or -1 */
+
+	struct vtmem_stats stats;
+	struct dentry *debugfs;
+};
+
+/*
+ * The one device the backends serve; NULL while none is bound.  Ops read
+ * it inside an SRCU read section (they may sleep), so that removal can
+ * wait for them before freeing anything.  vtmem_mutex serialises probe,
+ * removal, pool creation and the toggles.
+ */
+static struct vtmem_dev __rcu *vtmem;
+DEFINE_STATIC_SRCU(vtmem_srcu);
+static DEFINE_MUTEX(vtmem_mutex);
+static bool backends_registered;
+
+static struct vtmem_dev *vtmem_get(int *idx)
+{
+	*idx = srcu_read_lock(&vtmem_srcu);
+	return srcu_dereference(vtmem, &vtmem_srcu);
+}
+
+static void vtmem_put(int idx)
+{
+	srcu_read_unlock(&vtmem_srcu, idx);
+}
+
+static struct vtmem_dev *vtmem_locked(void)
+{
+	return rcu_dereference_protected(vtmem, lockdep_is_held(&vtmem_mutex));
+}
+
+#define stat_inc(d, f)	WRITE_ONCE((d)->stats.f, READ_ONCE((d)->stats.f) + 1)
+
+/* ---- keys and queues -------------------------------------------------------- */
+
+static struct vtmem_oid oid_of_filekey(const struct cleancache_filekey *k)
+{
+	struct vtmem_oid oid;
+
+	BUILD_BUG_ON(sizeof(k->u.key) != sizeof(oid.id));
+	memcpy(oid.id, k->u.key, sizeof(oid.id));
+	return oid;
+}
+
+static struct vtmem_oid oid_of_swap_type(unsigned int type)
+{
+	struct vtmem_oid oid = { { type, 0, 0 } };
+
+	return oid;
+}
+
+/* All ops on one (pool, object) go through one queue: that is the order. */
+static struct vtmem_queue *queue_of(struct vtmem_dev *d, u32 pool,
+				    const struct vtmem_oid *oid)
+{
+	u64 h = pool ^ oid->id[0] ^ (oid->id[1] << 7) ^ (oid->id[2] << 13);
+
+	return &d->queues[hash_64(h, 16) % d->nr_queues];
+}
+
+/* ---- batches ---------------------------------------------------------------- */
+
+static void req_reset(struct vtmem_dev *d, struct vtmem_req *r)
+{
+	unsigned int max = min(READ_ONCE(batch_size), d->max_batch);
+
+	vtmem_batch_init(&r->b, &r->hdr, r->ops, max ? max : 1,
+			 d->next_seq++);
+	memset(r->waiter, 0, d->max_batch * sizeof(*r->waiter));
+}
+
+/* Fill the scatterlists of a batch and hand it to the device. */
+static int req_submit(struct vtmem_dev *d, struct vtmem_queue *q,
+		      struct vtmem_req *r)
+{
+	unsigned int n = 0, out, i;
+	int err;
+
+	sg_init_table(r->sg, 4 + 2 * d->max_batch);
+	sg_set_buf(&r->sg[n], &r->hdr, sizeof(r->hdr));
+	r->sgs[n] = &r->sg[n];
+	n++;
+	sg_set_buf(&r->sg[n], r->ops, r->b.nr_ops * sizeof(*r->ops));
+	r->sgs[n] = &r->sg[n];
+	n++;
+	for (i = 0; i < r->b.nr_put; i++, n++) {
+		sg_set_page(&r->sg[n], r->put_pages[i], PAGE_SIZE, 0);
+		r->sgs[n] = &r->sg[n];
+	}
+	out = n;
+	sg_set_buf(&r->sg[n], &r->resp, sizeof(r->resp));
+	r->sgs[n] = &r->sg[n];
+	n++;
+	sg_set_buf(&r->sg[n], r->status, r->b.nr_ops * sizeof(*r->status));
+	r->sgs[n] = &r->sg[n];
+	n++;
+	for (i = 0; i < r->b.nr_get; i++, n++) {
+		sg_set_page(&r->sg[n], r->get_pages[i], PAGE_SIZE, 0);
+		r->sgs[n] = &r->sg[n];
+	}
+	err = virtqueue_add_sgs(q->vq, r->sgs, out, n - out, r, GFP_ATOMIC);
+	if (err)
+		return err;
+	r->inflight = true;
+	list_add_tail(&r->node, &q->inflight);
+	stat_inc(d, batches);
+	WRITE_ONCE(d->stats.batch_ops, d->stats.batch_ops + r->b.nr_ops);
+	virtqueue_kick(q->vq);
+	return 0;
+}
+
+/* Send the batch being filled, if any.  Called with q->lock held. */
+static void queue_flush_locked(struct vtmem_dev *d, struct vtmem_queue *q)
+{
+	struct vtmem_req *r = q->filling;
+
+	if (!r || !r->b.nr_ops)
+		return;
+	if (req_submit(d, q, r)) {
+		/* ring full: the timer tries again */
+		stat_inc(d, errors);
+		hrtimer_start(&q->timer, us_to_ktime(flush_us ? flush_us : 1),
+			      HRTIMER_MODE_REL);
+		return;
+	}
+	q->filling = NULL;
+	hrtimer_try_to_cancel(&q->timer);
+}
+
+static void credits_update(struct vtmem_dev *d, u64 credits)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&d->credit_lock, flags);
+	if (credits > d->credits_seen)
+		d->credits_seen = credits;
+	spin_unlock_irqrestore(&d->credit_lock, flags);
+}
+
+/* A used batch: hand statuses to waiters, count errors, free the buffer. */
+static void req_complete(struct vtmem_dev *d, struct vtmem_queue *q,
+			 struct vtmem_req *r)
+{
+	bool ok = le32_to_cpu(r->resp.status) == VIRTIO_TMEM_S_OK;
+	unsigned int i;
+
+	credits_update(d, le64_to_cpu(r->resp.credits));
+	for (i = 0; i < r->b.nr_ops; i++) {
+		unsigned int st = ok ? le32_to_cpu(r->status[i].status) :
+				       VIRTIO_TMEM_S_BAD_BATCH;
+
+		if (r->ops[i].opcode == VIRTIO_TMEM_OP_PUT &&
+		    (r->ops[i].flags & VIRTIO_TMEM_PUT_CREDIT) &&
+		    st != VIRTIO_TMEM_S_OK) {
+			/* an acknowledged swap page the host did not take */
+			stat_inc(d, lost_pages);
+			pr_err_ratelimited("virtio_tmem: swap page refused by the device (status %u)\n",
+					   st);
+		} else if (st != VIRTIO_TMEM_S_OK &&
+			   st != VIRTIO_TMEM_S_NOT_FOUND &&
+			   st != VIRTIO_TMEM_S_NO_SPACE) {
+			stat_inc(d, errors);
+		}
+		if (r->waiter[i]) {
+			r->waiter[i]->status = st;
+			r->waiter[i]->value = le32_to_cpu(r->status[i].value);
+			complete(&r->waiter[i]->done);
+		}
+	}
+	list_del(&r->node);
+	r->inflight = false;
+	list_add(&r->node, &q->free);
+}
+
+/* Collect used batches.  Called with q->lock held. */
+static void queue_reap_locked(struct vtmem_dev *d, struct vtmem_queue *q)
+{
+	struct vtmem_req *r;
+	unsigned int len;
+	bool any = false;
+
+	while ((r = virtqueue_get_buf(q->vq, &len))) {
+		req_complete(d, q, r);
+		any = true;
+	}
+	if (any)
+		wake_up_all(&q->wait);
+}
+
+static void vtmem_vq_done(struct virtqueue *vq)
+{
+	struct vtmem_dev *d = vq->vdev->priv;
+	struct vtmem_queue *q = &d->queues[vq->index];
+	unsigned long flags;
+
+	spin_lock_irqsave(&q->lock, flags);
+	queue_reap_locked(d, q);
+	spin_unlock_irqrestore(&q->lock, flags);
+}
+
+static enum hrtimer_restart vtmem_timer(struct hrtimer *t)
+{
+	struct vtmem_queue *q = container_of(t, struct vtmem_queue, timer);
+	struct vtmem_dev *d = q->dev;
+	unsigned long flags;
+
+	spin_lock_irqsave(&q->lock, flags);
+	queue_flush_locked(d, q);
+	spin_unlock_irqrestore(&q->lock, flags);
+	return HRTIMER_NORESTART;
+}
+
+static unsigned int staged_pages(struct vtmem_queue *q)
+{
+	unsigned int n = q->filling ? q->filling->b.nr_put : 0;
+	struct vtmem_req *r;
+
+	list_for_each_entry(r, &q->inflight, node)
+		n += r->b.nr_put;
+	return n;
+}
+
+/*
+ * Make room for one op (and one page if @page) in the batch being filled,
+ * sending it first if it is full.  With @may_sleep the caller waits for a
+ * buffer; in atomic context it polls the queue for up to VTMEM_POLL_NS when
+ * @must (an op that may not be dropped), else gives up.  Called and returns
+ * with q->lock held (it may drop it to sleep).
+ */
+static struct vtmem_req *queue_room_locked(struct vtmem_dev *d,
+					   struct vtmem_queue *q, bool page,
+					   bool may_sleep, bool must,
+					   unsigned long *flags)
+{
+	u64 deadline = 0;
+
+	for (;;) {
+		struct vtmem_req *r = q->filling;
+
+		if (d->dead)
+			return NULL;
+		if (r && !vtmem_batch_full(&r->b) &&
+		    (!page || r->b.nr_put < r->b.max_ops))
+			return r;
+		if (r)
+			queue_flush_locked(d, q);
+		if (!q->filling && !list_empty(&q->free)) {
+			r = list_first_entry(&q->free, struct vtmem_req, node);
+			list_del(&r->node);
+			req_reset(d, r);
+			q->filling = r;
+			hrtimer_start(&q->timer,
+				      us_to_ktime(flush_us ? flush_us : 1),
+				      HRTIMER_MODE_REL);
+			continue;
+		}
+		queue_reap_locked(d, q);
+		if (!q->filling && !list_empty(&q->free))
+			continue;
+		if (may_sleep) {
+			spin_unlock_irqrestore(&q->lock, *flags);
+			wait_event_timeout(q->wait, !list_empty(&q->free) ||
+					   READ_ONCE(d->dead), HZ / 10);
+			spin_lock_irqsave(&q->lock, *flags);
+			continue;
+		}
+		if (!must)
+			return NULL;
+		if (!deadline) {
+			deadline = ktime_get_ns() + VTMEM_POLL_NS;
+			stat_inc(d, poll_waits);
+		} else if (ktime_get_ns() > deadline) {
+			stat_inc(d, poll_timeouts);
+			return NULL;
+		}
+		cpu_relax();
+	}
+}
+
+/* Send what is queued on @q now and wait for @w's op to be answered. */
+static unsigned int queue_sync(struct vtmem_dev *d, struct vtmem_queue *q,
+			       struct vtmem_waiter *w, unsigned long *flags)
+{
+	queue_flush_locked(d, q);
+	spin_unlock_irqrestore(&q->lock, *flags);
+	if (!wait_for_completion_timeout(&w->done, VTMEM_WAIT_TIMEOUT)) {
+		/* the device is gone or wedged: the op stays lost for us */
+		stat_inc(d, errors);
+		spin_lock_irqsave(&q->lock, *flags);
+		return VIRTIO_TMEM_S_DEVICE_ERROR;
+	}
+	spin_lock_irqsave(&q->lock, *flags);
+	return w->status;
+}
+
+/* ---- ops that go through the batches --------------------------------------- */
+
+/*
+ * Find the newest staged op on (pool, oid, index): a PUT whose page is still
+ * in a staging buffer, or an op that makes the key absent.  Returns the
+ * staging page of a PUT, ERR_PTR(-ENOENT) if the key is known absent, NULL
+ * if the host must be asked.  Called with q->lock held.
+ */
+static struct page *staged_lookup(struct vtmem_queue *q, u32 pool,
+				  const struct vtmem_oid *oid, u64 index)
+{
+	struct vtmem_req *reqs[VTMEM_REQS_PER_QUEUE + 1];
+	struct vtmem_req *r;
+	int n = 0;
+
+	list_for_each_entry(r, &q->inflight, node)
+		reqs[n++] = r;
+	if (q->filling)
+		reqs[n++] = q->filling;
+	while (n--) {
+		int i, put = reqs[n]->b.nr_put;
+
+		r = reqs[n];
+		for (i = r->b.nr_ops - 1; i >= 0; i--) {
+			const struct virtio_tmem_op *op = &r->ops[i];
+			bool same_pool = le32_to_cpu(op->pool_id) == pool;
+			bool same_oid = same_pool &&
+				le64_to_cpu(op->u.key.oid[0]) == oid->id[0] &&
+				le64_to_cpu(op->u.key.oid[1]) == oid->id[1] &&
+				le64_to_cpu(op->u.key.oid[2]) == oid->id[2];
+			bool same_key = same_oid &&
+				le64_to_cpu(op->u.key.index) == index;
+
+			if (op->opcode == VIRTIO_TMEM_OP_PUT)
+				put--;
+			if (op->opcode == VIRTIO_TMEM_OP_PUT && same_key)
+				return r->put_pages[put];
+			if ((op->opcode == VIRTIO_TMEM_OP_FLUSH_PAGE && same_key) ||
+			    (op->opcode == VIRTIO_TMEM_OP_GET && same_key &&
+			     (op->flags & VIRTIO_TMEM_GET_EXCLUSIVE)) ||
+			    (op->opcode == VIRTIO_TMEM_OP_FLUSH_OBJECT &&
+			     same_oid) ||
+			    ((op->opcode == VIRTIO_TMEM_OP_FLUSH_POOL ||
+			      op->opcode == VIRTIO_TMEM_OP_DESTROY_POOL) &&
+			     same_pool))
+				return ERR_PTR(-ENOENT);
+		}
+	}
+	return NULL;
+}
+
+/* Queue a PUT; copies @page into a staging page.  Returns 0 if queued. */
+static int queue_put(struct vtmem_dev *d, u32 pool,
+		     const struct vtmem_oid *oid, u64 index, struct page *page,
+		     bool credit, bool may_sleep)
+{
+	struct vtmem_queue *q = queue_of(d, pool, oid);
+	unsigned long flags;
+	struct vtmem_req *r;
+	unsigned int staged;
+	int slot;
+
+	spin_lock_irqsave(&q->lock, flags);
+	r = queue_room_locked(d, q, true, may_sleep, false, &flags);
+	if (!r) {
+		spin_unlock_irqrestore(&q->lock, flags);
+		return -ENOSPC;
+	}
+	copy_highpage(r->put_pages[r->b.nr_put], page);
+	slot = vtmem_batch_put(&r->b, pool, oid, index, credit);
+	WARN_ON_ONCE(slot < 0);
+	staged = staged_pages(q);
+	if (staged > READ_ONCE(d->stats.staging_high))
+		WRITE_ONCE(d->stats.staging_high, staged);
+	if (vtmem_batch_full(&r->b))
+		queue_flush_locked(d, q);
+	spin_unlock_irqrestore(&q->lock, flags);
+	return 0;
+}
+
+enum vtmem_flush_kind { FLUSH_PAGE, FLUSH_OBJECT, FLUSH_POOL, DESTROY };
+
+/*
+ * Queue a flush.  Flushes are never dropped: in atomic context the caller
+ * polls for a buffer.  With @sync, wait until the device has done it.
+ */
+static int queue_flush_op(struct vtmem_dev *d, enum vtmem_flush_kind kind,
+			  u32 pool, const struct vtmem_oid *oid, u64 index,
+			  bool sync)
+{
+	static const struct vtmem_oid none;
+	struct vtmem_queue *q = queue_of(d, pool, oid ? oid : &none);
+	struct vtmem_waiter w;
+	unsigned long flags;
+	struct vtmem_req *r;
+	int slot = -1;
+
+	spin_lock_irqsave(&q->lock, flags);
+	r = queue_room_locked(d, q, false, sync, true, &flags);
+	if (!r) {
+		spin_unlock_irqrestore(&q->lock, flags);
+		return -EIO;
+	}
+	switch (kind) {
+	case FLUSH_PAGE:
+		slot = vtmem_batch_flush_page(&r->b, pool, oid, index);
+		break;
+	case FLUSH_OBJECT:
+		slot = vtmem_batch_flush_object(&r->b, pool, oid);
+		break;
+	case FLUSH_POOL:
+		slot = vtmem_batch_flush_pool(&r->b, pool);
+		break;
+	case DESTROY:
+		slot = vtmem_batch_destroy_pool(&r->b, pool);
+		break;
+	}
+	if (sync) {
+		init_completion(&w.done);
+		r->waiter[slot] = &w;
+		queue_sync(d, q, &w, &flags);
+	} else if (vtmem_batch_full(&r->b)) {
+		queue_flush_locked(d, q);
+	}
+	spin_unlock_irqrestore(&q->lock, flags);
+	return 0;
+}
+
+/*
+ * Get a page: from staging if a put of it has not reached the host yet,
+ * else from the host, in order behind everything queued before it.
+ * Returns the op status (VIRTIO_TMEM_S_*).
+ */
+static unsigned int queue_get(struct vtmem_dev *d, u32 pool,
+			      const struct vtmem_oid *oid, u64 index,
+			      struct page *page, bool exclusive)
+{
+	struct vtmem_queue *q = queue_of(d, pool, oid);
+	struct vtmem_waiter w;
+	unsigned long flags;
+	struct vtmem_req *r;
+	struct page *staged;
+	unsigned int st;
+	int slot;
+
+	spin_lock_irqsave(&q->lock, flags);
+	staged = staged_lookup(q, pool, oid, index);
+	if (IS_ERR(staged)) {
+		spin_unlock_irqrestore(&q->lock, flags);
+		return VIRTIO_TMEM_S_NOT_FOUND;
+	}
+	if (staged) {
+		copy_highpage(page, staged);
+		stat_inc(d, staging_hits);
+		spin_unlock_irqrestore(&q->lock, flags);
+		if (exclusive)
+			queue_flush_op(d, FLUSH_PAGE, pool, oid, index, false);
+		return VIRTIO_TMEM_S_OK;
+	}
+	r = queue_room_locked(d, q, false, true, true, &flags);
+	if (!r || r->b.nr_get >= r->b.max_ops) {
+		spin_unlock_irqrestore(&q->lock, flags);
+		return VIRTIO_TMEM_S_DEVICE_ERROR;
+	}
+	r->get_pages[r->b.nr_get] = page;
+	slot = vtmem_batch_get(&r->b, pool, oid, index, exclusive);
+	init_completion(&w.done);
+	r->waiter[slot] = &w;
+	st = queue_sync(d, q, &w, &flags);
+	spin_unlock_irqrestore(&q->lock, flags);
+	return st;
+}
+
+/* NEW_POOL, synchronously.  Returns the host pool id or -errno. */
+static int host_new_pool(struct vtmem_dev *d, unsigned int flags,
+			 const u8 *uuid)
+{
+	static const struct vtmem_oid none;
+	struct vtmem_queue *q = queue_of(d, 0, &none);
+	struct vtmem_waiter w;
+	unsigned long irqflags;
+	struct vtmem_req *r;
+	unsigned int st;
+	int slot;
+
+	spin_lock_irqsave(&q->lock, irqflags);
+	r = queue_room_locked(d, q, false, true, true, &irqflags);
+	if (!r) {
+		spin_unlock_irqrestore(&q->lock, irqflags);
+		return -EIO;
+	}
+	slot = vtmem_batch_new_pool(&r->b, flags, uuid);
+	init_completion(&w.done);
+	r->waiter[slot] = &w;
+	st = queue_sync(d, q, &w, &irqflags);
+	spin_unlock_irqrestore(&q->lock, irqflags);
+	if (st == VIRTIO_TMEM_S_NO_POOLS)
+		return -ENOSPC;
+	return st == VIRTIO_TMEM_S_OK ? (int)w.value : -EIO;
+}
+
+/* Send everything queued on every queue and wait until it is done. */
+static void vtmem_sync_all(struct vtmem_dev *d)
+{
+	unsigned int i;
+
+	for (i = 0; i < d->nr_queues; i++) {
+		struct vtmem_queue *q = &d->queues[i];
+		unsigned long flags;
+
+		spin_lock_irqsave(&q->lock, flags);
+		queue_flush_locked(d, q);
+		spin_unlock_irqrestore(&q->lock, flags);
+		wait_event_timeout(q->wait, list_empty(&q->inflight) ||
+				   READ_ONCE(d->dead), VTMEM_WAIT_TIMEOUT);
+	}
+}
+
+/* ---- credits ---------------------------------------------------------------- */
+
+static bool credit_take(struct vtmem_dev *d)
+{
+	unsigned long flags;
+	bool ok;
+
+	spin_lock_irqsave(&d->credit_lock, flags);
+	ok = d->credits_seen > d->credits_spent;
+	if (ok)
+		d->credits_spent++;
+	spin_unlock_irqrestore(&d->credit_lock, flags);
+	return ok;
+}
+
+static void credit_refund(struct vtmem_dev *d)
+{
+	unsigned long flags;
+
+	/* the put never reached a batch: the credit was not spent */
+	spin_lock_irqsave(&d->credit_lock, flags);
+	d->credits_spent--;
+	spin_unlock_irqrestore(&d->credit_lock, flags);
+}
+
+static void vtmem_config_changed(struct virtio_device *vdev)
+{
+	struct vtmem_dev *d = vdev->priv;
+	u64 credits;
+
+	virtio_cread_le(vdev, struct virtio_tmem_config, credits, &credits);
+	credits_update(d, credits);
+}
+
+/* ---- cleancache ---------------------------------------------------------------- */
+
+/*
+ * Driver-side pool ids index d->pools, so that a pool can be given back to
+ * the host (its pages are ephemeral) without letting one file system's keys
+ * reach another file system's pool.  An ext4 ro->rw remount calls init_fs
+ * again and forgets the old id: such pools are reclaimed, least recently
+ * used first, when the host runs out of pools.
+ */
+static int pool_reclaim_one(struct vtmem_dev *d)
+{
+	int i, lru = -1;
+
+	for (i = 0; i < d->nr_pools; i++) {
+		if (d->pools[i].host_id < 0)
+			continue;
+		if (lru < 0 || time_before(d->pools[i].last_used,
+					   d->pools[lru].last_used))
+			lru = i;
+	}
+	if (lru < 0)
+		return -ENOSPC;
+	queue_flush_op(d, DESTROY, d->pools[lru].host_id, NULL, 0, true);
+	WRITE_ONCE(d->pools[lru].host_id, -1);
+	stat_inc(d, pool_reclaims);
+	return 0;
+}
+
+static int pool_slot(struct vtmem_dev *d)
+{
+	int i;
+
+	for (i = 0; i < d->nr_pools; i++)
+		if (d->pools[i].released)
+			return i;
+	return d->nr_pools < VTMEM_MAX_POOLS ? d->nr_pools++ : -1;
+}
+
+static int cc_new_pool(bool shared, const u8 *uuid)
+{
+	struct vtmem_dev *d;
+	int id = -1, host;
+
+	mutex_lock(&vtmem_mutex);
+	d = vtmem_locked();
+	if (!d)
+		goto out;
+	mutex_lock(&d->pool_mutex);
+	for (;;) {
+		host = host_new_pool(d, shared ? VIRTIO_TMEM_POOL_SHARED : 0,
+				     shared ? uuid : NULL);
+		if (host != -ENOSPC || pool_reclaim_one(d))
+			break;
+	}
+	if (host >= 0) {
+		id = pool_slot(d);
+		if (id < 0) {
+			queue_flush_op(d, DESTROY, host, NULL, 0, true);
+		} else {
+			d->pools[id].shared = shared;
+			d->pools[id].released = false;
+			d->pools[id].last_used = jiffies;
+			WRITE_ONCE(d->pools[id].host_id, host);
+		}
+	}
+	mutex_unlock(&d->pool_mutex);
+out:
+	mutex_unlock(&vtmem_mutex);
+	return id;
+}
+
+static int vtmem_cc_init_fs(size_t pagesize)
+{
+	return pagesize == PAGE_SIZE ? cc_new_pool(false, NULL) : -1;
+}
+
+static int vtmem_cc_init_shared_fs(uuid_t *uuid, size_t pagesize)
+{
+	struct vtmem_dev *d;
+	bool shared;
+	int idx;
+
+	if (pagesize != PAGE_SIZE)
+		return -1;
+	d = vtmem_get(&idx);
+	shared = d && virtio_has_feature(d->vdev, VIRTIO_TMEM_F_SHARED);
+	vtmem_put(idx);
+	return cc_new_pool(shared, uuid->b);
+}
+
+/* The host id of a driver pool, or -1. */
+static int cc_host_pool(struct vtmem_dev *d, int pool)
+{
+	int host;
+
+	if (!d || pool < 0 || pool >= VTMEM_MAX_POOLS)
+		return -1;
+	host = READ_ONCE(d->pools[pool].host_id);
+	if (host >= 0)
+		WRITE_ONCE(d->pools[pool].last_used, jiffies);
+	return host;
+}
+
+static int vtmem_cc_get_page(int pool, struct cleancache_filekey key,
+			     pgoff_t index, struct page *page)
+{
+	struct vtmem_oid oid = oid_of_filekey(&key);
+	struct vtmem_dev *d;
+	unsigned int st;
+	int idx, host, ret = -1;
+
+	d = vtmem_get(&idx);
+	host = cc_host_pool(d, pool);
+	if (host < 0 || !READ_ONCE(cleancache_on))
+		goto out;
+	stat_inc(d, gets);
+	/* exclusive: a put dropped later can never leave a stale copy */
+	st = queue_get(d, host, &oid, index, page, true);
+	if (st == VIRTIO_TMEM_S_OK) {
+		stat_inc(d, hits);
+		ret = 0;
+	} else if (st != VIRTIO_TMEM_S_NOT_FOUND) {
+		queue_flush_op(d, FLUSH_PAGE, host, &oid, index, false);
+	}
+out:
+	vtmem_put(idx);
+	return ret;
+}
+
+static void vtmem_cc_put_page(int pool, struct cleancache_filekey key,
+			      pgoff_t index, struct page *page)
+{
+	struct vtmem_oid oid = oid_of_filekey(&key);
+	struct vtmem_dev *d;
+	int idx, host;
+
+	d = vtmem_get(&idx);
+	host = cc_host_pool(d, pool);
+	if (host >= 0 && READ_ONCE(cleancache_on)) {
+		stat_inc(d, puts);
+		/* IRQs are off here: a put that finds no room is dropped */
+		if (queue_put(d, host, &oid, index, page, false, false))
+			stat_inc(d, put_drops);
+	}
+	vtmem_put(idx);
+}
+
+static void cc_flush(int pool, const struct cleancache_filekey *key,
+		     pgoff_t index, enum vtmem_flush_kind kind)
+{
+	struct vtmem_oid oid = oid_of_filekey(key);
+	struct vtmem_dev *d;
+	int idx, host;
+
+	d = vtmem_get(&idx);
+	host = cc_host_pool(d, pool);
+	if (host >= 0) {
+		stat_inc(d, flushes);
+		queue_flush_op(d, kind, host, &oid, index, false);
+	}
+	vtmem_put(idx);
+}
+
+static void vtmem_cc_invalidate_page(int pool, struct cleancache_filekey key,
+				     pgoff_t index)
+{
+	cc_flush(pool, &key, index, FLUSH_PAGE);
+}
+
+static void vtmem_cc_invalidate_inode(int pool, struct cleancache_filekey key)
+{
+	cc_flush(pool, &key, 0, FLUSH_OBJECT);
+}
+
+static void vtmem_cc_invalidate_fs(int pool)
+{
+	struct vtmem_dev *d;
+	int host;
+
+	mutex_lock(&vtmem_mutex);
+	d = vtmem_locked();
+	host = cc_host_pool(d, pool);
+	if (host >= 0) {
+		queue_flush_op(d, DESTROY, host, NULL, 0, true);
+		WRITE_ONCE(d->pools[pool].host_id, -1);
+		d->pools[pool].released = true;
+	}
+	mutex_unlock(&vtmem_mutex);
+}
+
+static const struct cleancache_ops vtmem_cleancache_ops = {
+	.init_fs = vtmem_cc_init_fs,
+	.init_shared_fs = vtmem_cc_init_shared_fs,
+	.get_page = vtmem_cc_get_page,
+	.put_page = vtmem_cc_put_page,
+	.invalidate_page = vtmem_cc_invalidate_page,
+	.invalidate_inode = vtmem_cc_invalidate_inode,
+	.invalidate_fs = vtmem_cc_invalidate_fs,
+};
+
+/* ---- frontswap ------------------------------------------------------------------ */
+
+/* One persistent pool serves every swap type; the object is the type. */
+static int fs_pool(struct vtmem_dev *d)
+{
+	int host;
+
+	if (!d || !virtio_has_feature(d->vdev, VIRTIO_TMEM_F_PERSISTENT))
+		return -1;
+	host = READ_ONCE(d->swap_pool);
+	if (host >= 0)
+		return host;
+	mutex_lock(&d->pool_mutex);
+	if (d->swap_pool < 0)
+		WRITE_ONCE(d->swap_pool,
+			   host_new_pool(d, VIRTIO_TMEM_POOL_PERSISTENT, NULL));
+	host = d->swap_pool;
+	mutex_unlock(&d->pool_mutex);
+	return host;
+}
+
+static void vtmem_fs_init(unsigned int type)
+{
+	mutex_lock(&vtmem_mutex);
+	fs_pool(vtmem_locked());
+	mutex_unlock(&vtmem_mutex);
+}
+
+static int vtmem_fs_store(unsigned int type, pgoff_t offset, struct page *page)
+{
+	struct vtmem_oid oid = oid_of_swap_type(type);
+	struct vtmem_dev *d;
+	int idx, host, ret = -1;
+
+	d = vtmem_get(&idx);
+	host = d ? READ_ONCE(d->swap_pool) : -1;
+	if (host < 0 || !READ_ONCE(frontswap_on))
+		goto out;
+	stat_inc(d, stores);
+	if (!credit_take(d)) {
+		/* no credit, no acknowledgement: the swap device takes it */
+		stat_inc(d, store_no_credit);
+		goto out;
+	}
+	if (queue_put(d, host, &oid, offset, page, true, true))
+		credit_refund(d);
+	else
+		ret = 0;
+out:
+	vtmem_put(idx);
+	return ret;
+}
+
+static int vtmem_fs_load(unsigned int type, pgoff_t offset, struct page *page)
+{
+	struct vtmem_oid oid = oid_of_swap_type(type);
+	struct vtmem_dev *d;
+	int idx, host, ret = -1;
+	unsigned int st;
+
+	d = vtmem_get(&idx);
+	host = d ? READ_ONCE(d->swap_pool) : -1;
+	if (host < 0)
+		goto out;
+	stat_inc(d, loads);
+	st = queue_get(d, host, &oid, offset, page, READ_ONCE(exclusive_gets));
+	if (st == VIRTIO_TMEM_S_OK) {
+		stat_inc(d, load_hits);
+		ret = 0;
+	} else if (st != VIRTIO_TMEM_S_NOT_FOUND) {
+		/*
+		 * The page was ours and cannot be read: the swap device has
+		 * only stale blocks.  Poison the page so that its owner gets
+		 * SIGBUS instead of wrong data.  (A miss falls through to the
+		 * next frontswap backend.)
+		 */
+		stat_inc(d, errors);
+		pr_err_ratelimited("virtio_tmem: swap page %u:%lu unreadable (status %u)\n",
+				   type, offset, st);
+		SetPageHWPoison(page);
+		ret = 0;
+	}
+out:
+	vtmem_put(idx);
+	return ret;
+}
+
+static void vtmem_fs_invalidate(unsigned int type, pgoff_t offset, bool area)
+{
+	struct vtmem_oid oid = oid_of_swap_type(type);
+	struct vtmem_dev *d;
+	int idx, host;
+
+	d = vtmem_get(&idx);
+	host = d ? READ_ONCE(d->swap_pool) : -1;
+	if (host >= 0) {
+		stat_inc(d, invalidates);
+		/* never dropped: a lost invalidate would pin host memory */
+		queue_flush_op(d, area ? FLUSH_OBJECT : FLUSH_PAGE, host, &oid,
+			       offset, area);
+	}
+	vtmem_put(idx);
+}
+
+static void vtmem_fs_invalidate_page(unsigned int type, pgoff_t offset)
+{
+	vtmem_fs_invalidate(type, offset, false);
+}
+
+static void vtmem_fs_invalidate_area(unsigned int type)
+{
+	vtmem_fs_invalidate(type, 0, true);
+}
+
+static struct frontswap_ops vtmem_frontswap_ops = {
+	.init = vtmem_fs_init,
+	.store = vtmem_fs_store,
+	.load = vtmem_fs_load,
+	.invalidate_page = vtmem_fs_invalidate_page,
+	.invalidate_area = vtmem_fs_invalidate_area,
+};
+
+/* ---- toggles ---------------------------------------------------------------------- */
+
+/* Empty every cleancache pool (they stay, so that switching back works). */
+static void cleancache_flush_all(struct vtmem_dev *d)
+{
+	int i;
+
+	for (i = 0; i < d->nr_pools; i++) {
+		int host = READ_ONCE(d->pools[i].host_id);
+
+		if (host >= 0)
+			queue_flush_op(d, FLUSH_POOL, host, NULL, 0, true);
+	}
+}
+
+static int cleancache_param_set(const char *val, const struct kernel_param *kp)
+{
+	bool on;
+	int err = kstrtobool(val, &on);
+
+	if (err)
+		return err;
+	mutex_lock(&vtmem_mutex);
+	WRITE_ONCE(cleancache_on, on);
+	/* pages put while on must not be read back after puts were skipped */
+	if (!on && vtmem_locked())
+		cleancache_flush_all(vtmem_locked());
+	mutex_unlock(&vtmem_mutex);
+	return 0;
+}
+
+/*
+ * Switching frontswap off brings every stored page back into guest memory
+ * before it returns (frontswap_shrink(0)), or refuses if they cannot fit.
+ */
+static int frontswap_param_set(const char *val, const struct kernel_param *kp)
+{
+	unsigned long stored;
+	bool on;
+	int err = kstrtobool(val, &on);
+
+	if (err)
+		return err;
+	mutex_lock(&vtmem_mutex);
+	if (on || !READ_ONCE(frontswap_on)) {
+		WRITE_ONCE(frontswap_on, on);
+		goto out;
+	}
+	stored = frontswap_curr_pages();
+	if (stored > si_mem_available()) {
+		pr_warn("virtio_tmem: cannot turn frontswap off: %lu stored pages do not fit in %ld available pages\n",
+			stored, si_mem_available());
+		err = -ENOMEM;
+		goto out;
+	}
+	WRITE_ONCE(frontswap_on, false);
+	mutex_unlock(&vtmem_mutex);
+	frontswap_shrink(0);
+	mutex_lock(&vtmem_mutex);
+	stored = frontswap_curr_pages();
+	if (stored) {
+		pr_warn("virtio_tmem: frontswap off: %lu pages could not be brought back\n",
+			stored);
+		WRITE_ONCE(frontswap_on, true);
+		err = -ENOMEM;
+	}
+out:
+	mutex_unlock(&vtmem_mutex);
+	return err;
+}
+
+static int exclusive_param_set(const char *val, const struct kernel_param *kp)
+{
+	int err = param_set_bool(val, kp);
+
+	if (!err)
+		frontswap_tmem_exclusive_gets(READ_ONCE(exclusive_gets));
+	return err;
+}
+
+static int batch_param_set(const char *val, const struct kernel_param *kp)
+{
+	unsigned int v;
+	int err = kstrtouint(val, 0, &v);
+
+	if (err)
+		return err;
+	if (v < 1 || v > VIRTIO_TMEM_MAX_BATCH_LIMIT)
+		return -EINVAL;
+	WRITE_ONCE(batch_size, v);	/* capped by max_batch at use */
+	return 0;
+}
+
+static const struct kernel_param_ops cleancache_param_ops = {
+	.set = cleancache_param_set,
+	.get = param_get_bool,
+};
+
+static const struct kernel_param_ops frontswap_param_ops = {
+	.set = frontswap_param_set,
+	.get = param_get_bool,
+};
+
+static const struct kernel_param_ops exclusive_param_ops = {
+	.set = exclusive_param_set,
+	.get = param_get_bool,
+};
+
+static const struct kernel_param_ops batch_param_ops = {
+	.set = batch_param_set,
+	.get = param_get_uint,
+};
+
+module_param_cb(cleancache, &cleancache_param_ops, &cleancache_on, 0644);
+MODULE_PARM_DESC(cleancache, "Put clean page-cache pages to the host (default: on)");
+module_param_cb(frontswap, &frontswap_param_ops, &frontswap_on, 0644);
+MODULE_PARM_DESC(frontswap, "Put swap pages to the host; off brings them all back (default: on)");
+module_param_cb(exclusive_gets, &exclusive_param_ops, &exclusive_gets, 0644);
+MODULE_PARM_DESC(exclusive_gets, "A swap page loaded from the host is removed there (default: on)");
+module_param_cb(batch_size, &batch_param_ops, &batch_size, 0644);
+MODULE_PARM_DESC(batch_size, "Ops per batch, capped by the device's max_batch (default: 64)");
+module_param(flush_us, uint, 0644);
+MODULE_PARM_DESC(flush_us, "Send a partly filled batch after this many microseconds (default: 2000)");
+
+/* ---- debugfs ----------------------------------------------------------------------- */
+
+static int credits_show(struct seq_file *m, void *v)
+{
+	struct vtmem_dev *d = m->private;
+	unsigned long flags;
+	u64 seen, spent;
+
+	spin_lock_irqsave(&d->credit_lock, flags);
+	seen = d->credits_seen;
+	spent = d->credits_spent;
+	spin_unlock_irqrestore(&d->credit_lock, flags);
+	seq_printf(m, "granted %llu\nspent %llu\nbalance %llu\n", seen, spent,
+		   seen - spent);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(credits);
+
+static void vtmem_debugfs_init(struct vtmem_dev *d)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} f[] = {
+#define F(x) { #x, offsetof(struct vtmem_stats, x) }
+		F(puts), F(put_drops), F(gets), F(hits), F(staging_hits),
+		F(flushes), F(stores), F(store_no_credit), F(loads),
+		F(load_hits), F(invalidates), F(batches), F(batch_ops),
+		F(staging_high), F(errors), F(lost_pages), F(poll_waits),
+		F(poll_timeouts), F(pool_reclaims),
+#undef F
+	};
+	unsigned int i;
+
+	d->debugfs = debugfs_create_dir("virtio_tmem", NULL);
+	for (i = 0; i < ARRAY_SIZE(f); i++)
+		debugfs_create_u64(f[i].name, 0444, d->debugfs,
+				   (u64 *)((u8 *)&d->stats + f[i].off));
+	debugfs_create_file("credits", 0444, d->debugfs, d, &credits_fops);
+}
+
+/* ---- probe and remove ------------------------------------------------------------------ */
+
+static void vtmem_free_queues(struct vtmem_dev *d)
+{
+	unsigned int i, j, k;
+
+	for (i = 0; d->queues && i < d->nr_queues; i++) {
+		struct vtmem_queue *q = &d->queues[i];
+
+		hrtimer_cancel(&q->timer);
+		for (j = 0; j < VTMEM_REQS_PER_QUEUE; j++) {
+			struct vtmem_req *r = &q->reqs[j];
+
+			for (k = 0; r->put_pages && k < d->max_batch; k++)
+				if (r->put_pages[k])
+					__free_page(r->put_pages[k]);
+			kfree(r->put_pages);
+			kfree(r->get_pages);
+			kfree(r->waiter);
+			kfree(r->ops);
+			kfree(r->status);
+			kfree(r->sg);
+			kfree(r->sgs);
+		}
+	}
+	kfree(d->queues);
+	d->queues = NULL;
+}
+
+static int vtmem_alloc_req(struct vtmem_dev *d, struct vtmem_req *r)
+{
+	unsigned int n = d->max_batch, k;
+
+	r->ops = kcalloc(n, sizeof(*r->ops), GFP_KERNEL);
+	r->status = kcalloc(n, sizeof(*r->status), GFP_KERNEL);
+	r->put_pages = kcalloc(n, sizeof(*r->put_pages), GFP_KERNEL);
+	r->get_pages = kcalloc(n, sizeof(*r->get_pages), GFP_KERNEL);
+	r->waiter = kcalloc(n, sizeof(*r->waiter), GFP_KERNEL);
+	r->sg = kcalloc(4 + 2 * n, sizeof(*r->sg), GFP_KERNEL);
+	r->sgs = kcalloc(4 + 2 * n, sizeof(*r->sgs), GFP_KERNEL);
+	if (!r->ops || !r->status || !r->put_pages || !r->get_pages ||
+	    !r->waiter || !r->sg || !r->sgs)
+		return -ENOMEM;
+	for (k = 0; k < n; k++) {
+		r->put_pages[k] = alloc_page(GFP_KERNEL);
+		if (!r->put_pages[k])
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static int vtmem_init_queues(struct vtmem_dev *d)
+{
+	struct virtqueue **vqs;
+	vq_callback_t **cbs;
+	const char **names;
+	unsigned int i, j;
+	int err = -ENOMEM;
+
+	d->queues = kcalloc(d->nr_queues, sizeof(*d->queues), GFP_KERNEL);
+	vqs = kcalloc(d->nr_queues, sizeof(*vqs), GFP_KERNEL);
+	cbs = kcalloc(d->nr_queues, sizeof(*cbs), GFP_KERNEL);
+	names = kcalloc(d->nr_queues, sizeof(*names), GFP_KERNEL);
+	if (!d->queues || !vqs || !cbs || !names)
+		goto out;
+	for (i = 0; i < d->nr_queues; i++) {
+		struct vtmem_queue *q = &d->queues[i];
+
+		q->dev = d;
+		cbs[i] = vtmem_vq_done;
+		names[i] = "requests";
+		spin_lock_init(&q->lock);
+		INIT_LIST_HEAD(&q->free);
+		INIT_LIST_HEAD(&q->inflight);
+		init_waitqueue_head(&q->wait);
+		hrtimer_init(&q->timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL);
+		q->timer.function = vtmem_timer;
+		for (j = 0; j < VTMEM_REQS_PER_QUEUE; j++) {
+			err = vtmem_alloc_req(d, &q->reqs[j]);
+			if (err)
+				goto out;
+			list_add_tail(&q->reqs[j].node, &q->free);
+		}
+	}
+	err = virtio_find_vqs(d->vdev, d->nr_queues, vqs, cbs, names, NULL);
+	if (err)
+		goto out;
+	for (i = 0; i < d->nr_queues; i++)
+		d->queues[i].vq = vqs[i];
+out:
+	kfree(vqs);
+	kfree(cbs);
+	kfree(names);
+	return err;
+}
+
+static int vtmem_probe(struct virtio_device *vdev)
+{
+	struct vtmem_dev *d;
+	u32 page_size;
+	u16 queues = 1, max_batch;
+	u64 credits;
+	int err;
+
+	if (!vdev->config->get) {
+		dev_err(&vdev->dev, "config access disabled\n");
+		return -EINVAL;
+	}
+	virtio_cread_le(vdev, struct virtio_tmem_config, page_size, &page_size);
+	virtio_cread_le(vdev, struct virtio_tmem_config, max_batch, &max_batch);
+	if (page_size != PAGE_SIZE || !max_batch ||
+	    max_batch > VIRTIO_TMEM_MAX_BATCH_LIMIT) {
+		dev_err(&vdev->dev, "unsupported page_size %u or max_batch %u\n",
+			page_size, max_batch);
+		return -EINVAL;
+	}
+	if (virtio_has_feature(vdev, VIRTIO_TMEM_F_MQ))
+		virtio_cread_le(vdev, struct virtio_tmem_config, num_queues,
+				&queues);
+	mutex_lock(&vtmem_mutex);
+	if (vtmem_locked()) {
+		mutex_unlock(&vtmem_mutex);
+		dev_info(&vdev->dev, "another virtio-tmem device is in use\n");
+		return -EBUSY;
+	}
+	mutex_unlock(&vtmem_mutex);
+
+	d = kzalloc(sizeof(*d), GFP_KERNEL);
+	if (!d)
+		return -ENOMEM;
+	d->vdev = vdev;
+	vdev->priv = d;
+	d->max_batch = max_batch;
+	d->nr_queues = clamp_t(unsigned int, queues, 1,
+			       min_t(unsigned int, num_possible_cpus(),
+				     VIRTIO_TMEM_MAX_QUEUES));
+	virtio_cread_le(vdev, struct virtio_tmem_config, max_pools,
+			&d->max_pools);
+	spin_lock_init(&d->credit_lock);
+	mutex_init(&d->pool_mutex);
+	d->swap_pool = -1;
+	err = vtmem_init_queues(d);
+	if (err)
+		goto fail;
+	virtio_device_ready(vdev);
+	virtio_cread_le(vdev, struct virtio_tmem_config, credits, &credits);
+	credits_update(d, credits);
+	vtmem_debugfs_init(d);
+
+	mutex_lock(&vtmem_mutex);
+	rcu_assign_pointer(vtmem, d);
+	if (!backends_registered) {
+		/* frontswap chains backends; cleancache takes only one */
+		if (virtio_has_feature(vdev, VIRTIO_TMEM_F_PERSISTENT))
+			frontswap_register_ops(&vtmem_frontswap_ops);
+		frontswap_tmem_exclusive_gets(exclusive_gets);
+		if (cleancache_register_ops(&vtmem_cleancache_ops))
+			dev_warn(&vdev->dev, "another cleancache backend is registered\n");
+		backends_registered = true;
+	} else if (virtio_has_feature(vdev, VIRTIO_TMEM_F_PERSISTENT)) {
+		/* a new device after a removal: swap types are live already */
+		fs_pool(d);
+	}
+	mutex_unlock(&vtmem_mutex);
+	dev_info(&vdev->dev, "%u queue(s), batches of %u, %llu credits\n",
+		 d->nr_queues, min_t(unsigned int, batch_size, d->max_batch),
+		 credits);
+	return 0;
+fail:
+	vtmem_free_queues(d);
+	kfree(d);
+	vdev->priv = NULL;
+	return err;
+}
+
+/*
+ * Persistent pages must come back before the device goes: they exist
+ * nowhere else.  frontswap_shrink(0) swaps every one of them in.
+ */
+static void vtmem_remove(struct virtio_device *vdev)
+{
+	struct vtmem_dev *d = vdev->priv;
+	unsigned long left;
+	unsigned int i;
+
+	mutex_lock(&vtmem_mutex);
+	WRITE_ONCE(frontswap_on, false);
+	mutex_unlock(&vtmem_mutex);
+	frontswap_shrink(0);
+	left = frontswap_curr_pages();
+	if (left)
+		dev_err(&vdev->dev, "%lu swap pages could not be brought back before removal\n",
+			left);
+	mutex_lock(&vtmem_mutex);
+	vtmem_sync_all(d);
+	RCU_INIT_POINTER(vtmem, NULL);
+	mutex_unlock(&vtmem_mutex);
+	/* ops in flight still find their queues; then nobody can */
+	synchronize_srcu(&vtmem_srcu);
+
+	for (i = 0; i < d->nr_queues; i++) {
+		unsigned long flags;
+
+		spin_lock_irqsave(&d->queues[i].lock, flags);
+		d->dead = true;
+		spin_unlock_irqrestore(&d->queues[i].lock, flags);
+		wake_up_all(&d->queues[i].wait);
+	}
+	vdev->config->reset(vdev);
+	vdev->config->del_vqs(vdev);
+	debugfs_remove_recursive(d->debugfs);
+	vtmem_free_queues(d);
+	kfree(d);
+	WRITE_ONCE(frontswap_on, true);
+}
+
+static const struct virtio_device_id id_table[] = {
+	{ VIRTIO_ID_TMEM, VIRTIO_DEV_ANY_ID },
+	{ 0 },
+};
+
+static unsigned int features[] = {
+	VIRTIO_TMEM_F_PERSISTENT,
+	VIRTIO_TMEM_F_SHARED,
+	VIRTIO_TMEM_F_MQ,
+};
+
+static struct virtio_driver virtio_tmem_driver = {
+	.feature_table = features,
+	.feature_table_size = ARRAY_SIZE(features),
+	.driver.name = KBUILD_MODNAME,
+	.driver.owner = THIS_MODULE,
+	/* no unbind through sysfs: persistent pages live on the device */
+	.driver.suppress_bind_attrs = true,
+	.id_table = id_table,
+	.probe = vtmem_probe,
+	.remove = vtmem_remove,
+	.config_changed = vtmem_config_changed,
+};
+
+static int __init virtio_tmem_init(void)
+{
+	return register_virtio_driver(&virtio_tmem_driver);
+}
+module_init(virtio_tmem_init);
+/* No module_exit: cleancache and frontswap backends cannot unregister. */
+
+MODULE_DEVICE_TABLE(virtio, id_table);
+MODULE_DESCRIPTION("Virtio transcendent memory: cleancache and frontswap backend");
+MODULE_LICENSE("GPL");

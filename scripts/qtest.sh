@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# qtest.sh - run the virtio-tmem qos tests against a built QEMU.
+# Usage: scripts/qtest.sh [--help] [--variant release|asan]
+# Prints TAP lines and a summary; exits non-zero if any test failed.
+set -uo pipefail
+
+variant=release
+while [ $# -gt 0 ]; do
+	case "$1" in
+	-h|--help)
+		sed -n '2,4p' "$0" | sed 's/^# //'
+		exit 0 ;;
+	--variant) variant=${2:-}; shift ;;
+	*) echo "qtest.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+	esac
+	shift
+done
+cache=${VTMEM_CACHE:-$HOME/.cache/virtio-tmem}
+build=$cache/qemu-10.0.2/build-$variant
+[ -x "$build/tests/qtest/qos-test" ] ||
+	{ echo "qtest.sh: $build/tests/qtest/qos-test missing; run scripts/build-qemu.sh --variant $variant --tests" >&2; exit 1; }
+cd "$build"
+export QTEST_QEMU_BINARY=./qemu-system-x86_64
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1}
+mapfile -t paths < <(./tests/qtest/qos-test -l 2>/dev/null |
+	grep '/virtio-tmem-pci/' | grep -v '^#')
+[ ${#paths[@]} -gt 0 ] || { echo "qtest.sh: no virtio-tmem tests listed" >&2; exit 1; }
+pass=0 fail=0
+for p in "${paths[@]}"; do
+	out=$(timeout 600 ./tests/qtest/qos-test --tap -k -p "$p" 2>&1)
+	if [ $? -eq 0 ] && grep -q "^ok " <<<"$out"; then
+		pass=$((pass + 1))
+		echo "ok - $variant $p"
+	else
+		fail=$((fail + 1))
+		echo "not ok - $variant $p"
+		grep -vE '^# (Start|End)|starting QEMU' <<<"$out" | tail -20 | sed 's/^/#   /'
+	fi
+done
+echo "qtest ($variant): $pass passed, $fail failed"
+[ $fail -eq 0 ]
