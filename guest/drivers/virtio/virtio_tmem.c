@@ -45,6 +45,7 @@
 /* How long an op in atomic context may poll for a free batch buffer. */
 #define VTMEM_POLL_NS		(5 * NSEC_PER_SEC)
 #define VTMEM_MAX_POOLS		64	/* driver-side pool table */
+#define VTMEM_PREFETCH_SLOTS	64	/* read-ahead pages per queue */
 
 /* ---- parameters ---------------------------------------------------------- */
 
@@ -53,8 +54,26 @@ static bool frontswap_on = true;
 static bool exclusive_gets = true;
 static unsigned int batch_size = 64;
 static unsigned int flush_us = 2000;
+static unsigned int readahead = 31;
 
 /* ---- structures ---------------------------------------------------------- */
+
+/*
+ * A page read ahead of a get: the next pages of the same object travel in
+ * the get's batch (non-exclusive, so the host keeps its copy and an entry
+ * may be dropped at any time).  @gen changes whenever the key is written or
+ * flushed, so that a read-ahead still in flight cannot bring back old data.
+ */
+struct vtmem_prefetch {
+	u32 pool;
+	struct vtmem_oid oid;
+	u64 index;
+	struct page *page;
+	u32 gen;
+	u8 state;		/* PF_EMPTY, PF_PENDING, PF_VALID */
+};
+
+enum { PF_EMPTY, PF_PENDING, PF_VALID };
 
 /* A get waiting for its answer from the host. */
 struct vtmem_waiter {
@@ -75,8 +94,10 @@ struct vtmem_waiter {
  * @put_pages: staging pages, one per possible PUT
  * @get_pages: caller pages of the GET ops (not owned)
  * @waiter: per op, who waits for its status (NEW_POOL, GET, sync points)
+ * @pf: per op, the read-ahead entry a GET fills, and its generation
+ * @pf_gen: see @pf
  * @sg: scatterlist entries for one submission
- * @sgs: their order, as virtqueue_add_sgs() wants it
+ * @sgs: the readable and the writable list, for virtqueue_add_sgs()
  * @inflight: handed to the device and not yet used
  */
 struct vtmem_req {
@@ -90,6 +111,8 @@ struct vtmem_req {
 	struct page **put_pages;
 	struct page **get_pages;
 	struct vtmem_waiter **waiter;
+	struct vtmem_prefetch **pf;
+	u32 *pf_gen;
 	struct scatterlist *sg;
 	struct scatterlist **sgs;
 	bool inflight;
@@ -105,6 +128,10 @@ struct vtmem_req {
  * @inflight: batches handed to the device, oldest first
  * @wait: woken when a batch completes
  * @timer: sends a partly filled batch after flush_us
+ * @next_seq: number of the next batch
+ * @pf_next: read-ahead slot to reuse next (round robin)
+ * @pf: read-ahead cache
+ * @ra: where the last hit was; a get at the next index reads ahead
  * @reqs: all batch buffers of the queue
  */
 struct vtmem_queue {
@@ -116,6 +143,15 @@ struct vtmem_queue {
 	struct list_head inflight;
 	wait_queue_head_t wait;
 	struct hrtimer timer;
+	u64 next_seq;
+	unsigned int pf_next;
+	struct vtmem_prefetch pf[VTMEM_PREFETCH_SLOTS];
+	struct {
+		u32 pool;
+		struct vtmem_oid oid;
+		u64 next;
+		bool valid;
+	} ra;
 	struct vtmem_req reqs[VTMEM_REQS_PER_QUEUE];
 };
 
@@ -135,6 +171,7 @@ struct vtmem_stats {
 	u64 puts, put_drops, gets, hits, staging_hits, flushes;
 	u64 stores, store_no_credit, loads, load_hits, invalidates;
 	u64 batches, batch_ops, staging_high, errors, lost_pages;
+	u64 readahead_sent, readahead_hits;
 	u64 poll_waits, poll_timeouts, pool_reclaims;
 };
 
@@ -145,7 +182,6 @@ struct vtmem_dev {
 	unsigned int max_batch;
 	unsigned int max_pools;
 	bool dead;
-	u64 next_seq;
 
 	/* credits (credit_lock): balance = credits_seen - credits_spent */
 	spinlock_t credit_lock;
@@ -220,45 +256,44 @@ static struct vtmem_queue *queue_of(struct vtmem_dev *d, u32 pool,
 
 /* ---- batches ---------------------------------------------------------------- */
 
-static void req_reset(struct vtmem_dev *d, struct vtmem_req *r)
+static void req_reset(struct vtmem_dev *d, struct vtmem_queue *q,
+		      struct vtmem_req *r)
 {
 	unsigned int max = min(READ_ONCE(batch_size), d->max_batch);
 
 	vtmem_batch_init(&r->b, &r->hdr, r->ops, max ? max : 1,
-			 d->next_seq++);
+			 q->next_seq++);
 	memset(r->waiter, 0, d->max_batch * sizeof(*r->waiter));
+	memset(r->pf, 0, d->max_batch * sizeof(*r->pf));
 }
 
-/* Fill the scatterlists of a batch and hand it to the device. */
+/*
+ * Hand a batch to the device: one scatterlist for the device-readable part
+ * (header, ops, the PUT pages) and one for the device-writable part
+ * (response header, statuses, the GET pages), each with its own end mark.
+ */
 static int req_submit(struct vtmem_dev *d, struct vtmem_queue *q,
 		      struct vtmem_req *r)
 {
+	struct scatterlist *sg = r->sg;
 	unsigned int n = 0, out, i;
 	int err;
 
-	sg_init_table(r->sg, 4 + 2 * d->max_batch);
-	sg_set_buf(&r->sg[n], &r->hdr, sizeof(r->hdr));
-	r->sgs[n] = &r->sg[n];
-	n++;
-	sg_set_buf(&r->sg[n], r->ops, r->b.nr_ops * sizeof(*r->ops));
-	r->sgs[n] = &r->sg[n];
-	n++;
-	for (i = 0; i < r->b.nr_put; i++, n++) {
-		sg_set_page(&r->sg[n], r->put_pages[i], PAGE_SIZE, 0);
-		r->sgs[n] = &r->sg[n];
-	}
+	sg_init_table(sg, 4 + 2 * d->max_batch);
+	sg_set_buf(&sg[n++], &r->hdr, sizeof(r->hdr));
+	sg_set_buf(&sg[n++], r->ops, r->b.nr_ops * sizeof(*r->ops));
+	for (i = 0; i < r->b.nr_put; i++)
+		sg_set_page(&sg[n++], r->put_pages[i], PAGE_SIZE, 0);
+	sg_mark_end(&sg[n - 1]);
 	out = n;
-	sg_set_buf(&r->sg[n], &r->resp, sizeof(r->resp));
-	r->sgs[n] = &r->sg[n];
-	n++;
-	sg_set_buf(&r->sg[n], r->status, r->b.nr_ops * sizeof(*r->status));
-	r->sgs[n] = &r->sg[n];
-	n++;
-	for (i = 0; i < r->b.nr_get; i++, n++) {
-		sg_set_page(&r->sg[n], r->get_pages[i], PAGE_SIZE, 0);
-		r->sgs[n] = &r->sg[n];
-	}
-	err = virtqueue_add_sgs(q->vq, r->sgs, out, n - out, r, GFP_ATOMIC);
+	sg_set_buf(&sg[n++], &r->resp, sizeof(r->resp));
+	sg_set_buf(&sg[n++], r->status, r->b.nr_ops * sizeof(*r->status));
+	for (i = 0; i < r->b.nr_get; i++)
+		sg_set_page(&sg[n++], r->get_pages[i], PAGE_SIZE, 0);
+	sg_mark_end(&sg[n - 1]);
+	r->sgs[0] = &sg[0];
+	r->sgs[1] = &sg[out];
+	err = virtqueue_add_sgs(q->vq, r->sgs, 1, 1, r, GFP_ATOMIC);
 	if (err)
 		return err;
 	r->inflight = true;
@@ -267,6 +302,11 @@ static int req_submit(struct vtmem_dev *d, struct vtmem_queue *q,
 	WRITE_ONCE(d->stats.batch_ops, d->stats.batch_ops + r->b.nr_ops);
 	virtqueue_kick(q->vq);
 	return 0;
+}
+
+static ktime_t flush_delay(void)
+{
+	return ns_to_ktime((u64)max(READ_ONCE(flush_us), 1U) * NSEC_PER_USEC);
 }
 
 /* Send the batch being filled, if any.  Called with q->lock held. */
@@ -279,7 +319,7 @@ static void queue_flush_locked(struct vtmem_dev *d, struct vtmem_queue *q)
 	if (req_submit(d, q, r)) {
 		/* ring full: the timer tries again */
 		stat_inc(d, errors);
-		hrtimer_start(&q->timer, us_to_ktime(flush_us ? flush_us : 1),
+		hrtimer_start(&q->timer, flush_delay(),
 			      HRTIMER_MODE_REL);
 		return;
 	}
@@ -321,6 +361,10 @@ static void req_complete(struct vtmem_dev *d, struct vtmem_queue *q,
 			   st != VIRTIO_TMEM_S_NO_SPACE) {
 			stat_inc(d, errors);
 		}
+		if (r->pf[i] && r->pf[i]->gen == r->pf_gen[i] &&
+		    r->pf[i]->state == PF_PENDING)
+			r->pf[i]->state = st == VIRTIO_TMEM_S_OK ? PF_VALID :
+							   PF_EMPTY;
 		if (r->waiter[i]) {
 			r->waiter[i]->status = st;
 			r->waiter[i]->value = le32_to_cpu(r->status[i].value);
@@ -407,10 +451,10 @@ static struct vtmem_req *queue_room_locked(struct vtmem_dev *d,
 		if (!q->filling && !list_empty(&q->free)) {
 			r = list_first_entry(&q->free, struct vtmem_req, node);
 			list_del(&r->node);
-			req_reset(d, r);
+			req_reset(d, q, r);
 			q->filling = r;
 			hrtimer_start(&q->timer,
-				      us_to_ktime(flush_us ? flush_us : 1),
+				      flush_delay(),
 				      HRTIMER_MODE_REL);
 			continue;
 		}
@@ -437,20 +481,139 @@ static struct vtmem_req *queue_room_locked(struct vtmem_dev *d,
 	}
 }
 
+/* Forget a waiter whose op was not answered in time. */
+static void waiter_detach_locked(struct vtmem_dev *d, struct vtmem_queue *q,
+				 struct vtmem_waiter *w)
+{
+	struct vtmem_req *r;
+	unsigned int i;
+
+	for (r = &q->reqs[0]; r < &q->reqs[VTMEM_REQS_PER_QUEUE]; r++)
+		for (i = 0; i < d->max_batch; i++)
+			if (r->waiter[i] == w)
+				r->waiter[i] = NULL;
+}
+
 /* Send what is queued on @q now and wait for @w's op to be answered. */
 static unsigned int queue_sync(struct vtmem_dev *d, struct vtmem_queue *q,
 			       struct vtmem_waiter *w, unsigned long *flags)
 {
+	unsigned long left;
+
 	queue_flush_locked(d, q);
 	spin_unlock_irqrestore(&q->lock, *flags);
-	if (!wait_for_completion_timeout(&w->done, VTMEM_WAIT_TIMEOUT)) {
-		/* the device is gone or wedged: the op stays lost for us */
-		stat_inc(d, errors);
-		spin_lock_irqsave(&q->lock, *flags);
-		return VIRTIO_TMEM_S_DEVICE_ERROR;
-	}
+	left = wait_for_completion_timeout(&w->done, VTMEM_WAIT_TIMEOUT);
 	spin_lock_irqsave(&q->lock, *flags);
-	return w->status;
+	if (left || completion_done(&w->done))
+		return w->status;
+	/* the device is wedged: nobody may complete @w once we return */
+	waiter_detach_locked(d, q, w);
+	stat_inc(d, errors);
+	dev_err_ratelimited(&d->vdev->dev, "no answer from the device in %d s\n",
+			    VTMEM_WAIT_TIMEOUT / HZ);
+	return VIRTIO_TMEM_S_DEVICE_ERROR;
+}
+
+/* ---- read-ahead ----------------------------------------------------------- */
+
+static bool pf_match(const struct vtmem_prefetch *e, u32 pool,
+		     const struct vtmem_oid *oid, u64 index, bool any_index,
+		     bool any_oid)
+{
+	if (e->state == PF_EMPTY || e->pool != pool)
+		return false;
+	if (any_oid)
+		return true;
+	if (memcmp(&e->oid, oid, sizeof(*oid)))
+		return false;
+	return any_index || e->index == index;
+}
+
+/* A key is written or flushed: its read-ahead copies are stale. */
+static void pf_invalidate_locked(struct vtmem_queue *q, u32 pool,
+				 const struct vtmem_oid *oid, u64 index,
+				 bool any_index, bool any_oid)
+{
+	unsigned int i;
+
+	for (i = 0; i < VTMEM_PREFETCH_SLOTS; i++) {
+		struct vtmem_prefetch *e = &q->pf[i];
+
+		if (pf_match(e, pool, oid, index, any_index, any_oid)) {
+			e->state = PF_EMPTY;
+			e->gen++;
+		}
+	}
+}
+
+/* Remember a hit: a get of the next page of the object will read ahead. */
+static void ra_hit_locked(struct vtmem_queue *q, u32 pool,
+			  const struct vtmem_oid *oid, u64 index)
+{
+	q->ra.pool = pool;
+	q->ra.oid = *oid;
+	q->ra.next = index + 1;
+	q->ra.valid = true;
+}
+
+static bool ra_wanted_locked(struct vtmem_queue *q, u32 pool,
+			     const struct vtmem_oid *oid, u64 index)
+{
+	return q->ra.valid && q->ra.pool == pool && q->ra.next == index &&
+	       !memcmp(&q->ra.oid, oid, sizeof(*oid));
+}
+
+/* A read-ahead copy of the key, taken out of the cache; NULL if none. */
+static struct vtmem_prefetch *pf_take_locked(struct vtmem_queue *q, u32 pool,
+					     const struct vtmem_oid *oid,
+					     u64 index)
+{
+	unsigned int i;
+
+	for (i = 0; i < VTMEM_PREFETCH_SLOTS; i++) {
+		struct vtmem_prefetch *e = &q->pf[i];
+
+		if (e->state == PF_VALID &&
+		    pf_match(e, pool, oid, index, false, false))
+			return e;
+	}
+	return NULL;
+}
+
+/*
+ * Add non-exclusive GETs of the pages after @index to the batch, as far as
+ * it has room, into read-ahead slots (oldest reused first).
+ */
+static void pf_request_locked(struct vtmem_dev *d, struct vtmem_queue *q,
+			      struct vtmem_req *r, u32 pool,
+			      const struct vtmem_oid *oid, u64 index)
+{
+	unsigned int n, want = min_t(unsigned int, READ_ONCE(readahead),
+				     VTMEM_PREFETCH_SLOTS);
+
+	for (n = 1; n <= want && !vtmem_batch_full(&r->b); n++) {
+		struct vtmem_prefetch *e;
+		int slot;
+
+		if (index + n < index)
+			break;
+		if (pf_take_locked(q, pool, oid, index + n))
+			continue;
+		e = &q->pf[q->pf_next];
+		q->pf_next = (q->pf_next + 1) % VTMEM_PREFETCH_SLOTS;
+		if (e->state == PF_PENDING)
+			break;	/* the cache is all in flight: enough */
+		e->pool = pool;
+		e->oid = *oid;
+		e->index = index + n;
+		e->state = PF_PENDING;
+		e->gen++;
+		r->get_pages[r->b.nr_get] = e->page;
+		slot = vtmem_batch_get(&r->b, pool, oid, index + n, false);
+		r->pf[slot] = e;
+		r->pf_gen[slot] = e->gen;
+		stat_inc(d, readahead_sent);
+	}
 }
 
 /* ---- ops that go through the batches --------------------------------------- */
@@ -521,6 +684,7 @@ static int queue_put(struct vtmem_dev *d, u32 pool,
 		spin_unlock_irqrestore(&q->lock, flags);
 		return -ENOSPC;
 	}
+	pf_invalidate_locked(q, pool, oid, index, false, false);
 	copy_highpage(r->put_pages[r->b.nr_put], page);
 	slot = vtmem_batch_put(&r->b, pool, oid, index, credit);
 	WARN_ON_ONCE(slot < 0);
@@ -556,6 +720,8 @@ static int queue_flush_op(struct vtmem_dev *d, enum vtmem_flush_kind kind,
 		spin_unlock_irqrestore(&q->lock, flags);
 		return -EIO;
 	}
+	pf_invalidate_locked(q, pool, oid, index, kind != FLUSH_PAGE,
+			     kind == FLUSH_POOL || kind == DESTROY);
 	switch (kind) {
 	case FLUSH_PAGE:
 		slot = vtmem_batch_flush_page(&r->b, pool, oid, index);
@@ -604,6 +770,23 @@ static unsigned int queue_get(struct vtmem_dev *d, u32 pool,
 		spin_unlock_irqrestore(&q->lock, flags);
 		return VIRTIO_TMEM_S_NOT_FOUND;
 	}
+	if (!staged) {
+		struct vtmem_prefetch *e = pf_take_locked(q, pool, oid, index);
+
+		if (e) {
+			copy_highpage(page, e->page);
+			e->state = PF_EMPTY;
+			e->gen++;
+			ra_hit_locked(q, pool, oid, index);
+			stat_inc(d, readahead_hits);
+			spin_unlock_irqrestore(&q->lock, flags);
+			/* the host kept its copy: drop it like a real get */
+			if (exclusive)
+				queue_flush_op(d, FLUSH_PAGE, pool, oid, index,
+					       false);
+			return VIRTIO_TMEM_S_OK;
+		}
+	}
 	if (staged) {
 		copy_highpage(page, staged);
 		stat_inc(d, staging_hits);
@@ -613,7 +796,7 @@ static unsigned int queue_get(struct vtmem_dev *d, u32 pool,
 		return VIRTIO_TMEM_S_OK;
 	}
 	r = queue_room_locked(d, q, false, true, true, &flags);
-	if (!r || r->b.nr_get >= r->b.max_ops) {
+	if (!r) {
 		spin_unlock_irqrestore(&q->lock, flags);
 		return VIRTIO_TMEM_S_DEVICE_ERROR;
 	}
@@ -621,7 +804,12 @@ static unsigned int queue_get(struct vtmem_dev *d, u32 pool,
 	slot = vtmem_batch_get(&r->b, pool, oid, index, exclusive);
 	init_completion(&w.done);
 	r->waiter[slot] = &w;
+	/* read ahead only where gets keep hitting: not on cold misses */
+	if (ra_wanted_locked(q, pool, oid, index))
+		pf_request_locked(d, q, r, pool, oid, index);
 	st = queue_sync(d, q, &w, &flags);
+	if (st == VIRTIO_TMEM_S_OK)
+		ra_hit_locked(q, pool, oid, index);
 	spin_unlock_irqrestore(&q->lock, flags);
 	return st;
 }
@@ -1148,6 +1336,8 @@ module_param_cb(exclusive_gets, &exclusive_param_ops, &exclusive_gets, 0644);
 MODULE_PARM_DESC(exclusive_gets, "A swap page loaded from the host is removed there (default: on)");
 module_param_cb(batch_size, &batch_param_ops, &batch_size, 0644);
 MODULE_PARM_DESC(batch_size, "Ops per batch, capped by the device's max_batch (default: 64)");
+module_param(readahead, uint, 0644);
+MODULE_PARM_DESC(readahead, "Pages after a missed get fetched in the same batch, 0..64 (default: 31)");
 module_param(flush_us, uint, 0644);
 MODULE_PARM_DESC(flush_us, "Send a partly filled batch after this many microseconds (default: 2000)");
 
@@ -1180,7 +1370,8 @@ static void vtmem_debugfs_init(struct vtmem_dev *d)
 		F(flushes), F(stores), F(store_no_credit), F(loads),
 		F(load_hits), F(invalidates), F(batches), F(batch_ops),
 		F(staging_high), F(errors), F(lost_pages), F(poll_waits),
-		F(poll_timeouts), F(pool_reclaims),
+		F(poll_timeouts), F(pool_reclaims), F(readahead_sent),
+		F(readahead_hits),
 #undef F
 	};
 	unsigned int i;
@@ -1202,6 +1393,9 @@ static void vtmem_free_queues(struct vtmem_dev *d)
 		struct vtmem_queue *q = &d->queues[i];
 
 		hrtimer_cancel(&q->timer);
+		for (j = 0; j < VTMEM_PREFETCH_SLOTS; j++)
+			if (q->pf[j].page)
+				__free_page(q->pf[j].page);
 		for (j = 0; j < VTMEM_REQS_PER_QUEUE; j++) {
 			struct vtmem_req *r = &q->reqs[j];
 
@@ -1211,6 +1405,8 @@ static void vtmem_free_queues(struct vtmem_dev *d)
 			kfree(r->put_pages);
 			kfree(r->get_pages);
 			kfree(r->waiter);
+			kfree(r->pf);
+			kfree(r->pf_gen);
 			kfree(r->ops);
 			kfree(r->status);
 			kfree(r->sg);
@@ -1230,10 +1426,12 @@ static int vtmem_alloc_req(struct vtmem_dev *d, struct vtmem_req *r)
 	r->put_pages = kcalloc(n, sizeof(*r->put_pages), GFP_KERNEL);
 	r->get_pages = kcalloc(n, sizeof(*r->get_pages), GFP_KERNEL);
 	r->waiter = kcalloc(n, sizeof(*r->waiter), GFP_KERNEL);
+	r->pf = kcalloc(n, sizeof(*r->pf), GFP_KERNEL);
+	r->pf_gen = kcalloc(n, sizeof(*r->pf_gen), GFP_KERNEL);
 	r->sg = kcalloc(4 + 2 * n, sizeof(*r->sg), GFP_KERNEL);
-	r->sgs = kcalloc(4 + 2 * n, sizeof(*r->sgs), GFP_KERNEL);
+	r->sgs = kcalloc(2, sizeof(*r->sgs), GFP_KERNEL);
 	if (!r->ops || !r->status || !r->put_pages || !r->get_pages ||
-	    !r->waiter || !r->sg || !r->sgs)
+	    !r->waiter || !r->pf || !r->pf_gen || !r->sg || !r->sgs)
 		return -ENOMEM;
 	for (k = 0; k < n; k++) {
 		r->put_pages[k] = alloc_page(GFP_KERNEL);
@@ -1269,6 +1467,15 @@ static int vtmem_init_queues(struct vtmem_dev *d)
 		init_waitqueue_head(&q->wait);
 		hrtimer_init(&q->timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL);
 		q->timer.function = vtmem_timer;
+	}
+	for (i = 0; i < d->nr_queues; i++) {
+		struct vtmem_queue *q = &d->queues[i];
+
+		for (j = 0; j < VTMEM_PREFETCH_SLOTS; j++) {
+			q->pf[j].page = alloc_page(GFP_KERNEL);
+			if (!q->pf[j].page)
+				goto out;
+		}
 		for (j = 0; j < VTMEM_REQS_PER_QUEUE; j++) {
 			err = vtmem_alloc_req(d, &q->reqs[j]);
 			if (err)
@@ -1343,19 +1550,23 @@ static int vtmem_probe(struct virtio_device *vdev)
 
 	mutex_lock(&vtmem_mutex);
 	rcu_assign_pointer(vtmem, d);
+	if (backends_registered && virtio_has_feature(vdev, VIRTIO_TMEM_F_PERSISTENT))
+		fs_pool(d);	/* a new device after a removal */
+	mutex_unlock(&vtmem_mutex);
+	/*
+	 * Registering calls init_fs for every mounted file system and init
+	 * for every active swap type, which take vtmem_mutex: not under it.
+	 * Probes run one at a time, and a second device is refused above.
+	 */
 	if (!backends_registered) {
+		backends_registered = true;
 		/* frontswap chains backends; cleancache takes only one */
 		if (virtio_has_feature(vdev, VIRTIO_TMEM_F_PERSISTENT))
 			frontswap_register_ops(&vtmem_frontswap_ops);
 		frontswap_tmem_exclusive_gets(exclusive_gets);
 		if (cleancache_register_ops(&vtmem_cleancache_ops))
 			dev_warn(&vdev->dev, "another cleancache backend is registered\n");
-		backends_registered = true;
-	} else if (virtio_has_feature(vdev, VIRTIO_TMEM_F_PERSISTENT)) {
-		/* a new device after a removal: swap types are live already */
-		fs_pool(d);
 	}
-	mutex_unlock(&vtmem_mutex);
 	dev_info(&vdev->dev, "%u queue(s), batches of %u, %llu credits\n",
 		 d->nr_queues, min_t(unsigned int, batch_size, d->max_batch),
 		 credits);
