@@ -8,6 +8,11 @@
 #   release    optimised build of the library, tools and benchmark
 #   qemu       QEMU with virtio-tmem (scripts/build-qemu.sh) and its qtests
 #   qemu-asan  the same QEMU and qtests built with --enable-asan
+#   style      QEMU's checkpatch on qemu/, Linux's on guest/
+#   guest      the Linux 5.10 guest kernel and driver (W=1, no warnings)
+#   e2e        end-to-end scenarios in the real guest (tests/e2e/run.sh),
+#              with the release kernel and again with the debug kernel
+#              (lockdep, DEBUG_ATOMIC_SLEEP, DEBUG_VM, KASAN)
 # Ends with one line 'N passed, N failed' and exits non-zero on any failure.
 set -uo pipefail
 
@@ -146,6 +151,38 @@ qemu_stage() { # variant
 	count_summary "qtest-$1" scripts/qtest.sh --variant "$1"
 }
 
+checkpatch_all() {
+	local q=${VTMEM_CACHE:-$HOME/.cache/virtio-tmem}/qemu-10.0.2/src
+	local l=${VTMEM_CACHE:-$HOME/.cache/virtio-tmem}/linux-5.10/src
+	local f rel p=0 n=0 out
+	for f in $(cd qemu && find hw include tests -name '*.[ch]'); do
+		# QEMU's rules depend on where a file lives: check it in place
+		n=$((n + 1))
+		if out=$(cd "$q" && perl scripts/checkpatch.pl --no-tree -f "$f" 2>&1) &&
+		   grep -q "total: 0 errors, 0 warnings" <<<"$out"; then
+			p=$((p + 1))
+		else
+			echo "checkpatch (QEMU): $f"; grep -E "^(ERROR|WARNING)" -A3 <<<"$out"
+		fi
+	done
+	for f in guest/drivers/virtio/*.c; do
+		n=$((n + 1))
+		if out=$(perl "$l/scripts/checkpatch.pl" --no-tree -f "$f" 2>&1) &&
+		   grep -q "total: 0 errors, 0 warnings" <<<"$out"; then
+			p=$((p + 1))
+		else
+			echo "checkpatch (Linux): $f"; grep -E "^(ERROR|WARNING)" -A3 <<<"$out"
+		fi
+	done
+	echo "checkpatch: $p passed, $((n - p)) failed"
+}
+
+e2e_stage() { # kernel variant
+	scripts/build-guest.sh --variant "$1" &&
+	scripts/build-rootfs.sh &&
+	E2E_KERNEL=$1 count_summary "e2e-$1" tests/e2e/run.sh
+}
+
 must deps stage deps scripts/install-deps.sh build
 stage asan asan
 count_results build/asan
@@ -154,6 +191,10 @@ count_results build/tsan
 must release-build stage release release
 must qemu-build stage qemu qemu_stage release
 must qemu-asan-build stage qemu-asan qemu_stage asan
+stage style count_summary style checkpatch_all
+must guest-w1 stage guest scripts/build-guest.sh --w1
+must e2e-release stage e2e e2e_stage release
+must e2e-debug stage e2e-debug e2e_stage debug
 
 echo "=== total: $(( $(date +%s) - t_all ))s"
 for f in "${failures[@]}"; do

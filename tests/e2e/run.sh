@@ -3,17 +3,22 @@
 # against the real device (TCG), via scripts/tmem-run.
 #
 # Usage: tests/e2e/run.sh [--help] [SCENARIO...]
-# Scenarios: frontswap cleancache pool-full toggles (default: all).  Each
+# Scenarios: frontswap cleancache pool_full toggles (default: all).  E2E_KERNEL=debug boots
+# the debug kernel; the driver must run clean under it.  Each
 # checks the guest's own counters and the device's statistics; the output
 # ends with 'e2e: N passed, M failed'.
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
-run=$top/scripts/tmem-run
+kernel=${E2E_KERNEL:-release}
+run() { "$top/scripts/tmem-run" --kernel-variant "$kernel" "$@"; }
 out=${E2E_OUT:-$(mktemp -d /tmp/vtmem-e2e.XXXXXX)}
 mkdir -p "$out"
 pass=0
 fail=0
+# Anything the debug kernel reports about the guest (lockdep, KASAN,
+# sleeping in atomic context, VM_BUG, warnings) counts as a failure.
+KCHECK='echo KERNEL_ISSUES=$(dmesg | grep -cE "BUG:|WARNING:|KASAN|possible circular|possible recursive|inconsistent lock|sleeping function called|Call Trace")'
 
 usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; }
 
@@ -32,13 +37,14 @@ gval() { # log, key: value printed by the guest as 'KEY=value'
 # 1 and 4: swap 2x RAM of verified data through virtio-tmem, in batches.
 scenario_frontswap() {
 	local log=$out/frontswap.log js=$out/frontswap.json t0=$SECONDS
-	"$run" --mem 256M --pool-size 512M --swap 1G --stats-json "$js" -- '
+	run --mem 256M --pool-size 512M --swap 1G --stats-json "$js" -- '
 		memhog --mib 512 --verify-passes 2; rc=$?
 		echo MEMHOG_RC=$rc
 		echo SUCC_STORES=$(cat /sys/kernel/debug/frontswap/succ_stores)
 		echo FAILED_STORES=$(cat /sys/kernel/debug/frontswap/failed_stores)
 		echo PSWPOUT=$(grep pswpout /proc/vmstat | cut -d" " -f2)
 		echo LOST=$(cat /sys/kernel/debug/virtio_tmem/lost_pages)
+		'"$KCHECK"'
 		exit $rc' > "$log" 2>&1
 	local rc=$?
 	echo "# frontswap: $((SECONDS - t0))s"
@@ -50,6 +56,7 @@ scenario_frontswap() {
 	check "frontswap: most swap-outs went to virtio-tmem ($succ stored, $fail_st to disk)" \
 		"[ ${succ:-0} -gt 0 ] && [ ${succ:-0} -ge $(( 9 * (${succ:-0} + ${fail_st:-0}) / 10 )) ]"
 	check "frontswap: no acknowledged page lost" "[ '$(gval "$log" LOST)' = 0 ]"
+	check "frontswap: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
 	[ -f "$js" ] || { nok "frontswap: device statistics"; return; }
 	check "frontswap: host stored persistent pages" \
 		"[ $(jget "$js" "s['persistent']['puts']") -gt 0 ]"
@@ -63,7 +70,7 @@ scenario_frontswap() {
 # 3: read a file set larger than RAM twice; the second pass hits cleancache.
 scenario_cleancache() {
 	local log=$out/cleancache.log js=$out/cleancache.json t0=$SECONDS
-	"$run" --mem 256M --pool-size 512M --swap 0 --data-disk 1G --stats-json "$js" -- '
+	run --mem 256M --pool-size 512M --swap 0 --data-disk 1G --stats-json "$js" -- '
 		mkfs.ext4 -q -b 4096 /dev/vdd && mkdir -p /data && mount /dev/vdd /data || exit 1
 		for i in $(seq 1 48); do
 			yes "virtio-tmem cleancache line $i of a file set larger than guest RAM" |
@@ -77,7 +84,8 @@ scenario_cleancache() {
 		for i in $(seq 1 48); do cat /data/f$i; done | md5sum
 		for i in $(seq 1 48); do
 			yes "virtio-tmem cleancache line $i of a file set larger than guest RAM" |
-				head -c 8M; done | md5sum' > "$log" 2>&1
+				head -c 8M; done | md5sum
+		'"$KCHECK"'' > "$log" 2>&1
 	local rc=$?
 	echo "# cleancache: $((SECONDS - t0))s"
 	check "cleancache: guest command exit 0" "[ $rc -eq 0 ]"
@@ -91,15 +99,100 @@ scenario_cleancache() {
 	local sums
 	sums=$(grep -aE '^[0-9a-f]{32}  -' "$log" | cut -c1-32 | sort -u | wc -l)
 	check "cleancache: data read back intact" "[ $sums -eq 1 ]"
+	check "cleancache: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
 	[ -f "$js" ] && check "cleancache: host counted hits" \
 		"[ $(jget "$js" "s['ephemeral']['hits']") -gt 0 ]"
+}
+
+# 6: a pool too small for the workload: credits run out, frontswap stores
+# fall back to the guest's swap disk, nothing is lost, and QEMU's memory
+# stays within what a run without the device needs plus the pool.
+scenario_pool_full() {
+	local log=$out/pool-full.log js=$out/pool-full.json t0=$SECONDS
+	local base=$out/pool-full-nodev.json cmd
+	cmd='memhog --mib 384 --verify-passes 2; rc=$?
+		echo MEMHOG_RC=$rc
+		echo SUCC_STORES=$(cat /sys/kernel/debug/frontswap/succ_stores)
+		echo FAILED_STORES=$(cat /sys/kernel/debug/frontswap/failed_stores)
+		[ -d /sys/kernel/debug/virtio_tmem ] &&
+		echo NO_CREDIT=$(cat /sys/kernel/debug/virtio_tmem/store_no_credit) &&
+		echo LOST=$(cat /sys/kernel/debug/virtio_tmem/lost_pages)
+		'"$KCHECK"'
+		exit $rc'
+	run --mem 256M --no-device --swap 1G --stats-json "$base" -- "$cmd" > "$log.nodev" 2>&1
+	run --mem 256M --pool-size 16M --swap 1G --stats-json "$js" -- "$cmd" > "$log" 2>&1
+	local rc=$?
+	echo "# pool-full: $((SECONDS - t0))s"
+	check "pool-full: guest command exit 0" "[ $rc -eq 0 ]"
+	check "pool-full: memhog verified 0 bad pages" "[ '$(gval "$log" MEMHOG_RC)' = 0 ]"
+	local nc fs
+	nc=$(gval "$log" NO_CREDIT)
+	fs=$(gval "$log" FAILED_STORES)
+	check "pool-full: stores without credit went to the swap disk ($nc refused, $fs to disk)" \
+		"[ ${nc:-0} -gt 0 ] && [ ${fs:-0} -gt 0 ]"
+	check "pool-full: no acknowledged page lost" "[ '$(gval "$log" LOST)' = 0 ]"
+	check "pool-full: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
+	[ -f "$js" ] && [ -f "$base" ] || { nok "pool-full: statistics"; return; }
+	check "pool-full: the device never refused a credited put" \
+		"[ $(jget "$js" "s['persistent']['reject-full']") -eq 0 ]"
+	check "pool-full: the pool stayed within its limit" \
+		"[ $(jget "$js" "s['used-bytes']") -le $(jget "$js" "s['limit-bytes']") ]"
+	local with without
+	with=$(jget "$js" "s['qemu-vmhwm-bytes'] >> 20")
+	without=$(jget "$base" "s['qemu-vmhwm-bytes'] >> 20")
+	echo "# pool-full: QEMU peak RSS $with MiB with the device, $without MiB without"
+	check "pool-full: QEMU RSS within the run without the device + pool + 16 MiB" \
+		"[ $with -le $((without + 16 + 16)) ]"
+}
+
+# 5: frontswap off brings every page back, with data intact; cleancache off
+# stops puts; both back on work.
+scenario_toggles() {
+	local log=$out/toggles.log t0=$SECONDS
+	run --mem 256M --pool-size 512M --swap 1G --data-disk 512M -- '
+		P=/sys/module/virtio_tmem/parameters D=/sys/kernel/debug/virtio_tmem
+		memhog --mib 128 --verify-passes 1 --ready-file /tmp/a --hold-file /tmp/go &
+		A=$!
+		while [ ! -f /tmp/a ]; do sleep 0.2; done
+		memhog --mib 224 --verify-passes 0 >/dev/null	# push A out to swap
+		echo STORED_BEFORE=$(cat $D/frontswap_pages)
+		echo 0 > $P/frontswap; echo OFF_RC=$?
+		echo STORED_AFTER=$(cat $D/frontswap_pages)
+		echo 1 > $P/frontswap; echo ON_RC=$?
+		touch /tmp/go; wait $A; echo MEMHOG_RC=$?
+		mkfs.ext4 -q -b 4096 /dev/vdd && mkdir -p /data && mount /dev/vdd /data
+		for i in $(seq 1 40); do yes "toggle $i" | head -c 8M > /data/f$i; done
+		sync; echo 0 > $P/cleancache; echo 3 > /proc/sys/vm/drop_caches
+		p0=$(cat $D/puts); cat /data/f* > /dev/null; echo 3 > /proc/sys/vm/drop_caches
+		echo PUTS_OFF=$(( $(cat $D/puts) - p0 ))
+		echo 1 > $P/cleancache
+		p0=$(cat $D/puts); cat /data/f* > /dev/null; echo 3 > /proc/sys/vm/drop_caches
+		echo PUTS_ON=$(( $(cat $D/puts) - p0 ))
+		'"$KCHECK"'' > "$log" 2>&1
+	local rc=$?
+	echo "# toggles: $((SECONDS - t0))s"
+	check "toggles: guest command exit 0" "[ $rc -eq 0 ]"
+	local before after
+	before=$(gval "$log" STORED_BEFORE)
+	after=$(gval "$log" STORED_AFTER)
+	check "toggles: pages were in the pool before ($before)" "[ ${before:-0} -gt 0 ]"
+	check "toggles: frontswap off succeeded and drained the pool ($after left)" \
+		"[ '$(gval "$log" OFF_RC)' = 0 ] && [ '${after:-x}' = 0 ]"
+	check "toggles: frontswap back on" "[ '$(gval "$log" ON_RC)' = 0 ]"
+	check "toggles: data intact after the drain" "[ '$(gval "$log" MEMHOG_RC)' = 0 ]"
+	check "toggles: cleancache off stops puts ($(gval "$log" PUTS_OFF))" \
+		"[ '$(gval "$log" PUTS_OFF)' = 0 ]"
+	local pon
+	pon=$(gval "$log" PUTS_ON)
+	check "toggles: cleancache on puts again ($pon)" "[ ${pon:-0} -gt 0 ]"
+	check "toggles: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
 }
 
 for a in "$@"; do
 	case "$a" in -h|--help) usage; exit 0 ;; esac
 done
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(frontswap cleancache)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(frontswap cleancache pool_full toggles)
 for s in "${scenarios[@]}"; do
 	if ! declare -F "scenario_$s" >/dev/null; then
 		echo "run.sh: unknown scenario '$s' (see --help)" >&2

@@ -7,7 +7,16 @@
  * seed, so a page that comes back from the wrong place, stale, torn or
  * zeroed is caught and counted.
  *
- * Usage: memhog [--mib N] [--verify-passes N] [--seed N]
+ * With --pattern text the page is its number and seed followed by text,
+ * as compressible as typical data; the default (random) defeats any
+ * compressor.
+ *
+ * --ready-file F is created once everything is written; with --hold-file F
+ * memhog then waits for F to exist before it verifies (so that a script
+ * can act in between).
+ *
+ * Usage: memhog [--mib N] [--verify-passes N] [--seed N] [--pattern random|text]
+ *               [--ready-file F] [--hold-file F]
  * Exit status: 0 if every page verified, 1 if any page was bad, 2 on usage.
  */
 #include <getopt.h>
@@ -16,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define PAGE 4096UL
 
@@ -28,11 +38,28 @@ static uint64_t word(uint64_t page, uint64_t i, uint64_t seed)
 	return x ^ (x >> 29);
 }
 
+static int text_pattern;
+
+/* The expected content of word @i of page @page. */
+static uint64_t expect(uint64_t page, uint64_t i, uint64_t seed)
+{
+	static const char text[] = "virtio-tmem keeps this page compressed ";
+	uint64_t w;
+
+	if (!text_pattern || i < 2)
+		return word(page, i, seed);
+	memcpy(&w, text + (i * 8) % (sizeof(text) - 8), 8);
+	return w ^ (i & 0xff);
+}
+
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: memhog [--mib N] [--verify-passes N] [--seed N]\n"
+	fprintf(f, "Usage: memhog [--mib N] [--verify-passes N] [--seed N] [--pattern random|text]\n"
+		"              [--ready-file F] [--hold-file F]\n"
 		"Writes N MiB (default 512) of patterned data, verifies it N times\n"
-		"(default 2), prints bad pages; exit 1 if any.\n");
+		"(default 2), prints bad pages; exit 1 if any.  --pattern text makes\n"
+		"pages compressible; --ready-file is created when all is written,\n"
+		"--hold-file must exist before verification starts.\n");
 }
 
 int main(int argc, char **argv)
@@ -41,15 +68,19 @@ int main(int argc, char **argv)
 		{ "mib", required_argument, NULL, 'm' },
 		{ "verify-passes", required_argument, NULL, 'v' },
 		{ "seed", required_argument, NULL, 's' },
+		{ "pattern", required_argument, NULL, 'p' },
+		{ "ready-file", required_argument, NULL, 'r' },
+		{ "hold-file", required_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	unsigned long mib = 512, passes = 2, seed = 1, bad = 0;
+	const char *ready_file = NULL, *hold_file = NULL;
 	uint64_t *mem, pages, p, i;
 	unsigned long pass;
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, "m:v:s:h", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "m:v:s:p:r:H:h", lo, NULL)) != -1) {
 		char *end;
 		unsigned long v = 0;
 
@@ -57,12 +88,25 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		}
+		if (ch == 'r' || ch == 'H') {
+			*(ch == 'r' ? &ready_file : &hold_file) = optarg;
+			continue;
+		}
+		if (ch == 'p') {
+			if (strcmp(optarg, "text") && strcmp(optarg, "random")) {
+				fprintf(stderr, "memhog: --pattern '%s': must be random or text\n",
+					optarg);
+				return 2;
+			}
+			text_pattern = !strcmp(optarg, "text");
+			continue;
+		}
 		if (ch == '?') {
 			usage(stderr);
 			return 2;
 		}
 		v = strtoul(optarg, &end, 0);
-		if (*end || (ch != 's' && !v)) {
+		if (*end || (ch == 'm' && !v)) {
 			fprintf(stderr, "memhog: bad value '%s'\n", optarg);
 			return 2;
 		}
@@ -84,11 +128,21 @@ int main(int argc, char **argv)
 		uint64_t *pg = mem + p * (PAGE / 8);
 
 		for (i = 0; i < PAGE / 8; i++)
-			pg[i] = word(p, i, seed);
+			pg[i] = expect(p, i, seed);
 		if (p % 16384 == 0)
 			printf("memhog: wrote %lu MiB\n",
 			       (unsigned long)(p * PAGE >> 20)), fflush(stdout);
 	}
+	if (ready_file) {
+		FILE *f = fopen(ready_file, "w");
+
+		if (!f || fclose(f)) {
+			perror(ready_file);
+			return 2;
+		}
+	}
+	while (hold_file && access(hold_file, F_OK))
+		usleep(100000);
 	for (pass = 1; pass <= passes; pass++) {
 		unsigned long pass_bad = 0;
 
@@ -96,7 +150,7 @@ int main(int argc, char **argv)
 			uint64_t *pg = mem + p * (PAGE / 8);
 
 			for (i = 0; i < PAGE / 8; i++)
-				if (pg[i] != word(p, i, seed))
+				if (pg[i] != expect(p, i, seed))
 					break;
 			if (i < PAGE / 8) {
 				if (pass_bad < 10)

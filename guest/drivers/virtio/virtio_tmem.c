@@ -27,6 +27,7 @@
 #include <linux/hash.h>
 #include <linux/highmem.h>
 #include <linux/hrtimer.h>
+#include <linux/kthread.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/page-flags.h>
@@ -1246,9 +1247,54 @@ static int cleancache_param_set(const char *val, const struct kernel_param *kp)
 	return 0;
 }
 
+static DECLARE_COMPLETION(drain_done);
+
+static int drain_thread(void *unused)
+{
+	allow_signal(SIGKILL);
+	frontswap_shrink(0);
+	complete(&drain_done);
+	return 0;
+}
+
+/*
+ * Bring every frontswap page back into guest memory (frontswap_shrink(0))
+ * and return how many are left.  In 5.10 try_to_unuse() goes on retrying
+ * while the swap area holds any page, frontswap's or not, unless it got
+ * exactly the count it expected or its task has a signal pending: so the
+ * shrink runs in a kthread that is sent SIGKILL once frontswap holds no
+ * page, or once it has made no progress for a minute.
+ */
+static unsigned long frontswap_drain(void)
+{
+	unsigned long left = frontswap_curr_pages(), last = left;
+	unsigned long stalled = jiffies + 60 * HZ;
+	struct task_struct *t;
+
+	if (!left)
+		return 0;
+	reinit_completion(&drain_done);
+	t = kthread_run(drain_thread, NULL, "vtmem-drain");
+	if (IS_ERR(t))
+		return left;
+	while (!wait_for_completion_timeout(&drain_done, HZ / 10)) {
+		left = frontswap_curr_pages();
+		if (left != last) {
+			last = left;
+			stalled = jiffies + 60 * HZ;
+		}
+		if (!left || time_after(jiffies, stalled)) {
+			send_sig(SIGKILL, t, 1);
+			wait_for_completion(&drain_done);
+			break;
+		}
+	}
+	return frontswap_curr_pages();
+}
+
 /*
  * Switching frontswap off brings every stored page back into guest memory
- * before it returns (frontswap_shrink(0)), or refuses if they cannot fit.
+ * before it returns, or refuses if they cannot fit.
  */
 static int frontswap_param_set(const char *val, const struct kernel_param *kp)
 {
@@ -1272,9 +1318,8 @@ static int frontswap_param_set(const char *val, const struct kernel_param *kp)
 	}
 	WRITE_ONCE(frontswap_on, false);
 	mutex_unlock(&vtmem_mutex);
-	frontswap_shrink(0);
+	stored = frontswap_drain();
 	mutex_lock(&vtmem_mutex);
-	stored = frontswap_curr_pages();
 	if (stored) {
 		pr_warn("virtio_tmem: frontswap off: %lu pages could not be brought back\n",
 			stored);
@@ -1359,6 +1404,13 @@ static int credits_show(struct seq_file *m, void *v)
 }
 DEFINE_SHOW_ATTRIBUTE(credits);
 
+static int frontswap_pages_show(struct seq_file *m, void *v)
+{
+	seq_printf(m, "%lu\n", frontswap_curr_pages());
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(frontswap_pages);
+
 static void vtmem_debugfs_init(struct vtmem_dev *d)
 {
 	static const struct {
@@ -1381,6 +1433,8 @@ static void vtmem_debugfs_init(struct vtmem_dev *d)
 		debugfs_create_u64(f[i].name, 0444, d->debugfs,
 				   (u64 *)((u8 *)&d->stats + f[i].off));
 	debugfs_create_file("credits", 0444, d->debugfs, d, &credits_fops);
+	debugfs_create_file("frontswap_pages", 0444, d->debugfs, NULL,
+			    &frontswap_pages_fops);
 }
 
 /* ---- probe and remove ------------------------------------------------------------------ */
@@ -1591,8 +1645,7 @@ static void vtmem_remove(struct virtio_device *vdev)
 	mutex_lock(&vtmem_mutex);
 	WRITE_ONCE(frontswap_on, false);
 	mutex_unlock(&vtmem_mutex);
-	frontswap_shrink(0);
-	left = frontswap_curr_pages();
+	left = frontswap_drain();
 	if (left)
 		dev_err(&vdev->dev, "%lu swap pages could not be brought back before removal\n",
 			left);
