@@ -63,6 +63,9 @@ scenario_frontswap() {
 	local opn
 	opn=$(jget "$js" "round(s['ops'] / max(s['notifications'], 1), 1)")
 	echo "# frontswap: $opn ops per notification"
+	# a threshold on timing: the debug kernel is too slow to fill batches
+	# before flush_us, so it is checked on the release kernel only
+	[ "$kernel" = release ] &&
 	check "batching: >= 32 ops per notification ($opn)" \
 		"python3 -c 'import sys; sys.exit(0 if $opn >= 32 else 1)'"
 }

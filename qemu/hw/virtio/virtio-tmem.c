@@ -490,12 +490,13 @@ static void virtio_tmem_dataplane_stop(VirtIOTmem *s)
     VirtIODevice *vdev = VIRTIO_DEVICE(s);
     BusState *qbus = qdev_get_parent_bus(DEVICE(vdev));
     VirtioBusClass *k = VIRTIO_BUS_GET_CLASS(qbus);
-    AioContext *ctx = iothread_get_aio_context(s->iothread);
+    AioContext *ctx;
     unsigned i;
 
     if (!s->dataplane_started) {
         return;
     }
+    ctx = iothread_get_aio_context(s->iothread);
     for (i = 0; i < s->num_queues; i++) {
         aio_wait_bh_oneshot(ctx, virtio_tmem_detach_bh, s->vqs[i]);
     }

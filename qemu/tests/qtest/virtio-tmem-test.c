@@ -18,6 +18,7 @@
 #include "libqos/qgraph.h"
 #include "libqos/virtio.h"
 #include "libqos/virtio-tmem.h"
+#include "libqos/virtio-pci.h"
 #include "standard-headers/linux/virtio_config.h"
 #include "standard-headers/linux/virtio_ring.h"
 
@@ -866,6 +867,24 @@ static void test_properties_and_migration(void *obj, void *data,
     qobject_unref(r);
 }
 
+#define PCI_SLOT_HP 0x06
+
+/* Hot-plug and unplug a second device: realize and unrealize, under ASan. */
+static void test_hotplug(void *obj, void *data, QGuestAllocator *alloc)
+{
+    QVirtioPCIDevice *dev = obj;
+    QTestState *qts = dev->pdev->bus->qts;
+
+    if (dev->pdev->bus->not_hotpluggable) {
+        g_test_skip("pci bus does not support hotplug");
+        return;
+    }
+    qtest_qmp_device_add(qts, "virtio-tmem-pci", "tmem1",
+                         "{'addr': %s, 'size': 8388608, 'num-queues': 2}",
+                         stringify(PCI_SLOT_HP));
+    qpci_unplug_acpi_device_test(qts, "tmem1", PCI_SLOT_HP);
+}
+
 static void register_virtio_tmem_test(void)
 {
     QOSGraphTestOptions small = {
@@ -895,6 +914,7 @@ static void register_virtio_tmem_test(void)
     qos_add_test("two-queues", "virtio-tmem", test_two_queues, &two_queues);
     qos_add_test("properties-and-migration", "virtio-tmem",
                  test_properties_and_migration, NULL);
+    qos_add_test("hotplug", "virtio-tmem-pci", test_hotplug, NULL);
 }
 
 libqos_init(register_virtio_tmem_test);
