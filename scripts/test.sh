@@ -130,9 +130,12 @@ release() {
 
 # A script whose output ends with 'qtest (...): N passed, M failed'.
 count_summary() { # label, command...
-	local label=$1 out line
+	local label=$1 out line log
 	shift
-	out=$("$@" 2>&1 | tee /dev/stderr | tail -1)
+	log=$(mktemp)
+	"$@" 2>&1 | tee "$log"
+	out=$(tail -1 "$log")
+	rm -f "$log"
 	line=$(grep -oE '[0-9]+ passed, [0-9]+ failed' <<<"$out")
 	if [ -z "$line" ]; then
 		failed=$((failed + 1))

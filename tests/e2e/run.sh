@@ -3,7 +3,7 @@
 # against the real device (TCG), via scripts/tmem-run.
 #
 # Usage: tests/e2e/run.sh [--help] [SCENARIO...]
-# Scenarios: frontswap cleancache pool_full toggles (default: all).  E2E_KERNEL=debug boots
+# Scenarios: frontswap cleancache pool_full toggles (default), smp, reboot.  E2E_KERNEL=debug boots
 # the debug kernel; the driver must run clean under it.  Each
 # checks the guest's own counters and the device's statistics; the output
 # ends with 'e2e: N passed, M failed'.
@@ -149,19 +149,22 @@ scenario_pool_full() {
 }
 
 # 5: frontswap off brings every page back, with data intact; cleancache off
-# stops puts; both back on work.
+# stops puts; both back on work.  (The held data is small enough to fit
+# back in RAM on the debug kernel too, where KASAN takes 1/8 of memory;
+# otherwise switching off is refused, as specified.)
 scenario_toggles() {
 	local log=$out/toggles.log t0=$SECONDS
 	run --mem 256M --pool-size 512M --swap 1G --data-disk 512M -- '
 		P=/sys/module/virtio_tmem/parameters D=/sys/kernel/debug/virtio_tmem
-		memhog --mib 128 --verify-passes 1 --ready-file /tmp/a --hold-file /tmp/go &
+		memhog --mib 64 --verify-passes 1 --ready-file /tmp/a --hold-file /tmp/go &
 		A=$!
 		while [ ! -f /tmp/a ]; do sleep 0.2; done
-		memhog --mib 224 --verify-passes 0 >/dev/null	# push A out to swap
+		memhog --mib 288 --verify-passes 0 >/dev/null	# push A out to swap
 		echo STORED_BEFORE=$(cat $D/frontswap_pages)
 		echo 0 > $P/frontswap; echo OFF_RC=$?
 		echo STORED_AFTER=$(cat $D/frontswap_pages)
 		echo 1 > $P/frontswap; echo ON_RC=$?
+		dmesg | grep virtio_tmem | tail -3
 		touch /tmp/go; wait $A; echo MEMHOG_RC=$?
 		mkfs.ext4 -q -b 4096 /dev/vdd && mkdir -p /data && mount /dev/vdd /data
 		for i in $(seq 1 40); do yes "toggle $i" | head -c 8M > /data/f$i; done
@@ -189,6 +192,64 @@ scenario_toggles() {
 	pon=$(gval "$log" PUTS_ON)
 	check "toggles: cleancache on puts again ($pon)" "[ ${pon:-0} -gt 0 ]"
 	check "toggles: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
+}
+
+# 7: two vCPUs swap and read files at the same time.
+scenario_smp() {
+	local log=$out/smp.log js=$out/smp.json t0=$SECONDS
+	run --mem 256M --smp 2 --pool-size 512M --swap 1G --data-disk 512M \
+		--stats-json "$js" -- '
+		mkfs.ext4 -q -b 4096 /dev/vdd && mkdir -p /data && mount /dev/vdd /data
+		for i in $(seq 1 32); do yes "smp $i" | head -c 8M > /data/f$i; done
+		sync; echo 3 > /proc/sys/vm/drop_caches
+		(memhog --mib 320 --verify-passes 2 >/tmp/hog; echo HOG_RC=$?) &
+		for p in 1 2 3; do
+			for i in $(seq 1 32); do cat /data/f$i; done | md5sum
+		done
+		for i in $(seq 1 32); do yes "smp $i" | head -c 8M; done | md5sum
+		wait; tail -1 /tmp/hog
+		'"$KCHECK"'' > "$log" 2>&1
+	local rc=$?
+	echo "# smp: $((SECONDS - t0))s"
+	check "smp: guest command exit 0" "[ $rc -eq 0 ]"
+	check "smp: memhog verified 0 bad pages" "[ '$(gval "$log" HOG_RC)' = 0 ]"
+	local sums
+	sums=$(grep -aE '^[0-9a-f]{32}  -' "$log" | cut -c1-32 | sort -u | wc -l)
+	check "smp: files read back intact while swapping" "[ $sums -eq 1 ]"
+	check "smp: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
+	[ -f "$js" ] && check "smp: both kinds of pages went through the device" \
+		"[ $(jget "$js" "min(s['persistent']['puts'], s['ephemeral']['puts'])") -gt 0 ]"
+}
+
+# 8: the guest reboots: reset frees the pools, the driver comes back, the
+# workload passes again.
+scenario_reboot() {
+	local log=$out/reboot.log js=$out/reboot.json t0=$SECONDS
+	run --mem 256M --pool-size 512M --swap 1G --data-disk 64M --allow-reboot \
+		--stats-json "$js" -- '
+		mkdir -p /state
+		mount /dev/vdd /state 2>/dev/null || { mkfs.ext4 -q /dev/vdd; mount /dev/vdd /state; }
+		boot=$(( $(cat /state/boots 2>/dev/null || echo 0) + 1 ))
+		echo $boot > /state/boots; sync
+		memhog --mib 384 --verify-passes 1 --pattern text > /tmp/hog; rc=$?
+		echo BOOT${boot}_RC=$rc
+		echo BOOT${boot}_CREDITS=$(cat /sys/kernel/debug/virtio_tmem/credits | head -1)
+		if [ $boot = 1 ]; then umount /state; sync; reboot -f; sleep 60; fi
+		echo BOOTS=$boot
+		'"$KCHECK"'
+		exit $rc' > "$log" 2>&1
+	local rc=$?
+	echo "# reboot: $((SECONDS - t0))s"
+	check "reboot: the guest booted twice" "[ '$(gval "$log" BOOTS)' = 2 ]"
+	check "reboot: workload verified before the reboot" "[ '$(gval "$log" BOOT1_RC)' = 0 ]"
+	check "reboot: workload verified after the reboot" \
+		"[ '$(gval "$log" BOOT2_RC)' = 0 ] && [ $rc -eq 0 ]"
+	check "reboot: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
+	[ -f "$js" ] || { nok "reboot: statistics"; return; }
+	# the reset emptied the store: root, job and state file systems and
+	# the swap pool of the second boot are all that is left (8 without it)
+	check "reboot: reset freed the first boot's pools ($(jget "$js" "s['pools']") pools)" \
+		"[ $(jget "$js" "s['pools']") -le 4 ]"
 }
 
 for a in "$@"; do

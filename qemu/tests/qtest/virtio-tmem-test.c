@@ -109,8 +109,8 @@ static void ctx_start(TmemCtx *c, QVirtioTmem *tmem, QGuestAllocator *alloc)
     g_assert(features & (1ull << VIRTIO_TMEM_F_SHARED));
     g_assert(features & (1ull << VIRTIO_RING_F_EVENT_IDX));
     /* libqos waits for an interrupt per request; it never moves used_event */
-    qvirtio_set_features(c->dev, features & ~(QVIRTIO_F_BAD_FEATURE |
-                                              (1ull << VIRTIO_RING_F_EVENT_IDX)));
+    features &= ~(QVIRTIO_F_BAD_FEATURE | (1ull << VIRTIO_RING_F_EVENT_IDX));
+    qvirtio_set_features(c->dev, features);
     c->vq = qvirtqueue_setup(c->dev, alloc, 0);
     qvirtio_set_driver_ok(c->dev);
     c->max_batch = qvirtio_config_readw(c->dev, 6);
