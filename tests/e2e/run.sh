@@ -3,7 +3,7 @@
 # against the real device (TCG), via scripts/tmem-run.
 #
 # Usage: tests/e2e/run.sh [--help] [SCENARIO...]
-# Scenarios: frontswap cleancache pool_full toggles (default), smp, reboot.  E2E_KERNEL=debug boots
+# Scenarios: frontswap cleancache pool_full toggles smp reboot (default: all).  E2E_KERNEL=debug boots
 # the debug kernel; the driver must run clean under it.  Each
 # checks the guest's own counters and the device's statistics; the output
 # ends with 'e2e: N passed, M failed'.
@@ -234,7 +234,7 @@ scenario_reboot() {
 		memhog --mib 384 --verify-passes 1 --pattern text > /tmp/hog; rc=$?
 		echo BOOT${boot}_RC=$rc
 		echo BOOT${boot}_CREDITS=$(cat /sys/kernel/debug/virtio_tmem/credits | head -1)
-		if [ $boot = 1 ]; then umount /state; sync; reboot -f; sleep 60; fi
+		if [ $boot = 1 ]; then umount /state; hardreboot; sleep 60; fi
 		echo BOOTS=$boot
 		'"$KCHECK"'
 		exit $rc' > "$log" 2>&1
@@ -256,7 +256,7 @@ for a in "$@"; do
 	case "$a" in -h|--help) usage; exit 0 ;; esac
 done
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(frontswap cleancache pool_full toggles)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(frontswap cleancache pool_full toggles smp reboot)
 for s in "${scenarios[@]}"; do
 	if ! declare -F "scenario_$s" >/dev/null; then
 		echo "run.sh: unknown scenario '$s' (see --help)" >&2
