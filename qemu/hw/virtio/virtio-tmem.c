@@ -467,7 +467,7 @@ static void virtio_tmem_handle_queue(VirtIODevice *vdev, VirtQueue *vq)
         virtio_queue_set_notification(vq, 1);
     } while (!virtio_queue_empty(vq) && !vdev->broken);
     if (used) {
-        if (s->dataplane_started) {
+        if (s->ioeventfd_started) {
             virtio_notify_irqfd(vdev, vq);
         } else {
             virtio_notify(vdev, vq);
@@ -475,63 +475,64 @@ static void virtio_tmem_handle_queue(VirtIODevice *vdev, VirtQueue *vq)
     }
 }
 
-/* ---- IOThread ------------------------------------------------------------ */
+/* ---- ioeventfd: queues served in the IOThread or the main loop ---------- */
+
+static AioContext *virtio_tmem_queue_context(VirtIOTmem *s)
+{
+    return s->iothread ? iothread_get_aio_context(s->iothread)
+                       : qemu_get_aio_context();
+}
 
 static void virtio_tmem_detach_bh(void *opaque)
 {
     VirtQueue *vq = opaque;
 
     virtio_queue_aio_detach_host_notifier(vq, qemu_get_current_aio_context());
+    /* A kick that raced with the detach is consumed, not lost: reset follows */
     virtio_queue_host_notifier_read(virtio_queue_get_host_notifier(vq));
 }
 
-static void virtio_tmem_dataplane_stop(VirtIOTmem *s)
+static void virtio_tmem_unset_host_notifiers(VirtIOTmem *s, unsigned n)
 {
-    VirtIODevice *vdev = VIRTIO_DEVICE(s);
-    BusState *qbus = qdev_get_parent_bus(DEVICE(vdev));
-    VirtioBusClass *k = VIRTIO_BUS_GET_CLASS(qbus);
-    AioContext *ctx;
+    BusState *qbus = qdev_get_parent_bus(DEVICE(s));
     unsigned i;
 
-    if (!s->dataplane_started) {
-        return;
-    }
-    ctx = iothread_get_aio_context(s->iothread);
-    for (i = 0; i < s->num_queues; i++) {
-        aio_wait_bh_oneshot(ctx, virtio_tmem_detach_bh, s->vqs[i]);
-    }
     memory_region_transaction_begin();
-    for (i = 0; i < s->num_queues; i++) {
+    for (i = 0; i < n; i++) {
         virtio_bus_set_host_notifier(VIRTIO_BUS(qbus), i, false);
     }
+    /* The transaction needs the eventfds open when it commits. */
     memory_region_transaction_commit();
-    for (i = 0; i < s->num_queues; i++) {
+    for (i = 0; i < n; i++) {
         virtio_bus_cleanup_host_notifier(VIRTIO_BUS(qbus), i);
     }
-    k->set_guest_notifiers(qbus->parent, s->num_queues, false);
-    s->dataplane_started = false;
 }
 
-static void virtio_tmem_dataplane_start(VirtIOTmem *s)
+/*
+ * Called by the virtio bus whenever ioeventfd starts (DRIVER_OK, VM
+ * resumed), so queue processing is tied to the transport's own notifier
+ * lifecycle: no window in which a reset can run while a queue is still
+ * attached to the IOThread.
+ */
+static int virtio_tmem_start_ioeventfd(VirtIODevice *vdev)
 {
-    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+    VirtIOTmem *s = VIRTIO_TMEM(vdev);
     BusState *qbus = qdev_get_parent_bus(DEVICE(vdev));
     VirtioBusClass *k = VIRTIO_BUS_GET_CLASS(qbus);
-    AioContext *ctx = iothread_get_aio_context(s->iothread);
-    unsigned i, done = 0;
+    AioContext *ctx = virtio_tmem_queue_context(s);
+    unsigned i, done;
     int ret;
 
-    if (s->dataplane_started || !k->set_guest_notifiers) {
-        return;
+    if (s->ioeventfd_started) {
+        return 0;
     }
     ret = k->set_guest_notifiers(qbus->parent, s->num_queues, true);
     if (ret) {
-        warn_report("virtio-tmem: iothread: no guest notifiers (%d); "
-                    "serving queues from the main loop", ret);
-        return;
+        error_report("virtio-tmem: cannot set guest notifiers (%d)", ret);
+        return -ENOSYS;
     }
     memory_region_transaction_begin();
-    for (; done < s->num_queues; done++) {
+    for (done = 0; done < s->num_queues; done++) {
         ret = virtio_bus_set_host_notifier(VIRTIO_BUS(qbus), done, true);
         if (ret) {
             break;
@@ -539,38 +540,37 @@ static void virtio_tmem_dataplane_start(VirtIOTmem *s)
     }
     memory_region_transaction_commit();
     if (ret) {
-        warn_report("virtio-tmem: iothread: no host notifier (%d); "
-                    "serving queues from the main loop", ret);
-        memory_region_transaction_begin();
-        for (i = 0; i < done; i++) {
-            virtio_bus_set_host_notifier(VIRTIO_BUS(qbus), i, false);
-        }
-        memory_region_transaction_commit();
-        for (i = 0; i < done; i++) {
-            virtio_bus_cleanup_host_notifier(VIRTIO_BUS(qbus), i);
-        }
+        error_report("virtio-tmem: cannot set host notifier %u (%d)",
+                     done, ret);
+        virtio_tmem_unset_host_notifiers(s, done);
         k->set_guest_notifiers(qbus->parent, s->num_queues, false);
-        return;
+        return -ENOSYS;
     }
-    s->dataplane_started = true;
+    s->ioeventfd_started = true;
+    smp_wmb(); /* the queue handler must see ioeventfd_started */
     for (i = 0; i < s->num_queues; i++) {
         virtio_queue_aio_attach_host_notifier(s->vqs[i], ctx);
     }
+    return 0;
 }
 
-static void virtio_tmem_set_status(VirtIODevice *vdev, uint8_t status)
+static void virtio_tmem_stop_ioeventfd(VirtIODevice *vdev)
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
-    bool run = (status & VIRTIO_CONFIG_S_DRIVER_OK) && vdev->vm_running;
+    BusState *qbus = qdev_get_parent_bus(DEVICE(vdev));
+    VirtioBusClass *k = VIRTIO_BUS_GET_CLASS(qbus);
+    AioContext *ctx = virtio_tmem_queue_context(s);
+    unsigned i;
 
-    if (!s->iothread) {
+    if (!s->ioeventfd_started) {
         return;
     }
-    if (run && !s->dataplane_started) {
-        virtio_tmem_dataplane_start(s);
-    } else if (!run && s->dataplane_started) {
-        virtio_tmem_dataplane_stop(s);
+    for (i = 0; i < s->num_queues; i++) {
+        aio_wait_bh_oneshot(ctx, virtio_tmem_detach_bh, s->vqs[i]);
     }
+    virtio_tmem_unset_host_notifiers(s, s->num_queues);
+    s->ioeventfd_started = false;
+    k->set_guest_notifiers(qbus->parent, s->num_queues, false);
 }
 
 /* ---- configuration, features, reset -------------------------------------- */
@@ -860,7 +860,6 @@ static void virtio_tmem_unrealize(DeviceState *dev)
     VirtIOTmem *s = VIRTIO_TMEM(dev);
     unsigned i;
 
-    virtio_tmem_dataplane_stop(s);
     for (i = 0; i < s->num_queues; i++) {
         virtio_delete_queue(s->vqs[i]);
         g_free(s->ops[i]);
@@ -941,7 +940,8 @@ static void virtio_tmem_class_init(ObjectClass *klass, void *data)
     vdc->unrealize = virtio_tmem_unrealize;
     vdc->get_config = virtio_tmem_get_config;
     vdc->get_features = virtio_tmem_get_features;
-    vdc->set_status = virtio_tmem_set_status;
+    vdc->start_ioeventfd = virtio_tmem_start_ioeventfd;
+    vdc->stop_ioeventfd = virtio_tmem_stop_ioeventfd;
     vdc->reset = virtio_tmem_reset;
 }
 

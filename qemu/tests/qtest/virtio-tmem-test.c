@@ -911,11 +911,8 @@ static void register_virtio_tmem_test(void)
     qos_add_test("malformed", "virtio-tmem", test_malformed, NULL);
     qos_add_test("iothread/round-trip", "virtio-tmem", test_round_trip,
                  &iothread);
-    /*
-     * Not yet "iothread/malformed": a reset of a broken device while an
-     * iothread serves the queue can race a stale kick (see
-     * docs/qemu-device.md, known issues).
-     */
+    qos_add_test("iothread/malformed", "virtio-tmem", test_malformed,
+                 &iothread);
     qos_add_test("two-queues", "virtio-tmem", test_two_queues, &two_queues);
     qos_add_test("properties-and-migration", "virtio-tmem",
                  test_properties_and_migration, NULL);

@@ -72,7 +72,7 @@ struct VirtIOTmem {
     uint64_t bad_ops;
     uint64_t no_credit;
 
-    bool dataplane_started;
+    bool ioeventfd_started;
 };
 
 #endif
