@@ -69,6 +69,9 @@ inputs_hash() {
 	 echo "$variant $QEMU_DEB_VERSION") | sha256sum | cut -d' ' -f1
 }
 stamp=$build/.vtmem-stamp
+# qos-test has its own stamp: a build without --tests must not make an old
+# qos-test look current.
+tests_stamp=$build/.vtmem-stamp-tests
 hash=$(inputs_hash)
 if [ $print_only = 1 ]; then
 	echo "$binary"
@@ -76,7 +79,7 @@ if [ $print_only = 1 ]; then
 	exit
 fi
 if [ -x "$binary" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$hash" ] &&
-   { [ $want_tests = 0 ] || [ -x "$build/tests/qtest/qos-test" ]; }; then
+   { [ $want_tests = 0 ] || [ "$(cat "$tests_stamp" 2>/dev/null)" = "$hash" ]; }; then
 	log "up to date: $binary"
 	exit 0
 fi
@@ -209,4 +212,5 @@ configure_qemu
 build_qemu
 link_firmware
 echo "$hash" > "$stamp"
+if [ $want_tests = 1 ]; then echo "$hash" > "$tests_stamp"; else rm -f "$tests_stamp"; fi
 log "done in $(( $(date +%s) - t0 ))s: $binary"
