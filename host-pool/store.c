@@ -33,6 +33,7 @@
 #include "lock.h"
 #include "pageio.h"
 #include "store_internal.h"
+#include "swapimg.h"
 
 /* liblz4 clamps larger values to this (LZ4_ACCELERATION_MAX in lz4.c). */
 #define TMEM_LZ4_ACCEL_MAX	65537
@@ -52,6 +53,7 @@ static const char *const error_names[TMEM_E__MAX] = {
 	[TMEM_E_UUID_KIND] = "shared pool exists with another kind",
 	[TMEM_E_NOMEM] = "host out of memory",
 	[TMEM_E_IO] = "stored data unreadable",
+	[TMEM_E_IMAGE] = "swap image unusable",
 };
 
 /**
@@ -80,6 +82,8 @@ void tmem_config_default(struct tmem_config *cfg)
 	cfg->lz4_acceleration = 1;
 	cfg->max_compressed = TMEM_PAGE_SIZE * 3 / 4;
 	cfg->max_pools = 32;
+	cfg->wb_high_pct = 90;
+	cfg->wb_low_pct = 75;
 }
 
 static bool config_valid(const struct tmem_config *cfg)
@@ -92,7 +96,9 @@ static bool config_valid(const struct tmem_config *cfg)
 	       cfg->lz4_acceleration <= TMEM_LZ4_ACCEL_MAX &&
 	       cfg->max_compressed >= 64 &&
 	       cfg->max_compressed <= TMEM_PAGE_SIZE &&
-	       cfg->max_pools >= 1 && cfg->max_pools <= TMEM_MAX_POOLS;
+	       cfg->max_pools >= 1 && cfg->max_pools <= TMEM_MAX_POOLS &&
+	       cfg->wb_high_pct >= 1 && cfg->wb_high_pct <= 100 &&
+	       cfg->wb_low_pct < cfg->wb_high_pct;
 }
 
 /* ---- limit accounting ------------------------------------------------ */
@@ -107,6 +113,12 @@ static uint64_t pools_to_come_bytes(const struct tmem_store *s)
 {
 	return (uint64_t)(s->cfg.max_pools - s->pools_allocated) *
 	       sizeof(struct tmem_pool);
+}
+
+/* Most a failing image may let persistent puts take beyond the limit. */
+static uint64_t overdraft_max(const struct tmem_config *cfg)
+{
+	return cfg->limit_bytes / 4;
 }
 
 static uint64_t avail_locked(const struct tmem_store *s)
@@ -170,6 +182,49 @@ static bool wait_ephemeral_reservations(struct tmem_store *s, uint64_t bytes)
 	return waited;
 }
 
+/*
+ * A persistent put that finds the store full, with an image attached:
+ * write a frame back (or wait for the thread's frame in flight).
+ * Returns > 0 to retry, 0 when nothing can be written back, < 0 when the
+ * image failed.
+ */
+static int reserve_by_writeback(struct tmem_store *s)
+{
+	int ret = writeback_frame(s);
+
+	if (ret == 0 && writeback_wait_idle(s))
+		return 1;
+	return ret;
+}
+
+/*
+ * Writeback failed with an I/O error for a persistent put: the page may
+ * hold a credit counted against image slots, so it is taken past the limit
+ * rather than lost.  Capacity stops counting image slots while writeback
+ * fails, so only credits granted before the failure can get here; the
+ * overdraft is capped at overdraft_max(), counted, and paid back by later
+ * writebacks.
+ */
+static bool reserve_overdraft(struct tmem_store *s, uint64_t bytes)
+{
+	struct zbud *z = &s->zbud;
+	bool ok;
+
+	pthread_mutex_lock(&z->lock);
+	ok = used_bytes_locked(s) + z->reserved[TMEM_EPHEMERAL] +
+	     z->reserved[TMEM_PERSISTENT] + bytes <=
+	     s->cfg.limit_bytes + overdraft_max(&s->cfg);
+	if (ok)
+		z->reserved[TMEM_PERSISTENT] += bytes;
+	pthread_mutex_unlock(&z->lock);
+	if (ok) {
+		pthread_mutex_lock(&s->wb->lock);
+		s->wb->overdraft_puts++;
+		pthread_mutex_unlock(&s->wb->lock);
+	}
+	return ok;
+}
+
 /**
  * reserve_room() - promise a put the memory it may need
  * @s: store
@@ -177,8 +232,8 @@ static bool wait_ephemeral_reservations(struct tmem_store *s, uint64_t bytes)
  * @bytes: worst case for this put
  *
  * Evicts ephemeral frames (any kind of put may), then, for a persistent
- * put, waits for ephemeral puts in flight or asks the writeback hook.  The
- * caller holds no lock.
+ * put, waits for ephemeral puts in flight or writes a frame back to the
+ * image.  The caller holds no lock.
  *
  * Return: 0, or -TMEM_E_FULL.
  */
@@ -187,11 +242,15 @@ static int reserve_room(struct tmem_store *s, enum tmem_kind kind,
 {
 	zbud_bytes_taken(true);
 	for (;;) {
-		bool ok;
+		bool ok, kick;
+		int ret;
 
 		pthread_mutex_lock(&s->zbud.lock);
 		ok = try_reserve_locked(s, kind, bytes);
+		kick = s->wb && used_bytes_locked(s) >= s->wb->high_bytes;
 		pthread_mutex_unlock(&s->zbud.lock);
+		if (kick)
+			writeback_kick(s);
 		if (ok)
 			return 0;
 		if (evict_ephemeral(s) > 0)
@@ -200,10 +259,28 @@ static int reserve_room(struct tmem_store *s, enum tmem_kind kind,
 			return -TMEM_E_FULL;
 		if (wait_ephemeral_reservations(s, bytes))
 			continue;
-		if (s->wb.reclaim && s->wb.reclaim(s->wb_opaque) > 0)
+		if (!s->wb)
+			return -TMEM_E_FULL;
+		ret = reserve_by_writeback(s);
+		if (ret > 0)
 			continue;
+		if (ret < 0 && ret != -ENOSPC && reserve_overdraft(s, bytes))
+			return 0;
 		return -TMEM_E_FULL;
 	}
+}
+
+/* Image slots a put may count on: allocated ahead, and writeback working. */
+static uint64_t image_slots_for_credits(struct tmem_store *s)
+{
+	bool failing;
+
+	if (!s->wb)
+		return 0;
+	pthread_mutex_lock(&s->wb->lock);
+	failing = s->wb->failing;
+	pthread_mutex_unlock(&s->wb->lock);
+	return failing ? 0 : swapimg_reserve(s->wb->img);
 }
 
 /**
@@ -213,26 +290,51 @@ static int reserve_room(struct tmem_store *s, enum tmem_kind kind,
  * Counts room at the worst case per put, as if every ephemeral page were
  * evicted: puts that stay within this number never fail for lack of room.
  * A put lowers it by at most one; flushes and evictions never lower it.
+ *
+ * With an image, n more puts fit when RAM can shed a frame for each frame
+ * they bring beyond the free room F, with one allocated free slot S per
+ * frame shed, among the D persistent frames in RAM plus the n new ones:
+ * n * W <= F + 4096 * min(S, D + n), W being PUT_WORST_BYTES.
  */
 uint64_t tmem_persistent_capacity(struct tmem_store *s)
 {
 	struct zbud *z = &s->zbud;
-	uint64_t committed;
+	uint64_t committed, slots = image_slots_for_credits(s), data, room;
+	uint64_t n_slots, n_frames;
 
 	/*
 	 * Descriptors of every arena count as used: ephemeral puts may map
 	 * arenas that persistent frames then keep mapped.
 	 */
 	pthread_mutex_lock(&z->lock);
+	data = z->data_frames[TMEM_PERSISTENT];
 	committed = s->fixed_bytes + z->reserved[TMEM_PERSISTENT] +
 		    pools_to_come_bytes(s) +
 		    (uint64_t)z->nr_arenas * ZBUD_ARENA_DESC_BYTES +
-		    (z->data_frames[TMEM_PERSISTENT] +
-		     z->slab_frames[TMEM_PERSISTENT]) * TMEM_PAGE_SIZE;
+		    (data + z->slab_frames[TMEM_PERSISTENT]) * TMEM_PAGE_SIZE;
 	pthread_mutex_unlock(&z->lock);
-	if (committed >= s->cfg.limit_bytes)
-		return 0;
-	return (s->cfg.limit_bytes - committed) / PUT_WORST_BYTES;
+	room = committed >= s->cfg.limit_bytes ? 0 :
+	       s->cfg.limit_bytes - committed;
+	if (!slots)
+		return room / PUT_WORST_BYTES;
+	n_slots = (room + slots * TMEM_PAGE_SIZE) / PUT_WORST_BYTES;
+	n_frames = (room + data * TMEM_PAGE_SIZE) /
+		   (PUT_WORST_BYTES - TMEM_PAGE_SIZE);
+	return n_slots < n_frames ? n_slots : n_frames;
+}
+
+/**
+ * store_used_bytes() - bytes charged against the limit now
+ * @s: store
+ */
+uint64_t store_used_bytes(struct tmem_store *s)
+{
+	uint64_t used;
+
+	pthread_mutex_lock(&s->zbud.lock);
+	used = used_bytes_locked(s);
+	pthread_mutex_unlock(&s->zbud.lock);
+	return used;
 }
 
 /* ---- pools, buckets, objects ------------------------------------------ */
@@ -376,27 +478,6 @@ static struct radix_alloc node_allocator(struct tmem_store *s,
 	return a;
 }
 
-/*
- * Frames record their owners as 32-bit references: the entry's slab frame
- * and its slot in that frame.
- */
-static uint32_t entry_ref(const struct tmem_store *s, const struct tmem_entry *e)
-{
-	size_t off = (size_t)((const uint8_t *)e - s->zbud.base);
-
-	return (uint32_t)((off >> 12) << 8) |
-	       (uint32_t)((off & (TMEM_PAGE_SIZE - 1)) / sizeof(*e));
-}
-
-static struct tmem_entry *entry_of_ref(const struct tmem_store *s,
-				       uint32_t ref)
-{
-	if (ref == ZBUD_NO_OWNER)
-		return NULL;
-	return (struct tmem_entry *)(zbud_frame_addr(&s->zbud, ref >> 8) +
-				     (ref & 0xff) * sizeof(struct tmem_entry));
-}
-
 static struct zbud_handle entry_handle(const struct tmem_entry *e)
 {
 	struct zbud_handle h = { .frame = e->where, .buddy = e->buddy };
@@ -409,8 +490,8 @@ static bool entry_has_frame(const struct tmem_entry *e)
 	return e->state == ENTRY_COMPRESSED || e->state == ENTRY_RAW;
 }
 
-static void entry_account(struct tmem_bucket *b, const struct tmem_entry *e,
-			  int sign)
+void store_entry_account(struct tmem_bucket *b, const struct tmem_entry *e,
+			 int sign)
 {
 	struct bucket_stats *st = &b->stats;
 
@@ -430,6 +511,10 @@ static void entry_account(struct tmem_bucket *b, const struct tmem_entry *e,
 			st->zero_pages += sign;
 		e->obj->nr_filled += sign;
 		break;
+	case ENTRY_IMAGE:
+	case ENTRY_IMAGE_RAW:
+		st->image_pages += sign;
+		break;
 	}
 }
 
@@ -445,8 +530,10 @@ static void entry_drop(struct tmem_store *s, struct tmem_bucket *b,
 		pthread_mutex_lock(&s->zbud.lock);
 		zbud_free_locked(&s->zbud, entry_handle(e));
 		pthread_mutex_unlock(&s->zbud.lock);
+	} else if (e->state == ENTRY_IMAGE || e->state == ENTRY_IMAGE_RAW) {
+		swapimg_buddy_put(s->wb->img, e->where, e->buddy);
 	}
-	entry_account(b, e, -1);
+	store_entry_account(b, e, -1);
 	tmem_cache_free(&s->entries[pool_kind(b->pool)], e);
 }
 
@@ -517,7 +604,7 @@ static int reclaim_owner(struct tmem_store *s, uint32_t fn, unsigned int buddy,
 }
 
 /* Reclaim the least recently filled ephemeral frame. */
-static long evict_ephemeral_frame(struct tmem_store *s)
+long store_evict_ephemeral_frame(struct tmem_store *s)
 {
 	struct tmem_bucket *owner_bucket[2] = { NULL, NULL };
 	struct zbud *z = &s->zbud;
@@ -600,7 +687,7 @@ static long evict_filled(struct tmem_store *s)
  */
 static long evict_ephemeral(struct tmem_store *s)
 {
-	long n = evict_ephemeral_frame(s);
+	long n = store_evict_ephemeral_frame(s);
 
 	return n ? n : evict_filled(s);
 }
@@ -636,7 +723,9 @@ int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out)
 	if (!s)
 		return -TMEM_E_NOMEM;
 	s->cfg = *cfg;
-	s->max_frames = cfg->limit_bytes / TMEM_PAGE_SIZE + ZBUD_DIRTY_MAX;
+	/* Address space (not memory) for the writeback overdraft too. */
+	s->max_frames = cfg->limit_bytes / TMEM_PAGE_SIZE + ZBUD_DIRTY_MAX +
+			overdraft_max(cfg) / TMEM_PAGE_SIZE;
 	if (zbud_init(&s->zbud, s->max_frames)) {
 		free(s);
 		return -TMEM_E_NOMEM;
@@ -677,6 +766,7 @@ void tmem_store_destroy(struct tmem_store *s)
 
 	if (!s)
 		return;
+	writeback_stop(s);
 	for (i = 0; s->pools && i < s->cfg.max_pools; i++) {
 		struct tmem_pool *p = atomic_load(&s->pools[i]);
 
@@ -697,28 +787,6 @@ void tmem_store_destroy(struct tmem_store *s)
 	}
 	zbud_fini(&s->zbud);
 	free(s);
-}
-
-/**
- * tmem_store_set_writeback() - install the hook that frees persistent
- *				frames when the store is full
- * @s: store
- * @ops: hook, or NULL to remove it
- * @opaque: its argument
- *
- * Call before the store is shared between threads.
- */
-void tmem_store_set_writeback(struct tmem_store *s,
-			      const struct tmem_writeback_ops *ops,
-			      void *opaque)
-{
-	if (!s)
-		return;
-	if (ops)
-		s->wb = *ops;
-	else
-		memset(&s->wb, 0, sizeof(s->wb));
-	s->wb_opaque = opaque;
 }
 
 /* ---- pools --------------------------------------------------------------- */
@@ -1087,7 +1155,7 @@ static int put_locked(struct tmem_store *s, const struct op *op,
 		entry_discard(s, op, e);
 		goto fail;
 	}
-	entry_account(op->b, e, 1);
+	store_entry_account(op->b, e, 1);
 	if (old) {
 		entry_drop(s, op->b, (struct tmem_entry *)old, false);
 		*replaced = true;
@@ -1198,25 +1266,31 @@ struct page_copy {
 	uint32_t pattern;
 };
 
-/* Under the bucket lock: copy the page out of its frame (raw pages go
- * straight to the caller, compressed ones to the scratch buffer).
+/* Under the bucket lock: copy the page out of its frame or slot (raw pages
+ * go straight to the caller, compressed ones to the scratch buffer).
  */
-static void page_copy_locked(struct tmem_store *s, const struct tmem_entry *e,
-			     const struct iovec *iov, int iovcnt,
-			     struct page_copy *pc)
+static int page_copy_locked(struct tmem_store *s, const struct tmem_entry *e,
+			    const struct iovec *iov, int iovcnt,
+			    struct page_copy *pc)
 {
 	const uint8_t *src;
 
 	pc->state = e->state;
 	pc->size = entry_size(e);
 	pc->pattern = e->where;
+	if (e->state == ENTRY_IMAGE || e->state == ENTRY_IMAGE_RAW) {
+		pc->state = e->state == ENTRY_IMAGE ? ENTRY_COMPRESSED :
+						      ENTRY_RAW;
+		return image_page_read(s, e, tls_cbuf, iov, iovcnt);
+	}
 	if (!entry_has_frame(e))
-		return;
+		return 0;
 	src = zbud_buddy_addr(&s->zbud, entry_handle(e), pc->size);
 	if (e->state == ENTRY_RAW)
 		pageio_scatter(iov, iovcnt, src);
 	else
 		memcpy(tls_cbuf, src, pc->size);
+	return 0;
 }
 
 static int page_finish(const struct iovec *iov, int iovcnt,
@@ -1289,8 +1363,9 @@ int tmem_get(struct tmem_store *s, uint32_t pool_id,
 	ret = lookup_locked(&op, oid, index, &obj, &e);
 	if (!ret) {
 		op.b->stats.hits++;
-		page_copy_locked(s, e, iov, iovcnt, &pc);
-		if (flags & TMEM_GET_EXCLUSIVE)
+		ret = page_copy_locked(s, e, iov, iovcnt, &pc);
+		/* An unreadable page stays: a later get may be luckier. */
+		if (!ret && (flags & TMEM_GET_EXCLUSIVE))
 			page_remove(s, &op, obj, index);
 	}
 	op_unlock(&op);
@@ -1390,6 +1465,7 @@ static void kind_stats_add(struct tmem_kind_stats *k,
 	k->reject_full += b->reject_full;
 	k->reject_incompressible += b->reject_incompressible;
 	k->reject_nomem += b->reject_nomem;
+	k->image_pages += b->image_pages;
 }
 
 static void pool_stats_add(struct tmem_pool *p, struct tmem_stats *st)
@@ -1445,4 +1521,8 @@ void tmem_get_stats(struct tmem_store *s, struct tmem_stats *st)
 	st->arenas = z->arenas_mapped;
 	pthread_mutex_unlock(&z->lock);
 	st->persistent_capacity = tmem_persistent_capacity(s);
+	if (s->wb) {
+		writeback_stats(s, &st->image);
+		st->image.pages_in_image = st->kind[TMEM_PERSISTENT].image_pages;
+	}
 }

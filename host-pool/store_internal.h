@@ -31,13 +31,16 @@ enum entry_state {
 	ENTRY_COMPRESSED,	/* in a zbud buddy, @size bytes of LZ4 */
 	ENTRY_RAW,		/* a full frame, uncompressed */
 	ENTRY_FILLED,		/* no frame: @where repeated over the page */
+	ENTRY_IMAGE,		/* written back: slot @where, buddy @buddy */
+	ENTRY_IMAGE_RAW,	/* written back raw: the whole slot @where */
 };
 
 /**
  * struct tmem_entry - one stored page (24 bytes)
  * @ri: the page index; first, see struct radix_item
  * @obj: object holding the page
- * @where: frame number (COMPRESSED, RAW) or fill word (FILLED)
+ * @where: frame number (COMPRESSED, RAW), fill word (FILLED) or image
+ *	   slot (IMAGE, IMAGE_RAW)
  * @size: bytes stored in the frame
  * @buddy: enum zbud_buddy
  * @state: enum entry_state
@@ -53,7 +56,8 @@ struct tmem_entry {
 /* Owner references keep an entry's slot in its slab frame in 8 bits. */
 _Static_assert(TMEM_PAGE_SIZE / sizeof(struct tmem_entry) <= 256,
 	       "entry slot must fit an owner reference");
-_Static_assert((TMEM_MAX_LIMIT / TMEM_PAGE_SIZE) + 1024 <= ZBUD_MAX_FRAMES,
+_Static_assert((TMEM_MAX_LIMIT / TMEM_PAGE_SIZE) * 5 / 4 + 1024 <=
+	       ZBUD_MAX_FRAMES,
 	       "frame numbers must fit an owner reference");
 
 /**
@@ -77,7 +81,7 @@ struct tmem_object {
 struct bucket_stats {
 	uint64_t puts, gets, hits, flushes, flush_objects, flushed_pages;
 	uint64_t stored_pages, zero_pages, same_pages, raw_pages;
-	uint64_t compressed_bytes, evicted_pages;
+	uint64_t compressed_bytes, evicted_pages, image_pages;
 	uint64_t reject_full, reject_incompressible, reject_nomem;
 };
 
@@ -120,7 +124,7 @@ struct tmem_pool {
 /**
  * struct tmem_store - see tmem.h
  * @cfg: settings
- * @max_frames: frames the limit allows
+ * @max_frames: frames the limit allows, plus the writeback overdraft
  * @zbud: pageframes (and the limit accounting, under zbud.lock)
  * @fixed_bytes: bytes charged for the store and its pool structures
  *		 (zbud.lock)
@@ -135,8 +139,7 @@ struct tmem_pool {
  * @retired: per kind, counters of destroyed pools (pools_lock)
  * @fill_cursor: next pool stripe to sweep for filled ephemeral pages
  * @evicted_frames: frames reclaimed from the ephemeral LRU (zbud.lock)
- * @wb: writeback hook for persistent frames
- * @wb_opaque: its argument
+ * @wb: writeback to a swap image, or NULL (see writeback.c)
  */
 struct tmem_store {
 	struct tmem_config cfg;
@@ -153,9 +156,86 @@ struct tmem_store {
 	struct bucket_stats retired[TMEM_NR_KINDS];
 	atomic_uint fill_cursor;
 	uint64_t evicted_frames;
-	struct tmem_writeback_ops wb;
-	void *wb_opaque;
+	struct tmem_writeback *wb;
 };
+
+/**
+ * struct tmem_writeback - writeback of persistent frames to a swap image
+ * @img: the image
+ * @lock: protects the fields below (innermost; never held across I/O)
+ * @kick: wakes the background thread
+ * @idle: broadcast when @in_flight drops
+ * @thread: background writeback
+ * @stop: the thread must exit
+ * @in_flight: frames being written back
+ * @failing: the last writeback failed; credits stop counting image slots
+ * @backoff_ms: the thread's wait after a failure
+ * @high_bytes: background writeback starts at this use...
+ * @low_bytes: ... and stops at this one
+ * @frames_written: frames written back
+ * @pages_written: pages moved to the image by them
+ * @write_errors: writebacks that failed
+ * @overdraft_puts: persistent puts let past the limit, see reserve_room()
+ * @wakeups: background runs
+ */
+struct tmem_writeback {
+	struct tmem_image *img;
+	pthread_mutex_t lock;
+	pthread_cond_t kick, idle;
+	pthread_t thread;
+	bool stop;
+	unsigned int in_flight;
+	bool failing;
+	unsigned int backoff_ms;
+	uint64_t high_bytes, low_bytes;
+	uint64_t frames_written, pages_written, write_errors, overdraft_puts;
+	uint64_t wakeups;
+};
+
+/* Where a written-back buddy of @size bytes starts in its slot. */
+static inline unsigned int image_buddy_offset(unsigned int buddy,
+					      unsigned int size)
+{
+	return buddy == ZBUD_FIRST ? 0 :
+	       TMEM_PAGE_SIZE - (zbud_chunks(size) << ZBUD_CHUNK_SHIFT);
+}
+
+/*
+ * Frames record their owners as 32-bit references: the entry's slab frame
+ * and its slot in that frame.
+ */
+static inline uint32_t entry_ref(const struct tmem_store *s,
+				 const struct tmem_entry *e)
+{
+	size_t off = (size_t)((const uint8_t *)e - s->zbud.base);
+
+	return (uint32_t)((off >> 12) << 8) |
+	       (uint32_t)((off & (TMEM_PAGE_SIZE - 1)) / sizeof(*e));
+}
+
+static inline struct tmem_entry *entry_of_ref(const struct tmem_store *s,
+					      uint32_t ref)
+{
+	if (ref == ZBUD_NO_OWNER)
+		return NULL;
+	return (struct tmem_entry *)(zbud_frame_addr(&s->zbud, ref >> 8) +
+				     (ref & 0xff) * sizeof(struct tmem_entry));
+}
+
+/* store.c, for writeback.c */
+long store_evict_ephemeral_frame(struct tmem_store *s);
+uint64_t store_used_bytes(struct tmem_store *s);
+void store_entry_account(struct tmem_bucket *b, const struct tmem_entry *e,
+			 int sign);
+
+/* writeback.c, for store.c */
+int writeback_frame(struct tmem_store *s);
+void writeback_kick(struct tmem_store *s);
+bool writeback_wait_idle(struct tmem_store *s);
+void writeback_stop(struct tmem_store *s);
+void writeback_stats(struct tmem_store *s, struct tmem_image_stats *st);
+int image_page_read(struct tmem_store *s, const struct tmem_entry *e,
+		    uint8_t *cbuf, const struct iovec *iov, int iovcnt);
 
 static inline enum tmem_kind pool_kind(const struct tmem_pool *p)
 {

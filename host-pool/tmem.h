@@ -40,6 +40,7 @@ enum tmem_error {
 	TMEM_E_UUID_KIND,	/* shared UUID exists with another pool kind */
 	TMEM_E_NOMEM,		/* the host itself is out of memory */
 	TMEM_E_IO,		/* stored data unreadable (corrupt or I/O) */
+	TMEM_E_IMAGE,		/* swap image: open, size or attach failed */
 	TMEM_E__MAX
 };
 
@@ -71,6 +72,9 @@ enum tmem_kind {
  *		    incompressible: stored raw (persistent) or refused
  *		    (ephemeral); 64..4096
  * @max_pools: pools that may exist at once, 1..TMEM_MAX_POOLS
+ * @wb_high_pct: with a swap image, background writeback starts when the
+ *		 store uses this percentage of @limit_bytes (1..100)
+ * @wb_low_pct: ... and stops at this one (0..@wb_high_pct - 1)
  */
 struct tmem_config {
 	uint64_t limit_bytes;
@@ -78,6 +82,7 @@ struct tmem_config {
 	int lz4_acceleration;
 	unsigned int max_compressed;
 	unsigned int max_pools;
+	unsigned int wb_high_pct, wb_low_pct;
 };
 
 #define TMEM_MAX_POOLS		4096u
@@ -104,6 +109,7 @@ struct tmem_oid {
  * @zero_pages: of @stored_pages, zero-filled (metadata only)
  * @same_pages: of @stored_pages, filled with one non-zero word
  * @raw_pages: of @stored_pages, stored uncompressed in a frame of their own
+ * @image_pages: of @stored_pages, written back to the swap image
  * @compressed_bytes: compressed bytes of the pages held in frames
  * @frames: pageframes holding pages of this kind
  * @meta_frames: pageframes holding metadata of this kind
@@ -119,6 +125,31 @@ struct tmem_kind_stats {
 	uint64_t compressed_bytes, frames, meta_frames;
 	uint64_t evicted_pages, evicted_frames;
 	uint64_t reject_full, reject_incompressible, reject_nomem;
+	uint64_t image_pages;
+};
+
+/**
+ * struct tmem_image_stats - writeback to the swap image
+ * @frames_written: frames written back
+ * @pages_written: pages in them
+ * @pages_read: gets served from the image
+ * @pages_in_image: pages whose data is in the image now
+ * @slots_used: slots holding at least one live page
+ * @slots_total: slots the image may have
+ * @bytes_allocated: bytes allocated in the file (used and reserved slots)
+ * @write_errors: writebacks that failed (the frame stayed in RAM)
+ * @read_errors: gets that failed to read their slot
+ * @checksum_errors: gets that read a slot whose checksum did not match
+ * @reserve_errors: failures to allocate image space ahead
+ * @overdraft_puts: persistent puts stored beyond the limit because
+ *		    writeback failed (see tmem_put())
+ * @wakeups: background writeback thread runs
+ */
+struct tmem_image_stats {
+	uint64_t frames_written, pages_written, pages_read, pages_in_image;
+	uint64_t slots_used, slots_total, bytes_allocated;
+	uint64_t write_errors, read_errors, checksum_errors, reserve_errors;
+	uint64_t overdraft_puts, wakeups;
 };
 
 /**
@@ -131,21 +162,13 @@ struct tmem_kind_stats {
  * @pools: pools that exist
  * @arenas: mapped arenas
  * @persistent_capacity: tmem_persistent_capacity() at snapshot time
+ * @image: swap image counters (all zero without an image)
  */
 struct tmem_stats {
 	struct tmem_kind_stats kind[TMEM_NR_KINDS];
 	uint64_t limit_bytes, used_bytes, meta_bytes;
 	uint64_t pools, arenas, persistent_capacity;
-};
-
-/**
- * struct tmem_writeback_ops - where persistent frames go when RAM is full
- * @reclaim: free at least one persistent pageframe (by writing it back);
- *	     return the number of frames freed, 0 if none could be.  Called
- *	     with no store lock held.
- */
-struct tmem_writeback_ops {
-	int (*reclaim)(void *opaque);
+	struct tmem_image_stats image;
 };
 
 struct tmem_store;
@@ -153,9 +176,57 @@ struct tmem_store;
 void tmem_config_default(struct tmem_config *cfg);
 int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out);
 void tmem_store_destroy(struct tmem_store *s);
-void tmem_store_set_writeback(struct tmem_store *s,
-			      const struct tmem_writeback_ops *ops,
-			      void *opaque);
+
+struct tmem_image;
+
+/**
+ * struct tmem_image_io - how the swap image is read and written
+ * @pwrite: pwrite(2) of one whole slot; bytes written or -errno
+ * @pread: pread(2) of one whole slot; bytes read or -errno
+ * @fallocate: fallocate(2); 0 or -errno
+ * @opaque: first argument of each
+ *
+ * The default is the system calls; tests pass their own to inject ENOSPC
+ * and EIO.
+ */
+struct tmem_image_io {
+	long (*pwrite)(void *opaque, int fd, const void *buf, size_t len,
+		       uint64_t off);
+	long (*pread)(void *opaque, int fd, void *buf, size_t len,
+		      uint64_t off);
+	int (*fallocate)(void *opaque, int fd, int mode, uint64_t off,
+			 uint64_t len);
+	void *opaque;
+};
+
+/**
+ * struct tmem_image_config - swap image settings
+ * @path: the file; created with mode 0600, or truncated if it exists (its
+ *	  old contents are never read)
+ * @size_bytes: most bytes the image may grow to (a multiple of 4096,
+ *		TMEM_MIN_IMAGE..TMEM_MAX_IMAGE)
+ * @reserve_bytes: image space kept allocated ahead for credits (0: as much
+ *		   as the store's limit)
+ * @unlink_path: remove @path once open (nothing left behind on exit)
+ * @direct: open with O_DIRECT (bypass the host page cache)
+ * @io: I/O layer, or NULL for the system calls
+ */
+struct tmem_image_config {
+	const char *path;
+	uint64_t size_bytes;
+	uint64_t reserve_bytes;
+	bool unlink_path;
+	bool direct;
+	const struct tmem_image_io *io;
+};
+
+#define TMEM_MIN_IMAGE		(1ull << 20)
+#define TMEM_MAX_IMAGE		(1ull << 40)
+
+int tmem_image_open(const struct tmem_image_config *cfg,
+		    struct tmem_image **out, int *os_errno);
+void tmem_image_close(struct tmem_image *img);
+int tmem_store_attach_image(struct tmem_store *s, struct tmem_image *img);
 
 int tmem_new_pool(struct tmem_store *s, unsigned int flags,
 		  const struct tmem_uuid *uuid);

@@ -525,6 +525,35 @@ void zbud_reclaim_finish_locked(struct zbud *z, uint32_t fn)
 }
 
 /**
+ * zbud_reclaim_abort_locked() - put back a frame whose reclaim failed
+ * @z: allocator
+ * @fn: frame from zbud_reclaim_start_locked()
+ *
+ * Buddies whose owners went away meanwhile are freed now; the frame goes
+ * to the head of its LRU, so a frame that cannot be written is not the
+ * very next one tried.
+ */
+void zbud_reclaim_abort_locked(struct zbud *z, uint32_t fn)
+{
+	struct zframe *f = &z->desc[fn];
+	enum tmem_kind kind = f->kind;
+
+	f->under_reclaim = 0;
+	if (f->owner[ZBUD_FIRST] == ZBUD_NO_OWNER)
+		f->first_chunks = 0;
+	if (f->owner[ZBUD_LAST] == ZBUD_NO_OWNER)
+		f->last_chunks = 0;
+	if (!f->first_chunks && !f->last_chunks) {
+		zbud_reclaim_finish_locked(z, fn);
+		return;
+	}
+	zlist_add_head(z, &z->lru[kind], fn, LRU_LINKS);
+	if (on_unbuddied(f))
+		zlist_add_head(z, &z->unbuddied[kind][free_chunks(f)], fn,
+			       LIST_LINKS);
+}
+
+/**
  * zbud_list_init() - make an empty frame list (for users outside zbud.c)
  * @l: list
  */

@@ -182,5 +182,6 @@ void zbud_list_del_locked(struct zbud *z, struct zlist *l, uint32_t fn);
 void zbud_list_init(struct zlist *l);
 uint32_t zbud_reclaim_start_locked(struct zbud *z, enum tmem_kind kind);
 void zbud_reclaim_finish_locked(struct zbud *z, uint32_t fn);
+void zbud_reclaim_abort_locked(struct zbud *z, uint32_t fn);
 
 #endif /* TMEM_ZBUD_H */

@@ -1,0 +1,488 @@
+// SPDX-License-Identifier: BSD-3-Clause
+/*
+ * swapimg.c - slots of the host swap image.
+ *
+ * Slot space is managed with two bitmaps: @used (a live buddy, or a write
+ * in progress) and @backed (blocks allocated).  Credits are granted only
+ * against backed free slots (swapimg_reserve() allocates them ahead with
+ * fallocate), so a writeback never meets ENOSPC.  A slot whose buddies
+ * both died goes back to the free pool; its blocks are punched out only
+ * while more than twice the reserve is backed and free, so that a steady
+ * swap load does not allocate and punch the same blocks over and over.
+ */
+#define _GNU_SOURCE 1
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lock.h"
+#include "swapimg.h"
+
+#define WORD_BITS	64u
+#define ALL_LIVE	3u
+
+/* ---- the default I/O layer ---------------------------------------------- */
+
+static long sys_pwrite(void *opaque, int fd, const void *buf, size_t len,
+		       uint64_t off)
+{
+	ssize_t n;
+
+	(void)opaque;
+	do {
+		n = pwrite(fd, buf, len, (off_t)off);
+	} while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : (long)n;
+}
+
+static long sys_pread(void *opaque, int fd, void *buf, size_t len,
+		      uint64_t off)
+{
+	ssize_t n;
+
+	(void)opaque;
+	do {
+		n = pread(fd, buf, len, (off_t)off);
+	} while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : (long)n;
+}
+
+static int sys_fallocate(void *opaque, int fd, int mode, uint64_t off,
+			 uint64_t len)
+{
+	int ret;
+
+	(void)opaque;
+	do {
+		ret = fallocate(fd, mode, (off_t)off, (off_t)len);
+	} while (ret < 0 && errno == EINTR);
+	return ret < 0 ? -errno : 0;
+}
+
+static const struct tmem_image_io sys_io = {
+	.pwrite = sys_pwrite,
+	.pread = sys_pread,
+	.fallocate = sys_fallocate,
+};
+
+/* ---- checksums ---------------------------------------------------------- */
+
+/**
+ * swapimg_checksum() - 32-bit checksum of one frame
+ * @frame: 4096 bytes
+ *
+ * Detects a corrupted or foreign slot, not an adversary: the image is the
+ * host's own file.  Four independent multiply-rotate lanes keep it near
+ * memory speed.
+ */
+uint32_t swapimg_checksum(const uint8_t *frame)
+{
+	uint64_t h[4] = { 0x9e3779b97f4a7c15ull, 0xc2b2ae3d27d4eb4full,
+			  0x165667b19e3779f9ull, 0x27d4eb2f165667c5ull };
+	unsigned int i, l;
+
+	for (i = 0; i < TMEM_PAGE_SIZE; i += 32) {
+		for (l = 0; l < 4; l++) {
+			uint64_t w;
+
+			memcpy(&w, frame + i + 8 * l, sizeof(w));
+			h[l] ^= w;
+			h[l] *= 0xff51afd7ed558ccdull;
+			h[l] = (h[l] << 31) | (h[l] >> 33);
+		}
+	}
+	h[0] ^= h[1] * 0xc4ceb9fe1a85ec53ull;
+	h[2] ^= h[3] * 0xc4ceb9fe1a85ec53ull;
+	h[0] ^= (h[2] << 17) | (h[2] >> 47);
+	h[0] ^= h[0] >> 29;
+	h[0] *= 0xbf58476d1ce4e5b9ull;
+	return (uint32_t)(h[0] ^ (h[0] >> 32));
+}
+
+/* ---- bitmaps ---------------------------------------------------------- */
+
+static bool bit_test(const uint64_t *map, uint64_t n)
+{
+	return map[n / WORD_BITS] >> (n % WORD_BITS) & 1;
+}
+
+static void bit_set(uint64_t *map, uint64_t n)
+{
+	map[n / WORD_BITS] |= 1ull << (n % WORD_BITS);
+}
+
+static void bit_clear(uint64_t *map, uint64_t n)
+{
+	map[n / WORD_BITS] &= ~(1ull << (n % WORD_BITS));
+}
+
+static uint64_t nr_words(const struct tmem_image *img)
+{
+	return (img->nr_slots + WORD_BITS - 1) / WORD_BITS;
+}
+
+/* Bits of word @w that stand for real slots (the last word may be short). */
+static uint64_t word_mask(const struct tmem_image *img, uint64_t w)
+{
+	uint64_t left = img->nr_slots - w * WORD_BITS;
+
+	return left >= WORD_BITS ? ~0ull : (1ull << left) - 1;
+}
+
+/*
+ * First slot at or after the cursor (wrapping) whose bits satisfy
+ * (used == 0) and (backed == @backed).
+ */
+static uint64_t find_free_locked(struct tmem_image *img, bool backed)
+{
+	uint64_t words = nr_words(img), i;
+
+	for (i = 0; i < words; i++) {
+		uint64_t w = (img->cursor + i) % words;
+		uint64_t b = backed ? img->backed[w] : ~img->backed[w];
+		uint64_t cand = b & ~img->used[w] & word_mask(img, w);
+
+		if (cand) {
+			img->cursor = w;
+			return w * WORD_BITS + (uint64_t)__builtin_ctzll(cand);
+		}
+	}
+	return SWAPIMG_NO_SLOT;
+}
+
+/* ---- allocation ahead ------------------------------------------------- */
+
+static int back_run_locked(struct tmem_image *img, uint64_t first,
+			   uint64_t n)
+{
+	uint64_t i;
+	int ret;
+
+	ret = img->io.fallocate(img->io.opaque, img->fd, 0,
+				first * TMEM_PAGE_SIZE, n * TMEM_PAGE_SIZE);
+	if (ret) {
+		img->stats.reserve_errors++;
+		return ret;
+	}
+	for (i = first; i < first + n; i++)
+		bit_set(img->backed, i);
+	img->nr_backed += n;
+	return 0;
+}
+
+/* Allocate up to @want free slots, in contiguous runs. */
+static void back_free_slots_locked(struct tmem_image *img, uint64_t want)
+{
+	while (want) {
+		uint64_t first = find_free_locked(img, false), n = 1;
+
+		if (first == SWAPIMG_NO_SLOT)
+			return;
+		while (n < want && first + n < img->nr_slots &&
+		       !bit_test(img->used, first + n) &&
+		       !bit_test(img->backed, first + n))
+			n++;
+		if (back_run_locked(img, first, n))
+			return;
+		want -= n;
+	}
+}
+
+/**
+ * swapimg_reserve() - keep image space allocated ahead for credits
+ * @img: image
+ *
+ * Tops the backed free slots up to the reserve when they fell below half
+ * of it.  A failure (ENOSPC, EIO) is counted and leaves fewer slots.
+ *
+ * Return: backed free slots now.
+ */
+uint64_t swapimg_reserve(struct tmem_image *img)
+{
+	uint64_t free_slots;
+
+	pthread_mutex_lock(&img->lock);
+	free_slots = img->nr_backed - img->nr_used;
+	if (free_slots < img->reserve_slots / 2 + 1)
+		back_free_slots_locked(img, img->reserve_slots - free_slots);
+	free_slots = img->nr_backed - img->nr_used;
+	pthread_mutex_unlock(&img->lock);
+	return free_slots;
+}
+
+/**
+ * swapimg_backed_free() - slots a writeback can use without allocating
+ * @img: image
+ */
+uint64_t swapimg_backed_free(struct tmem_image *img)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&img->lock);
+	n = img->nr_backed - img->nr_used;
+	pthread_mutex_unlock(&img->lock);
+	return n;
+}
+
+/* ---- slots ------------------------------------------------------------ */
+
+/**
+ * swapimg_slot_get() - take a free slot for a frame about to be written
+ * @img: image
+ *
+ * Prefers an allocated slot; else allocates one.
+ *
+ * Return: the slot, or SWAPIMG_NO_SLOT when the image is full or its file
+ * cannot grow.
+ */
+uint64_t swapimg_slot_get(struct tmem_image *img)
+{
+	uint64_t slot;
+
+	pthread_mutex_lock(&img->lock);
+	slot = find_free_locked(img, true);
+	if (slot == SWAPIMG_NO_SLOT) {
+		slot = find_free_locked(img, false);
+		if (slot != SWAPIMG_NO_SLOT && back_run_locked(img, slot, 1))
+			slot = SWAPIMG_NO_SLOT;
+	}
+	if (slot != SWAPIMG_NO_SLOT) {
+		bit_set(img->used, slot);
+		img->nr_used++;
+		img->live[slot] = 0;
+	}
+	pthread_mutex_unlock(&img->lock);
+	return slot;
+}
+
+static void slot_free_locked(struct tmem_image *img, uint64_t slot)
+{
+	bit_clear(img->used, slot);
+	img->nr_used--;
+	if (img->nr_backed - img->nr_used <= 2 * img->reserve_slots)
+		return;
+	/* A punch that fails leaves the blocks allocated: harmless. */
+	if (!img->io.fallocate(img->io.opaque, img->fd,
+			       FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			       slot * TMEM_PAGE_SIZE, TMEM_PAGE_SIZE)) {
+		bit_clear(img->backed, slot);
+		img->nr_backed--;
+	}
+}
+
+/**
+ * swapimg_slot_commit() - record a written slot, or give it back
+ * @img: image
+ * @slot: from swapimg_slot_get()
+ * @csum: checksum of the frame written
+ * @live: buddies that now live in the slot (0: the write failed or
+ *	  nothing was left to move; the slot is freed)
+ */
+void swapimg_slot_commit(struct tmem_image *img, uint64_t slot, uint32_t csum,
+			 unsigned int live)
+{
+	pthread_mutex_lock(&img->lock);
+	img->csum[slot] = csum;
+	img->live[slot] = (uint8_t)live;
+	if (!live)
+		slot_free_locked(img, slot);
+	pthread_mutex_unlock(&img->lock);
+}
+
+/**
+ * swapimg_buddy_put() - a page in the image was flushed or taken
+ * @img: image
+ * @slot: its slot
+ * @buddy: its buddy (enum zbud_buddy)
+ */
+void swapimg_buddy_put(struct tmem_image *img, uint64_t slot,
+		       unsigned int buddy)
+{
+	pthread_mutex_lock(&img->lock);
+	img->live[slot] &= (uint8_t)~(1u << buddy);
+	if (!img->live[slot])
+		slot_free_locked(img, slot);
+	pthread_mutex_unlock(&img->lock);
+}
+
+/**
+ * swapimg_write() - write a frame into its slot
+ * @img: image
+ * @slot: owned by the caller
+ * @frame: 4096 bytes, 4096-aligned (O_DIRECT)
+ *
+ * Return: 0, or a negative errno (a short write is -EIO).
+ */
+int swapimg_write(struct tmem_image *img, uint64_t slot, const uint8_t *frame)
+{
+	long n = img->io.pwrite(img->io.opaque, img->fd, frame, TMEM_PAGE_SIZE,
+				slot * TMEM_PAGE_SIZE);
+
+	if (n == TMEM_PAGE_SIZE)
+		return 0;
+	return n < 0 ? (int)n : -EIO;
+}
+
+/**
+ * swapimg_read() - read a slot and check it
+ * @img: image
+ * @slot: a slot with a live buddy the caller owns
+ * @frame: 4096 bytes, 4096-aligned
+ *
+ * Return: 0, -EIO (read failed or came up short) or -EBADMSG (checksum
+ * mismatch); each counted.
+ */
+int swapimg_read(struct tmem_image *img, uint64_t slot, uint8_t *frame)
+{
+	long n = img->io.pread(img->io.opaque, img->fd, frame, TMEM_PAGE_SIZE,
+			       slot * TMEM_PAGE_SIZE);
+	uint32_t want;
+	int ret = 0;
+
+	pthread_mutex_lock(&img->lock);
+	want = img->csum[slot];
+	if (n != TMEM_PAGE_SIZE) {
+		img->stats.read_errors++;
+		ret = -EIO;
+	} else if (swapimg_checksum(frame) != want) {
+		img->stats.checksum_errors++;
+		ret = -EBADMSG;
+	} else {
+		img->stats.pages_read++;
+	}
+	pthread_mutex_unlock(&img->lock);
+	return ret;
+}
+
+/**
+ * swapimg_reset() - forget every slot and give the blocks back
+ * @img: image (its store is gone or empty)
+ */
+void swapimg_reset(struct tmem_image *img)
+{
+	pthread_mutex_lock(&img->lock);
+	memset(img->used, 0, nr_words(img) * sizeof(uint64_t));
+	memset(img->backed, 0, nr_words(img) * sizeof(uint64_t));
+	memset(img->live, 0, img->nr_slots);
+	img->nr_used = img->nr_backed = 0;
+	img->cursor = 0;
+	img->io.fallocate(img->io.opaque, img->fd,
+			  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+			  img->nr_slots * TMEM_PAGE_SIZE);
+	pthread_mutex_unlock(&img->lock);
+}
+
+/* ---- open and close ---------------------------------------------------- */
+
+static int image_file_open(const struct tmem_image_config *cfg, int *os_errno)
+{
+	int flags = O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW;
+	int fd;
+
+	if (cfg->direct)
+		flags |= O_DIRECT;
+	fd = open(cfg->path, flags, 0600);
+	if (fd < 0) {
+		*os_errno = errno;
+		return -1;
+	}
+	/* Old contents are never read back: drop them, then size sparsely. */
+	if (ftruncate(fd, 0) || ftruncate(fd, (off_t)cfg->size_bytes)) {
+		*os_errno = errno;
+		close(fd);
+		return -1;
+	}
+	if (cfg->unlink_path && unlink(cfg->path)) {
+		*os_errno = errno;
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static bool image_config_valid(const struct tmem_image_config *cfg)
+{
+	return cfg->path && cfg->path[0] &&
+	       cfg->size_bytes >= TMEM_MIN_IMAGE &&
+	       cfg->size_bytes <= TMEM_MAX_IMAGE &&
+	       !(cfg->size_bytes % TMEM_PAGE_SIZE) &&
+	       cfg->reserve_bytes <= cfg->size_bytes &&
+	       !(cfg->reserve_bytes % TMEM_PAGE_SIZE);
+}
+
+/**
+ * tmem_image_open() - create (or truncate) a swap image
+ * @cfg: settings (see struct tmem_image_config)
+ * @out: the image
+ * @os_errno: set to the errno of a failed system call, else 0
+ *
+ * Host memory: 13 bytes per slot (bitmaps, checksum, live bits), allocated
+ * here and not charged to any store's limit.
+ *
+ * Return: 0, -TMEM_E_INVAL (bad settings), -TMEM_E_IMAGE (the file could
+ * not be created, truncated or sized: see @os_errno), -TMEM_E_NOMEM.
+ */
+int tmem_image_open(const struct tmem_image_config *cfg,
+		    struct tmem_image **out, int *os_errno)
+{
+	struct tmem_image *img;
+	uint64_t words;
+	int dummy;
+
+	if (!os_errno)
+		os_errno = &dummy;
+	*os_errno = 0;
+	if (!cfg || !out || !image_config_valid(cfg))
+		return -TMEM_E_INVAL;
+	img = calloc(1, sizeof(*img));
+	if (!img)
+		return -TMEM_E_NOMEM;
+	img->nr_slots = cfg->size_bytes / TMEM_PAGE_SIZE;
+	words = nr_words(img);
+	img->used = calloc(words, sizeof(uint64_t));
+	img->backed = calloc(words, sizeof(uint64_t));
+	img->csum = calloc(img->nr_slots, sizeof(uint32_t));
+	img->live = calloc(img->nr_slots, 1);
+	img->fd = -1;
+	if (!img->used || !img->backed || !img->csum || !img->live) {
+		tmem_image_close(img);
+		return -TMEM_E_NOMEM;
+	}
+	img->fd = image_file_open(cfg, os_errno);
+	if (img->fd < 0) {
+		tmem_image_close(img);
+		return -TMEM_E_IMAGE;
+	}
+	img->io = cfg->io ? *cfg->io : sys_io;
+	img->reserve_slots = cfg->reserve_bytes / TMEM_PAGE_SIZE;
+	img->stats.slots_total = img->nr_slots;
+	tmem_mutex_init(&img->lock);
+	*out = img;
+	return 0;
+}
+
+/**
+ * tmem_image_close() - close an image
+ * @img: image (NULL is ignored); its store must be destroyed first
+ *
+ * The file stays (unless it was unlinked at open), with its blocks given
+ * back.
+ */
+void tmem_image_close(struct tmem_image *img)
+{
+	if (!img)
+		return;
+	if (img->fd >= 0) {
+		swapimg_reset(img);
+		close(img->fd);
+		pthread_mutex_destroy(&img->lock);
+	}
+	free(img->used);
+	free(img->backed);
+	free(img->csum);
+	free(img->live);
+	free(img);
+}

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * swapimg.h - the host swap image: 4 KiB slots that hold written-back
+ * pageframes.
+ *
+ * A slot holds one whole zbud frame (both buddies, still compressed, or one
+ * raw page) and a checksum of it.  Each buddy of a slot is live until its
+ * entry is flushed or taken by an exclusive get; a slot with no live buddy
+ * is free again.  Slots whose blocks are allocated in the file ("backed")
+ * are what credits are granted against: a write into a backed slot cannot
+ * meet ENOSPC.
+ *
+ * img->lock protects the tables below; it is the innermost lock of the
+ * store (see store.c).  Reads and writes of slot data take no lock: the
+ * caller owns the slot (see writeback.c).
+ */
+#ifndef TMEM_SWAPIMG_H
+#define TMEM_SWAPIMG_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tmem.h"
+
+#define SWAPIMG_NO_SLOT		UINT64_MAX
+
+/**
+ * struct tmem_image - see tmem.h
+ * @lock: protects everything below except @fd, @io and the settings
+ * @fd: the image file
+ * @io: I/O layer (the real syscalls, or a test's)
+ * @nr_slots: slots the size limit allows
+ * @used: bitmap, slot holds at least one live buddy (or is being written)
+ * @backed: bitmap, slot's blocks are allocated in the file
+ * @csum: per slot, checksum of the frame written there
+ * @live: per slot, bit 0: FIRST buddy live, bit 1: LAST buddy live
+ * @nr_used: slots set in @used
+ * @nr_backed: slots set in @backed
+ * @reserve_slots: backed free slots to keep for credits
+ * @cursor: next-fit search start (in 64-slot words)
+ * @store: the store the image is attached to, or NULL
+ * @stats: counters (see struct tmem_image_stats)
+ */
+struct tmem_image {
+	pthread_mutex_t lock;
+	int fd;
+	struct tmem_image_io io;
+	uint64_t nr_slots;
+	uint64_t *used;
+	uint64_t *backed;
+	uint32_t *csum;
+	uint8_t *live;
+	uint64_t nr_used, nr_backed;
+	uint64_t reserve_slots;
+	uint64_t cursor;
+	struct tmem_store *store;
+	struct tmem_image_stats stats;
+};
+
+uint32_t swapimg_checksum(const uint8_t *frame);
+uint64_t swapimg_slot_get(struct tmem_image *img);
+void swapimg_slot_commit(struct tmem_image *img, uint64_t slot, uint32_t csum,
+			 unsigned int live);
+void swapimg_buddy_put(struct tmem_image *img, uint64_t slot,
+		       unsigned int buddy);
+uint64_t swapimg_reserve(struct tmem_image *img);
+uint64_t swapimg_backed_free(struct tmem_image *img);
+int swapimg_write(struct tmem_image *img, uint64_t slot, const uint8_t *frame);
+int swapimg_read(struct tmem_image *img, uint64_t slot, uint8_t *frame);
+void swapimg_reset(struct tmem_image *img);
+
+#endif /* TMEM_SWAPIMG_H */

@@ -1,0 +1,385 @@
+// SPDX-License-Identifier: BSD-3-Clause
+/*
+ * writeback.c - moving persistent pageframes to the swap image.
+ *
+ * The unit is a whole zbud frame: the coldest persistent frame is taken off
+ * every list (zbud_reclaim_start_locked()), written as it is (both buddies,
+ * still compressed) to a free slot, and then each owner entry is switched
+ * to (slot, buddy) under its bucket lock before the frame is freed.
+ * Reclaiming one frame frees exactly one page of host RAM.
+ *
+ * Ordering with ops on the same keys: while the frame is being written its
+ * entries still point at it, and gets read it from RAM.  A flush, exclusive
+ * get or replace meanwhile detaches its entry from the frame under
+ * zbud->lock (zbud_free_locked() on a frame under reclaim clears only the
+ * owner), so the switch finds no owner and frees that half of the slot
+ * instead: no stale read, no lost update.  The slot's checksum is recorded
+ * before any entry points at the slot.  A get of a written-back page reads
+ * the slot under its bucket lock, so that slot half cannot be freed (and
+ * the slot reused) during the read.
+ *
+ * Lock order (see store.c): bucket->lock, zbud->lock, then img->lock;
+ * wb->lock only guards the thread's state and nests inside nothing but
+ * itself.  No store lock is held during I/O except a bucket lock for the
+ * read of a written-back page.
+ *
+ * Policy: a background thread runs when the store uses wb_high_pct of its
+ * limit and works until wb_low_pct: it evicts ephemeral frames first and
+ * writes back persistent frames only when no ephemeral frame is left.  A
+ * persistent put that finds the store full writes back a frame itself (or
+ * waits for the thread's frame in flight).  After a failure the thread backs
+ * off (10 ms doubling to 1 s) and credits stop counting image slots until a
+ * writeback succeeds again.  Written-back pages are not brought back into
+ * RAM on a get: frontswap loads are followed by an invalidate of the swap
+ * slot, so the copy would be freed right away.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lock.h"
+#include "pageio.h"
+#include "store_internal.h"
+#include "swapimg.h"
+
+#define BACKOFF_MIN_MS	10u
+#define BACKOFF_MAX_MS	1000u
+#define POLL_MS		20u
+
+static _Thread_local _Alignas(TMEM_PAGE_SIZE) uint8_t tls_slot[TMEM_PAGE_SIZE];
+
+/* Switch one owner of frame @fn to the slot; returns 1 if it was there. */
+static unsigned int move_owner(struct tmem_store *s, uint32_t fn,
+			       unsigned int buddy, uint64_t slot,
+			       struct tmem_bucket *b)
+{
+	struct tmem_entry *e;
+
+	pthread_mutex_lock(&b->lock);
+	pthread_mutex_lock(&s->zbud.lock);
+	e = entry_of_ref(s, s->zbud.desc[fn].owner[buddy]);
+	s->zbud.desc[fn].owner[buddy] = ZBUD_NO_OWNER;
+	pthread_mutex_unlock(&s->zbud.lock);
+	if (e) {
+		store_entry_account(b, e, -1);
+		e->state = e->state == ENTRY_RAW ? ENTRY_IMAGE_RAW : ENTRY_IMAGE;
+		e->where = (uint32_t)slot;
+		store_entry_account(b, e, 1);
+	}
+	pthread_mutex_unlock(&b->lock);
+	return e ? 1 : 0;
+}
+
+static void writeback_done(struct tmem_writeback *wb, int ret,
+			   unsigned int pages)
+{
+	pthread_mutex_lock(&wb->lock);
+	wb->in_flight--;
+	if (ret) {
+		wb->write_errors++;
+		wb->failing = true;
+	} else {
+		wb->frames_written++;
+		wb->pages_written += pages;
+		wb->failing = false;
+	}
+	pthread_cond_broadcast(&wb->idle);
+	pthread_mutex_unlock(&wb->lock);
+}
+
+/**
+ * writeback_frame() - write the coldest persistent frame to the image
+ * @s: store with an image
+ *
+ * Caller holds no lock.
+ *
+ * Return: 1 when a frame was freed, 0 when the store has no persistent
+ * frame to write (but see writeback_wait_idle()), -ENOSPC when the image
+ * has no slot, or the negative errno of the failed write (the frame then
+ * stays in RAM).
+ */
+int writeback_frame(struct tmem_store *s)
+{
+	struct tmem_bucket *owner_bucket[2] = { NULL, NULL };
+	struct tmem_writeback *wb = s->wb;
+	struct zbud *z = &s->zbud;
+	unsigned int i, moved = 0;
+	uint64_t slot;
+	uint32_t fn;
+	int ret;
+
+	slot = swapimg_slot_get(wb->img);
+	if (slot == SWAPIMG_NO_SLOT)
+		return -ENOSPC;
+	pthread_mutex_lock(&wb->lock);
+	wb->in_flight++;
+	pthread_mutex_unlock(&wb->lock);
+	pthread_mutex_lock(&z->lock);
+	fn = zbud_reclaim_start_locked(z, TMEM_PERSISTENT);
+	for (i = 0; fn != ZBUD_NIL && i < 2; i++)
+		if (z->desc[fn].owner[i] != ZBUD_NO_OWNER)
+			owner_bucket[i] = entry_of_ref(s,
+				z->desc[fn].owner[i])->obj->bucket;
+	pthread_mutex_unlock(&z->lock);
+	if (fn == ZBUD_NIL) {
+		swapimg_slot_commit(wb->img, slot, 0, 0);
+		pthread_mutex_lock(&wb->lock);
+		wb->in_flight--;
+		pthread_cond_broadcast(&wb->idle);
+		pthread_mutex_unlock(&wb->lock);
+		return 0;
+	}
+	/* Under reclaim the frame's bytes cannot change: write it as is. */
+	ret = swapimg_write(wb->img, slot, zbud_frame_addr(z, fn));
+	if (ret) {
+		pthread_mutex_lock(&z->lock);
+		zbud_reclaim_abort_locked(z, fn);
+		pthread_mutex_unlock(&z->lock);
+		swapimg_slot_commit(wb->img, slot, 0, 0);
+		writeback_done(wb, ret, 0);
+		return ret;
+	}
+	swapimg_slot_commit(wb->img, slot,
+			    swapimg_checksum(zbud_frame_addr(z, fn)), 3);
+	for (i = 0; i < 2; i++) {
+		unsigned int m = owner_bucket[i] ?
+			move_owner(s, fn, i, slot, owner_bucket[i]) : 0;
+
+		if (!m)
+			swapimg_buddy_put(wb->img, slot, i);
+		moved += m;
+	}
+	pthread_mutex_lock(&z->lock);
+	zbud_reclaim_finish_locked(z, fn);
+	pthread_mutex_unlock(&z->lock);
+	writeback_done(wb, 0, moved);
+	return 1;
+}
+
+/**
+ * writeback_wait_idle() - wait for frames in flight
+ * @s: store with an image
+ *
+ * For a put that found no frame to write because the thread holds it.
+ *
+ * Return: true if it waited (the caller should try again).
+ */
+bool writeback_wait_idle(struct tmem_store *s)
+{
+	struct tmem_writeback *wb = s->wb;
+	bool waited = false;
+
+	pthread_mutex_lock(&wb->lock);
+	while (wb->in_flight) {
+		pthread_cond_wait(&wb->idle, &wb->lock);
+		waited = true;
+	}
+	pthread_mutex_unlock(&wb->lock);
+	return waited;
+}
+
+/**
+ * writeback_kick() - wake the background thread (store above high mark)
+ * @s: store with an image
+ */
+void writeback_kick(struct tmem_store *s)
+{
+	pthread_mutex_lock(&s->wb->lock);
+	pthread_cond_signal(&s->wb->kick);
+	pthread_mutex_unlock(&s->wb->lock);
+}
+
+/**
+ * image_page_read() - read a written-back page
+ * @s: store with an image
+ * @e: the entry (ENTRY_IMAGE or ENTRY_IMAGE_RAW); its bucket is locked
+ * @cbuf: where the compressed bytes go (ENTRY_IMAGE)
+ * @iov: where a raw page goes (ENTRY_IMAGE_RAW)
+ * @iovcnt: pieces of @iov
+ *
+ * Return: 0, or -TMEM_E_IO (read failed or checksum mismatch).
+ */
+int image_page_read(struct tmem_store *s, const struct tmem_entry *e,
+		    uint8_t *cbuf, const struct iovec *iov, int iovcnt)
+{
+	if (swapimg_read(s->wb->img, e->where, tls_slot))
+		return -TMEM_E_IO;
+	if (e->state == ENTRY_IMAGE_RAW)
+		pageio_scatter(iov, iovcnt, tls_slot);
+	else
+		memcpy(cbuf, tls_slot + image_buddy_offset(e->buddy, e->size),
+		       e->size);
+	return 0;
+}
+
+/* ---- the background thread --------------------------------------------- */
+
+static void deadline_in(struct timespec *ts, unsigned int ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	ts->tv_sec += ms / 1000 + ts->tv_nsec / 1000000000L;
+	ts->tv_nsec %= 1000000000L;
+}
+
+/* Evict or write back until the store is down to the low mark. */
+static int writeback_run(struct tmem_store *s)
+{
+	struct tmem_writeback *wb = s->wb;
+	int ret = 0;
+
+	while (store_used_bytes(s) > wb->low_bytes) {
+		pthread_mutex_lock(&wb->lock);
+		if (wb->stop) {
+			pthread_mutex_unlock(&wb->lock);
+			break;
+		}
+		pthread_mutex_unlock(&wb->lock);
+		if (store_evict_ephemeral_frame(s) > 0)
+			continue;
+		ret = writeback_frame(s);
+		if (ret <= 0)
+			break;
+	}
+	return ret < 0 ? ret : 0;
+}
+
+static void *writeback_thread(void *arg)
+{
+	struct tmem_store *s = arg;
+	struct tmem_writeback *wb = s->wb;
+	struct timespec ts;
+
+	pthread_mutex_lock(&wb->lock);
+	while (!wb->stop) {
+		unsigned int wait = wb->failing ? wb->backoff_ms : POLL_MS;
+		int ret;
+
+		deadline_in(&ts, wait);
+		pthread_cond_timedwait(&wb->kick, &wb->lock, &ts);
+		if (wb->stop)
+			break;
+		pthread_mutex_unlock(&wb->lock);
+		ret = 0;
+		if (store_used_bytes(s) >= wb->high_bytes) {
+			pthread_mutex_lock(&wb->lock);
+			wb->wakeups++;
+			pthread_mutex_unlock(&wb->lock);
+			ret = writeback_run(s);
+		}
+		pthread_mutex_lock(&wb->lock);
+		if (ret < 0)
+			wb->backoff_ms = wb->backoff_ms >= BACKOFF_MAX_MS / 2 ?
+					 BACKOFF_MAX_MS : wb->backoff_ms * 2;
+		else
+			wb->backoff_ms = BACKOFF_MIN_MS;
+	}
+	pthread_mutex_unlock(&wb->lock);
+	return NULL;
+}
+
+/**
+ * tmem_store_attach_image() - write persistent frames back to an image
+ * @s: store, with no pool created yet
+ * @img: image from tmem_image_open(), attached to no other store; it must
+ *	 outlive @s
+ *
+ * Starts the background writeback thread.  From now on a persistent put
+ * that finds the store full moves a frame to the image instead of failing,
+ * and tmem_persistent_capacity() counts the image's allocated free slots.
+ *
+ * Return: 0, -TMEM_E_INVAL (NULL, pools exist, image in use, watermarks
+ * invalid), -TMEM_E_NOMEM (no thread).
+ */
+int tmem_store_attach_image(struct tmem_store *s, struct tmem_image *img)
+{
+	struct tmem_writeback *wb;
+	pthread_condattr_t attr;
+
+	if (!s || !img || s->wb || img->store || s->pools_allocated)
+		return -TMEM_E_INVAL;
+	wb = calloc(1, sizeof(*wb));
+	if (!wb)
+		return -TMEM_E_NOMEM;
+	wb->img = img;
+	wb->high_bytes = s->cfg.limit_bytes / 100 * s->cfg.wb_high_pct;
+	wb->low_bytes = s->cfg.limit_bytes / 100 * s->cfg.wb_low_pct;
+	wb->backoff_ms = BACKOFF_MIN_MS;
+	tmem_mutex_init(&wb->lock);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&wb->kick, &attr);
+	pthread_condattr_destroy(&attr);
+	pthread_cond_init(&wb->idle, NULL);
+	if (!img->reserve_slots) {
+		uint64_t n = s->cfg.limit_bytes / TMEM_PAGE_SIZE;
+
+		img->reserve_slots = n < img->nr_slots ? n : img->nr_slots;
+	}
+	s->wb = wb;
+	img->store = s;
+	if (pthread_create(&wb->thread, NULL, writeback_thread, s)) {
+		s->wb = NULL;
+		img->store = NULL;
+		pthread_cond_destroy(&wb->kick);
+		pthread_cond_destroy(&wb->idle);
+		pthread_mutex_destroy(&wb->lock);
+		free(wb);
+		return -TMEM_E_NOMEM;
+	}
+	swapimg_reserve(img);
+	return 0;
+}
+
+/**
+ * writeback_stop() - stop the thread and forget the image's slots
+ * @s: store being destroyed
+ */
+void writeback_stop(struct tmem_store *s)
+{
+	struct tmem_writeback *wb = s->wb;
+
+	if (!wb)
+		return;
+	pthread_mutex_lock(&wb->lock);
+	wb->stop = true;
+	pthread_cond_signal(&wb->kick);
+	pthread_mutex_unlock(&wb->lock);
+	pthread_join(wb->thread, NULL);
+	swapimg_reset(wb->img);
+	wb->img->store = NULL;
+	pthread_cond_destroy(&wb->kick);
+	pthread_cond_destroy(&wb->idle);
+	pthread_mutex_destroy(&wb->lock);
+	free(wb);
+	s->wb = NULL;
+}
+
+/**
+ * writeback_stats() - fill the image part of a stats snapshot
+ * @s: store with an image
+ * @st: where to put them (pages_in_image is the caller's)
+ */
+void writeback_stats(struct tmem_store *s, struct tmem_image_stats *st)
+{
+	struct tmem_writeback *wb = s->wb;
+	struct tmem_image *img = wb->img;
+
+	pthread_mutex_lock(&img->lock);
+	st->pages_read = img->stats.pages_read;
+	st->read_errors = img->stats.read_errors;
+	st->checksum_errors = img->stats.checksum_errors;
+	st->reserve_errors = img->stats.reserve_errors;
+	st->slots_used = img->nr_used;
+	st->slots_total = img->nr_slots;
+	st->bytes_allocated = img->nr_backed * TMEM_PAGE_SIZE;
+	pthread_mutex_unlock(&img->lock);
+	pthread_mutex_lock(&wb->lock);
+	st->frames_written = wb->frames_written;
+	st->pages_written = wb->pages_written;
+	st->write_errors = wb->write_errors;
+	st->overdraft_puts = wb->overdraft_puts;
+	st->wakeups = wb->wakeups;
+	pthread_mutex_unlock(&wb->lock);
+}

@@ -1,0 +1,605 @@
+/*
+ * Writeback to a swap image: a store with a tiny limit, so that most
+ * persistent pages live in the image.
+ *
+ *   roundtrip   20000 pages through a 2 MiB store; every page reads back;
+ *		 flushes free slots and give blocks back
+ *   model	 random ops against a reference map (ephemeral and persistent
+ *		 pools, replaces, exclusive gets, flushes) while the background
+ *		 thread writes back; a persistent put may fail only when the
+ *		 capacity said 0; never over the limit
+ *   faults	 EIO on writes and reads, ENOSPC on allocation, injected at
+ *		 random: no acknowledged page lost, a get returns the right
+ *		 data or an error, never wrong data
+ *   full	 the image's filesystem fills up (allocation capped): fewer
+ *		 credits, nothing lost
+ *   corrupt	 a slot overwritten behind the store's back: the get fails
+ *		 with an error, the checksum error is counted
+ *   threads	 four threads on their own keys with writeback running
+ *		 (the TSan job runs this one)
+ *
+ * Usage: test-pool-writeback [TEST] [OPS]
+ * OPS (model, faults, threads) defaults to $TMEM_WB_OPS, else 300000.
+ */
+#define _GNU_SOURCE 1
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../check.h"
+#include "pages.h"
+#include "tmem.h"
+
+static char image_path[256];
+static uint64_t ops = 300000;
+
+/* ---- an I/O layer that fails on demand ----------------------------------- */
+
+struct faults {
+	pthread_mutex_t lock;
+	uint64_t rng;
+	unsigned int write_pct, read_pct, alloc_pct;
+	uint64_t alloc_cap;	/* fallocate beyond this offset: ENOSPC */
+	uint64_t writes_failed, reads_failed, allocs_failed;
+};
+
+static struct faults faults = { .lock = PTHREAD_MUTEX_INITIALIZER,
+				.rng = 0x9e3779b97f4a7c15ull };
+
+static bool fault(unsigned int pct, uint64_t *counter)
+{
+	bool hit;
+
+	pthread_mutex_lock(&faults.lock);
+	hit = pct && page_rng(&faults.rng) % 100 < pct;
+	if (hit)
+		(*counter)++;
+	pthread_mutex_unlock(&faults.lock);
+	return hit;
+}
+
+static long f_pwrite(void *o, int fd, const void *buf, size_t len,
+		     uint64_t off)
+{
+	(void)o;
+	if (fault(faults.write_pct, &faults.writes_failed))
+		return -EIO;
+	return pwrite(fd, buf, len, (off_t)off) < 0 ? -errno : (long)len;
+}
+
+static long f_pread(void *o, int fd, void *buf, size_t len, uint64_t off)
+{
+	(void)o;
+	if (fault(faults.read_pct, &faults.reads_failed))
+		return -EIO;
+	return pread(fd, buf, len, (off_t)off) < 0 ? -errno : (long)len;
+}
+
+static int f_fallocate(void *o, int fd, int mode, uint64_t off, uint64_t len)
+{
+	(void)o;
+	if (!(mode & FALLOC_FL_PUNCH_HOLE)) {
+		bool capped;
+
+		pthread_mutex_lock(&faults.lock);
+		capped = faults.alloc_cap && off + len > faults.alloc_cap;
+		if (capped)
+			faults.allocs_failed++;
+		pthread_mutex_unlock(&faults.lock);
+		if (capped || fault(faults.alloc_pct, &faults.allocs_failed))
+			return -ENOSPC;
+	}
+	return fallocate(fd, mode, (off_t)off, (off_t)len) ? -errno : 0;
+}
+
+static const struct tmem_image_io fault_io = {
+	.pwrite = f_pwrite, .pread = f_pread, .fallocate = f_fallocate,
+};
+
+/* ---- setup ----------------------------------------------------------------- */
+
+struct rig {
+	struct tmem_store *s;
+	struct tmem_image *img;
+	int eph, per;
+};
+
+static void rig_open(struct rig *r, uint64_t limit_mib, uint64_t image_mib,
+		     bool unlink_path)
+{
+	struct tmem_image_config ic = {
+		.path = image_path,
+		.size_bytes = image_mib << 20,
+		.unlink_path = unlink_path,
+		.io = &fault_io,
+	};
+	struct tmem_config cfg;
+	int err;
+
+	tmem_config_default(&cfg);
+	cfg.limit_bytes = limit_mib << 20;
+	cfg.max_pools = 8;
+	REQUIRE(tmem_store_create(&cfg, &r->s) == 0);
+	REQUIRE(tmem_image_open(&ic, &r->img, &err) == 0);
+	REQUIRE(tmem_store_attach_image(r->s, r->img) == 0);
+	r->eph = tmem_new_pool(r->s, 0, NULL);
+	r->per = tmem_new_pool(r->s, TMEM_POOL_PERSISTENT, NULL);
+	REQUIRE(r->eph >= 0 && r->per >= 0);
+}
+
+static void rig_close(struct rig *r)
+{
+	tmem_store_destroy(r->s);
+	tmem_image_close(r->img);
+	memset(&faults.write_pct, 0, sizeof(unsigned int) * 3);
+	faults.alloc_cap = 0;
+}
+
+static struct tmem_oid oid_of(uint64_t o)
+{
+	struct tmem_oid id = { { o, ~o, 7 } };
+
+	return id;
+}
+
+static int put_seed(struct rig *r, int pool, uint64_t o, uint64_t i,
+		    uint64_t seed)
+{
+	static _Thread_local uint8_t page[TMEM_PAGE_SIZE];
+	struct tmem_oid id = oid_of(o);
+	struct iovec v;
+
+	page_from_seed(page, seed);
+	v = page_iov(page);
+	return tmem_put(r->s, (uint32_t)pool, &id, i, &v, 1, NULL);
+}
+
+/* 0: right data; 1: miss; -1: error; CHECK-fails on wrong data. */
+static int get_seed(struct rig *r, int pool, uint64_t o, uint64_t i,
+		    uint64_t seed, bool excl)
+{
+	static _Thread_local uint8_t page[TMEM_PAGE_SIZE], out[TMEM_PAGE_SIZE];
+	struct tmem_oid id = oid_of(o);
+	struct iovec v = page_iov(out);
+	int ret;
+
+	ret = tmem_get(r->s, (uint32_t)pool, &id, i, &v, 1,
+		       excl ? TMEM_GET_EXCLUSIVE : 0);
+	if (ret == -TMEM_E_NOT_FOUND)
+		return 1;
+	if (ret == -TMEM_E_IO)
+		return -1;
+	CHECK_EQ(ret, 0);
+	page_from_seed(page, seed);
+	if (memcmp(page, out, TMEM_PAGE_SIZE)) {
+		fprintf(stderr, "wrong data: obj %" PRIu64 " idx %" PRIu64
+			" seed %" PRIu64 "\n", o, i, seed);
+		CHECK(0);
+	}
+	return 0;
+}
+
+static void stats_print(const char *name, struct tmem_store *s)
+{
+	struct tmem_stats st;
+
+	tmem_get_stats(s, &st);
+	printf("%s: stored %" PRIu64 " persistent (%" PRIu64 " in image), "
+	       "%" PRIu64 " frames written (%" PRIu64 " pages), %" PRIu64
+	       " read back; slots %" PRIu64 "/%" PRIu64 ", %" PRIu64
+	       " KiB allocated; errors w%" PRIu64 " r%" PRIu64 " c%" PRIu64
+	       " a%" PRIu64 "; overdraft %" PRIu64 "; used %" PRIu64 "/%" PRIu64
+	       "\n", name, st.kind[1].stored_pages, st.image.pages_in_image,
+	       st.image.frames_written, st.image.pages_written,
+	       st.image.pages_read, st.image.slots_used, st.image.slots_total,
+	       st.image.bytes_allocated >> 10, st.image.write_errors,
+	       st.image.read_errors, st.image.checksum_errors,
+	       st.image.reserve_errors, st.image.overdraft_puts,
+	       st.used_bytes, st.limit_bytes);
+}
+
+/* ---- roundtrip -------------------------------------------------------------- */
+
+#define RT_PAGES 20000u
+
+static void test_roundtrip(void)
+{
+	struct tmem_stats st;
+	struct rig r;
+	uint64_t i, refused = 0, cap;
+
+	rig_open(&r, 2, 128, true);
+	for (i = 0; i < RT_PAGES; i++) {
+		cap = tmem_persistent_capacity(r.s);
+		CHECK(cap > 0);
+		if (put_seed(&r, r.per, i / 100, i % 100, i + 1))
+			refused++;
+	}
+	CHECK_EQ(refused, 0);
+	tmem_get_stats(r.s, &st);
+	CHECK(st.used_bytes <= st.limit_bytes);
+	CHECK(st.image.pages_in_image > RT_PAGES / 2);
+	CHECK(st.image.frames_written > 0);
+	stats_print("roundtrip, stored", r.s);
+	for (i = 0; i < RT_PAGES; i++)
+		CHECK_EQ(get_seed(&r, r.per, i / 100, i % 100, i + 1, false),
+			 0);
+	/* exclusive gets of a quarter, flushes of the rest */
+	for (i = 0; i < RT_PAGES; i++) {
+		struct tmem_oid id = oid_of(i / 100);
+
+		if (i % 4 == 0)
+			CHECK_EQ(get_seed(&r, r.per, i / 100, i % 100, i + 1,
+					  true), 0);
+		else
+			CHECK_EQ(tmem_flush_page(r.s, (uint32_t)r.per, &id,
+						 i % 100), 1);
+	}
+	tmem_get_stats(r.s, &st);
+	stats_print("roundtrip, emptied", r.s);
+	CHECK_EQ(st.kind[1].stored_pages, 0);
+	CHECK_EQ(st.image.pages_in_image, 0);
+	CHECK_EQ(st.image.slots_used, 0);
+	CHECK(st.image.pages_read >= RT_PAGES / 2);
+	/* blocks beyond twice the reserve (as much as the limit) went back */
+	CHECK(st.image.bytes_allocated <= 2 * st.limit_bytes);
+	rig_close(&r);
+}
+
+/* ---- model ---------------------------------------------------------------- */
+
+#define M_OBJS	64u
+#define M_IDX	256u
+#define M_KEYS	(2 * M_OBJS * M_IDX)
+
+static uint64_t model[M_KEYS];
+static uint64_t rng = 0x2545f4914f6cdd1dull;
+
+static uint64_t rnd(uint64_t n)
+{
+	return page_rng(&rng) % n;
+}
+
+/* Random ops; with @faulty, errors are allowed where the faults allow. */
+static uint64_t seq = 1;
+
+static void model_run(struct rig *r, uint64_t n, bool faulty)
+{
+	uint64_t k, io_errors = 0;
+
+	for (k = 0; k < n && check_failures < 20; k++) {
+		unsigned int per = (unsigned int)rnd(4) != 0;
+		int pool = per ? r->per : r->eph;
+		uint64_t o = rnd(M_OBJS), i = rnd(M_IDX), op = rnd(100);
+		uint64_t *m = &model[(per * M_OBJS + o) * M_IDX + i];
+		struct tmem_oid id = oid_of(o);
+
+		if (op < 50) {
+			uint64_t cap = per ? tmem_persistent_capacity(r->s) : 0;
+			int ret = put_seed(r, pool, o, i, seq);
+
+			if (!ret) {
+				*m = seq;
+			} else {
+				*m = 0;
+				if (per) {
+					CHECK_EQ(ret, -TMEM_E_FULL);
+					CHECK_EQ(cap, 0);
+				}
+			}
+			seq++;
+		} else if (op < 85) {
+			bool excl = rnd(3) == 0;
+			int ret = *m ? get_seed(r, pool, o, i, *m, excl) : 1;
+
+			if (!*m) {
+				struct iovec v;
+				uint8_t out[TMEM_PAGE_SIZE];
+
+				v = page_iov(out);
+				CHECK_EQ(tmem_get(r->s, (uint32_t)pool, &id, i,
+						  &v, 1, 0), -TMEM_E_NOT_FOUND);
+			} else if (ret == 1) {
+				CHECK(!per);	/* only ephemeral pages go */
+				*m = 0;
+			} else if (ret < 0) {
+				CHECK(faulty);
+				io_errors++;
+			} else if (excl) {
+				*m = 0;
+			}
+		} else if (op < 95 || rnd(10)) {
+			int ret = tmem_flush_page(r->s, (uint32_t)pool, &id, i);
+
+			if (per)
+				CHECK_EQ(ret, *m != 0);
+			*m = 0;
+		} else {
+			CHECK_EQ(tmem_flush_object(r->s, (uint32_t)pool, &id,
+						   NULL), 0);
+			memset(&model[(per * M_OBJS + o) * M_IDX], 0,
+			       M_IDX * sizeof(uint64_t));
+		}
+		if (!faulty && k % 20000 == 0) {
+			struct tmem_stats st;
+
+			tmem_get_stats(r->s, &st);
+			CHECK(st.used_bytes <= st.limit_bytes);
+		}
+	}
+	if (faulty)
+		printf("model: %" PRIu64 " gets failed with an I/O error\n",
+		       io_errors);
+}
+
+/* Go on with the same model (faults: phase two). */
+static void model_run_more(struct rig *r, uint64_t n)
+{
+	model_run(r, n, true);
+}
+
+/* Every persistent page the model holds reads back identical. */
+static void model_verify(struct rig *r)
+{
+	uint64_t o, i, n = 0;
+
+	for (o = 0; o < M_OBJS; o++)
+		for (i = 0; i < M_IDX; i++) {
+			uint64_t seed = model[(M_OBJS + o) * M_IDX + i];
+
+			if (!seed)
+				continue;
+			CHECK_EQ(get_seed(r, r->per, o, i, seed, false), 0);
+			n++;
+		}
+	printf("verified %" PRIu64 " persistent pages\n", n);
+}
+
+static void test_model(void)
+{
+	struct tmem_stats st;
+	struct rig r;
+
+	rig_open(&r, 2, 64, true);
+	memset(model, 0, sizeof(model));
+	model_run(&r, ops, false);
+	model_verify(&r);
+	stats_print("model", r.s);
+	tmem_get_stats(r.s, &st);
+	CHECK(st.image.frames_written > 0);
+	CHECK(st.image.pages_read > 0);
+	CHECK(st.kind[0].evicted_pages > 0);
+	CHECK_EQ(st.image.overdraft_puts, 0);
+	rig_close(&r);
+}
+
+/* ---- faults ------------------------------------------------------------- */
+
+static void test_faults(void)
+{
+	struct tmem_stats st;
+	struct rig r;
+
+	rig_open(&r, 2, 64, true);
+	memset(model, 0, sizeof(model));
+	faults.write_pct = 20;
+	faults.read_pct = 5;
+	faults.alloc_pct = 20;
+	model_run(&r, ops / 2, true);
+	/* the disk is gone: puts with credits go past the limit, not lost */
+	faults.write_pct = 100;
+	model_run_more(&r, ops / 10);
+	faults.write_pct = faults.read_pct = faults.alloc_pct = 0;
+	model_verify(&r);
+	stats_print("faults", r.s);
+	printf("faults: injected %" PRIu64 " write, %" PRIu64 " read, %"
+	       PRIu64 " allocation errors\n", faults.writes_failed,
+	       faults.reads_failed, faults.allocs_failed);
+	tmem_get_stats(r.s, &st);
+	CHECK(faults.writes_failed > 0 && faults.reads_failed > 0);
+	CHECK(st.image.write_errors > 0);
+	CHECK(st.image.read_errors > 0);
+	CHECK(st.image.frames_written > 0);
+	CHECK(st.image.overdraft_puts > 0);
+	rig_close(&r);
+}
+
+/* ---- full filesystem ------------------------------------------------------ */
+
+static void test_full(void)
+{
+	uint64_t i, stored = 0, refused_with_credit = 0, full = 0;
+	struct tmem_stats st;
+	struct rig r;
+
+	/* 64 MiB image on a "filesystem" with room for 6 MiB */
+	rig_open(&r, 2, 64, true);
+	faults.alloc_cap = 6u << 20;
+	for (i = 0; i < 30000; i++) {
+		uint64_t cap = tmem_persistent_capacity(r.s);
+		int ret = put_seed(&r, r.per, i / 100, i % 100, i + 1);
+
+		if (!ret) {
+			stored = i + 1;
+			continue;
+		}
+		CHECK_EQ(ret, -TMEM_E_FULL);
+		full++;
+		if (cap)
+			refused_with_credit++;
+		break;
+	}
+	CHECK_EQ(refused_with_credit, 0);
+	CHECK(full == 1);
+	for (i = 0; i < stored; i++)
+		CHECK_EQ(get_seed(&r, r.per, i / 100, i % 100, i + 1, false),
+			 0);
+	stats_print("full", r.s);
+	tmem_get_stats(r.s, &st);
+	CHECK(st.image.reserve_errors > 0);
+	CHECK(st.image.bytes_allocated <= 6u << 20);
+	CHECK(st.used_bytes <= st.limit_bytes);
+	printf("full: %" PRIu64 " pages stored before the filesystem filled\n",
+	       stored);
+	rig_close(&r);
+}
+
+/* ---- corruption ------------------------------------------------------------ */
+
+static void test_corrupt(void)
+{
+	uint8_t junk[TMEM_PAGE_SIZE];
+	uint64_t i, bad = 0;
+	struct rig r;
+	int fd;
+
+	rig_open(&r, 2, 64, false);
+	for (i = 0; i < 4000; i++)
+		CHECK_EQ(put_seed(&r, r.per, 1, i, i + 1), 0);
+	/* slot 0 was the first written: scribble over it */
+	fd = open(image_path, O_WRONLY);
+	REQUIRE(fd >= 0);
+	memset(junk, 0x5a, sizeof(junk));
+	REQUIRE(pwrite(fd, junk, sizeof(junk), 0) == (ssize_t)sizeof(junk));
+	close(fd);
+	for (i = 0; i < 4000; i++) {
+		int ret = get_seed(&r, r.per, 1, i, i + 1, false);
+
+		CHECK(ret == 0 || ret == -1);
+		bad += ret == -1;
+	}
+	stats_print("corrupt", r.s);
+	CHECK(bad >= 1 && bad <= 2);
+	{
+		struct tmem_stats st;
+
+		tmem_get_stats(r.s, &st);
+		CHECK_EQ(st.image.checksum_errors, bad);
+	}
+	rig_close(&r);
+	unlink(image_path);
+}
+
+/* ---- threads ------------------------------------------------------------ */
+
+struct worker {
+	struct rig *r;
+	unsigned int id;
+	uint64_t rng;
+	uint64_t failures;
+	uint64_t model[M_OBJS / 4][M_IDX];
+};
+
+/* No CHECK in threads (its counters are not atomic): 1 on any mismatch. */
+static unsigned int get_page(struct worker *w, uint64_t o, uint64_t i,
+			     uint64_t seed, bool excl)
+{
+	static _Thread_local uint8_t page[TMEM_PAGE_SIZE], out[TMEM_PAGE_SIZE];
+	struct tmem_oid id = oid_of(o);
+	struct iovec v = page_iov(out);
+
+	if (tmem_get(w->r->s, (uint32_t)w->r->per, &id, i, &v, 1,
+		     excl ? TMEM_GET_EXCLUSIVE : 0))
+		return 1;
+	page_from_seed(page, seed);
+	return memcmp(page, out, TMEM_PAGE_SIZE) != 0;
+}
+
+static void *worker_run(void *arg)
+{
+	struct worker *w = arg;
+	uint64_t k, seq = (uint64_t)w->id << 40 | 1;
+
+	for (k = 0; k < ops / 4; k++) {
+		uint64_t o = page_rng(&w->rng) % (M_OBJS / 4);
+		uint64_t i = page_rng(&w->rng) % M_IDX, op;
+		uint64_t *m = &w->model[o][i];
+		uint64_t obj = o * 4 + w->id;
+		struct tmem_oid id = oid_of(obj);
+
+		op = page_rng(&w->rng) % 100;
+		if (op < 50) {
+			uint64_t cap = tmem_persistent_capacity(w->r->s);
+			int ret = put_seed(w->r, w->r->per, obj, i, seq);
+
+			w->failures += ret && cap > 8;
+			*m = ret ? 0 : seq;
+			seq++;
+		} else if (op < 85) {
+			bool excl = page_rng(&w->rng) % 3 == 0;
+
+			if (*m) {
+				w->failures += get_page(w, obj, i, *m, excl);
+				if (excl)
+					*m = 0;
+			}
+		} else {
+			w->failures += tmem_flush_page(w->r->s,
+				(uint32_t)w->r->per, &id, i) != (*m != 0);
+			*m = 0;
+		}
+	}
+	return NULL;
+}
+
+static void test_threads(void)
+{
+	static struct worker w[4];
+	pthread_t t[4];
+	struct rig r;
+	unsigned int i;
+
+	rig_open(&r, 2, 64, true);
+	for (i = 0; i < 4; i++) {
+		w[i].r = &r;
+		w[i].id = i;
+		w[i].rng = 0x1234567ull * (i + 1) | 1;
+		REQUIRE(pthread_create(&t[i], NULL, worker_run, &w[i]) == 0);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		CHECK_EQ(w[i].failures, 0);
+	}
+	stats_print("threads", r.s);
+	rig_close(&r);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		void (*fn)(void);
+	} tests[] = {
+		{ "roundtrip", test_roundtrip }, { "model", test_model },
+		{ "faults", test_faults }, { "full", test_full },
+		{ "corrupt", test_corrupt }, { "threads", test_threads },
+	};
+	const char *env = getenv("TMEM_WB_OPS");
+	const char *dir = getenv("TMPDIR");
+	unsigned int i;
+	bool ran = false;
+
+	if (argc > 1 && !strcmp(argv[1], "--help")) {
+		printf("Usage: %s [roundtrip|model|faults|full|corrupt|threads]"
+		       " [OPS]\n", argv[0]);
+		return 0;
+	}
+	if (argc > 2)
+		ops = strtoull(argv[2], NULL, 0);
+	else if (env)
+		ops = strtoull(env, NULL, 0);
+	snprintf(image_path, sizeof(image_path), "%s/tmem-wb-test.%d.img",
+		 dir ? dir : "/tmp", (int)getpid());
+	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+		if (argc > 1 && strcmp(argv[1], tests[i].name))
+			continue;
+		tests[i].fn();
+		ran = true;
+	}
+	REQUIRE(ran);
+	return check_report("test_pool_writeback");
+}
