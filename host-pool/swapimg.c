@@ -102,6 +102,13 @@ uint32_t swapimg_checksum(const uint8_t *frame)
 	return (uint32_t)(h[0] ^ (h[0] >> 32));
 }
 
+static void report(const struct tmem_image *img, const char *op,
+		   uint64_t slot, int err)
+{
+	if (img->report)
+		img->report(img->report_opaque, op, slot * TMEM_PAGE_SIZE, err);
+}
+
 /* ---- bitmaps ---------------------------------------------------------- */
 
 static bool bit_test(const uint64_t *map, uint64_t n)
@@ -165,6 +172,7 @@ static int back_run_locked(struct tmem_image *img, uint64_t first,
 				first * TMEM_PAGE_SIZE, n * TMEM_PAGE_SIZE);
 	if (ret) {
 		img->stats.reserve_errors++;
+		report(img, "allocate", first, ret);
 		return ret;
 	}
 	for (i = first; i < first + n; i++)
@@ -323,6 +331,7 @@ int swapimg_write(struct tmem_image *img, uint64_t slot, const uint8_t *frame)
 
 	if (n == TMEM_PAGE_SIZE)
 		return 0;
+	report(img, "write", slot, n < 0 ? (int)n : -EIO);
 	return n < 0 ? (int)n : -EIO;
 }
 
@@ -354,6 +363,9 @@ int swapimg_read(struct tmem_image *img, uint64_t slot, uint8_t *frame)
 		img->stats.pages_read++;
 	}
 	pthread_mutex_unlock(&img->lock);
+	if (ret)
+		report(img, ret == -EIO ? "read" : "checksum", slot,
+		       n < 0 ? (int)n : ret);
 	return ret;
 }
 
@@ -458,6 +470,8 @@ int tmem_image_open(const struct tmem_image_config *cfg,
 	}
 	img->io = cfg->io ? *cfg->io : sys_io;
 	img->reserve_slots = cfg->reserve_bytes / TMEM_PAGE_SIZE;
+	img->report = cfg->report;
+	img->report_opaque = cfg->report_opaque;
 	img->stats.slots_total = img->nr_slots;
 	tmem_mutex_init(&img->lock);
 	*out = img;

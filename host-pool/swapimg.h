@@ -39,6 +39,8 @@
  * @nr_backed: slots set in @backed
  * @reserve_slots: backed free slots to keep for credits
  * @cursor: next-fit search start (in 64-slot words)
+ * @report: error callback (see struct tmem_image_config)
+ * @report_opaque: its argument
  * @store: the store the image is attached to, or NULL
  * @stats: counters (see struct tmem_image_stats)
  */
@@ -54,6 +56,8 @@ struct tmem_image {
 	uint64_t nr_used, nr_backed;
 	uint64_t reserve_slots;
 	uint64_t cursor;
+	void (*report)(void *opaque, const char *op, uint64_t offset, int err);
+	void *report_opaque;
 	struct tmem_store *store;
 	struct tmem_image_stats stats;
 };

@@ -210,6 +210,11 @@ struct tmem_image_io {
  * @unlink_path: remove @path once open (nothing left behind on exit)
  * @direct: open with O_DIRECT (bypass the host page cache)
  * @io: I/O layer, or NULL for the system calls
+ * @report: if not NULL, called on every failed write, read, checksum or
+ *	    allocation ahead (@op "write", "read", "checksum", "allocate"),
+ *	    from whichever thread met it, with no store lock held except
+ *	    possibly a bucket lock; it must not call into the store
+ * @report_opaque: its first argument
  */
 struct tmem_image_config {
 	const char *path;
@@ -218,6 +223,8 @@ struct tmem_image_config {
 	bool unlink_path;
 	bool direct;
 	const struct tmem_image_io *io;
+	void (*report)(void *opaque, const char *op, uint64_t offset, int err);
+	void *report_opaque;
 };
 
 #define TMEM_MIN_IMAGE		(1ull << 20)

@@ -613,6 +613,8 @@ static int virtio_tmem_store_create(VirtIOTmem *s, Error **errp)
                                                      TMEM_COMP_NONE;
     cfg.lz4_acceleration = s->lz4_acceleration;
     cfg.max_pools = s->max_pools;
+    cfg.wb_high_pct = s->writeback_high;
+    cfg.wb_low_pct = s->writeback_low;
     ret = tmem_store_create(&cfg, &s->store);
     if (ret) {
         error_setg(errp, "virtio-tmem: cannot create a pool of size=%" PRIu64
@@ -620,6 +622,16 @@ static int virtio_tmem_store_create(VirtIOTmem *s, Error **errp)
                    tmem_strerror(ret));
         s->store = NULL;
         return ret;
+    }
+    if (s->image) {
+        ret = tmem_store_attach_image(s->store, s->image);
+        if (ret) {
+            error_setg(errp, "virtio-tmem: swap-image=%s: cannot attach: %s",
+                       s->swap_image, tmem_strerror(ret));
+            tmem_store_destroy(s->store);
+            s->store = NULL;
+            return ret;
+        }
     }
     qemu_mutex_lock(&s->credit_lock);
     s->credits_granted = 0;
@@ -690,10 +702,74 @@ static bool virtio_tmem_check_props(VirtIOTmem *s, Error **errp)
                    "between 1 and %u", s->max_pools, TMEM_MAX_POOLS);
         return false;
     }
-    if (s->swap_image) {
-        error_setg(errp, "virtio-tmem: swap-image=%s: writeback of persistent "
-                   "pages to a swap image is not available in this build",
-                   s->swap_image);
+    if (s->writeback_high < 1 || s->writeback_high > 100) {
+        error_setg(errp, "virtio-tmem: writeback-high=%u must be a "
+                   "percentage between 1 and 100", s->writeback_high);
+        return false;
+    }
+    if (s->writeback_low >= s->writeback_high) {
+        error_setg(errp, "virtio-tmem: writeback-low=%u must be below "
+                   "writeback-high=%u", s->writeback_low, s->writeback_high);
+        return false;
+    }
+    if (!s->swap_image && (s->swap_image_size || s->swap_image_unlink ||
+                           s->swap_image_direct)) {
+        error_setg(errp, "virtio-tmem: swap-image-size, swap-image-unlink "
+                   "and swap-image-direct need swap-image=");
+        return false;
+    }
+    if (s->swap_image && !s->swap_image_size) {
+        s->swap_image_size = MIN(4 * s->size, TMEM_MAX_IMAGE);
+    }
+    if (s->swap_image && (s->swap_image_size < TMEM_MIN_IMAGE ||
+                          s->swap_image_size > TMEM_MAX_IMAGE ||
+                          s->swap_image_size % VIRTIO_TMEM_PAGE_SIZE)) {
+        error_setg(errp, "virtio-tmem: swap-image-size=%" PRIu64 " must be "
+                   "a multiple of 4 KiB between %llu MiB and %llu TiB",
+                   s->swap_image_size, TMEM_MIN_IMAGE / MiB,
+                   TMEM_MAX_IMAGE / TiB);
+        return false;
+    }
+    if (s->swap_image && !s->swap_image[0]) {
+        error_setg(errp, "virtio-tmem: swap-image= must name a file");
+        return false;
+    }
+    return true;
+}
+
+/* From any thread: a failed image I/O (the library counts it too). */
+static void virtio_tmem_image_report(void *opaque, const char *op,
+                                     uint64_t offset, int err)
+{
+    VirtIOTmem *s = opaque;
+
+    trace_virtio_tmem_image_error(s, op, offset, err);
+    warn_report_once("virtio-tmem: swap-image=%s: %s failed at offset "
+                     "%" PRIu64 ": %s (further errors are only counted and "
+                     "traced)", s->swap_image, op, offset, strerror(-err));
+}
+
+static bool virtio_tmem_image_open(VirtIOTmem *s, Error **errp)
+{
+    struct tmem_image_config ic = {
+        .path = s->swap_image,
+        .size_bytes = s->swap_image_size,
+        .unlink_path = s->swap_image_unlink,
+        .direct = s->swap_image_direct,
+        .report = virtio_tmem_image_report,
+        .report_opaque = s,
+    };
+    int os_errno = 0;
+    int ret;
+
+    if (!s->swap_image) {
+        return true;
+    }
+    ret = tmem_image_open(&ic, &s->image, &os_errno);
+    if (ret) {
+        error_setg(errp, "virtio-tmem: swap-image=%s: %s", s->swap_image,
+                   os_errno ? strerror(os_errno) : tmem_strerror(ret));
+        s->image = NULL;
         return false;
     }
     return true;
@@ -759,6 +835,45 @@ static bool visit_queue_stats(Visitor *v, VirtIOTmem *s, unsigned q,
     return ok;
 }
 
+static bool visit_image_stats(Visitor *v, const struct tmem_image_stats *im,
+                              Error **errp)
+{
+    const struct {
+        const char *name;
+        uint64_t value;
+    } f[] = {
+        { "frames-written", im->frames_written },
+        { "pages-written", im->pages_written },
+        { "pages-read", im->pages_read },
+        { "pages-in-image", im->pages_in_image },
+        { "slots-used", im->slots_used }, { "slots-total", im->slots_total },
+        { "bytes-allocated", im->bytes_allocated },
+        { "write-errors", im->write_errors },
+        { "read-errors", im->read_errors },
+        { "checksum-errors", im->checksum_errors },
+        { "reserve-errors", im->reserve_errors },
+        { "overdraft-puts", im->overdraft_puts },
+        { "writeback-runs", im->wakeups },
+    };
+    bool ok = false;
+    unsigned i;
+
+    if (!visit_start_struct(v, "swap-image", NULL, 0, errp)) {
+        return false;
+    }
+    for (i = 0; i < ARRAY_SIZE(f); i++) {
+        uint64_t value = f[i].value;
+
+        if (!visit_type_uint64(v, f[i].name, &value, errp)) {
+            goto out;
+        }
+    }
+    ok = visit_check_struct(v, errp);
+out:
+    visit_end_struct(v, NULL);
+    return ok;
+}
+
 static void virtio_tmem_get_stats(Object *obj, Visitor *v, const char *name,
                                   void *opaque, Error **errp)
 {
@@ -809,6 +924,9 @@ static void virtio_tmem_get_stats(Object *obj, Visitor *v, const char *name,
             goto out;
         }
     }
+    if (s->image && !visit_image_stats(v, &st.image, errp)) {
+        goto out;
+    }
     visit_check_struct(v, errp);
 out:
     visit_end_struct(v, NULL);
@@ -831,10 +949,16 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
     if (migrate_add_blocker(&s->migration_blocker, errp) < 0) {
         return;
     }
+    if (!virtio_tmem_image_open(s, errp)) {
+        migrate_del_blocker(&s->migration_blocker);
+        return;
+    }
     qemu_mutex_init(&s->credit_lock);
     if (virtio_tmem_store_create(s, errp)) {
         migrate_del_blocker(&s->migration_blocker);
         qemu_mutex_destroy(&s->credit_lock);
+        tmem_image_close(s->image);
+        s->image = NULL;
         return;
     }
     s->config_bh = qemu_bh_new_guarded(virtio_tmem_config_bh, s,
@@ -876,6 +1000,8 @@ static void virtio_tmem_unrealize(DeviceState *dev)
     virtio_cleanup(vdev);
     tmem_store_destroy(s->store);
     s->store = NULL;
+    tmem_image_close(s->image);
+    s->image = NULL;
     qemu_mutex_destroy(&s->credit_lock);
     migrate_del_blocker(&s->migration_blocker);
 }
@@ -898,6 +1024,13 @@ static const Property virtio_tmem_properties[] = {
     DEFINE_PROP_UINT32("max-pools", VirtIOTmem, max_pools,
                        VIRTIO_TMEM_DEFAULT_MAX_POOLS),
     DEFINE_PROP_STRING("swap-image", VirtIOTmem, swap_image),
+    DEFINE_PROP_SIZE("swap-image-size", VirtIOTmem, swap_image_size, 0),
+    DEFINE_PROP_BOOL("swap-image-unlink", VirtIOTmem, swap_image_unlink,
+                     false),
+    DEFINE_PROP_BOOL("swap-image-direct", VirtIOTmem, swap_image_direct,
+                     false),
+    DEFINE_PROP_UINT8("writeback-high", VirtIOTmem, writeback_high, 90),
+    DEFINE_PROP_UINT8("writeback-low", VirtIOTmem, writeback_low, 75),
     DEFINE_PROP_LINK("iothread", VirtIOTmem, iothread, TYPE_IOTHREAD,
                      IOThread *),
     DEFINE_PROP_BIT64("persistent", VirtIOTmem, host_features,
@@ -927,7 +1060,18 @@ static void virtio_tmem_class_init(ObjectClass *klass, void *data)
     object_class_property_set_description(klass, "max-pools",
         "most pools the guest may create");
     object_class_property_set_description(klass, "swap-image",
-        "host file for writeback of persistent pages (not in this build)");
+        "host file that persistent pages are written back to when the pool "
+        "is full (created 0600 or truncated; holds guest memory)");
+    object_class_property_set_description(klass, "swap-image-size",
+        "most the swap image may grow to (default: 4 x size)");
+    object_class_property_set_description(klass, "swap-image-unlink",
+        "remove the swap image's name once it is open");
+    object_class_property_set_description(klass, "swap-image-direct",
+        "open the swap image with O_DIRECT (bypass the host page cache)");
+    object_class_property_set_description(klass, "writeback-high",
+        "percentage of size at which background writeback starts");
+    object_class_property_set_description(klass, "writeback-low",
+        "percentage of size at which background writeback stops");
     object_class_property_set_description(klass, "iothread",
         "IOThread that serves the request queues (default: main loop)");
     object_class_property_set_description(klass, "persistent",

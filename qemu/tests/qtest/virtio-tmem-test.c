@@ -603,6 +603,51 @@ static void test_pool_limit(void *obj, void *data, QGuestAllocator *alloc)
     ctx_stop(&c);
 }
 
+/*
+ * size=2M with a swap image: credits keep coming as persistent frames go
+ * to the image, every page reads back, and the stats show the writeback.
+ */
+static void test_writeback(void *obj, void *data, QGuestAllocator *alloc)
+{
+    uint64_t credits, spent = 0, taken = 0, i;
+    uint8_t page[PAGE], out[PAGE];
+    uint32_t per;
+    TmemCtx c;
+    QDict *s;
+
+    ctx_start(&c, obj, alloc);
+    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    credits = qvirtio_config_readq(c.dev, 16);
+    for (i = 0; i < 3000 && spent < credits; i++) {
+        page_fill(page, 9000 + i, i % 3 == 0);
+        g_assert_cmpuint(put1(&c, per, 2, i, page, true), ==,
+                         VIRTIO_TMEM_S_OK);
+        spent++;
+        credits = qvirtio_config_readq(c.dev, 16);
+    }
+    /* 2 MiB of RAM holds a few hundred such pages; the image the rest */
+    g_assert_cmpuint(spent, ==, 3000);
+    for (i = 0; i < spent; i += 7) {
+        page_fill(page, 9000 + i, i % 3 == 0);
+        g_assert_cmpuint(get1(&c, per, 2, i, i % 2, out), ==,
+                         VIRTIO_TMEM_S_OK);
+        g_assert(!memcmp(page, out, PAGE));
+        taken += i % 2;
+    }
+    s = stats();
+    g_assert_cmpuint(stat_of(s, "swap-image", "frames-written"), >, 500);
+    g_assert_cmpuint(stat_of(s, "swap-image", "pages-in-image"), >, 1000);
+    g_assert_cmpuint(stat_of(s, "swap-image", "pages-read"), >, 100);
+    g_assert_cmpuint(stat_of(s, "swap-image", "write-errors"), ==, 0);
+    g_assert_cmpuint(stat_of(s, "persistent", "reject-full"), ==, 0);
+    g_assert_cmpuint(stat_of(s, "persistent", "stored-pages"), ==,
+                     spent - taken);
+    g_assert_cmpuint(stat_of(s, NULL, "used-bytes"), <=,
+                     stat_of(s, NULL, "limit-bytes"));
+    qobject_unref(s);
+    ctx_stop(&c);
+}
+
 static void test_reset(void *obj, void *data, QGuestAllocator *alloc)
 {
     uint8_t page[PAGE], out[PAGE];
@@ -858,7 +903,13 @@ static void test_properties_and_migration(void *obj, void *data,
     assert_device_add_fails("'compressor': 'zstd'", "compressor=zstd");
     assert_device_add_fails("'max-pools': 0", "max-pools=0");
     assert_device_add_fails("'lz4-acceleration': 0", "lz4-acceleration=0");
-    assert_device_add_fails("'swap-image': '/tmp/img'", "swap-image=/tmp/img");
+    assert_device_add_fails("'swap-image': '/nonexistent/tmem.img'",
+                            "swap-image=/nonexistent/tmem.img");
+    assert_device_add_fails("'swap-image': '/tmp/x', 'swap-image-size': 4097",
+                            "swap-image-size=4097");
+    assert_device_add_fails("'swap-image-unlink': true", "swap-image=");
+    assert_device_add_fails("'writeback-low': 95", "writeback-low=95");
+    assert_device_add_fails("'writeback-high': 0", "writeback-high=0");
 
     /* migration would lose persistent pages: it is refused */
     r = qmp("{'execute': 'migrate', 'arguments': "
@@ -899,6 +950,14 @@ static void register_virtio_tmem_test(void)
     QOSGraphTestOptions two_queues = {
         .edge.extra_device_opts = "num-queues=2",
     };
+    static char writeback_opts[160];
+    QOSGraphTestOptions writeback = {
+        .edge.extra_device_opts = writeback_opts,
+    };
+
+    snprintf(writeback_opts, sizeof(writeback_opts),
+             "size=2M,swap-image=%s/vtmem-qtest-%d.img,swap-image-size=64M,"
+             "swap-image-unlink=on", g_get_tmp_dir(), getpid());
 
     qos_add_test("config", "virtio-tmem", test_config, NULL);
     qos_add_test("round-trip", "virtio-tmem", test_round_trip, NULL);
@@ -908,6 +967,7 @@ static void register_virtio_tmem_test(void)
     qos_add_test("full-batch", "virtio-tmem", test_full_batch, NULL);
     qos_add_test("pool-limit", "virtio-tmem", test_pool_limit, &small);
     qos_add_test("reset", "virtio-tmem", test_reset, NULL);
+    qos_add_test("writeback", "virtio-tmem", test_writeback, &writeback);
     qos_add_test("malformed", "virtio-tmem", test_malformed, NULL);
     qos_add_test("iothread/round-trip", "virtio-tmem", test_round_trip,
                  &iothread);

@@ -22,6 +22,7 @@
 OBJECT_DECLARE_SIMPLE_TYPE(VirtIOTmem, VIRTIO_TMEM)
 
 struct tmem_store;
+struct tmem_image;
 
 /* Counters of one request queue. */
 typedef struct VirtIOTmemQueueStats {
@@ -43,6 +44,11 @@ struct VirtIOTmem {
     uint32_t max_pools;
     uint64_t host_features;
     char *swap_image;
+    uint64_t swap_image_size;
+    bool swap_image_unlink;
+    bool swap_image_direct;
+    uint8_t writeback_high;
+    uint8_t writeback_low;
     IOThread *iothread;
 
     VirtQueue **vqs;
@@ -53,6 +59,7 @@ struct VirtIOTmem {
     uint8_t **bounce;
 
     struct tmem_store *store;
+    struct tmem_image *image;
     Error *migration_blocker;
 
     /*
