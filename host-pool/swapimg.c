@@ -6,8 +6,8 @@
  * in progress) and @backed (blocks allocated).  Credits are granted only
  * against backed free slots (swapimg_reserve() allocates them ahead with
  * fallocate), so a writeback never meets ENOSPC.  A slot whose buddies
- * both died goes back to the free pool; its blocks are punched out only
- * while more than twice the reserve is backed and free, so that a steady
+ * both died goes back to the free pool; swapimg_trim() punches blocks out
+ * once more than twice the reserve is backed and free, so that a steady
  * swap load does not allocate and punch the same blocks over and over.
  */
 #define _GNU_SOURCE 1
@@ -266,18 +266,81 @@ uint64_t swapimg_slot_get(struct tmem_image *img)
 	return slot;
 }
 
+/* The blocks stay allocated: swapimg_trim() gives back the excess. */
 static void slot_free_locked(struct tmem_image *img, uint64_t slot)
 {
 	bit_clear(img->used, slot);
 	img->nr_used--;
-	if (img->nr_backed - img->nr_used <= 2 * img->reserve_slots)
-		return;
-	/* A punch that fails leaves the blocks allocated: harmless. */
-	if (!img->io.fallocate(img->io.opaque, img->fd,
-			       FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			       slot * TMEM_PAGE_SIZE, TMEM_PAGE_SIZE)) {
-		bit_clear(img->backed, slot);
-		img->nr_backed--;
+}
+
+/* Take the next run of at most @max free backed slots; marks them used. */
+static uint64_t trim_run_locked(struct tmem_image *img, uint64_t max,
+				uint64_t *len)
+{
+	uint64_t first = find_free_locked(img, true), n = 0;
+
+	if (first == SWAPIMG_NO_SLOT)
+		return first;
+	while (n < max && first + n < img->nr_slots &&
+	       bit_test(img->backed, first + n) &&
+	       !bit_test(img->used, first + n)) {
+		bit_set(img->used, first + n);
+		n++;
+	}
+	img->nr_used += n;
+	*len = n;
+	return first;
+}
+
+/**
+ * swapimg_trim() - give the blocks of excess free slots back
+ * @img: image
+ *
+ * Once more than twice the reserve is allocated and free, punches free
+ * slots out (in contiguous runs, without holding the lock during the
+ * syscall) until the reserve is left.  Deferred from the free itself
+ * because a punch per 4 KiB costs more than the get that freed the slot.
+ *
+ * Return: slots given back.
+ */
+uint64_t swapimg_trim(struct tmem_image *img)
+{
+	uint64_t done = 0;
+
+	for (;;) {
+		uint64_t first, n = 0, i, excess;
+		int ret;
+
+		pthread_mutex_lock(&img->lock);
+		excess = img->nr_backed - img->nr_used;
+		if (excess <= (done ? 1 : 2) * img->reserve_slots) {
+			pthread_mutex_unlock(&img->lock);
+			return done;
+		}
+		excess -= img->reserve_slots;
+		first = trim_run_locked(img, excess, &n);
+		pthread_mutex_unlock(&img->lock);
+		if (first == SWAPIMG_NO_SLOT)
+			return done;
+		/* A punch that fails leaves the blocks allocated: harmless. */
+		ret = img->io.fallocate(img->io.opaque, img->fd,
+					FALLOC_FL_PUNCH_HOLE |
+					FALLOC_FL_KEEP_SIZE,
+					first * TMEM_PAGE_SIZE,
+					n * TMEM_PAGE_SIZE);
+		pthread_mutex_lock(&img->lock);
+		for (i = first; i < first + n; i++) {
+			bit_clear(img->used, i);
+			if (!ret)
+				bit_clear(img->backed, i);
+		}
+		img->nr_used -= n;
+		if (!ret)
+			img->nr_backed -= n;
+		pthread_mutex_unlock(&img->lock);
+		if (ret)
+			return done;
+		done += n;
 	}
 }
 

@@ -262,6 +262,7 @@ static void *writeback_thread(void *arg)
 			break;
 		pthread_mutex_unlock(&wb->lock);
 		ret = 0;
+		swapimg_trim(wb->img);
 		if (store_used_bytes(s) >= wb->high_bytes) {
 			pthread_mutex_lock(&wb->lock);
 			wb->wakeups++;

@@ -3,7 +3,8 @@
 # against the real device (TCG), via scripts/tmem-run.
 #
 # Usage: tests/e2e/run.sh [--help] [SCENARIO...]
-# Scenarios: frontswap cleancache pool_full toggles smp reboot (default: all).  E2E_KERNEL=debug boots
+# Scenarios: frontswap cleancache pool_full writeback toggles smp reboot
+# (default: all).  E2E_KERNEL=debug boots
 # the debug kernel; the driver must run clean under it.  Each
 # checks the guest's own counters and the device's statistics; the output
 # ends with 'e2e: N passed, M failed'.
@@ -20,7 +21,7 @@ fail=0
 # sleeping in atomic context, VM_BUG, warnings) counts as a failure.
 KCHECK='echo KERNEL_ISSUES=$(dmesg | grep -cE "BUG:|WARNING:|KASAN|possible circular|possible recursive|inconsistent lock|sleeping function called|Call Trace")'
 
-usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
 
 ok() { pass=$((pass + 1)); echo "ok - $1"; }
 nok() { fail=$((fail + 1)); echo "not ok - $1"; }
@@ -252,11 +253,64 @@ scenario_reboot() {
 		"[ $(jget "$js" "s['pools']") -le 4 ]"
 }
 
+# Writeback: a 32 MiB pool with a swap image takes 512 MiB of verified swap
+# from a 256 MiB guest; persistent frames go to the image and come back.
+scenario_writeback() {
+	local log=$out/writeback.log js=$out/writeback.json t0=$SECONDS
+	local base=$out/pool-full-nodev.json img=$out/writeback.img cmd
+	cmd='memhog --mib 512 --verify-passes 2; rc=$?
+		echo MEMHOG_RC=$rc
+		echo SUCC_STORES=$(cat /sys/kernel/debug/frontswap/succ_stores)
+		echo FAILED_STORES=$(cat /sys/kernel/debug/frontswap/failed_stores)
+		[ -d /sys/kernel/debug/virtio_tmem ] &&
+		echo LOST=$(cat /sys/kernel/debug/virtio_tmem/lost_pages)
+		'"$KCHECK"'
+		exit $rc'
+	# QEMU's memory without the device, for the bound (pool_full's if run)
+	[ -f "$base" ] ||
+		run --mem 256M --no-device --swap 1G --stats-json "$base" -- "$cmd" > "$log.nodev" 2>&1
+	run --mem 256M --pool-size 32M --swap 1G --stats-json "$js" \
+		--device-opts "swap-image=$img,swap-image-size=1G" -- "$cmd" > "$log" 2>&1
+	local rc=$?
+	echo "# writeback: $((SECONDS - t0))s"
+	check "writeback: guest command exit 0" "[ $rc -eq 0 ]"
+	check "writeback: memhog verified 0 bad pages" "[ '$(gval "$log" MEMHOG_RC)' = 0 ]"
+	local succ fs
+	succ=$(gval "$log" SUCC_STORES)
+	fs=$(gval "$log" FAILED_STORES)
+	check "writeback: most swap-outs went to virtio-tmem ($succ stored, $fs to disk)" \
+		"[ ${succ:-0} -gt 0 ] && [ ${succ:-0} -ge $(( 9 * (${succ:-0} + ${fs:-0}) / 10 )) ]"
+	check "writeback: no acknowledged page lost" "[ '$(gval "$log" LOST)' = 0 ]"
+	check "writeback: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
+	[ -f "$js" ] && [ -f "$base" ] || { nok "writeback: statistics"; return; }
+	local written read
+	written=$(jget "$js" "s['swap-image']['pages-written']")
+	read=$(jget "$js" "s['swap-image']['pages-read']")
+	echo "# writeback: $written pages written back, $read read back"
+	check "writeback: the image was used ($written written, $read read)" \
+		"[ $written -gt 100000 ] && [ $read -gt 100000 ]"
+	check "writeback: no image errors, no overdraft" \
+		"[ $(jget "$js" "s['swap-image']['write-errors'] + s['swap-image']['read-errors'] + s['swap-image']['checksum-errors'] + s['swap-image']['overdraft-puts']") -eq 0 ]"
+	check "writeback: the device never refused a credited put" \
+		"[ $(jget "$js" "s['persistent']['reject-full']") -eq 0 ]"
+	check "writeback: the pool stayed within its limit" \
+		"[ $(jget "$js" "s['used-bytes']") -le $(jget "$js" "s['limit-bytes']") ]"
+	local with without
+	with=$(jget "$js" "s['qemu-vmhwm-bytes'] >> 20")
+	without=$(jget "$base" "s['qemu-vmhwm-bytes'] >> 20")
+	echo "# writeback: QEMU peak RSS $with MiB with the device, $without MiB without"
+	# the bound of docs/qemu-device.md: pool + slot table (13 B per slot,
+	# 3.3 MiB for 1 GiB) + buffers, within 16 MiB
+	check "writeback: QEMU RSS within the run without the device + pool + 16 MiB" \
+		"[ $with -le $((without + 32 + 16)) ]"
+	rm -f "$img"
+}
+
 for a in "$@"; do
 	case "$a" in -h|--help) usage; exit 0 ;; esac
 done
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(frontswap cleancache pool_full toggles smp reboot)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(frontswap cleancache pool_full writeback toggles smp reboot)
 for s in "${scenarios[@]}"; do
 	if ! declare -F "scenario_$s" >/dev/null; then
 		echo "run.sh: unknown scenario '$s' (see --help)" >&2
