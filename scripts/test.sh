@@ -111,15 +111,18 @@ asan() {
 		-Dfuzz_seconds="$FUZZ_SECONDS" &&
 	ninja -C build/asan &&
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	TMEM_MODEL_OPS=$MODEL_OPS run_suites build/asan --suite unit \
+	TMEM_MODEL_OPS=$MODEL_OPS TMEM_WB_OPS=$((MODEL_OPS / 3)) \
+		run_suites build/asan --suite unit \
 		--suite fuzz
 }
 
 tsan() {
 	CC=clang setup build/tsan -Db_sanitize=thread -Db_lundef=false &&
-	ninja -C build/tsan tests/test-pool-concurrency &&
+	ninja -C build/tsan tests/test-pool-concurrency \
+		tests/test-pool-writeback-tsan &&
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	TMEM_CONCURRENCY_OPS=$CONCURRENCY_OPS \
+	TMEM_WB_OPS=$((CONCURRENCY_OPS * 4)) \
 		run_suites build/tsan --suite concurrency
 }
 
