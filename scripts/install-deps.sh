@@ -15,6 +15,8 @@ Groups:
   qemu    what QEMU 10 needs to build from Debian's source, and its firmware
   guest   Linux 5.10 source (bullseye) and what building it and a Debian
           root file system needs
+  libvirt libvirtd, virsh and the QEMU driver (bookworm's libvirt 9.0),
+          xmllint; no systemd units are used (see tests/libvirt/run.sh)
 Idempotent: packages already installed are skipped; apt-get update runs when
 a source was added or the lists are older than a day.
 USAGE
@@ -24,7 +26,7 @@ groups=()
 for a in "$@"; do
 	case "$a" in
 	-h|--help) usage; exit 0 ;;
-	build|qemu|guest) groups+=("$a") ;;
+	build|qemu|guest|libvirt) groups+=("$a") ;;
 	*) echo "install-deps.sh: unknown group '$a' (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -82,6 +84,10 @@ for g in "${groups[@]}"; do
 		       libglib2.0-dev zlib1g-dev libfdt-dev liblz4-dev bzip2
 		       xz-utils dpkg-dev rsync patch seabios ipxe-qemu qemu-system-data)
 		bpo_pkgs+=(meson python3-pycotap)
+		;;
+	libvirt)
+		pkgs+=(libvirt-daemon libvirt-clients libvirt-daemon-driver-qemu
+		       libxml2-utils python3)
 		;;
 	esac
 done

@@ -13,6 +13,8 @@
 #   e2e        end-to-end scenarios in the real guest (tests/e2e/run.sh)
 #   e2e-debug  frontswap and toggles again with the debug kernel (lockdep,
 #              DEBUG_ATOMIC_SLEEP, DEBUG_VM, KASAN): the log must stay clean
+#   libvirt    the domain XML schema and tool, and a guest started by a real
+#              libvirtd (tests/libvirt/run.sh)
 # Ends with one line 'N passed, N failed' and exits non-zero on any failure.
 set -uo pipefail
 
@@ -205,6 +207,7 @@ must e2e-release stage e2e e2e_stage release
 # the debug kernel (KASAN, lockdep) runs 3x slower under TCG: the two
 # scenarios that exercise the most driver paths
 must e2e-debug stage e2e-debug e2e_stage debug frontswap toggles
+stage libvirt count_summary libvirt tests/libvirt/run.sh
 
 echo "=== total: $(( $(date +%s) - t_all ))s"
 for f in "${failures[@]}"; do
