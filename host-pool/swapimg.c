@@ -288,6 +288,7 @@ static uint64_t trim_run_locked(struct tmem_image *img, uint64_t max,
 		n++;
 	}
 	img->nr_used += n;
+	img->nr_trimming += n;
 	*len = n;
 	return first;
 }
@@ -335,6 +336,7 @@ uint64_t swapimg_trim(struct tmem_image *img)
 				bit_clear(img->backed, i);
 		}
 		img->nr_used -= n;
+		img->nr_trimming -= n;
 		if (!ret)
 			img->nr_backed -= n;
 		pthread_mutex_unlock(&img->lock);

@@ -37,6 +37,7 @@
  * @live: per slot, bit 0: FIRST buddy live, bit 1: LAST buddy live
  * @nr_used: slots set in @used
  * @nr_backed: slots set in @backed
+ * @nr_trimming: of @nr_used, slots being punched out (not holding pages)
  * @reserve_slots: backed free slots to keep for credits
  * @cursor: next-fit search start (in 64-slot words)
  * @report: error callback (see struct tmem_image_config)
@@ -53,7 +54,7 @@ struct tmem_image {
 	uint64_t *backed;
 	uint32_t *csum;
 	uint8_t *live;
-	uint64_t nr_used, nr_backed;
+	uint64_t nr_used, nr_backed, nr_trimming;
 	uint64_t reserve_slots;
 	uint64_t cursor;
 	void (*report)(void *opaque, const char *op, uint64_t offset, int err);

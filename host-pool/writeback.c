@@ -372,7 +372,7 @@ void writeback_stats(struct tmem_store *s, struct tmem_image_stats *st)
 	st->read_errors = img->stats.read_errors;
 	st->checksum_errors = img->stats.checksum_errors;
 	st->reserve_errors = img->stats.reserve_errors;
-	st->slots_used = img->nr_used;
+	st->slots_used = img->nr_used - img->nr_trimming;
 	st->slots_total = img->nr_slots;
 	st->bytes_allocated = img->nr_backed * TMEM_PAGE_SIZE;
 	pthread_mutex_unlock(&img->lock);

@@ -3,8 +3,8 @@
 # against the real device (TCG), via scripts/tmem-run.
 #
 # Usage: tests/e2e/run.sh [--help] [SCENARIO...]
-# Scenarios: frontswap cleancache pool_full writeback toggles smp reboot
-# (default: all).  E2E_KERNEL=debug boots
+# Scenarios: frontswap clients cleancache pool_full writeback toggles smp
+# reboot (default: all).  E2E_KERNEL=debug boots
 # the debug kernel; the driver must run clean under it.  Each
 # checks the guest's own counters and the device's statistics; the output
 # ends with 'e2e: N passed, M failed'.
@@ -251,6 +251,52 @@ scenario_reboot() {
 	# the swap pool of the second boot are all that is left (8 without it)
 	check "reboot: reset freed the first boot's pools ($(jget "$js" "s['pools']") pools)" \
 		"[ $(jget "$js" "s['pools']") -le 4 ]"
+}
+
+# 2: real clients under memory pressure: stress-ng --vm --verify and
+# memtester while a hog holds memory; then fio --verify on an ext4 file set
+# larger than the page cache, verified twice (the second time with
+# cleancache hits).
+scenario_clients() {
+	local log=$out/clients.log js=$out/clients.json t0=$SECONDS
+	run --mem 256M --pool-size 256M --swap 1G --data-disk 1G --stats-json "$js" -- '
+		D=/sys/kernel/debug/virtio_tmem
+		memhog --mib 128 --verify-passes 1 --ready-file /tmp/h --hold-file /tmp/go &
+		H=$!
+		while [ ! -f /tmp/h ]; do sleep 0.2; done
+		stress-ng --vm 2 --vm-bytes 80M --verify --timeout 30s --metrics-brief > /tmp/sn.log 2>&1
+		echo STRESS_RC=$?; grep -E "fail|passed|error" /tmp/sn.log | head -5
+		# the quick tests (random value ... sequential increment) over 64 MiB
+		MEMTESTER_TEST_MASK=0xff memtester 64M 1 > /tmp/mt.log 2>&1
+		echo MEMTESTER_RC=$?; grep -cE "ok$" /tmp/mt.log | sed "s/^/MEMTESTER_OK=/"
+		touch /tmp/go; wait $H; echo MEMHOG_RC=$?
+		echo SUCC_STORES=$(cat /sys/kernel/debug/frontswap/succ_stores)
+		mkfs.ext4 -q -b 4096 /dev/vdd && mkdir -p /data && mount /dev/vdd /data || exit 1
+		F="--name=set --directory=/data --rw=write --bs=64k --size=48M --numjobs=8 --verify=crc32c --group_reporting"
+		fio $F --do_verify=0 > /tmp/fio-w.log 2>&1; echo FIO_WRITE_RC=$?
+		sync; echo 3 > /proc/sys/vm/drop_caches
+		fio $F --verify_only > /tmp/fio-v1.log 2>&1; echo FIO_VERIFY1_RC=$?
+		h=$(cat $D/hits)
+		fio $F --verify_only > /tmp/fio-v2.log 2>&1; echo FIO_VERIFY2_RC=$?
+		echo VERIFY2_HITS=$(( $(cat $D/hits) - h ))
+		grep -h "err=" /tmp/fio-*.log | sed "s/^/fio: /"
+		echo LOST=$(cat $D/lost_pages)
+		'"$KCHECK"'' > "$log" 2>&1
+	local rc=$?
+	echo "# clients: $((SECONDS - t0))s"
+	check "clients: guest command exit 0" "[ $rc -eq 0 ]"
+	check "clients: stress-ng --vm --verify passed" "[ '$(gval "$log" STRESS_RC)' = 0 ]"
+	check "clients: memtester passed ($(gval "$log" MEMTESTER_OK) tests ok)" \
+		"[ '$(gval "$log" MEMTESTER_RC)' = 0 ] && [ '$(gval "$log" MEMTESTER_OK)' -ge 9 ]"
+	check "clients: the held memory verified" "[ '$(gval "$log" MEMHOG_RC)' = 0 ]"
+	local succ; succ=$(gval "$log" SUCC_STORES)
+	check "clients: the pressure went through frontswap ($succ stores)" "[ ${succ:-0} -gt 0 ]"
+	check "clients: fio wrote and verified its file set twice" \
+		"[ '$(gval "$log" FIO_WRITE_RC)$(gval "$log" FIO_VERIFY1_RC)$(gval "$log" FIO_VERIFY2_RC)' = 000 ]"
+	local hits; hits=$(gval "$log" VERIFY2_HITS)
+	check "clients: the second verify hit cleancache ($hits hits)" "[ ${hits:-0} -gt 0 ]"
+	check "clients: no acknowledged page lost" "[ '$(gval "$log" LOST)' = 0 ]"
+	check "clients: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
 }
 
 # Writeback: a 32 MiB pool with a swap image takes 512 MiB of verified swap
