@@ -356,7 +356,7 @@ for a in "$@"; do
 	case "$a" in -h|--help) usage; exit 0 ;; esac
 done
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(frontswap cleancache pool_full writeback toggles smp reboot)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(frontswap clients cleancache pool_full writeback toggles smp reboot)
 for s in "${scenarios[@]}"; do
 	if ! declare -F "scenario_$s" >/dev/null; then
 		echo "run.sh: unknown scenario '$s' (see --help)" >&2
