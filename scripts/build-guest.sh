@@ -67,6 +67,12 @@ kmake() {
 
 "$top/scripts/install-deps.sh" build guest
 
+# One build per tree at a time: e2e scenarios running side by side each
+# make sure the kernel is current.
+mkdir -p "$kdir"
+exec 9>"$kdir/.lock-$variant"
+flock 9
+
 prepare_source() {
 	local tarball=/usr/src/linux-source-5.10.tar.xz phash
 	[ -f "$tarball" ] || die "$tarball missing (package linux-source-5.10)"

@@ -78,6 +78,10 @@ if [ $print_only = 1 ]; then
 	[ -x "$binary" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$hash" ]
 	exit
 fi
+# One build per variant at a time (e2e scenarios run side by side).
+mkdir -p "$cache"
+exec 9>"$cache/.lock-$variant"
+flock 9
 if [ -x "$binary" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$hash" ] &&
    { [ $want_tests = 0 ] || [ "$(cat "$tests_stamp" 2>/dev/null)" = "$hash" ]; }; then
 	log "up to date: $binary"

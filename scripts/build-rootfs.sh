@@ -33,6 +33,9 @@ if [ $print = 1 ]; then
 	echo "$img"
 	exit 0
 fi
+mkdir -p "$cache/rootfs"
+exec 9>"$cache/rootfs/.lock"
+flock 9
 if [ -f "$img" ]; then
 	echo "build-rootfs: up to date: $img"
 	exit 0

@@ -11,7 +11,7 @@
 #   style      QEMU's checkpatch on qemu/, Linux's on guest/
 #   guest      the Linux 5.10 guest kernel and driver (W=1, no warnings)
 #   e2e        end-to-end scenarios in the real guest (tests/e2e/run.sh)
-#   e2e-debug  frontswap and toggles again with the debug kernel (lockdep,
+#   e2e-debug  frontswap, toggles and unplug with the debug kernel (lockdep,
 #              DEBUG_ATOMIC_SLEEP, DEBUG_VM, KASAN): the log must stay clean
 #   libvirt    the domain XML schema and tool, and a guest started by a real
 #              libvirtd (tests/libvirt/run.sh)
@@ -206,7 +206,7 @@ must guest-w1 stage guest scripts/build-guest.sh --w1
 must e2e-release stage e2e e2e_stage release
 # the debug kernel (KASAN, lockdep) runs 3x slower under TCG: the two
 # scenarios that exercise the most driver paths
-must e2e-debug stage e2e-debug e2e_stage debug frontswap toggles
+must e2e-debug stage e2e-debug e2e_stage debug frontswap toggles unplug
 stage libvirt count_summary libvirt tests/libvirt/run.sh
 
 echo "=== total: $(( $(date +%s) - t_all ))s"

@@ -4,7 +4,7 @@
 #
 # Usage: tests/e2e/run.sh [--help] [SCENARIO...]
 # Scenarios: frontswap clients cleancache pool_full writeback toggles smp
-# reboot (default: all).  E2E_KERNEL=debug boots
+# reboot unplug (default: all), in two lanes side by side (E2E_JOBS=1: one).  E2E_KERNEL=debug boots
 # the debug kernel; the driver must run clean under it.  Each
 # checks the guest's own counters and the device's statistics; the output
 # ends with 'e2e: N passed, M failed'.
@@ -299,6 +299,53 @@ scenario_clients() {
 	check "clients: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
 }
 
+# Hot-unplug with a running guest: the device goes away while it holds
+# swap pages (the driver brings them all back first), the guest's data
+# verifies; a new device is plugged in and used.
+scenario_unplug() {
+	local log=$out/unplug.log js=$out/unplug.json t0=$SECONDS
+	run --mem 256M --pool-size 256M --swap 1G --hotpluggable --stats-json "$js" \
+		--qmp-on 'UNPLUG-NOW={"execute":"device_del","arguments":{"id":"tmem0"}}' \
+		--qmp-on 'REPLUG-NOW={"execute":"device_add","arguments":{"driver":"virtio-tmem-pci","id":"tmem0","bus":"tmem-port","size":268435456}}' \
+		-- '
+		D=/sys/kernel/debug/virtio_tmem F=/sys/kernel/debug/frontswap
+		bound() { ls /sys/bus/virtio/drivers/virtio_tmem | grep -c "^virtio"; }
+		memhog --mib 320 --verify-passes 1 --ready-file /tmp/r --hold-file /tmp/go &
+		H=$!
+		while [ ! -f /tmp/r ]; do sleep 0.2; done
+		echo STORED_BEFORE=$(cat $D/frontswap_pages)
+		echo UNPLUG-NOW
+		for i in $(seq 1 300); do [ "$(bound)" = 0 ] && break; sleep 1; done
+		echo BOUND_AFTER_UNPLUG=$(bound)
+		echo DRAIN_ERRORS=$(dmesg | grep -c "could not be brought back")
+		touch /tmp/go; wait $H; echo MEMHOG1_RC=$?
+		s0=$(cat $F/succ_stores)
+		echo REPLUG-NOW
+		for i in $(seq 1 120); do [ "$(bound)" = 1 ] && break; sleep 1; done
+		echo BOUND_AFTER_REPLUG=$(bound)
+		memhog --mib 320 --verify-passes 1; echo MEMHOG2_RC=$?
+		echo STORES_AFTER_REPLUG=$(( $(cat $F/succ_stores) - s0 ))
+		echo LOST=$(cat $D/lost_pages)
+		'"$KCHECK"'' > "$log" 2>&1
+	local rc=$?
+	echo "# unplug: $((SECONDS - t0))s"
+	check "unplug: guest command exit 0" "[ $rc -eq 0 ]"
+	check "unplug: the device held swap pages ($(gval "$log" STORED_BEFORE))" \
+		"[ '$(gval "$log" STORED_BEFORE)' -gt 0 ] 2>/dev/null"
+	check "unplug: device_del accepted" "grep -aq 'UNPLUG-NOW: .* -> {}' '$log'"
+	check "unplug: the driver let the device go" "[ '$(gval "$log" BOUND_AFTER_UNPLUG)' = 0 ]"
+	check "unplug: every swap page came back first" "[ '$(gval "$log" DRAIN_ERRORS)' = 0 ]"
+	check "unplug: the held memory verified (0 bad pages)" "[ '$(gval "$log" MEMHOG1_RC)' = 0 ]"
+	check "unplug: device_add of a new device accepted" "grep -aq 'REPLUG-NOW: .* -> {}' '$log'"
+	check "unplug: the driver bound the new device" "[ '$(gval "$log" BOUND_AFTER_REPLUG)' = 1 ]"
+	check "unplug: the new device took swap pages ($(gval "$log" STORES_AFTER_REPLUG))" \
+		"[ '$(gval "$log" STORES_AFTER_REPLUG)' -gt 0 ] 2>/dev/null && [ '$(gval "$log" MEMHOG2_RC)' = 0 ]"
+	check "unplug: no acknowledged page lost" "[ '$(gval "$log" LOST)' = 0 ]"
+	check "unplug: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
+	[ -f "$js" ] && check "unplug: the new device's stats show puts" \
+		"[ $(jget "$js" "s['persistent']['puts']") -gt 0 ]"
+}
+
 # Writeback: a 32 MiB pool with a swap image takes 512 MiB of verified swap
 # from a 256 MiB guest; persistent frames go to the image and come back.
 scenario_writeback() {
@@ -356,13 +403,58 @@ for a in "$@"; do
 	case "$a" in -h|--help) usage; exit 0 ;; esac
 done
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(frontswap clients cleancache pool_full writeback toggles smp reboot)
+[ ${#scenarios[@]} -gt 0 ] ||
+	scenarios=(frontswap clients cleancache pool_full writeback toggles smp reboot unplug)
 for s in "${scenarios[@]}"; do
 	if ! declare -F "scenario_$s" >/dev/null; then
 		echo "run.sh: unknown scenario '$s' (see --help)" >&2
 		exit 2
 	fi
-	"scenario_$s"
+done
+
+# Two lanes, one guest each, side by side on the two cores (E2E_JOBS=1 runs
+# them one after the other).  writeback reuses pool_full's run without the
+# device, so both stay in lane 0.
+lane_of() {
+	case "$1" in
+	frontswap|pool_full|writeback|smp) echo 0 ;;
+	*) echo 1 ;;
+	esac
+}
+run_lane() { # lane number, scenarios of that lane...
+	local lane=$1 s
+	shift
+	for s in "$@"; do
+		"scenario_$s"
+	done
+	echo "lane $lane: $pass passed, $fail failed"
+}
+jobs=${E2E_JOBS:-2}
+lanes=("" "")
+for s in "${scenarios[@]}"; do
+	l=0
+	[ "$jobs" -gt 1 ] && l=$(lane_of "$s")
+	lanes[$l]+=" $s"
+done
+for l in 0 1; do
+	[ -n "${lanes[$l]}" ] || continue
+	echo "# lane $l:${lanes[$l]}"
+	# shellcheck disable=SC2086
+	run_lane "$l" ${lanes[$l]} > "$out/lane$l.out" 2>&1 &
+done
+wait
+for l in 0 1; do
+	[ -f "$out/lane$l.out" ] || continue
+	grep -v '^lane [0-9]: ' "$out/lane$l.out"
+	line=$(grep -oE '^lane [0-9]: [0-9]+ passed, [0-9]+ failed' "$out/lane$l.out")
+	if [ -z "$line" ]; then
+		fail=$((fail + 1)); echo "not ok - lane $l did not finish"
+		continue
+	fi
+	line=${line#lane ?: }
+	pass=$((pass + ${line%% passed*}))
+	f=${line##*, }
+	fail=$((fail + ${f%% failed}))
 done
 echo "# logs in $out"
 echo "e2e: $pass passed, $fail failed"
