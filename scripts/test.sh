@@ -204,7 +204,7 @@ must qemu-asan-build stage qemu-asan qemu_stage asan
 stage style count_summary style checkpatch_all
 must guest-w1 stage guest scripts/build-guest.sh --w1
 must e2e-release stage e2e e2e_stage release
-# the debug kernel (KASAN, lockdep) runs 3x slower under TCG: the two
+# the debug kernel (KASAN, lockdep) runs 3x slower under TCG: the three
 # scenarios that exercise the most driver paths
 must e2e-debug stage e2e-debug e2e_stage debug frontswap toggles unplug
 stage libvirt count_summary libvirt tests/libvirt/run.sh
