@@ -490,6 +490,14 @@ static bool entry_has_frame(const struct tmem_entry *e)
 	return e->state == ENTRY_COMPRESSED || e->state == ENTRY_RAW;
 }
 
+/**
+ * store_entry_account() - count an entry in or out of its stripe's stats
+ * @b: the entry's bucket, locked
+ * @e: the entry, in the state to count
+ * @sign: 1 to count it in, -1 to count it out
+ *
+ * Writeback counts an entry out, changes its state, and counts it in.
+ */
 void store_entry_account(struct tmem_bucket *b, const struct tmem_entry *e,
 			 int sign)
 {
@@ -603,7 +611,13 @@ static int reclaim_owner(struct tmem_store *s, uint32_t fn, unsigned int buddy,
 	return e ? 1 : 0;
 }
 
-/* Reclaim the least recently filled ephemeral frame. */
+/**
+ * store_evict_ephemeral_frame() - reclaim the least recently filled
+ *				   ephemeral frame
+ * @s: store; the caller holds no lock
+ *
+ * Return: 1 if a frame was freed, 0 if there is no ephemeral frame.
+ */
 long store_evict_ephemeral_frame(struct tmem_store *s)
 {
 	struct tmem_bucket *owner_bucket[2] = { NULL, NULL };

@@ -221,20 +221,6 @@ uint64_t swapimg_reserve(struct tmem_image *img)
 	return free_slots;
 }
 
-/**
- * swapimg_backed_free() - slots a writeback can use without allocating
- * @img: image
- */
-uint64_t swapimg_backed_free(struct tmem_image *img)
-{
-	uint64_t n;
-
-	pthread_mutex_lock(&img->lock);
-	n = img->nr_backed - img->nr_used;
-	pthread_mutex_unlock(&img->lock);
-	return n;
-}
-
 /* ---- slots ------------------------------------------------------------ */
 
 /**

@@ -71,7 +71,6 @@ void swapimg_buddy_put(struct tmem_image *img, uint64_t slot,
 		       unsigned int buddy);
 uint64_t swapimg_reserve(struct tmem_image *img);
 uint64_t swapimg_trim(struct tmem_image *img);
-uint64_t swapimg_backed_free(struct tmem_image *img);
 int swapimg_write(struct tmem_image *img, uint64_t slot, const uint8_t *frame);
 int swapimg_read(struct tmem_image *img, uint64_t slot, uint8_t *frame);
 void swapimg_reset(struct tmem_image *img);
