@@ -8,6 +8,10 @@
  *     bucket->lock		objects and entries of one stripe of a pool
  *       cache->lock		slab objects of one cache
  *         zbud->lock		frames, LRUs, limit accounting
+ *           img->lock		swap image slots (swapimg.c)
+ *
+ * wb->lock (writeback.c) guards only the writeback thread's state and is
+ * never held with another lock.
  *
  * Reclaim runs the other way round, from a frame to its owners: it takes a
  * frame off every list under zbud->lock (zbud_reclaim_start_locked()),
