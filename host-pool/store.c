@@ -591,19 +591,68 @@ static uint64_t object_drain(struct tmem_store *s, struct tmem_bucket *b,
 
 /* ---- reclaim ------------------------------------------------------------ */
 
-/* Drop one owner of a frame under reclaim; returns 1 if it was still there. */
-static int reclaim_owner(struct tmem_store *s, uint32_t fn, unsigned int buddy,
-			 struct tmem_bucket *b)
+/**
+ * store_reclaim_start() - take the coldest frame of a kind off every list
+ * @s: store; the caller holds no lock
+ * @kind: which LRU
+ * @owner_bucket: set to the buckets of the frame's two owners (or NULL)
+ *
+ * The owners are then handled one by one under their bucket locks with
+ * store_detach_owner_locked() (see the top of this file for why that is
+ * safe), and the frame freed with zbud_reclaim_finish_locked().
+ *
+ * Return: the frame, or ZBUD_NIL if the kind has none.
+ */
+uint32_t store_reclaim_start(struct tmem_store *s, enum tmem_kind kind,
+			     struct tmem_bucket *owner_bucket[2])
+{
+	struct zbud *z = &s->zbud;
+	unsigned int i;
+	uint32_t fn;
+
+	owner_bucket[0] = owner_bucket[1] = NULL;
+	pthread_mutex_lock(&z->lock);
+	fn = zbud_reclaim_start_locked(z, kind);
+	for (i = 0; fn != ZBUD_NIL && i < 2; i++)
+		if (z->desc[fn].owner[i] != ZBUD_NO_OWNER)
+			owner_bucket[i] = entry_of_ref(s,
+				z->desc[fn].owner[i])->obj->bucket;
+	pthread_mutex_unlock(&z->lock);
+	return fn;
+}
+
+/**
+ * store_detach_owner_locked() - take one owner off a frame under reclaim
+ * @s: store
+ * @fn: frame from store_reclaim_start()
+ * @buddy: which owner
+ *
+ * The caller holds the lock of the bucket store_reclaim_start() noted.
+ *
+ * Return: the entry that still owned the buddy, or NULL if it went away.
+ */
+struct tmem_entry *store_detach_owner_locked(struct tmem_store *s,
+					     uint32_t fn, unsigned int buddy)
+{
+	struct tmem_entry *e;
+
+	pthread_mutex_lock(&s->zbud.lock);
+	e = entry_of_ref(s, s->zbud.desc[fn].owner[buddy]);
+	s->zbud.desc[fn].owner[buddy] = ZBUD_NO_OWNER;
+	pthread_mutex_unlock(&s->zbud.lock);
+	return e;
+}
+
+/* Drop one owner of a frame under reclaim. */
+static void reclaim_owner(struct tmem_store *s, uint32_t fn, unsigned int buddy,
+			  struct tmem_bucket *b)
 {
 	struct radix_alloc a = node_allocator(s, pool_kind(b->pool));
 	struct tmem_object *obj;
 	struct tmem_entry *e;
 
 	pthread_mutex_lock(&b->lock);
-	pthread_mutex_lock(&s->zbud.lock);
-	e = entry_of_ref(s, s->zbud.desc[fn].owner[buddy]);
-	s->zbud.desc[fn].owner[buddy] = ZBUD_NO_OWNER;
-	pthread_mutex_unlock(&s->zbud.lock);
+	e = store_detach_owner_locked(s, fn, buddy);
 	if (e) {
 		obj = e->obj;
 		radix_delete(&obj->root, e->ri.index, &a);
@@ -612,7 +661,6 @@ static int reclaim_owner(struct tmem_store *s, uint32_t fn, unsigned int buddy,
 		object_free_if_empty(s, obj);
 	}
 	pthread_mutex_unlock(&b->lock);
-	return e ? 1 : 0;
 }
 
 /**
@@ -624,28 +672,20 @@ static int reclaim_owner(struct tmem_store *s, uint32_t fn, unsigned int buddy,
  */
 long store_evict_ephemeral_frame(struct tmem_store *s)
 {
-	struct tmem_bucket *owner_bucket[2] = { NULL, NULL };
-	struct zbud *z = &s->zbud;
+	struct tmem_bucket *owner_bucket[2];
 	unsigned int i;
 	uint32_t fn;
 
-	pthread_mutex_lock(&z->lock);
-	fn = zbud_reclaim_start_locked(z, TMEM_EPHEMERAL);
-	if (fn != ZBUD_NIL)
-		for (i = 0; i < 2; i++)
-			if (z->desc[fn].owner[i] != ZBUD_NO_OWNER)
-				owner_bucket[i] = entry_of_ref(s,
-					z->desc[fn].owner[i])->obj->bucket;
-	pthread_mutex_unlock(&z->lock);
+	fn = store_reclaim_start(s, TMEM_EPHEMERAL, owner_bucket);
 	if (fn == ZBUD_NIL)
 		return 0;
 	for (i = 0; i < 2; i++)
 		if (owner_bucket[i])
 			reclaim_owner(s, fn, i, owner_bucket[i]);
-	pthread_mutex_lock(&z->lock);
-	zbud_reclaim_finish_locked(z, fn);
+	pthread_mutex_lock(&s->zbud.lock);
+	zbud_reclaim_finish_locked(&s->zbud, fn);
 	s->evicted_frames++;
-	pthread_mutex_unlock(&z->lock);
+	pthread_mutex_unlock(&s->zbud.lock);
 	return 1;
 }
 

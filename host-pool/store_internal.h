@@ -164,6 +164,8 @@ struct tmem_store {
  * @img: the image
  * @lock: protects the fields below (innermost; never held across I/O)
  * @kick: wakes the background thread
+ * @kicked: a wake-up is pending (read without @lock, so that puts above
+ *	    the high mark signal once, not each)
  * @idle: broadcast when @in_flight drops
  * @thread: background writeback
  * @stop: the thread must exit
@@ -182,6 +184,7 @@ struct tmem_writeback {
 	struct tmem_image *img;
 	pthread_mutex_t lock;
 	pthread_cond_t kick, idle;
+	atomic_bool kicked;
 	pthread_t thread;
 	bool stop;
 	unsigned int in_flight;
@@ -223,6 +226,10 @@ static inline struct tmem_entry *entry_of_ref(const struct tmem_store *s,
 }
 
 /* store.c, for writeback.c */
+uint32_t store_reclaim_start(struct tmem_store *s, enum tmem_kind kind,
+			     struct tmem_bucket *owner_bucket[2]);
+struct tmem_entry *store_detach_owner_locked(struct tmem_store *s,
+					     uint32_t fn, unsigned int buddy);
 long store_evict_ephemeral_frame(struct tmem_store *s);
 uint64_t store_used_bytes(struct tmem_store *s);
 void store_entry_account(struct tmem_bucket *b, const struct tmem_entry *e,

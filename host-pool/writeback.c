@@ -57,10 +57,7 @@ static unsigned int move_owner(struct tmem_store *s, uint32_t fn,
 	struct tmem_entry *e;
 
 	pthread_mutex_lock(&b->lock);
-	pthread_mutex_lock(&s->zbud.lock);
-	e = entry_of_ref(s, s->zbud.desc[fn].owner[buddy]);
-	s->zbud.desc[fn].owner[buddy] = ZBUD_NO_OWNER;
-	pthread_mutex_unlock(&s->zbud.lock);
+	e = store_detach_owner_locked(s, fn, buddy);
 	if (e) {
 		store_entry_account(b, e, -1);
 		e->state = e->state == ENTRY_RAW ? ENTRY_IMAGE_RAW : ENTRY_IMAGE;
@@ -71,11 +68,18 @@ static unsigned int move_owner(struct tmem_store *s, uint32_t fn,
 	return e ? 1 : 0;
 }
 
+/* Caller holds wb->lock: a frame in flight is done (or was never found). */
+static void in_flight_done_locked(struct tmem_writeback *wb)
+{
+	wb->in_flight--;
+	pthread_cond_broadcast(&wb->idle);
+}
+
 static void writeback_done(struct tmem_writeback *wb, int ret,
 			   unsigned int pages)
 {
 	pthread_mutex_lock(&wb->lock);
-	wb->in_flight--;
+	in_flight_done_locked(wb);
 	if (ret) {
 		wb->write_errors++;
 		wb->failing = true;
@@ -84,7 +88,6 @@ static void writeback_done(struct tmem_writeback *wb, int ret,
 		wb->pages_written += pages;
 		wb->failing = false;
 	}
-	pthread_cond_broadcast(&wb->idle);
 	pthread_mutex_unlock(&wb->lock);
 }
 
@@ -101,7 +104,7 @@ static void writeback_done(struct tmem_writeback *wb, int ret,
  */
 int writeback_frame(struct tmem_store *s)
 {
-	struct tmem_bucket *owner_bucket[2] = { NULL, NULL };
+	struct tmem_bucket *owner_bucket[2];
 	struct tmem_writeback *wb = s->wb;
 	struct zbud *z = &s->zbud;
 	unsigned int i, moved = 0;
@@ -115,18 +118,11 @@ int writeback_frame(struct tmem_store *s)
 	pthread_mutex_lock(&wb->lock);
 	wb->in_flight++;
 	pthread_mutex_unlock(&wb->lock);
-	pthread_mutex_lock(&z->lock);
-	fn = zbud_reclaim_start_locked(z, TMEM_PERSISTENT);
-	for (i = 0; fn != ZBUD_NIL && i < 2; i++)
-		if (z->desc[fn].owner[i] != ZBUD_NO_OWNER)
-			owner_bucket[i] = entry_of_ref(s,
-				z->desc[fn].owner[i])->obj->bucket;
-	pthread_mutex_unlock(&z->lock);
+	fn = store_reclaim_start(s, TMEM_PERSISTENT, owner_bucket);
 	if (fn == ZBUD_NIL) {
 		swapimg_slot_commit(wb->img, slot, 0, 0);
 		pthread_mutex_lock(&wb->lock);
-		wb->in_flight--;
-		pthread_cond_broadcast(&wb->idle);
+		in_flight_done_locked(wb);
 		pthread_mutex_unlock(&wb->lock);
 		return 0;
 	}
@@ -185,6 +181,9 @@ bool writeback_wait_idle(struct tmem_store *s)
  */
 void writeback_kick(struct tmem_store *s)
 {
+	if (atomic_load_explicit(&s->wb->kicked, memory_order_relaxed) ||
+	    atomic_exchange(&s->wb->kicked, true))
+		return;
 	pthread_mutex_lock(&s->wb->lock);
 	pthread_cond_signal(&s->wb->kick);
 	pthread_mutex_unlock(&s->wb->lock);
@@ -258,6 +257,7 @@ static void *writeback_thread(void *arg)
 
 		deadline_in(&ts, wait);
 		pthread_cond_timedwait(&wb->kick, &wb->lock, &ts);
+		atomic_store(&wb->kicked, false);
 		if (wb->stop)
 			break;
 		pthread_mutex_unlock(&wb->lock);

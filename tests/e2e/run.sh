@@ -35,29 +35,58 @@ gval() { # log, key: value printed by the guest as 'KEY=value'
 	grep -a -m1 "^$2=" "$1" | cut -d= -f2 | tr -d '\r'
 }
 
-# 1 and 4: swap 2x RAM of verified data through virtio-tmem, in batches.
-scenario_frontswap() {
-	local log=$out/frontswap.log js=$out/frontswap.json t0=$SECONDS
-	run --mem 256M --pool-size 512M --swap 1G --stats-json "$js" -- '
-		memhog --mib 512 --verify-passes 2; rc=$?
+# The guest side of a swap workload: memhog, then what the checks read.
+swap_cmd() { # MiB
+	echo 'memhog --mib '"$1"' --verify-passes 2; rc=$?
 		echo MEMHOG_RC=$rc
 		echo SUCC_STORES=$(cat /sys/kernel/debug/frontswap/succ_stores)
 		echo FAILED_STORES=$(cat /sys/kernel/debug/frontswap/failed_stores)
 		echo PSWPOUT=$(grep pswpout /proc/vmstat | cut -d" " -f2)
+		[ -d /sys/kernel/debug/virtio_tmem ] &&
+		echo NO_CREDIT=$(cat /sys/kernel/debug/virtio_tmem/store_no_credit) &&
 		echo LOST=$(cat /sys/kernel/debug/virtio_tmem/lost_pages)
 		'"$KCHECK"'
-		exit $rc' > "$log" 2>&1
+		exit $rc'
+}
+# What every swap workload must show: it ran, verified, lost nothing.
+check_swap_run() { # name, log, guest exit status
+	check "$1: guest command exit 0" "[ $3 -eq 0 ]"
+	check "$1: memhog verified 0 bad pages" "[ '$(gval "$2" MEMHOG_RC)' = 0 ]"
+	check "$1: no acknowledged page lost" "[ '$(gval "$2" LOST)' = 0 ]"
+	check "$1: kernel log clean ($kernel kernel)" "[ '$(gval "$2" KERNEL_ISSUES)' = 0 ]"
+}
+check_most_to_tmem() { # name, log
+	local succ fs
+	succ=$(gval "$2" SUCC_STORES)
+	fs=$(gval "$2" FAILED_STORES)
+	check "$1: most swap-outs went to virtio-tmem ($succ stored, $fs to disk)" \
+		"[ ${succ:-0} -gt 0 ] && [ ${succ:-0} -ge $(( 9 * (${succ:-0} + ${fs:-0}) / 10 )) ]"
+}
+# A small pool: credits honoured, limit kept, QEMU's memory bounded.
+check_pool_bounds() { # name, stats, stats without the device, pool MiB
+	check "$1: the device never refused a credited put" \
+		"[ $(jget "$2" "s['persistent']['reject-full']") -eq 0 ]"
+	check "$1: the pool stayed within its limit" \
+		"[ $(jget "$2" "s['used-bytes']") -le $(jget "$2" "s['limit-bytes']") ]"
+	local with without
+	with=$(jget "$2" "s['qemu-vmhwm-bytes'] >> 20")
+	without=$(jget "$3" "s['qemu-vmhwm-bytes'] >> 20")
+	echo "# $1: QEMU peak RSS $with MiB with the device, $without MiB without"
+	# the bound of docs/qemu-device.md: pool + slot table and buffers,
+	# within 16 MiB
+	check "$1: QEMU RSS within the run without the device + pool + 16 MiB" \
+		"[ $with -le $((without + $4 + 16)) ]"
+}
+
+# 1 and 4: swap 2x RAM of verified data through virtio-tmem, in batches.
+scenario_frontswap() {
+	local log=$out/frontswap.log js=$out/frontswap.json t0=$SECONDS
+	run --mem 256M --pool-size 512M --swap 1G --stats-json "$js" -- "$(swap_cmd 512)" \
+		> "$log" 2>&1
 	local rc=$?
 	echo "# frontswap: $((SECONDS - t0))s"
-	check "frontswap: guest command exit 0" "[ $rc -eq 0 ]"
-	check "frontswap: memhog verified 0 bad pages" "[ '$(gval "$log" MEMHOG_RC)' = 0 ]"
-	local succ fail_st
-	succ=$(gval "$log" SUCC_STORES)
-	fail_st=$(gval "$log" FAILED_STORES)
-	check "frontswap: most swap-outs went to virtio-tmem ($succ stored, $fail_st to disk)" \
-		"[ ${succ:-0} -gt 0 ] && [ ${succ:-0} -ge $(( 9 * (${succ:-0} + ${fail_st:-0}) / 10 )) ]"
-	check "frontswap: no acknowledged page lost" "[ '$(gval "$log" LOST)' = 0 ]"
-	check "frontswap: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
+	check_swap_run frontswap "$log" $rc
+	check_most_to_tmem frontswap "$log"
 	[ -f "$js" ] || { nok "frontswap: device statistics"; return; }
 	check "frontswap: host stored persistent pages" \
 		"[ $(jget "$js" "s['persistent']['puts']") -gt 0 ]"
@@ -113,40 +142,21 @@ scenario_cleancache() {
 # stays within what a run without the device needs plus the pool.
 scenario_pool_full() {
 	local log=$out/pool-full.log js=$out/pool-full.json t0=$SECONDS
-	local base=$out/pool-full-nodev.json cmd
-	cmd='memhog --mib 384 --verify-passes 2; rc=$?
-		echo MEMHOG_RC=$rc
-		echo SUCC_STORES=$(cat /sys/kernel/debug/frontswap/succ_stores)
-		echo FAILED_STORES=$(cat /sys/kernel/debug/frontswap/failed_stores)
-		[ -d /sys/kernel/debug/virtio_tmem ] &&
-		echo NO_CREDIT=$(cat /sys/kernel/debug/virtio_tmem/store_no_credit) &&
-		echo LOST=$(cat /sys/kernel/debug/virtio_tmem/lost_pages)
-		'"$KCHECK"'
-		exit $rc'
-	run --mem 256M --no-device --swap 1G --stats-json "$base" -- "$cmd" > "$log.nodev" 2>&1
-	run --mem 256M --pool-size 16M --swap 1G --stats-json "$js" -- "$cmd" > "$log" 2>&1
+	local base=$out/pool-full-nodev.json
+	run --mem 256M --no-device --swap 1G --stats-json "$base" -- "$(swap_cmd 384)" \
+		> "$log.nodev" 2>&1
+	run --mem 256M --pool-size 16M --swap 1G --stats-json "$js" -- "$(swap_cmd 384)" \
+		> "$log" 2>&1
 	local rc=$?
 	echo "# pool-full: $((SECONDS - t0))s"
-	check "pool-full: guest command exit 0" "[ $rc -eq 0 ]"
-	check "pool-full: memhog verified 0 bad pages" "[ '$(gval "$log" MEMHOG_RC)' = 0 ]"
+	check_swap_run pool-full "$log" $rc
 	local nc fs
 	nc=$(gval "$log" NO_CREDIT)
 	fs=$(gval "$log" FAILED_STORES)
 	check "pool-full: stores without credit went to the swap disk ($nc refused, $fs to disk)" \
 		"[ ${nc:-0} -gt 0 ] && [ ${fs:-0} -gt 0 ]"
-	check "pool-full: no acknowledged page lost" "[ '$(gval "$log" LOST)' = 0 ]"
-	check "pool-full: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
 	[ -f "$js" ] && [ -f "$base" ] || { nok "pool-full: statistics"; return; }
-	check "pool-full: the device never refused a credited put" \
-		"[ $(jget "$js" "s['persistent']['reject-full']") -eq 0 ]"
-	check "pool-full: the pool stayed within its limit" \
-		"[ $(jget "$js" "s['used-bytes']") -le $(jget "$js" "s['limit-bytes']") ]"
-	local with without
-	with=$(jget "$js" "s['qemu-vmhwm-bytes'] >> 20")
-	without=$(jget "$base" "s['qemu-vmhwm-bytes'] >> 20")
-	echo "# pool-full: QEMU peak RSS $with MiB with the device, $without MiB without"
-	check "pool-full: QEMU RSS within the run without the device + pool + 16 MiB" \
-		"[ $with -le $((without + 16 + 16)) ]"
+	check_pool_bounds pool-full "$js" "$base" 16
 }
 
 # 5: frontswap off brings every page back, with data intact; cleancache off
@@ -350,31 +360,17 @@ scenario_unplug() {
 # from a 256 MiB guest; persistent frames go to the image and come back.
 scenario_writeback() {
 	local log=$out/writeback.log js=$out/writeback.json t0=$SECONDS
-	local base=$out/pool-full-nodev.json img=$out/writeback.img cmd
-	cmd='memhog --mib 512 --verify-passes 2; rc=$?
-		echo MEMHOG_RC=$rc
-		echo SUCC_STORES=$(cat /sys/kernel/debug/frontswap/succ_stores)
-		echo FAILED_STORES=$(cat /sys/kernel/debug/frontswap/failed_stores)
-		[ -d /sys/kernel/debug/virtio_tmem ] &&
-		echo LOST=$(cat /sys/kernel/debug/virtio_tmem/lost_pages)
-		'"$KCHECK"'
-		exit $rc'
+	local base=$out/pool-full-nodev.json img=$out/writeback.img
 	# QEMU's memory without the device, for the bound (pool_full's if run)
 	[ -f "$base" ] ||
-		run --mem 256M --no-device --swap 1G --stats-json "$base" -- "$cmd" > "$log.nodev" 2>&1
+		run --mem 256M --no-device --swap 1G --stats-json "$base" -- "$(swap_cmd 384)" \
+			> "$log.nodev" 2>&1
 	run --mem 256M --pool-size 32M --swap 1G --stats-json "$js" \
-		--device-opts "swap-image=$img,swap-image-size=1G" -- "$cmd" > "$log" 2>&1
+		--device-opts "swap-image=$img,swap-image-size=1G" -- "$(swap_cmd 512)" > "$log" 2>&1
 	local rc=$?
 	echo "# writeback: $((SECONDS - t0))s"
-	check "writeback: guest command exit 0" "[ $rc -eq 0 ]"
-	check "writeback: memhog verified 0 bad pages" "[ '$(gval "$log" MEMHOG_RC)' = 0 ]"
-	local succ fs
-	succ=$(gval "$log" SUCC_STORES)
-	fs=$(gval "$log" FAILED_STORES)
-	check "writeback: most swap-outs went to virtio-tmem ($succ stored, $fs to disk)" \
-		"[ ${succ:-0} -gt 0 ] && [ ${succ:-0} -ge $(( 9 * (${succ:-0} + ${fs:-0}) / 10 )) ]"
-	check "writeback: no acknowledged page lost" "[ '$(gval "$log" LOST)' = 0 ]"
-	check "writeback: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
+	check_swap_run writeback "$log" $rc
+	check_most_to_tmem writeback "$log"
 	[ -f "$js" ] && [ -f "$base" ] || { nok "writeback: statistics"; return; }
 	local written read
 	written=$(jget "$js" "s['swap-image']['pages-written']")
@@ -384,18 +380,7 @@ scenario_writeback() {
 		"[ $written -gt 100000 ] && [ $read -gt 100000 ]"
 	check "writeback: no image errors, no overdraft" \
 		"[ $(jget "$js" "s['swap-image']['write-errors'] + s['swap-image']['read-errors'] + s['swap-image']['checksum-errors'] + s['swap-image']['overdraft-puts']") -eq 0 ]"
-	check "writeback: the device never refused a credited put" \
-		"[ $(jget "$js" "s['persistent']['reject-full']") -eq 0 ]"
-	check "writeback: the pool stayed within its limit" \
-		"[ $(jget "$js" "s['used-bytes']") -le $(jget "$js" "s['limit-bytes']") ]"
-	local with without
-	with=$(jget "$js" "s['qemu-vmhwm-bytes'] >> 20")
-	without=$(jget "$base" "s['qemu-vmhwm-bytes'] >> 20")
-	echo "# writeback: QEMU peak RSS $with MiB with the device, $without MiB without"
-	# the bound of docs/qemu-device.md: pool + slot table (13 B per slot,
-	# 3.3 MiB for 1 GiB) + buffers, within 16 MiB
-	check "writeback: QEMU RSS within the run without the device + pool + 16 MiB" \
-		"[ $with -le $((without + 32 + 16)) ]"
+	check_pool_bounds writeback "$js" "$base" 32
 	rm -f "$img"
 }
 

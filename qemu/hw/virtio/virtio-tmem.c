@@ -775,13 +775,40 @@ static bool virtio_tmem_image_open(VirtIOTmem *s, Error **errp)
     return true;
 }
 
+/* A named counter of the "stats" property. */
+typedef struct VirtIOTmemCounter {
+    const char *name;
+    uint64_t value;
+} VirtIOTmemCounter;
+
+/* Visit @n counters as the members of a struct called @name. */
+static bool visit_counters(Visitor *v, const char *name,
+                           const VirtIOTmemCounter *f, size_t n,
+                           Error **errp)
+{
+    bool ok = false;
+    size_t i;
+
+    if (!visit_start_struct(v, name, NULL, 0, errp)) {
+        return false;
+    }
+    for (i = 0; i < n; i++) {
+        uint64_t value = f[i].value;
+
+        if (!visit_type_uint64(v, f[i].name, &value, errp)) {
+            goto out;
+        }
+    }
+    ok = visit_check_struct(v, errp);
+out:
+    visit_end_struct(v, NULL);
+    return ok;
+}
+
 static bool visit_kind_stats(Visitor *v, const char *name,
                              const struct tmem_kind_stats *k, Error **errp)
 {
-    const struct {
-        const char *name;
-        uint64_t value;
-    } f[] = {
+    const VirtIOTmemCounter f[] = {
         { "puts", k->puts }, { "gets", k->gets }, { "hits", k->hits },
         { "flushes", k->flushes }, { "flush-objects", k->flush_objects },
         { "flushed-pages", k->flushed_pages },
@@ -795,53 +822,27 @@ static bool visit_kind_stats(Visitor *v, const char *name,
         { "reject-incompressible", k->reject_incompressible },
         { "reject-nomem", k->reject_nomem },
     };
-    bool ok = false;
-    size_t i;
 
-    if (!visit_start_struct(v, name, NULL, 0, errp)) {
-        return false;
-    }
-    for (i = 0; i < ARRAY_SIZE(f); i++) {
-        uint64_t value = f[i].value;
-
-        if (!visit_type_uint64(v, f[i].name, &value, errp)) {
-            goto out;
-        }
-    }
-    ok = visit_check_struct(v, errp);
-out:
-    visit_end_struct(v, NULL);
-    return ok;
+    return visit_counters(v, name, f, ARRAY_SIZE(f), errp);
 }
 
 static bool visit_queue_stats(Visitor *v, VirtIOTmem *s, unsigned q,
                               Error **errp)
 {
     g_autofree char *name = g_strdup_printf("queue%u", q);
-    uint64_t notifications = qatomic_read(&s->qstats[q].notifications);
-    uint64_t batches = qatomic_read(&s->qstats[q].batches);
-    uint64_t ops = qatomic_read(&s->qstats[q].ops);
-    bool ok = false;
+    const VirtIOTmemCounter f[] = {
+        { "notifications", qatomic_read(&s->qstats[q].notifications) },
+        { "batches", qatomic_read(&s->qstats[q].batches) },
+        { "ops", qatomic_read(&s->qstats[q].ops) },
+    };
 
-    if (!visit_start_struct(v, name, NULL, 0, errp)) {
-        return false;
-    }
-    if (visit_type_uint64(v, "notifications", &notifications, errp) &&
-        visit_type_uint64(v, "batches", &batches, errp) &&
-        visit_type_uint64(v, "ops", &ops, errp)) {
-        ok = visit_check_struct(v, errp);
-    }
-    visit_end_struct(v, NULL);
-    return ok;
+    return visit_counters(v, name, f, ARRAY_SIZE(f), errp);
 }
 
 static bool visit_image_stats(Visitor *v, const struct tmem_image_stats *im,
                               Error **errp)
 {
-    const struct {
-        const char *name;
-        uint64_t value;
-    } f[] = {
+    const VirtIOTmemCounter f[] = {
         { "frames-written", im->frames_written },
         { "pages-written", im->pages_written },
         { "pages-read", im->pages_read },
@@ -855,23 +856,8 @@ static bool visit_image_stats(Visitor *v, const struct tmem_image_stats *im,
         { "overdraft-puts", im->overdraft_puts },
         { "writeback-runs", im->wakeups },
     };
-    bool ok = false;
-    unsigned i;
 
-    if (!visit_start_struct(v, "swap-image", NULL, 0, errp)) {
-        return false;
-    }
-    for (i = 0; i < ARRAY_SIZE(f); i++) {
-        uint64_t value = f[i].value;
-
-        if (!visit_type_uint64(v, f[i].name, &value, errp)) {
-            goto out;
-        }
-    }
-    ok = visit_check_struct(v, errp);
-out:
-    visit_end_struct(v, NULL);
-    return ok;
+    return visit_counters(v, "swap-image", f, ARRAY_SIZE(f), errp);
 }
 
 static void virtio_tmem_get_stats(Object *obj, Visitor *v, const char *name,
