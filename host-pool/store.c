@@ -22,6 +22,13 @@
  * freed, so an owner read under zbud->lock is a live entry whose object
  * and bucket are live too.
  *
+ * A put copies its page into the buddy it was given after dropping
+ * zbud->lock, under its bucket lock only, so that the copy does not
+ * serialise puts.  The owner is recorded at allocation, so anyone who
+ * reads a frame's bytes without holding the owner's bucket lock (writeback)
+ * first takes and drops the bucket lock of every owner it found: any copy
+ * into the frame has then finished.
+ *
  * Memory accounting: used = frames allocated * 4096 + fixed_bytes.  A put
  * first reserves the most it could allocate (PUT_WORST_BYTES, less the data
  * frame for a filled page), evicting ephemeral frames until the reservation
@@ -1158,9 +1165,6 @@ static struct tmem_entry *entry_new(struct tmem_store *s, const struct op *op,
 	pthread_mutex_lock(&s->zbud.lock);
 	ret = zbud_alloc_locked(&s->zbud, op->kind, pd->size,
 				entry_ref(s, e), &h);
-	if (!ret)
-		memcpy(zbud_buddy_addr(&s->zbud, h, pd->size), pd->data,
-		       pd->size);
 	zbud_take_populate_locked(&s->zbud, &pop);
 	pthread_mutex_unlock(&s->zbud.lock);
 	zbud_populate(&s->zbud, &pop);
@@ -1168,6 +1172,12 @@ static struct tmem_entry *entry_new(struct tmem_store *s, const struct op *op,
 		tmem_cache_free(&s->entries[op->kind], e);
 		return NULL;
 	}
+	/*
+	 * The buddy is ours and its frame cannot be freed under us, so the
+	 * copy needs only the bucket lock; whoever reads the frame's bytes
+	 * takes the owner's bucket lock first (see the top of this file).
+	 */
+	memcpy(zbud_buddy_addr(&s->zbud, h, pd->size), pd->data, pd->size);
 	e->where = h.frame;
 	e->buddy = h.buddy;
 	e->size = (uint16_t)pd->size;

@@ -126,7 +126,16 @@ int writeback_frame(struct tmem_store *s)
 		pthread_mutex_unlock(&wb->lock);
 		return 0;
 	}
-	/* Under reclaim the frame's bytes cannot change: write it as is. */
+	/*
+	 * Under reclaim no buddy can be allocated in the frame; wait out the
+	 * copies of puts that allocated before (they hold their bucket lock
+	 * until done), then its bytes no longer change.
+	 */
+	for (i = 0; i < 2; i++)
+		if (owner_bucket[i]) {
+			pthread_mutex_lock(&owner_bucket[i]->lock);
+			pthread_mutex_unlock(&owner_bucket[i]->lock);
+		}
 	ret = swapimg_write(wb->img, slot, zbud_frame_addr(z, fn));
 	if (ret) {
 		pthread_mutex_lock(&z->lock);

@@ -30,7 +30,7 @@
 /* Freed frames kept resident for reuse before madvise(MADV_DONTNEED). */
 #define ZBUD_DIRTY_MAX		64u
 /* Frames of a fresh arena faulted in at once, ahead of allocation. */
-#define ZBUD_POPULATE_AHEAD	16u
+#define ZBUD_POPULATE_AHEAD	64u
 
 enum zbud_frame_type {
 	ZF_FREE = 0,

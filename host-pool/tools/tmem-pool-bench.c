@@ -43,7 +43,7 @@ static struct {
 	size_t max_pages;
 	int repeat;
 	int accel;
-} opt = { .max_pages = 65536, .repeat = 3, .accel = 1 };
+} opt = { .max_pages = 65536, .repeat = 5, .accel = 1 };
 
 static double now(void)
 {
@@ -221,85 +221,72 @@ static double raw_compress_two_threads(const struct corpus *c)
 	return now() - t;
 }
 
-static void raw_limits(const struct corpus *c, struct raw_result *r)
+/* Compressed sizes of every page, and a contiguous copy to decompress. */
+static uint8_t *raw_setup(const struct corpus *c, struct raw_result *r)
 {
-	static uint8_t dst[PAGE], back[PAGE];
-	double t;
+	uint8_t *cbuf = malloc((size_t)c->nr * PAGE), *at = cbuf;
 	size_t i;
-	int rep;
 
 	r->sizes = calloc(c->nr, sizeof(*r->sizes));
-	r->compress_s = r->decompress_s = r->memcpy_s = 1e30;
-	for (rep = 0; rep < opt.repeat; rep++) {
-		t = now();
-		for (i = 0; i < c->nr; i++) {
-			int n = LZ4_compress_fast((const char *)c->pages +
-						  i * PAGE, (char *)dst, PAGE,
-						  max_compressed, opt.accel);
-			/* an incompressible page is then copied raw */
-			if (!n)
-				memcpy(back, c->pages + i * PAGE, PAGE);
-			r->sizes[i] = (uint16_t)n;
-		}
-		t = now() - t;
-		if (t < r->compress_s)
-			r->compress_s = t;
-	}
-	r->compress2_s = 1e30;
-	for (rep = 0; rep < opt.repeat; rep++) {
-		t = raw_compress_two_threads(c);
-		if (t < r->compress2_s)
-			r->compress2_s = t;
-	}
+	r->compress_s = r->compress2_s = 1e30;
+	r->decompress_s = r->memcpy_s = 1e30;
 	r->compressed_bytes = 0;
 	r->compressible = 0;
-	for (i = 0; i < c->nr; i++)
-		if (r->sizes[i]) {
-			r->compressed_bytes += r->sizes[i];
-			r->compressible++;
-		}
-	/* decompress: a contiguous copy of each compressed page */
-	{
-		uint8_t *cbuf = malloc(r->compressed_bytes + 1);
-		size_t off = 0;
+	for (i = 0; i < c->nr; i++) {
+		int n = LZ4_compress_fast((const char *)c->pages + i * PAGE,
+					  (char *)at, PAGE, max_compressed,
+					  opt.accel);
 
-		for (i = 0; i < c->nr; i++)
-			if (r->sizes[i]) {
-				LZ4_compress_fast((const char *)c->pages +
-						  i * PAGE, (char *)cbuf + off,
-						  PAGE, max_compressed,
-						  opt.accel);
-				off += r->sizes[i];
-			}
-		for (rep = 0; rep < opt.repeat; rep++) {
-			t = now();
-			off = 0;
-			for (i = 0; i < c->nr; i++) {
-				if (!r->sizes[i]) {
-					memcpy(back, c->pages + i * PAGE, PAGE);
-					continue;
-				}
-				LZ4_decompress_safe((const char *)cbuf + off,
-						    (char *)back, r->sizes[i],
-						    PAGE);
-				off += r->sizes[i];
-			}
-			t = now() - t;
-			if (t < r->decompress_s)
-				r->decompress_s = t;
+		r->sizes[i] = (uint16_t)n;
+		if (n) {
+			r->compressed_bytes += (uint64_t)n;
+			r->compressible++;
+			at += n;
 		}
-		free(cbuf);
 	}
-	for (rep = 0; rep < opt.repeat; rep++) {
-		t = now();
-		for (i = 0; i < c->nr; i++) {
+	return cbuf;
+}
+
+static void keep_min(double *best, double t)
+{
+	if (t < *best)
+		*best = t;
+}
+
+/* One timed pass of each limit; @cbuf from raw_setup(). */
+static void raw_round(const struct corpus *c, const uint8_t *cbuf,
+		      struct raw_result *r)
+{
+	static uint8_t dst[PAGE], back[PAGE];
+	size_t i, off;
+	double t;
+
+	t = now();
+	for (i = 0; i < c->nr; i++)
+		/* an incompressible page is then copied raw */
+		if (!LZ4_compress_fast((const char *)c->pages + i * PAGE,
+				       (char *)dst, PAGE, max_compressed,
+				       opt.accel))
 			memcpy(back, c->pages + i * PAGE, PAGE);
-			__asm__ volatile("" : : "r"(back) : "memory");
+	keep_min(&r->compress_s, now() - t);
+	keep_min(&r->compress2_s, raw_compress_two_threads(c));
+	t = now();
+	for (i = 0, off = 0; i < c->nr; i++) {
+		if (!r->sizes[i]) {
+			memcpy(back, c->pages + i * PAGE, PAGE);
+			continue;
 		}
-		t = now() - t;
-		if (t < r->memcpy_s)
-			r->memcpy_s = t;
+		LZ4_decompress_safe((const char *)cbuf + off, (char *)back,
+				    r->sizes[i], PAGE);
+		off += r->sizes[i];
 	}
+	keep_min(&r->decompress_s, now() - t);
+	t = now();
+	for (i = 0; i < c->nr; i++) {
+		memcpy(back, c->pages + i * PAGE, PAGE);
+		__asm__ volatile("" : : "r"(back) : "memory");
+	}
+	keep_min(&r->memcpy_s, now() - t);
 }
 
 /* Fewest frames for these sizes, two per frame: pair largest with smallest. */
@@ -426,29 +413,33 @@ struct pool_result {
 	struct tmem_stats st;
 };
 
-static void pool_bench(const struct corpus *c, struct pool_result *pr)
+static void pool_result_init(struct pool_result *pr)
 {
-	int threads, rep, pool;
+	int threads;
+
+	for (threads = 1; threads <= 2; threads++)
+		pr->put_s[threads] = pr->reput_s[threads] =
+			pr->get_s[threads] = 1e30;
+}
+
+/* One timed pass of each pool figure; stats from the first 1-thread run. */
+static void pool_round(const struct corpus *c, struct pool_result *pr,
+		       bool keep_stats)
+{
+	int threads, pool;
 
 	for (threads = 1; threads <= 2; threads++) {
-		pr->put_s[threads] = pr->get_s[threads] = 1e30;
-		pr->reput_s[threads] = 1e30;
-		for (rep = 0; rep < opt.repeat; rep++) {
-			struct tmem_store *s = new_store(c, &pool);
-			double t = pool_pass(s, pool, c, threads, false);
+		struct tmem_store *s = new_store(c, &pool);
 
-			if (t < pr->put_s[threads])
-				pr->put_s[threads] = t;
-			t = pool_pass(s, pool, c, threads, false);
-			if (t < pr->reput_s[threads])
-				pr->reput_s[threads] = t;
-			t = pool_pass(s, pool, c, threads, true);
-			if (t < pr->get_s[threads])
-				pr->get_s[threads] = t;
-			if (threads == 1 && rep == 0)
-				tmem_get_stats(s, &pr->st);
-			tmem_store_destroy(s);
-		}
+		keep_min(&pr->put_s[threads],
+			 pool_pass(s, pool, c, threads, false));
+		keep_min(&pr->reput_s[threads],
+			 pool_pass(s, pool, c, threads, false));
+		keep_min(&pr->get_s[threads],
+			 pool_pass(s, pool, c, threads, true));
+		if (threads == 1 && keep_stats)
+			tmem_get_stats(s, &pr->st);
+		tmem_store_destroy(s);
 	}
 }
 
@@ -564,7 +555,7 @@ static void usage(FILE *f)
 		"/usr/lib/x86_64-linux-gnu and /usr/share), read in sorted order;\n"
 		"several paths share --max-pages equally.\n"
 		"  --max-pages N  corpus size in 4 KiB pages (default 65536)\n"
-		"  --repeat N     best of N timed runs (default 3)\n"
+		"  --repeat N     best of N timed rounds (default 5)\n"
 		"  --accel N      LZ4 acceleration (default 1)\n");
 }
 
@@ -582,6 +573,7 @@ int main(int argc, char **argv)
 	struct raw_result r;
 	struct pool_result pr;
 	struct tmem_config cfg;
+	uint8_t *cbuf;
 	char *end;
 	int ch, i;
 
@@ -653,8 +645,14 @@ int main(int argc, char **argv)
 	}
 	fprintf(stderr, "tmem-pool-bench: %zu pages loaded; measuring "
 		"(best of %d)...\n", c.nr, opt.repeat);
-	raw_limits(&c, &r);
-	pool_bench(&c, &pr);
+	/* limits and pool taken turn about, so that both see the same host */
+	cbuf = raw_setup(&c, &r);
+	pool_result_init(&pr);
+	for (i = 0; i < opt.repeat; i++) {
+		raw_round(&c, cbuf, &r);
+		pool_round(&c, &pr, i == 0);
+	}
+	free(cbuf);
 	verify(&c);
 	report(&c, &r, &pr);
 	free(r.sizes);

@@ -17,6 +17,8 @@
  *		 with an error, the checksum error is counted
  *   threads	 four threads on their own keys with writeback running
  *		 (the TSan job runs this one)
+ *   newest	 a store held at its watermark by written-back pages: writeback
+ *		 takes frames while puts still copy into them (TSan too)
  *
  * Usage: test-pool-writeback [TEST] [OPS]
  * OPS (model, faults, threads) defaults to $TMEM_WB_OPS, else 300000.
@@ -574,6 +576,67 @@ static void test_threads(void)
 	rig_close(&r);
 }
 
+/*
+ * newest: the store is kept above its high watermark by the entries of
+ * written-back pages, so the persistent LRU holds only the few frames the
+ * workers are filling and writeback takes frames whose buddies are still
+ * being copied in.  Every page must read back (TSan: no race on the copy).
+ */
+struct churner {
+	struct rig *r;
+	unsigned int id;
+	uint64_t failures, stored;
+};
+
+static void *churn_run(void *arg)
+{
+	struct churner *c = arg;
+	uint64_t obj = 1000 + c->id, k;
+
+	for (k = 0; k < ops / 8; k++) {
+		uint64_t seed = (uint64_t)c->id << 40 | (k + 1);
+		struct tmem_oid id = oid_of(obj);
+		struct worker w = { .r = c->r };
+
+		if (put_seed(c->r, c->r->per, obj, k, seed))
+			continue;
+		c->stored++;
+		c->failures += get_page(&w, obj, k, seed, k % 2 == 0);
+		if (k % 2)
+			tmem_flush_page(c->r->s, (uint32_t)c->r->per, &id, k);
+	}
+	return NULL;
+}
+
+static void test_newest(void)
+{
+	static struct churner c[2];
+	struct tmem_stats st;
+	pthread_t t[2];
+	struct rig r;
+	uint64_t i;
+
+	rig_open(&r, 1, 256, true);
+	for (i = 0; i < 200000; i++) {
+		tmem_get_stats(r.s, &st);
+		if (st.meta_bytes >= st.limit_bytes / 100 * 91)
+			break;
+		put_seed(&r, r.per, 1, i, i + 1);
+	}
+	CHECK(st.meta_bytes >= st.limit_bytes / 100 * 91);
+	for (i = 0; i < 2; i++) {
+		c[i] = (struct churner){ .r = &r, .id = (unsigned int)i };
+		REQUIRE(pthread_create(&t[i], NULL, churn_run, &c[i]) == 0);
+	}
+	for (i = 0; i < 2; i++) {
+		pthread_join(t[i], NULL);
+		CHECK_EQ(c[i].failures, 0);
+		CHECK(c[i].stored > 0);
+	}
+	stats_print("newest", r.s);
+	rig_close(&r);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -583,6 +646,7 @@ int main(int argc, char **argv)
 		{ "roundtrip", test_roundtrip }, { "model", test_model },
 		{ "faults", test_faults }, { "full", test_full },
 		{ "corrupt", test_corrupt }, { "threads", test_threads },
+		{ "newest", test_newest },
 	};
 	const char *env = getenv("TMEM_WB_OPS");
 	const char *dir = getenv("TMPDIR");
@@ -590,8 +654,8 @@ int main(int argc, char **argv)
 	bool ran = false;
 
 	if (argc > 1 && !strcmp(argv[1], "--help")) {
-		printf("Usage: %s [roundtrip|model|faults|full|corrupt|threads]"
-		       " [OPS]\n", argv[0]);
+		printf("Usage: %s [roundtrip|model|faults|full|corrupt|threads|"
+		       "newest] [OPS]\n", argv[0]);
 		return 0;
 	}
 	if (argc > 2)
