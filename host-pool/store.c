@@ -141,20 +141,29 @@ static uint64_t avail_locked(const struct tmem_store *s)
 	return used >= s->cfg.limit_bytes ? 0 : s->cfg.limit_bytes - used;
 }
 
+/* Give back what a put reserved (@bytes) but this thread did not take. */
+static void release_unused_locked(struct zbud *z, enum tmem_kind kind,
+				  uint64_t bytes)
+{
+	uint64_t taken = zbud_bytes_taken(false);
+	uint64_t left = taken >= bytes ? 0 : bytes - taken;
+
+	z->reserved[kind] -= left < z->reserved[kind] ? left : z->reserved[kind];
+	if (left && kind == TMEM_EPHEMERAL && !z->reserved[kind])
+		pthread_cond_broadcast(&z->reserve_cond);
+}
+
 static void release_reservation(struct tmem_store *s, enum tmem_kind kind,
 				uint64_t bytes)
 {
 	struct zbud *z = &s->zbud;
-	uint64_t taken = zbud_bytes_taken(true);
-	uint64_t left = taken >= bytes ? 0 : bytes - taken;
 
-	if (!left)
-		return;
-	pthread_mutex_lock(&z->lock);
-	z->reserved[kind] -= left < z->reserved[kind] ? left : z->reserved[kind];
-	if (kind == TMEM_EPHEMERAL && !z->reserved[kind])
-		pthread_cond_broadcast(&z->reserve_cond);
-	pthread_mutex_unlock(&z->lock);
+	if (zbud_bytes_taken(false) < bytes) {
+		pthread_mutex_lock(&z->lock);
+		release_unused_locked(z, kind, bytes);
+		pthread_mutex_unlock(&z->lock);
+	}
+	zbud_bytes_taken(true);
 }
 
 static long evict_ephemeral(struct tmem_store *s);
@@ -383,12 +392,14 @@ static struct tmem_pool *pool_get(struct tmem_store *s, uint32_t pool_id)
  * @b: stripe of the object, locked
  * @chain: hash chain of the object in @b
  * @kind: the pool's kind
+ * @reserved: a put's reservation still to settle (0 once settled)
  */
 struct op {
 	struct tmem_pool *pool;
 	struct tmem_bucket *b;
 	unsigned int chain;
 	enum tmem_kind kind;
+	uint64_t reserved;
 };
 
 /* Lock the object's stripe; fails if the pool went away meanwhile. */
@@ -1049,6 +1060,7 @@ int tmem_destroy_pool(struct tmem_store *s, uint32_t pool_id,
 		pages = pool_flush_all(s, p, true);
 	}
 	pthread_mutex_unlock(&s->pools_lock);
+	zbud_clean(&s->zbud);
 	if (flushed)
 		*flushed = pages;
 	return ret;
@@ -1087,6 +1099,7 @@ int tmem_flush_pool(struct tmem_store *s, uint32_t pool_id, uint64_t *flushed)
 	if (!p)
 		return -TMEM_E_BAD_POOL;
 	pages = pool_flush_all(s, p, false);
+	zbud_clean(&s->zbud);
 	if (flushed)
 		*flushed = pages;
 	return 0;
@@ -1143,12 +1156,18 @@ static int page_prepare(struct tmem_store *s, enum tmem_kind kind,
 	return 0;
 }
 
-/* Make a new entry for @pd at @index of @obj; it owns its buddy on return. */
-static struct tmem_entry *entry_new(struct tmem_store *s, const struct op *op,
+/*
+ * Make a new entry for @pd at @index of @obj; it owns its buddy on return.
+ * When the index insert will need no node, nothing else of the put can
+ * take memory: the rest of its reservation goes back under the same hold
+ * of zbud->lock, saving the put a round trip.
+ */
+static struct tmem_entry *entry_new(struct tmem_store *s, struct op *op,
 				    struct tmem_object *obj, uint64_t index,
 				    const struct page_data *pd)
 {
 	struct tmem_entry *e = tmem_cache_alloc(&s->entries[op->kind]);
+	bool settle = !radix_nodes_needed(&obj->root, index);
 	struct zbud_populate pop;
 	struct zbud_handle h;
 	int ret;
@@ -1165,6 +1184,10 @@ static struct tmem_entry *entry_new(struct tmem_store *s, const struct op *op,
 	pthread_mutex_lock(&s->zbud.lock);
 	ret = zbud_alloc_locked(&s->zbud, op->kind, pd->size,
 				entry_ref(s, e), &h);
+	if (!ret && settle) {
+		release_unused_locked(&s->zbud, op->kind, op->reserved);
+		op->reserved = 0;
+	}
 	zbud_take_populate_locked(&s->zbud, &pop);
 	pthread_mutex_unlock(&s->zbud.lock);
 	zbud_populate(&s->zbud, &pop);
@@ -1202,7 +1225,7 @@ static void entry_discard(struct tmem_store *s, const struct op *op,
 }
 
 /* The put itself, under the bucket lock.  On failure the old page is gone. */
-static int put_locked(struct tmem_store *s, const struct op *op,
+static int put_locked(struct tmem_store *s, struct op *op,
 		      const struct tmem_oid *oid, uint64_t index,
 		      const struct page_data *pd, bool *replaced)
 {
@@ -1307,6 +1330,7 @@ int tmem_put(struct tmem_store *s, uint32_t pool_id,
 		put_refused(s, p, oid, index, ret);
 		return ret;
 	}
+	op.reserved = need;
 	ret = op_lock(p, oid, &op);
 	if (!ret && op.kind != kind) {	/* destroyed and reused meanwhile */
 		op_unlock(&op);
@@ -1318,7 +1342,8 @@ int tmem_put(struct tmem_store *s, uint32_t pool_id,
 			op.b->stats.reject_nomem++;
 		op_unlock(&op);
 	}
-	release_reservation(s, kind, need);
+	release_reservation(s, kind, op.reserved);
+	zbud_clean(&s->zbud);
 	return ret;
 }
 
@@ -1437,6 +1462,7 @@ int tmem_get(struct tmem_store *s, uint32_t pool_id,
 			page_remove(s, &op, obj, index);
 	}
 	op_unlock(&op);
+	zbud_clean(&s->zbud);
 	return ret ? ret : page_finish(iov, iovcnt, &pc);
 }
 
@@ -1471,6 +1497,7 @@ int tmem_flush_page(struct tmem_store *s, uint32_t pool_id,
 	ret = obj ? page_remove(s, &op, obj, index) : 0;
 	op.b->stats.flushed_pages += (uint64_t)ret;
 	op_unlock(&op);
+	zbud_clean(&s->zbud);
 	return ret;
 }
 
@@ -1508,6 +1535,7 @@ int tmem_flush_object(struct tmem_store *s, uint32_t pool_id,
 		pages = object_drain(s, op.b, obj);
 	op.b->stats.flushed_pages += pages;
 	op_unlock(&op);
+	zbud_clean(&s->zbud);
 	if (flushed)
 		*flushed = pages;
 	return 0;

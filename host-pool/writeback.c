@@ -244,6 +244,7 @@ static int writeback_run(struct tmem_store *s)
 			break;
 		}
 		pthread_mutex_unlock(&wb->lock);
+		zbud_clean(&s->zbud);
 		if (store_evict_ephemeral_frame(s) > 0)
 			continue;
 		ret = writeback_frame(s);

@@ -10,10 +10,12 @@
  *
  * Freed frames stay resident on a small dirty stack because the next put
  * usually wants a frame right away; past ZBUD_DIRTY_MAX the older half is
- * given back to the OS with madvise(MADV_DONTNEED), and an arena whose
- * frames are all free is unmapped (its address range stays reserved).
+ * given back to the OS with madvise(MADV_DONTNEED) by zbud_clean(), after
+ * zbud->lock is dropped, and an arena whose frames are all free is unmapped
+ * (its address range stays reserved).
  *
- * Every function here runs under zbud->lock.
+ * Functions named *_locked run under zbud->lock; zbud_populate() and
+ * zbud_clean() are called without it.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -218,13 +220,12 @@ static void arena_unmap(struct zbud *z, uint32_t a)
 	z->arenas_mapped--;
 }
 
-/* Give a dirty free frame back to the OS and to its arena's free list. */
-static void frame_clean(struct zbud *z, uint32_t fn)
+/* Put a free frame the OS already took back on its arena's free list. */
+static void frame_clean_locked(struct zbud *z, uint32_t fn)
 {
 	uint32_t a = fn >> ZBUD_ARENA_SHIFT;
 	struct zarena *ar = &z->arenas[a];
 
-	madvise(zbud_frame_addr(z, fn), TMEM_PAGE_SIZE, MADV_DONTNEED);
 	zlist_add_head(z, &ar->free, fn, LIST_LINKS);
 	if (a < z->first_free_arena)
 		z->first_free_arena = a;
@@ -233,15 +234,69 @@ static void frame_clean(struct zbud *z, uint32_t fn)
 		arena_unmap(z, a);
 }
 
+static void frame_give_back(struct zbud *z, uint32_t fn)
+{
+	madvise(zbud_frame_addr(z, fn), TMEM_PAGE_SIZE, MADV_DONTNEED);
+}
+
+/*
+ * The dirty stack is full: its older half goes back to the OS.  That is
+ * ZBUD_DIRTY_MAX / 2 system calls, too long to hold z->lock for, so the
+ * frames are parked on z->cleaning (off every list, their arena still
+ * counting them) and zbud_clean() does the work after the lock is dropped.
+ * Only if the previous batch is still parked are they cleaned right here.
+ */
 static void dirty_trim(struct zbud *z)
 {
 	uint32_t half = ZBUD_DIRTY_MAX / 2, i;
 
-	for (i = 0; i < half; i++)
-		frame_clean(z, z->dirty[i]);
+	if (!z->nr_cleaning && !z->cleaning_busy) {
+		memcpy(z->cleaning, z->dirty, half * sizeof(z->dirty[0]));
+		z->nr_cleaning = half;
+		atomic_store_explicit(&z->clean_pending, true,
+				      memory_order_relaxed);
+	} else {
+		for (i = 0; i < half; i++) {
+			frame_give_back(z, z->dirty[i]);
+			frame_clean_locked(z, z->dirty[i]);
+		}
+	}
 	memmove(z->dirty, z->dirty + half,
 		(z->nr_dirty - half) * sizeof(z->dirty[0]));
 	z->nr_dirty -= half;
+}
+
+/**
+ * zbud_clean() - give parked free frames back to the OS
+ * @z: allocator; the caller holds no lock
+ *
+ * Cheap when there is nothing to do; called at the end of the store's
+ * operations.  One caller at a time does the work: z->cleaning is not
+ * touched by anyone else while z->cleaning_busy is set.
+ */
+void zbud_clean(struct zbud *z)
+{
+	uint32_t i, n;
+
+	if (!atomic_load_explicit(&z->clean_pending, memory_order_relaxed))
+		return;
+	pthread_mutex_lock(&z->lock);
+	n = z->nr_cleaning;
+	if (z->cleaning_busy || !n) {
+		pthread_mutex_unlock(&z->lock);
+		return;
+	}
+	z->cleaning_busy = true;
+	atomic_store_explicit(&z->clean_pending, false, memory_order_relaxed);
+	pthread_mutex_unlock(&z->lock);
+	for (i = 0; i < n; i++)
+		frame_give_back(z, z->cleaning[i]);
+	pthread_mutex_lock(&z->lock);
+	for (i = 0; i < n; i++)
+		frame_clean_locked(z, z->cleaning[i]);
+	z->nr_cleaning = 0;
+	z->cleaning_busy = false;
+	pthread_mutex_unlock(&z->lock);
 }
 
 /*

@@ -16,6 +16,7 @@
 #define TMEM_ZBUD_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -105,6 +106,10 @@ struct zarena {
  * @first_free_arena: no arena below this one has a clean free frame
  * @dirty: freed frames still resident, reused before clean ones
  * @nr_dirty: entries in @dirty
+ * @cleaning: freed frames waiting for zbud_clean() to give them back
+ * @nr_cleaning: entries in @cleaning
+ * @cleaning_busy: zbud_clean() is working on @cleaning
+ * @clean_pending: @cleaning has work (read without the lock)
  * @data_frames: per kind, frames holding pages
  * @slab_frames: per kind, frames holding metadata
  * @frames_total: all frames allocated (dirty free frames excluded)
@@ -126,6 +131,10 @@ struct zbud {
 	uint32_t first_free_arena;
 	uint32_t dirty[ZBUD_DIRTY_MAX];
 	uint32_t nr_dirty;
+	uint32_t cleaning[ZBUD_DIRTY_MAX / 2];
+	uint32_t nr_cleaning;
+	bool cleaning_busy;
+	atomic_bool clean_pending;
 	uint64_t data_frames[TMEM_NR_KINDS];
 	uint64_t slab_frames[TMEM_NR_KINDS];
 	uint64_t frames_total;
@@ -176,6 +185,7 @@ uint32_t zbud_frame_alloc_locked(struct zbud *z, enum tmem_kind kind);
 uint64_t zbud_bytes_taken(bool reset);
 void zbud_take_populate_locked(struct zbud *z, struct zbud_populate *p);
 void zbud_populate(struct zbud *z, const struct zbud_populate *p);
+void zbud_clean(struct zbud *z);
 void zbud_frame_free_locked(struct zbud *z, uint32_t fn);
 void zbud_list_add_locked(struct zbud *z, struct zlist *l, uint32_t fn);
 void zbud_list_del_locked(struct zbud *z, struct zlist *l, uint32_t fn);
