@@ -34,7 +34,8 @@
  * frame for a filled page), evicting ephemeral frames until the reservation
  * fits, so that used + reserved never exceeds the limit; every frame taken
  * then consumes its kind's reservation, and the rest is returned when the
- * put ends.
+ * put ends, or already in the hold of zbud->lock that allocates its buddy
+ * when its index insert will need no node (nothing else can follow).
  */
 #include <errno.h>
 #include <lz4.h>
