@@ -1168,9 +1168,9 @@ static struct tmem_entry *entry_new(struct tmem_store *s, struct op *op,
 				    const struct page_data *pd)
 {
 	struct tmem_entry *e = tmem_cache_alloc(&s->entries[op->kind]);
-	bool settle = !radix_nodes_needed(&obj->root, index);
 	struct zbud_populate pop;
 	struct zbud_handle h;
+	bool settle;
 	int ret;
 
 	if (!e)
@@ -1182,6 +1182,7 @@ static struct tmem_entry *entry_new(struct tmem_store *s, struct op *op,
 		e->where = pd->pattern;
 		return e;
 	}
+	settle = !radix_nodes_needed(&obj->root, index);
 	pthread_mutex_lock(&s->zbud.lock);
 	ret = zbud_alloc_locked(&s->zbud, op->kind, pd->size,
 				entry_ref(s, e), &h);
