@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +28,11 @@
 #include "tmem.h"
 
 #define PAGE	TMEM_PAGE_SIZE
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+/* Frames the pool faults in at once (ZBUD_POPULATE_AHEAD). */
+#define FRESH_BATCH	64
 
 struct corpus {
 	uint8_t *pages;		/* non-filled pages, PAGE bytes each */
@@ -177,6 +183,7 @@ static void load_path(struct corpus *c, const char *path)
 
 struct raw_result {
 	double compress_s, compress2_s, decompress_s, memcpy_s;
+	double fresh_s, memset_s;	/* per 4 KiB page */
 	uint64_t compressed_bytes;	/* compressible pages only */
 	size_t compressible;
 	uint16_t *sizes;		/* per page, 0 = incompressible */
@@ -230,6 +237,7 @@ static uint8_t *raw_setup(const struct corpus *c, struct raw_result *r)
 	r->sizes = calloc(c->nr, sizeof(*r->sizes));
 	r->compress_s = r->compress2_s = 1e30;
 	r->decompress_s = r->memcpy_s = 1e30;
+	r->fresh_s = r->memset_s = 1e30;
 	r->compressed_bytes = 0;
 	r->compressible = 0;
 	for (i = 0; i < c->nr; i++) {
@@ -287,6 +295,36 @@ static void raw_round(const struct corpus *c, const uint8_t *cbuf,
 		__asm__ volatile("" : : "r"(back) : "memory");
 	}
 	keep_min(&r->memcpy_s, now() - t);
+}
+
+/*
+ * What fresh memory costs a growing pool: @pages pages faulted in and
+ * zeroed by the kernel, FRESH_BATCH at a time as the pool does, then a
+ * memset of the same, now resident, pages (the zeroing alone).
+ */
+static void fresh_round(size_t pages, struct raw_result *r)
+{
+	size_t bytes = pages * PAGE, off;
+	uint8_t *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	double t;
+
+	if (p == MAP_FAILED)
+		return;
+	madvise(p, bytes, MADV_NOHUGEPAGE);
+	t = now();
+	for (off = 0; off < bytes; off += FRESH_BATCH * PAGE)
+		if (madvise(p + off, bytes - off < FRESH_BATCH * PAGE ?
+				     bytes - off : FRESH_BATCH * PAGE,
+			    MADV_POPULATE_WRITE))
+			break;
+	if (off >= bytes)	/* kernels before 5.14 cannot tell */
+		keep_min(&r->fresh_s, (now() - t) / (double)pages);
+	t = now();
+	memset(p, 1, bytes);
+	__asm__ volatile("" : : "r"(p) : "memory");
+	keep_min(&r->memset_s, (now() - t) / (double)pages);
+	munmap(p, bytes);
 }
 
 /* Fewest frames for these sizes, two per frame: pair largest with smallest. */
@@ -511,6 +549,17 @@ static void report(const struct corpus *c, const struct raw_result *r,
 	       verdict(get1 / lz4d, 0.80, true));
 	printf("%-34s %12.0f %12s %8s %8s  (the limit for raw pages)\n",
 	       "memcpy (4 KiB)", mcpy, "", "", "");
+	if (r->fresh_s < 1e29) {
+		double fpp = (double)k->frames / n;
+		double grow_lim = 1 / (1 / lz4c + fpp * r->fresh_s);
+
+		printf("%-34s %12.0f ns/page, of which zeroing %.0f\n",
+		       "fresh memory from the kernel", r->fresh_s * 1e9,
+		       r->memset_s * 1e9);
+		printf("%-34s %12.0f %12.0f %8.2f          (raw LZ4 + %.2f "
+		       "fresh frames/page)\n", "put, pool growing", put1,
+		       grow_lim, put1 / grow_lim, fpp);
+	}
 	printf("%-34s %12.0f %12.0f %8.2f\n", "two threads, raw LZ4 compress",
 	       lz4c2, lz4c, lz4c2 / lz4c);
 	printf("\n%-34s %12s %12s %8s %8s\n", "two threads", "pages/s",
@@ -650,6 +699,7 @@ int main(int argc, char **argv)
 	pool_result_init(&pr);
 	for (i = 0; i < opt.repeat; i++) {
 		raw_round(&c, cbuf, &r);
+		fresh_round(c.nr, &r);
 		pool_round(&c, &pr, i == 0);
 	}
 	free(cbuf);
