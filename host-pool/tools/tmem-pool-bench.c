@@ -557,7 +557,7 @@ static void report(const struct corpus *c, const struct raw_result *r,
 		       "fresh memory from the kernel", r->fresh_s * 1e9,
 		       r->memset_s * 1e9);
 		printf("%-34s %12.0f %12.0f %8.2f          (raw LZ4 + %.2f "
-		       "fresh frames/page)\n", "put, pool growing", put1,
+		       "fresh frames/page)\n", "put, growing vs fresh memory", put1,
 		       grow_lim, put1 / grow_lim, fpp);
 	}
 	printf("%-34s %12.0f %12.0f %8.2f\n", "two threads, raw LZ4 compress",
