@@ -503,14 +503,14 @@ struct worker {
 };
 
 /* No CHECK in threads (its counters are not atomic): 1 on any mismatch. */
-static unsigned int get_page(struct worker *w, uint64_t o, uint64_t i,
+static unsigned int get_page(struct rig *r, uint64_t o, uint64_t i,
 			     uint64_t seed, bool excl)
 {
 	static _Thread_local uint8_t page[TMEM_PAGE_SIZE], out[TMEM_PAGE_SIZE];
 	struct tmem_oid id = oid_of(o);
 	struct iovec v = page_iov(out);
 
-	if (tmem_get(w->r->s, (uint32_t)w->r->per, &id, i, &v, 1,
+	if (tmem_get(r->s, (uint32_t)r->per, &id, i, &v, 1,
 		     excl ? TMEM_GET_EXCLUSIVE : 0))
 		return 1;
 	page_from_seed(page, seed);
@@ -541,7 +541,8 @@ static void *worker_run(void *arg)
 			bool excl = page_rng(&w->rng) % 3 == 0;
 
 			if (*m) {
-				w->failures += get_page(w, obj, i, *m, excl);
+				w->failures += get_page(w->r, obj, i, *m,
+							excl);
 				if (excl)
 					*m = 0;
 			}
@@ -596,12 +597,11 @@ static void *churn_run(void *arg)
 	for (k = 0; k < ops / 8; k++) {
 		uint64_t seed = (uint64_t)c->id << 40 | (k + 1);
 		struct tmem_oid id = oid_of(obj);
-		struct worker w = { .r = c->r };
 
 		if (put_seed(c->r, c->r->per, obj, k, seed))
 			continue;
 		c->stored++;
-		c->failures += get_page(&w, obj, k, seed, k % 2 == 0);
+		c->failures += get_page(c->r, obj, k, seed, k % 2 == 0);
 		if (k % 2)
 			tmem_flush_page(c->r->s, (uint32_t)c->r->per, &id, k);
 	}
