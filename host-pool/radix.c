@@ -148,6 +148,32 @@ static void grow(struct radix_root *root, unsigned int h, struct node_pool *p)
 	}
 }
 
+/*
+ * The common insert: the tree is tall enough and the leaf for @item exists,
+ * so no node is needed.  Returns false, having changed nothing, otherwise.
+ */
+static bool place_existing(struct radix_root *root, struct radix_item *item,
+			   struct radix_item **old)
+{
+	struct radix_node *node = root->ptr;
+	unsigned int level, s;
+
+	if (!root->height || height_for(item->index) > root->height)
+		return false;
+	for (level = root->height - 1; level > 0; level--) {
+		node = node->slot[slot_of(item->index, level)];
+		if (!node)
+			return false;
+	}
+	s = slot_of(item->index, 0);
+	if (node->slot[s])
+		*old = node->slot[s];
+	else
+		node->count++;
+	node->slot[s] = item;
+	return true;
+}
+
 /**
  * radix_insert() - add or replace the item at item->index
  * @root: tree
@@ -160,11 +186,15 @@ static void grow(struct radix_root *root, unsigned int h, struct node_pool *p)
 int radix_insert(struct radix_root *root, struct radix_item *item,
 		 const struct radix_alloc *a, struct radix_item **old)
 {
-	struct node_pool p = { .nr = 0 };
-	unsigned int need = radix_nodes_needed(root, item->index);
-	unsigned int h = height_for(item->index);
+	struct node_pool p;
+	unsigned int need, h;
 
 	*old = NULL;
+	if (place_existing(root, item, old))
+		return 0;
+	p.nr = 0;
+	need = radix_nodes_needed(root, item->index);
+	h = height_for(item->index);
 	if (!root->ptr) {
 		root->ptr = item;
 		root->height = 0;

@@ -15,25 +15,41 @@
 
 #include "zbud.h"
 
+/*
+ * Threads that allocate at the same time use different shards, so that they
+ * neither wait for one lock nor fill the same frame (whose cache lines would
+ * bounce between them).  A thread keeps the shard it was first given.
+ */
+#define TMEM_CACHE_SHARDS	4u
+
+/**
+ * struct tmem_cache_shard - one lock's worth of a cache
+ * @lock: protects @partial and the slab fields of the shard's frames;
+ *	  taken inside bucket locks, takes zbud->lock inside itself, never
+ *	  held with another shard's lock
+ * @partial: frames with at least one free object
+ * @objects: objects in use from this shard's frames
+ */
+struct tmem_cache_shard {
+	pthread_mutex_t lock;
+	struct zlist partial;
+	uint64_t objects;
+} __attribute__((aligned(64)));
+
 /**
  * struct tmem_cache - objects of one size and kind
- * @lock: protects @partial and the slab fields of this cache's frames;
- *	  taken inside bucket locks, takes zbud->lock inside itself
  * @zbud: frame source
  * @size: object size in bytes (multiple of 8, at least 8)
  * @per_frame: objects per frame
  * @kind: pool kind charged for this cache's frames
- * @partial: frames with at least one free object
- * @objects: objects in use
+ * @shard: where threads allocate; a frame belongs to one shard for life
  */
 struct tmem_cache {
-	pthread_mutex_t lock;
 	struct zbud *zbud;
 	unsigned int size;
 	unsigned int per_frame;
 	enum tmem_kind kind;
-	struct zlist partial;
-	uint64_t objects;
+	struct tmem_cache_shard shard[TMEM_CACHE_SHARDS];
 };
 
 void tmem_cache_init(struct tmem_cache *c, struct zbud *z, size_t size,
@@ -41,5 +57,6 @@ void tmem_cache_init(struct tmem_cache *c, struct zbud *z, size_t size,
 void tmem_cache_fini(struct tmem_cache *c);
 void *tmem_cache_alloc(struct tmem_cache *c);
 void tmem_cache_free(struct tmem_cache *c, void *obj);
+uint64_t tmem_cache_objects(struct tmem_cache *c);
 
 #endif /* TMEM_SLAB_H */

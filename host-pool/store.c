@@ -6,7 +6,7 @@
  *
  *   store->pools_lock		pool table, pool identity (new/destroy)
  *     bucket->lock		objects and entries of one stripe of a pool
- *       cache->lock		slab objects of one cache
+ *       shard->lock		slab objects of one shard of a cache (slab.h)
  *         zbud->lock		frames, LRUs, limit accounting
  *           img->lock		swap image slots (swapimg.c)
  *
@@ -432,14 +432,26 @@ static bool oid_equal(const struct tmem_oid *a, const struct tmem_oid *b)
 	       a->id[2] == b->id[2];
 }
 
+/*
+ * Pages of one object come in runs (a file read or written back, a swap
+ * area), so the object found moves to the front of its chain: the next
+ * lookup stops at the first entry instead of walking cold objects.
+ */
 static struct tmem_object *object_find(const struct op *op,
 				       const struct tmem_oid *oid)
 {
-	struct tmem_object *obj;
+	struct tmem_object **head = &op->b->chain[op->chain], **pp, *obj;
 
-	for (obj = op->b->chain[op->chain]; obj; obj = obj->next)
-		if (oid_equal(&obj->oid, oid))
-			return obj;
+	for (pp = head; (obj = *pp); pp = &obj->next) {
+		if (!oid_equal(&obj->oid, oid))
+			continue;
+		if (pp != head) {
+			*pp = obj->next;
+			obj->next = *head;
+			*head = obj;
+		}
+		return obj;
+	}
 	return NULL;
 }
 
@@ -796,9 +808,11 @@ int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out)
 
 	if (!cfg || !out || !config_valid(cfg))
 		return -TMEM_E_INVAL;
-	s = calloc(1, sizeof(*s));
+	/* cache shards are cache-line aligned */
+	s = aligned_alloc(_Alignof(struct tmem_store), sizeof(*s));
 	if (!s)
 		return -TMEM_E_NOMEM;
+	memset(s, 0, sizeof(*s));
 	s->cfg = *cfg;
 	/* Address space (not memory) for the writeback overdraft too. */
 	s->max_frames = cfg->limit_bytes / TMEM_PAGE_SIZE + ZBUD_DIRTY_MAX +

@@ -423,6 +423,25 @@ static bool on_unbuddied(const struct zframe *f)
 	return (!f->first_chunks != !f->last_chunks) && free_chunks(f) > 0;
 }
 
+/* The mask keeps best fit to one bit scan instead of a walk of list heads. */
+static void unbuddied_add(struct zbud *z, enum tmem_kind kind, uint32_t fn)
+{
+	unsigned int c = free_chunks(&z->desc[fn]);
+
+	zlist_add_head(z, &z->unbuddied[kind][c], fn, LIST_LINKS);
+	z->unbuddied_mask[kind] |= 1ull << c;
+}
+
+static void unbuddied_del(struct zbud *z, enum tmem_kind kind, uint32_t fn)
+{
+	unsigned int c = free_chunks(&z->desc[fn]);
+	struct zlist *l = &z->unbuddied[kind][c];
+
+	zlist_del(z, l, fn, LIST_LINKS);
+	if (l->head == ZBUD_NIL)
+		z->unbuddied_mask[kind] &= ~(1ull << c);
+}
+
 static void lru_touch(struct zbud *z, uint32_t fn)
 {
 	struct zlist *lru = &z->lru[z->desc[fn].kind];
@@ -461,14 +480,15 @@ static uint32_t new_data_frame(struct zbud *z, enum tmem_kind kind)
 int zbud_alloc_locked(struct zbud *z, enum tmem_kind kind, unsigned int size,
 		      uint32_t owner, struct zbud_handle *h)
 {
-	unsigned int chunks = zbud_chunks(size), c;
+	unsigned int chunks = zbud_chunks(size);
+	uint64_t fit = chunks < ZBUD_NCHUNKS ?
+		       z->unbuddied_mask[kind] >> chunks << chunks : 0;
 	struct zframe *f;
-	uint32_t fn = ZBUD_NIL;
+	uint32_t fn;
 
-	for (c = chunks; c < ZBUD_NCHUNKS && fn == ZBUD_NIL; c++)
-		fn = z->unbuddied[kind][c].head;
-	if (fn != ZBUD_NIL) {
-		zlist_del(z, &z->unbuddied[kind][c - 1], fn, LIST_LINKS);
+	if (fit) {
+		fn = z->unbuddied[kind][__builtin_ctzll(fit)].head;
+		unbuddied_del(z, kind, fn);
 		lru_touch(z, fn);
 	} else {
 		fn = new_data_frame(z, kind);
@@ -486,8 +506,7 @@ int zbud_alloc_locked(struct zbud *z, enum tmem_kind kind, unsigned int size,
 	}
 	f->owner[h->buddy] = owner;
 	if (on_unbuddied(f))
-		zlist_add_head(z, &z->unbuddied[kind][free_chunks(f)], fn,
-			       LIST_LINKS);
+		unbuddied_add(z, kind, fn);
 	return 0;
 }
 
@@ -507,8 +526,7 @@ void zbud_free_locked(struct zbud *z, struct zbud_handle h)
 	if (f->under_reclaim)
 		return;
 	if (on_unbuddied(f))
-		zlist_del(z, &z->unbuddied[kind][free_chunks(f)], h.frame,
-			  LIST_LINKS);
+		unbuddied_del(z, kind, h.frame);
 	if (h.buddy == ZBUD_FIRST)
 		f->first_chunks = 0;
 	else
@@ -518,8 +536,7 @@ void zbud_free_locked(struct zbud *z, struct zbud_handle h)
 		z->data_frames[kind]--;
 		zbud_frame_free_locked(z, h.frame);
 	} else if (on_unbuddied(f)) {
-		zlist_add_head(z, &z->unbuddied[kind][free_chunks(f)], h.frame,
-			       LIST_LINKS);
+		unbuddied_add(z, kind, h.frame);
 	}
 }
 
@@ -562,8 +579,7 @@ uint32_t zbud_reclaim_start_locked(struct zbud *z, enum tmem_kind kind)
 	f = &z->desc[fn];
 	zlist_del(z, &z->lru[kind], fn, LRU_LINKS);
 	if (on_unbuddied(f))
-		zlist_del(z, &z->unbuddied[kind][free_chunks(f)], fn,
-			  LIST_LINKS);
+		unbuddied_del(z, kind, fn);
 	f->under_reclaim = 1;
 	return fn;
 }
@@ -604,8 +620,7 @@ void zbud_reclaim_abort_locked(struct zbud *z, uint32_t fn)
 	}
 	zlist_add_head(z, &z->lru[kind], fn, LRU_LINKS);
 	if (on_unbuddied(f))
-		zlist_add_head(z, &z->unbuddied[kind][free_chunks(f)], fn,
-			       LIST_LINKS);
+		unbuddied_add(z, kind, fn);
 }
 
 /**

@@ -52,6 +52,7 @@ enum zbud_buddy { ZBUD_FIRST = 0, ZBUD_LAST = 1 };
  * @slab_free: slab frames: offset of the first free object, or
  *	       ZBUD_SLAB_END (shares storage with @owner)
  * @slab_inuse: slab frames: objects in use
+ * @slab_shard: slab frames: the cache shard the frame belongs to
  * @lru_prev: per-kind LRU links (data and raw frames)
  * @lru_next: see @lru_prev
  * @prev: unbuddied list, arena free list or slab partial list links
@@ -69,6 +70,7 @@ struct zframe {
 		struct {
 			uint16_t slab_free;
 			uint16_t slab_inuse;
+			uint16_t slab_shard;
 		};
 	};
 	uint32_t lru_prev, lru_next;
@@ -102,6 +104,7 @@ struct zarena {
  * @arenas: arena table
  * @nr_arenas: size of the range in arenas
  * @unbuddied: per kind, frames with one free buddy, by free chunks
+ * @unbuddied_mask: per kind, bit c set iff @unbuddied[kind][c] is not empty
  * @lru: per kind, data frames, most recently filled at the head
  * @first_free_arena: no arena below this one has a clean free frame
  * @dirty: freed frames still resident, reused before clean ones
@@ -127,6 +130,7 @@ struct zbud {
 	struct zarena *arenas;
 	uint32_t nr_arenas;
 	struct zlist unbuddied[TMEM_NR_KINDS][ZBUD_NCHUNKS];
+	uint64_t unbuddied_mask[TMEM_NR_KINDS];
 	struct zlist lru[TMEM_NR_KINDS];
 	uint32_t first_free_arena;
 	uint32_t dirty[ZBUD_DIRTY_MAX];

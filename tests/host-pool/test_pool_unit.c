@@ -1,8 +1,8 @@
 /*
- * Unit tests of the host pool: zbud packing, LRU order, the memory limit
- * (also with zero pages only), UUID sharing, exclusive gets, replace
- * semantics, incompressible pages, scattered buffers, argument checking and
- * the persistent capacity guarantee.
+ * Unit tests of the host pool: zbud packing and best fit, slab shards, LRU
+ * order, the memory limit (also with zero pages only), UUID sharing,
+ * exclusive gets, replace semantics, incompressible pages, scattered
+ * buffers, argument checking and the persistent capacity guarantee.
  */
 #include <string.h>
 
@@ -121,6 +121,91 @@ static void test_zbud_direct(void)
 	zbud_free_locked(&z, h3);
 	CHECK_EQ(z.frames_total, 0);
 	pthread_mutex_unlock(&z.lock);
+	zbud_fini(&z);
+}
+
+/* Best fit: the half-full frame with the fewest free chunks that suffice. */
+static void test_zbud_best_fit(void)
+{
+	static const unsigned int used[] = { 54, 44, 34 };	/* chunks */
+	struct zbud_handle h[3], t;
+	struct zbud z;
+	unsigned int i;
+
+	REQUIRE(zbud_init(&z, 4096) == 0);
+	z.reserved[TMEM_PERSISTENT] = 1ull << 30;
+	pthread_mutex_lock(&z.lock);
+	for (i = 0; i < 3; i++)	/* frames with 10, 20 and 30 free chunks */
+		CHECK_EQ(zbud_alloc_locked(&z, TMEM_PERSISTENT, used[i] * 64,
+					   i, &h[i]), 0);
+	CHECK_EQ(zbud_alloc_locked(&z, TMEM_PERSISTENT, 15 * 64, 9, &t), 0);
+	CHECK_EQ(t.frame, h[1].frame);
+	CHECK_EQ(zbud_alloc_locked(&z, TMEM_PERSISTENT, 15 * 64, 9, &t), 0);
+	CHECK_EQ(t.frame, h[2].frame);
+	CHECK_EQ(zbud_alloc_locked(&z, TMEM_PERSISTENT, 10 * 64, 9, &t), 0);
+	CHECK_EQ(t.frame, h[0].frame);
+	CHECK_EQ(z.unbuddied_mask[TMEM_PERSISTENT], 0);
+	/* freeing a buddy puts its frame back where best fit finds it */
+	zbud_free_locked(&z, t);
+	CHECK_EQ(z.unbuddied_mask[TMEM_PERSISTENT], 1ull << 10);
+	CHECK_EQ(zbud_alloc_locked(&z, TMEM_PERSISTENT, 11 * 64, 9, &t), 0);
+	CHECK(t.frame != h[0].frame && t.frame != h[1].frame &&
+	      t.frame != h[2].frame);
+	pthread_mutex_unlock(&z.lock);
+	zbud_fini(&z);
+}
+
+struct shard_user {
+	struct tmem_cache *c;
+	void *obj[300];
+};
+
+static void *shard_alloc(void *arg)
+{
+	struct shard_user *u = arg;
+	unsigned int i;
+
+	for (i = 0; i < 300; i++)
+		u->obj[i] = tmem_cache_alloc(u->c);
+	return NULL;
+}
+
+/*
+ * Threads allocate from shards of their own, and an object freed by any
+ * thread goes back to its frame's shard: every frame is given back.
+ */
+static void test_slab_shards(void)
+{
+	struct shard_user u[2];
+	struct tmem_cache c;
+	pthread_t tid[2];
+	struct zbud z;
+	unsigned int i, j;
+
+	REQUIRE(zbud_init(&z, 4096) == 0);
+	z.reserved[TMEM_PERSISTENT] = 1ull << 30;
+	tmem_cache_init(&c, &z, 32, TMEM_PERSISTENT);
+	for (i = 0; i < 2; i++) {
+		u[i].c = &c;
+		REQUIRE(pthread_create(&tid[i], NULL, shard_alloc, &u[i]) == 0);
+	}
+	for (i = 0; i < 2; i++)
+		pthread_join(tid[i], NULL);
+	CHECK_EQ(tmem_cache_objects(&c), 600);
+	/* 128 objects of 32 bytes per frame: 3 frames per thread */
+	CHECK_EQ(z.slab_frames[TMEM_PERSISTENT], 6);
+	for (i = 0; i < 300; i++)
+		for (j = 0; j < 300; j++)
+			CHECK(((uintptr_t)u[0].obj[i] >> 12) !=
+			      ((uintptr_t)u[1].obj[j] >> 12));
+	for (i = 0; i < 300; i++) {
+		tmem_cache_free(&c, u[1].obj[i]);
+		tmem_cache_free(&c, u[0].obj[i]);
+	}
+	CHECK_EQ(tmem_cache_objects(&c), 0);
+	CHECK_EQ(z.slab_frames[TMEM_PERSISTENT], 0);
+	CHECK_EQ(z.frames_total, 0);
+	tmem_cache_fini(&c);
 	zbud_fini(&z);
 }
 
@@ -449,6 +534,8 @@ int main(void)
 {
 	test_zbud_packing();
 	test_zbud_direct();
+	test_zbud_best_fit();
+	test_slab_shards();
 	test_lru_and_limit();
 	test_zero_pages_hit_limit();
 	test_uuid_sharing();
