@@ -580,18 +580,28 @@ static void entry_drop(struct tmem_store *s, struct tmem_bucket *b,
 	tmem_cache_free(&s->entries[pool_kind(b->pool)], e);
 }
 
-/* Remove the page at @index of @obj; returns 1 if there was one. */
-static int page_remove(struct tmem_store *s, const struct op *op,
-		       struct tmem_object *obj, uint64_t index)
+/*
+ * Remove the page at @index of @obj; returns 1 if there was one.  @detached:
+ * its buddy was already freed (by a put that replaced it and then failed).
+ */
+static int page_remove_entry(struct tmem_store *s, const struct op *op,
+			     struct tmem_object *obj, uint64_t index,
+			     bool detached)
 {
 	struct radix_alloc a = node_allocator(s, op->kind);
 	struct radix_item *it = radix_delete(&obj->root, index, &a);
 
 	if (!it)
 		return 0;
-	entry_drop(s, op->b, (struct tmem_entry *)it, false);
+	entry_drop(s, op->b, (struct tmem_entry *)it, detached);
 	object_free_if_empty(s, obj);
 	return 1;
+}
+
+static int page_remove(struct tmem_store *s, const struct op *op,
+		       struct tmem_object *obj, uint64_t index)
+{
+	return page_remove_entry(s, op, obj, index, false);
 }
 
 struct drain_ctx {
@@ -1175,11 +1185,16 @@ static int page_prepare(struct tmem_store *s, enum tmem_kind kind,
  * Make a new entry for @pd at @index of @obj; it owns its buddy on return.
  * When the index insert will need no node, nothing else of the put can
  * take memory: the rest of its reservation goes back under the same hold
- * of zbud->lock, saving the put a round trip.
+ * of zbud->lock, saving the put a round trip.  So does the buddy of @old,
+ * the entry being replaced, if it has one: its space is free for this very
+ * page, and *old_detached tells the caller to drop @old as detached, also
+ * when the put fails.  The bucket lock keeps @old from being read meanwhile.
  */
 static struct tmem_entry *entry_new(struct tmem_store *s, struct op *op,
 				    struct tmem_object *obj, uint64_t index,
-				    const struct page_data *pd)
+				    const struct page_data *pd,
+				    const struct tmem_entry *old,
+				    bool *old_detached)
 {
 	struct tmem_entry *e = tmem_cache_alloc(&s->entries[op->kind]);
 	struct zbud_populate pop;
@@ -1196,8 +1211,12 @@ static struct tmem_entry *entry_new(struct tmem_store *s, struct op *op,
 		e->where = pd->pattern;
 		return e;
 	}
-	settle = !radix_nodes_needed(&obj->root, index);
+	settle = old || !radix_nodes_needed(&obj->root, index);
 	pthread_mutex_lock(&s->zbud.lock);
+	if (old && entry_has_frame(old)) {
+		zbud_free_locked(&s->zbud, entry_handle(old));
+		*old_detached = true;
+	}
 	ret = zbud_alloc_locked(&s->zbud, op->kind, pd->size,
 				entry_ref(s, e), &h);
 	if (!ret && settle) {
@@ -1247,15 +1266,19 @@ static int put_locked(struct tmem_store *s, struct op *op,
 {
 	struct radix_alloc a = node_allocator(s, op->kind);
 	struct tmem_object *obj = object_find(op, oid);
-	struct radix_item *old;
+	struct radix_item *old = NULL;
+	bool old_detached = false;
 	struct tmem_entry *e;
 
 	if (!obj) {
 		obj = object_new(s, op, oid);
 		if (!obj)
 			return -TMEM_E_NOMEM;
+	} else {
+		old = radix_lookup(&obj->root, index);
 	}
-	e = entry_new(s, op, obj, index, pd);
+	e = entry_new(s, op, obj, index, pd, (struct tmem_entry *)old,
+		      &old_detached);
 	if (!e)
 		goto fail;
 	if (radix_insert(&obj->root, &e->ri, &a, &old)) {
@@ -1264,12 +1287,12 @@ static int put_locked(struct tmem_store *s, struct op *op,
 	}
 	store_entry_account(op->b, e, 1);
 	if (old) {
-		entry_drop(s, op->b, (struct tmem_entry *)old, false);
+		entry_drop(s, op->b, (struct tmem_entry *)old, old_detached);
 		*replaced = true;
 	}
 	return 0;
 fail:
-	if (!page_remove(s, op, obj, index))
+	if (!page_remove_entry(s, op, obj, index, old_detached))
 		object_free_if_empty(s, obj);
 	return -TMEM_E_NOMEM;
 }
