@@ -26,6 +26,43 @@ static unsigned int slot_of(uint64_t index, unsigned int level)
 	       (RADIX_SLOTS - 1);
 }
 
+/* The leaf node that holds @index's slot, or NULL (also for height 0). */
+static struct radix_node *leaf_of(const struct radix_root *root,
+				  uint64_t index)
+{
+	struct radix_node *node = root->ptr;
+	unsigned int level;
+
+	if (!node || !root->height || height_for(index) > root->height)
+		return NULL;
+	for (level = root->height - 1; level > 0 && node; level--)
+		node = node->slot[slot_of(index, level)];
+	return node;
+}
+
+/**
+ * radix_slot() - where the item at @index is stored
+ * @root: tree
+ * @index: page index
+ *
+ * An item of the same index may be stored there in its place: the tree's
+ * shape does not change.
+ *
+ * Return: the slot, or NULL if there is no item at @index.
+ */
+void **radix_slot(struct radix_root *root, uint64_t index)
+{
+	struct radix_node *leaf;
+
+	if (root->ptr && !root->height)
+		return ((struct radix_item *)root->ptr)->index == index ?
+		       &root->ptr : NULL;
+	leaf = leaf_of(root, index);
+	if (!leaf || !leaf->slot[slot_of(index, 0)])
+		return NULL;
+	return &leaf->slot[slot_of(index, 0)];
+}
+
 /**
  * radix_lookup() - find the item at @index
  * @root: tree
@@ -35,25 +72,9 @@ static unsigned int slot_of(uint64_t index, unsigned int level)
  */
 struct radix_item *radix_lookup(const struct radix_root *root, uint64_t index)
 {
-	struct radix_node *node;
-	unsigned int level;
+	void **slot = radix_slot((struct radix_root *)root, index);
 
-	if (!root->ptr)
-		return NULL;
-	if (!root->height) {
-		struct radix_item *it = root->ptr;
-
-		return it->index == index ? it : NULL;
-	}
-	if (height_for(index) > root->height)
-		return NULL;
-	node = root->ptr;
-	for (level = root->height - 1; level > 0; level--) {
-		node = node->slot[slot_of(index, level)];
-		if (!node)
-			return NULL;
-	}
-	return node->slot[slot_of(index, 0)];
+	return slot ? *slot : NULL;
 }
 
 /* Levels below the top (height @h) where @a and @b need different nodes. */
@@ -155,16 +176,11 @@ static void grow(struct radix_root *root, unsigned int h, struct node_pool *p)
 static bool place_existing(struct radix_root *root, struct radix_item *item,
 			   struct radix_item **old)
 {
-	struct radix_node *node = root->ptr;
-	unsigned int level, s;
+	struct radix_node *node = leaf_of(root, item->index);
+	unsigned int s;
 
-	if (!root->height || height_for(item->index) > root->height)
+	if (!node)
 		return false;
-	for (level = root->height - 1; level > 0; level--) {
-		node = node->slot[slot_of(item->index, level)];
-		if (!node)
-			return false;
-	}
 	s = slot_of(item->index, 0);
 	if (node->slot[s])
 		*old = node->slot[s];

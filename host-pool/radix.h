@@ -48,6 +48,7 @@ struct radix_alloc {
 };
 
 struct radix_item *radix_lookup(const struct radix_root *root, uint64_t index);
+void **radix_slot(struct radix_root *root, uint64_t index);
 int radix_insert(struct radix_root *root, struct radix_item *item,
 		 const struct radix_alloc *a, struct radix_item **old);
 struct radix_item *radix_delete(struct radix_root *root, uint64_t index,

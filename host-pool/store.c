@@ -1269,19 +1269,24 @@ static int put_locked(struct tmem_store *s, struct op *op,
 	struct radix_item *old = NULL;
 	bool old_detached = false;
 	struct tmem_entry *e;
+	void **slot = NULL;
 
 	if (!obj) {
 		obj = object_new(s, op, oid);
 		if (!obj)
 			return -TMEM_E_NOMEM;
 	} else {
-		old = radix_lookup(&obj->root, index);
+		slot = radix_slot(&obj->root, index);
+		if (slot)
+			old = *slot;
 	}
 	e = entry_new(s, op, obj, index, pd, (struct tmem_entry *)old,
 		      &old_detached);
 	if (!e)
 		goto fail;
-	if (radix_insert(&obj->root, &e->ri, &a, &old)) {
+	if (slot) {		/* a replace: the tree keeps its shape */
+		*slot = &e->ri;
+	} else if (radix_insert(&obj->root, &e->ri, &a, &old)) {
 		entry_discard(s, op, e);
 		goto fail;
 	}
