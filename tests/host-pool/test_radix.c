@@ -120,8 +120,21 @@ int main(void)
 	/* one item lives in the root; two need nodes; back to one: none */
 	radix_insert(&root, &items[5], &A, &old);
 	CHECK_EQ(live_nodes, 0);
+	CHECK(radix_slot(&root, items[5].index) == &root.ptr);
+	CHECK(radix_slot(&root, items[9].index) == NULL);
 	radix_insert(&root, &items[9], &A, &old);
 	CHECK(live_nodes > 0);
+	/* a slot takes an item of the same index in place */
+	{
+		struct radix_item twin = { items[9].index };
+		void **slot = radix_slot(&root, items[9].index);
+
+		REQUIRE(slot && *slot == &items[9]);
+		*slot = &twin;
+		CHECK(radix_lookup(&root, items[9].index) == &twin);
+		*slot = &items[9];
+	}
+	CHECK(radix_slot(&root, items[9].index + 1) == NULL);
 	radix_delete(&root, items[9].index, &A);
 	CHECK_EQ(live_nodes, 0);
 	CHECK(radix_lookup(&root, items[5].index) == &items[5]);
