@@ -9,6 +9,9 @@
  */
 #include <limits.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "pageio.h"
 #include "tmem.h"
@@ -145,4 +148,47 @@ bool pageio_same_filled(const uint8_t *page, uint32_t *pattern)
 	}
 	*pattern = (uint32_t)first;
 	return true;
+}
+
+#ifdef __SSE2__
+static void stream_line(uint8_t *dst, const uint8_t *src)
+{
+	unsigned int i;
+
+	for (i = 0; i < PAGEIO_LINE; i += 16)
+		_mm_stream_si128((__m128i *)(dst + i),
+				 _mm_loadu_si128((const __m128i *)(src + i)));
+}
+#endif
+
+/**
+ * pageio_copy_nocache() - copy into memory that is not in the CPU cache
+ * @dst: PAGEIO_LINE-aligned; room for @len rounded up to PAGEIO_LINE
+ * @src: @len bytes
+ * @len: 1..TMEM_PAGE_SIZE
+ *
+ * An ordinary store to a line that is not cached first reads the line in;
+ * a recycled frame is cold, so a put would wait on memory for every line
+ * it writes.  Streaming stores skip that read.  The last line is padded
+ * with zeroes, so no stale bytes of @src's buffer reach @dst.  Ends with a
+ * store fence: whoever takes a lock after ours sees the data.  Without
+ * SSE2 this is memcpy().
+ */
+void pageio_copy_nocache(uint8_t *dst, const uint8_t *src, unsigned int len)
+{
+#ifdef __SSE2__
+	unsigned int whole = len & ~(PAGEIO_LINE - 1), i;
+	uint8_t tail[PAGEIO_LINE];
+
+	for (i = 0; i < whole; i += PAGEIO_LINE)
+		stream_line(dst + i, src + i);
+	if (whole < len) {
+		memcpy(tail, src + whole, len - whole);
+		memset(tail + (len - whole), 0, PAGEIO_LINE - (len - whole));
+		stream_line(dst + whole, tail);
+	}
+	_mm_sfence();
+#else
+	memcpy(dst, src, len);
+#endif
 }

@@ -1199,7 +1199,8 @@ static struct tmem_entry *entry_new(struct tmem_store *s, struct op *op,
 	struct tmem_entry *e = tmem_cache_alloc(&s->entries[op->kind]);
 	struct zbud_populate pop;
 	struct zbud_handle h;
-	bool settle;
+	bool settle, hot;
+	uint8_t *dst;
 	int ret;
 
 	if (!e)
@@ -1219,6 +1220,7 @@ static struct tmem_entry *entry_new(struct tmem_store *s, struct op *op,
 	}
 	ret = zbud_alloc_locked(&s->zbud, op->kind, pd->size,
 				entry_ref(s, e), &h);
+	hot = !ret && zbud_frame_hot_locked(&s->zbud, h.frame);
 	if (!ret && settle) {
 		release_unused_locked(&s->zbud, op->kind, op->reserved);
 		op->reserved = 0;
@@ -1234,8 +1236,14 @@ static struct tmem_entry *entry_new(struct tmem_store *s, struct op *op,
 	 * The buddy is ours and its frame cannot be freed under us, so the
 	 * copy needs only the bucket lock; whoever reads the frame's bytes
 	 * takes the owner's bucket lock first (see the top of this file).
+	 * Only a frame the kernel just zeroed is in the cache; into any other
+	 * the copy streams, rather than read every line before writing it.
 	 */
-	memcpy(zbud_buddy_addr(&s->zbud, h, pd->size), pd->data, pd->size);
+	dst = zbud_buddy_addr(&s->zbud, h, pd->size);
+	if (hot)
+		memcpy(dst, pd->data, pd->size);
+	else
+		pageio_copy_nocache(dst, pd->data, pd->size);
 	e->where = h.frame;
 	e->buddy = h.buddy;
 	e->size = (uint16_t)pd->size;

@@ -321,6 +321,7 @@ static void populate_ahead(struct zbud *z, uint32_t a, uint32_t fn)
 		return;
 	z->populate_from = fn + 1;
 	z->populate_len = n;
+	z->fresh_end = fn + 1 + n;
 	ar->populated = (uint16_t)(idx + 1 + n);
 }
 

@@ -32,6 +32,8 @@
 #define ZBUD_DIRTY_MAX		64u
 /* Frames of a fresh arena faulted in at once, ahead of allocation. */
 #define ZBUD_POPULATE_AHEAD	64u
+/* Frames faulted in this recently (1 MiB) are taken to be in the CPU cache. */
+#define ZBUD_HOT_FRAMES		256u
 
 enum zbud_frame_type {
 	ZF_FREE = 0,
@@ -122,6 +124,8 @@ struct zarena {
  * @reserve_cond: broadcast when the ephemeral reservation drops to zero
  * @populate_from: first frame of fault-in work not yet handed out
  * @populate_len: its length in frames (0: none)
+ * @fresh_end: one past the last frame handed out for fault-in; the kernel
+ *	       zeroed the frames just below it lately (zbud_frame_hot_locked())
  */
 struct zbud {
 	pthread_mutex_t lock;
@@ -146,6 +150,7 @@ struct zbud {
 	uint64_t reserved[TMEM_NR_KINDS];
 	pthread_cond_t reserve_cond;
 	uint32_t populate_from, populate_len;
+	uint32_t fresh_end;
 };
 
 struct zbud_populate {
@@ -180,6 +185,20 @@ static inline unsigned int zbud_chunks(unsigned int size)
 
 uint8_t *zbud_buddy_addr(const struct zbud *z, struct zbud_handle h,
 			 unsigned int size);
+
+/**
+ * zbud_frame_hot_locked() - is frame @fn likely in the CPU cache?
+ * @z: allocator
+ * @fn: frame
+ *
+ * A hint for how to copy into it: a frame of the last ZBUD_HOT_FRAMES
+ * faulted in was just zeroed by the kernel, so its lines are cached; any
+ * other frame (recycled, or written long ago) is taken to be cold.
+ */
+static inline bool zbud_frame_hot_locked(const struct zbud *z, uint32_t fn)
+{
+	return fn < z->fresh_end && z->fresh_end - fn <= ZBUD_HOT_FRAMES;
+}
 
 /* Callers below hold z->lock. */
 int zbud_alloc_locked(struct zbud *z, enum tmem_kind kind, unsigned int size,

@@ -2,11 +2,13 @@
  * Unit tests of the host pool: zbud packing and best fit, slab shards, LRU
  * order, the memory limit (also with zero pages only), UUID sharing,
  * exclusive gets, replace semantics, incompressible pages, scattered
- * buffers, argument checking and the persistent capacity guarantee.
+ * buffers, argument checking, the persistent capacity guarantee and
+ * the copy into cold frames.
  */
 #include <string.h>
 
 #include "../check.h"
+#include "pageio.h"
 #include "pages.h"
 #include "store_internal.h"
 
@@ -151,6 +153,44 @@ static void test_zbud_best_fit(void)
 	CHECK_EQ(zbud_alloc_locked(&z, TMEM_PERSISTENT, 11 * 64, 9, &t), 0);
 	CHECK(t.frame != h[0].frame && t.frame != h[1].frame &&
 	      t.frame != h[2].frame);
+	pthread_mutex_unlock(&z.lock);
+	zbud_fini(&z);
+}
+
+/*
+ * The copy into a cold frame writes exactly the buddy's chunks: the bytes,
+ * then zeroes up to the next line, and nothing past it.
+ */
+static void test_copy_nocache(void)
+{
+	static const unsigned int lens[] = { 1, 63, 64, 65, 1000, 4095, 4096 };
+	static _Alignas(64) uint8_t dst[TMEM_PAGE_SIZE + 2 * PAGEIO_LINE];
+	struct zbud_handle h;
+	unsigned int i, j, end;
+	struct zbud z;
+	bool ok;
+
+	page_make(page, SHAPE_RANDOM, 7, TMEM_PAGE_SIZE);
+	for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		memset(dst, 0xaa, sizeof(dst));
+		pageio_copy_nocache(dst, page, lens[i]);
+		end = (lens[i] + PAGEIO_LINE - 1) & ~(PAGEIO_LINE - 1);
+		CHECK(!memcmp(dst, page, lens[i]));
+		for (ok = true, j = lens[i]; j < end; j++)
+			ok = ok && !dst[j];
+		for (j = end; j < sizeof(dst); j++)
+			ok = ok && dst[j] == 0xaa;
+		CHECK(ok);
+	}
+	/* the frame just faulted in is hot; one a full arena away is not */
+	REQUIRE(zbud_init(&z, 4096) == 0);
+	z.reserved[TMEM_PERSISTENT] = 1ull << 30;
+	pthread_mutex_lock(&z.lock);
+	CHECK_EQ(zbud_alloc_locked(&z, TMEM_PERSISTENT, 4096, 1, &h), 0);
+	CHECK(zbud_frame_hot_locked(&z, h.frame));
+	CHECK(!zbud_frame_hot_locked(&z, h.frame + ZBUD_ARENA_FRAMES));
+	z.fresh_end = h.frame + ZBUD_HOT_FRAMES + 1;
+	CHECK(!zbud_frame_hot_locked(&z, h.frame));
 	pthread_mutex_unlock(&z.lock);
 	zbud_fini(&z);
 }
@@ -544,5 +584,6 @@ int main(void)
 	test_bad_arguments();
 	test_persistent_capacity();
 	test_compressor_none();
+	test_copy_nocache();
 	return check_report("test_pool_unit");
 }
