@@ -41,6 +41,8 @@
 #include <lz4.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "lock.h"
 #include "pageio.h"
@@ -391,7 +393,7 @@ static struct tmem_pool *pool_get(struct tmem_store *s, uint32_t pool_id)
  * struct op - an op's place in the store, with its bucket locked
  * @pool: target pool
  * @b: stripe of the object, locked
- * @chain: hash chain of the object in @b
+ * @chain: object tree of the object in @b
  * @kind: the pool's kind
  * @reserved: a put's reservation still to settle (0 once settled)
  */
@@ -432,27 +434,199 @@ static bool oid_equal(const struct tmem_oid *a, const struct tmem_oid *b)
 	       a->id[2] == b->id[2];
 }
 
-/*
- * Pages of one object come in runs (a file read or written back, a swap
- * area), so the object found moves to the front of its chain: the next
- * lookup stops at the first entry instead of walking cold objects.
- */
-static struct tmem_object *object_find(const struct op *op,
-				       const struct tmem_oid *oid)
+/* The object trees' search order. */
+static int oid_cmp(const struct tmem_oid *a, const struct tmem_oid *b)
 {
-	struct tmem_object **head = &op->b->chain[op->chain], **pp, *obj;
+	unsigned int i;
 
-	for (pp = head; (obj = *pp); pp = &obj->next) {
-		if (!oid_equal(&obj->oid, oid))
-			continue;
-		if (pp != head) {
-			*pp = obj->next;
-			obj->next = *head;
-			*head = obj;
-		}
-		return obj;
+	for (i = 0; i < 3; i++)
+		if (a->id[i] != b->id[i])
+			return a->id[i] < b->id[i] ? -1 : 1;
+	return 0;
+}
+
+/*
+ * The object trees' heap order.  Every word of the id goes through a
+ * keyed step, so ids chosen to tie here need the store's secret.
+ */
+static uint64_t object_rank(const struct tmem_store *s,
+			    const struct tmem_object *obj)
+{
+	uint64_t h = mix64(obj->oid.id[2] ^ s->tree_key);
+
+	h = mix64(h ^ obj->oid.id[1]);
+	return mix64(h ^ obj->oid.id[0] ^ (s->tree_key >> 1));
+}
+
+/* Slab reference of an object: its frame and slot, plus one (0: none). */
+static uint32_t object_ref(const struct tmem_store *s,
+			   const struct tmem_object *obj)
+{
+	size_t off = (size_t)((const uint8_t *)obj - s->zbud.base);
+
+	return ((uint32_t)(off >> 12) << 8 |
+		(uint32_t)((off & (TMEM_PAGE_SIZE - 1)) / sizeof(*obj))) + 1;
+}
+
+static struct tmem_object *object_of_ref(const struct tmem_store *s,
+					 uint32_t ref)
+{
+	if (!ref--)
+		return NULL;
+	return (struct tmem_object *)(zbud_frame_addr(&s->zbud, ref >> 8) +
+				      (ref & 0xff) * sizeof(struct tmem_object));
+}
+
+static uint32_t *object_chain(struct tmem_bucket *b,
+			      const struct tmem_oid *oid)
+{
+	return &b->chain[oid_hash(oid) / POOL_BUCKETS % BUCKET_CHAINS];
+}
+
+/* The link (a chain root or a child field) that refers to @oid, or NULL. */
+static uint32_t *object_link(const struct tmem_store *s, uint32_t *link,
+			     const struct tmem_oid *oid)
+{
+	struct tmem_object *obj;
+	int c;
+
+	while ((obj = object_of_ref(s, *link))) {
+		c = oid_cmp(oid, &obj->oid);
+		if (!c)
+			return link;
+		link = c < 0 ? &obj->left : &obj->right;
 	}
 	return NULL;
+}
+
+/*
+ * Pages of one object come in runs (a file read or written back, a swap
+ * area), so the stripe remembers the object found last.
+ */
+static struct tmem_object *object_find(const struct tmem_store *s,
+				       const struct op *op,
+				       const struct tmem_oid *oid)
+{
+	struct tmem_object *obj = op->b->recent;
+	uint32_t *link;
+
+	if (obj && oid_equal(&obj->oid, oid))
+		return obj;
+	link = object_link(s, &op->b->chain[op->chain], oid);
+	if (!link)
+		return NULL;
+	obj = object_of_ref(s, *link);
+	op->b->recent = obj;
+	return obj;
+}
+
+/*
+ * Insert @obj where its rank puts it: below the higher-ranked objects on
+ * its search path, the rest of that path split around its id into its
+ * two subtrees.
+ */
+static void tree_insert(const struct tmem_store *s, uint32_t *link,
+			struct tmem_object *obj)
+{
+	uint64_t rank = object_rank(s, obj);
+	struct tmem_object *cur;
+	uint32_t *lo, *hi, ref;
+
+	while ((cur = object_of_ref(s, *link)) && object_rank(s, cur) >= rank)
+		link = oid_cmp(&obj->oid, &cur->oid) < 0 ? &cur->left :
+							  &cur->right;
+	ref = *link;
+	lo = &obj->left;
+	hi = &obj->right;
+	while ((cur = object_of_ref(s, ref))) {
+		if (oid_cmp(&cur->oid, &obj->oid) < 0) {
+			*lo = ref;
+			lo = &cur->right;
+			ref = cur->right;
+		} else {
+			*hi = ref;
+			hi = &cur->left;
+			ref = cur->left;
+		}
+	}
+	*lo = 0;
+	*hi = 0;
+	*link = object_ref(s, obj);
+}
+
+/* Replace the object at *@link by the merge of its two subtrees. */
+static void tree_remove(const struct tmem_store *s, uint32_t *link)
+{
+	struct tmem_object *obj = object_of_ref(s, *link), *a, *b;
+	uint32_t lo = obj->left, hi = obj->right;
+
+	while ((a = object_of_ref(s, lo)) && (b = object_of_ref(s, hi))) {
+		if (object_rank(s, a) >= object_rank(s, b)) {
+			*link = lo;
+			link = &a->right;
+			lo = a->right;
+		} else {
+			*link = hi;
+			link = &b->left;
+			hi = b->left;
+		}
+	}
+	*link = lo ? lo : hi;
+}
+
+/* The object of @root's tree with the least id above @after (any if NULL). */
+static struct tmem_object *object_after(const struct tmem_store *s,
+					uint32_t root,
+					const struct tmem_oid *after)
+{
+	struct tmem_object *cur, *best = NULL;
+
+	while ((cur = object_of_ref(s, root))) {
+		if (!after || oid_cmp(&cur->oid, after) > 0) {
+			best = cur;
+			root = cur->left;
+		} else {
+			root = cur->right;
+		}
+	}
+	return best;
+}
+
+static int tree_check(const struct tmem_store *s, uint32_t ref,
+		      const struct tmem_oid *lo, const struct tmem_oid *hi,
+		      uint64_t max_rank, uint64_t *count)
+{
+	struct tmem_object *obj = object_of_ref(s, ref);
+	int l, r;
+
+	if (!obj)
+		return 0;
+	if ((lo && oid_cmp(&obj->oid, lo) <= 0) ||
+	    (hi && oid_cmp(&obj->oid, hi) >= 0) ||
+	    object_rank(s, obj) > max_rank)
+		return -1;
+	(*count)++;
+	l = tree_check(s, obj->left, lo, &obj->oid, object_rank(s, obj), count);
+	r = tree_check(s, obj->right, &obj->oid, hi, object_rank(s, obj), count);
+	if (l < 0 || r < 0)
+		return -1;
+	return 1 + (l > r ? l : r);
+}
+
+/**
+ * store_object_tree_check() - check one object tree of a stripe (tests)
+ * @s: store
+ * @b: stripe, locked or idle
+ * @chain: which tree, < BUCKET_CHAINS
+ * @count: incremented by the objects found
+ *
+ * Return: the tree's height, or -1 if an object is out of id or rank order.
+ */
+int store_object_tree_check(const struct tmem_store *s,
+			    const struct tmem_bucket *b, unsigned int chain,
+			    uint64_t *count)
+{
+	return tree_check(s, b->chain[chain], NULL, NULL, UINT64_MAX, count);
 }
 
 static struct tmem_object *object_new(struct tmem_store *s, const struct op *op,
@@ -464,20 +638,18 @@ static struct tmem_object *object_new(struct tmem_store *s, const struct op *op,
 		return NULL;
 	obj->oid = *oid;
 	obj->bucket = op->b;
-	obj->next = op->b->chain[op->chain];
-	op->b->chain[op->chain] = obj;
+	tree_insert(s, &op->b->chain[op->chain], obj);
+	op->b->recent = obj;
 	return obj;
 }
 
-static void object_unlink(struct tmem_object *obj)
+static void object_unlink(const struct tmem_store *s, struct tmem_object *obj)
 {
-	struct tmem_object **pp;
+	struct tmem_bucket *b = obj->bucket;
 
-	for (pp = &obj->bucket->chain[oid_hash(&obj->oid) / POOL_BUCKETS %
-				      BUCKET_CHAINS];
-	     *pp != obj; pp = &(*pp)->next)
-		;
-	*pp = obj->next;
+	if (b->recent == obj)
+		b->recent = NULL;
+	tree_remove(s, object_link(s, object_chain(b, &obj->oid), &obj->oid));
 }
 
 static void object_free_if_empty(struct tmem_store *s,
@@ -485,7 +657,7 @@ static void object_free_if_empty(struct tmem_store *s,
 {
 	if (obj->nr_pages)
 		return;
-	object_unlink(obj);
+	object_unlink(s, obj);
 	tmem_cache_free(&s->objects[pool_kind(obj->bucket->pool)], obj);
 }
 
@@ -738,10 +910,11 @@ static uint64_t evict_filled_in(struct tmem_store *s, struct tmem_bucket *b)
 
 	pthread_mutex_lock(&b->lock);
 	for (c = 0; c < BUCKET_CHAINS; c++) {
-		struct tmem_object *obj = b->chain[c], *next;
+		struct tmem_object *obj = object_after(s, b->chain[c], NULL);
+		struct tmem_oid at;
 
-		for (; obj; obj = next) {
-			next = obj->next;
+		for (; obj; obj = object_after(s, b->chain[c], &at)) {
+			at = obj->oid;
 			if (obj->nr_filled)
 				pages += object_drain(s, b, obj);
 		}
@@ -798,6 +971,22 @@ static uint64_t store_fixed_bytes(const struct tmem_store *s)
 	return (uint64_t)s->cfg.max_pools * sizeof(*s->pools) + sizeof(*s);
 }
 
+/*
+ * The secret of the object trees' shape.  Without getrandom() the time and
+ * an address still differ from run to run: a guest could then at worst
+ * make its own lookups slower.
+ */
+static uint64_t tree_key(void)
+{
+	struct timespec ts;
+	uint64_t key;
+
+	if (getrandom(&key, sizeof(key), GRND_NONBLOCK) == sizeof(key))
+		return key;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return mix64((uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)&ts ^
+		     ((uint64_t)ts.tv_sec << 32));
+}
 
 /**
  * tmem_store_create() - make an empty store
@@ -838,6 +1027,7 @@ int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out)
 		return -TMEM_E_NOMEM;
 	}
 	s->fixed_bytes = store_fixed_bytes(s);
+	s->tree_key = tree_key();
 	if (s->fixed_bytes + (uint64_t)s->zbud.nr_arenas * ZBUD_ARENA_DESC_BYTES +
 	    pools_to_come_bytes(s) + PUT_WORST_BYTES > cfg->limit_bytes) {
 		tmem_store_destroy(s);
@@ -1046,7 +1236,8 @@ static uint64_t pool_flush_all(struct tmem_store *s, struct tmem_pool *p,
 		pthread_mutex_lock(&b->lock);
 		for (c = 0; c < BUCKET_CHAINS; c++)
 			while (b->chain[c])
-				n += object_drain(s, b, b->chain[c]);
+				n += object_drain(s, b,
+						  object_of_ref(s, b->chain[c]));
 		b->stats.flushed_pages += n;
 		pages += n;
 		if (retire) {
@@ -1273,7 +1464,7 @@ static int put_locked(struct tmem_store *s, struct op *op,
 		      const struct page_data *pd, bool *replaced)
 {
 	struct radix_alloc a = node_allocator(s, op->kind);
-	struct tmem_object *obj = object_find(op, oid);
+	struct tmem_object *obj = object_find(s, op, oid);
 	struct radix_item *old = NULL;
 	bool old_detached = false;
 	struct tmem_entry *e;
@@ -1326,7 +1517,7 @@ static void put_refused(struct tmem_store *s, struct tmem_pool *p,
 		op.b->stats.reject_incompressible++;
 	else
 		op.b->stats.reject_nomem++;
-	obj = object_find(&op, oid);
+	obj = object_find(s, &op, oid);
 	if (obj)
 		page_remove(s, &op, obj, index);
 	op_unlock(&op);
@@ -1459,11 +1650,11 @@ static int page_finish(const struct iovec *iov, int iovcnt,
 	return 0;
 }
 
-static int lookup_locked(const struct op *op, const struct tmem_oid *oid,
-			 uint64_t index, struct tmem_object **objp,
+static int lookup_locked(const struct tmem_store *s, const struct op *op,
+			 const struct tmem_oid *oid, uint64_t index, struct tmem_object **objp,
 			 struct tmem_entry **ep)
 {
-	*objp = object_find(op, oid);
+	*objp = object_find(s, op, oid);
 	*ep = *objp ? (struct tmem_entry *)radix_lookup(&(*objp)->root,
 							 index) : NULL;
 	return *ep ? 0 : -TMEM_E_NOT_FOUND;
@@ -1505,7 +1696,7 @@ int tmem_get(struct tmem_store *s, uint32_t pool_id,
 	if (ret)
 		return ret;
 	op.b->stats.gets++;
-	ret = lookup_locked(&op, oid, index, &obj, &e);
+	ret = lookup_locked(s, &op, oid, index, &obj, &e);
 	if (!ret) {
 		op.b->stats.hits++;
 		ret = page_copy_locked(s, e, iov, iovcnt, &pc);
@@ -1545,7 +1736,7 @@ int tmem_flush_page(struct tmem_store *s, uint32_t pool_id,
 	if (ret)
 		return ret;
 	op.b->stats.flushes++;
-	obj = object_find(&op, oid);
+	obj = object_find(s, &op, oid);
 	ret = obj ? page_remove(s, &op, obj, index) : 0;
 	op.b->stats.flushed_pages += (uint64_t)ret;
 	op_unlock(&op);
@@ -1582,7 +1773,7 @@ int tmem_flush_object(struct tmem_store *s, uint32_t pool_id,
 	if (ret)
 		return ret;
 	op.b->stats.flush_objects++;
-	obj = object_find(&op, oid);
+	obj = object_find(s, &op, oid);
 	if (obj)
 		pages = object_drain(s, op.b, obj);
 	op.b->stats.flushed_pages += pages;

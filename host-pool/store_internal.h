@@ -15,7 +15,7 @@
 #include "zbud.h"
 
 #define POOL_BUCKETS		32u	/* lock stripes per pool */
-#define BUCKET_CHAINS		32u	/* object hash chains per stripe */
+#define BUCKET_CHAINS		32u	/* object trees per stripe */
 /*
  * Most one put can take: its data frame, a new entry slab, a new object
  * slab and node slabs for 2 * RADIX_MAX_HEIGHT nodes (30 per frame), plus
@@ -63,20 +63,28 @@ _Static_assert((TMEM_MAX_LIMIT / TMEM_PAGE_SIZE) * 5 / 4 + 1024 <=
 /**
  * struct tmem_object - pages of one object id in one pool (64 bytes)
  * @oid: object id
- * @next: hash chain
  * @bucket: stripe holding the object
  * @root: page index
  * @nr_pages: pages held
  * @nr_filled: of which ENTRY_FILLED (they have no frame to reclaim)
+ * @left: object tree of the chain: smaller ids (an object_ref(), 0: none)
+ * @right: larger ids
+ *
+ * The objects of one hash chain form a treap: a search tree by id that is
+ * also a heap by a hash of the id keyed with a secret of the store, so it
+ * stays about 2 ln(n) deep however many objects a guest makes, and
+ * whatever ids it picks.  Links are 32-bit slab references to keep the
+ * object in one cache line.
  */
 struct tmem_object {
 	struct tmem_oid oid;
-	struct tmem_object *next;
 	struct tmem_bucket *bucket;
 	struct radix_root root;
 	uint32_t nr_pages;
 	uint32_t nr_filled;
+	uint32_t left, right;
 };
+_Static_assert(sizeof(struct tmem_object) == 64, "an object is a cache line");
 
 struct bucket_stats {
 	uint64_t puts, gets, hits, flushes, flush_objects, flushed_pages;
@@ -89,13 +97,15 @@ struct bucket_stats {
  * struct tmem_bucket - one lock stripe of a pool
  * @lock: protects the objects hashed here, their entries and @stats
  * @pool: owner
- * @chain: object hash chains
+ * @recent: the object an op found or made last (pages come in runs)
+ * @chain: object hash chains, each the root of a treap (0: empty)
  * @stats: counters of the ops on this stripe
  */
 struct tmem_bucket {
 	pthread_mutex_t lock;
 	struct tmem_pool *pool;
-	struct tmem_object *chain[BUCKET_CHAINS];
+	struct tmem_object *recent;
+	uint32_t chain[BUCKET_CHAINS];
 	struct bucket_stats stats;
 };
 
@@ -138,6 +148,7 @@ struct tmem_pool {
  * @pools_allocated: pool structures allocated so far (zbud.lock)
  * @retired: per kind, counters of destroyed pools (pools_lock)
  * @fill_cursor: next pool stripe to sweep for filled ephemeral pages
+ * @tree_key: secret of the object trees' heap order (struct tmem_object)
  * @evicted_frames: frames reclaimed from the ephemeral LRU (zbud.lock)
  * @wb: writeback to a swap image, or NULL (see writeback.c)
  */
@@ -155,6 +166,7 @@ struct tmem_store {
 	unsigned int pools_allocated;
 	struct bucket_stats retired[TMEM_NR_KINDS];
 	atomic_uint fill_cursor;
+	uint64_t tree_key;
 	uint64_t evicted_frames;
 	struct tmem_writeback *wb;
 };
@@ -234,6 +246,11 @@ long store_evict_ephemeral_frame(struct tmem_store *s);
 uint64_t store_used_bytes(struct tmem_store *s);
 void store_entry_account(struct tmem_bucket *b, const struct tmem_entry *e,
 			 int sign);
+
+/* store.c, for tests */
+int store_object_tree_check(const struct tmem_store *s,
+			    const struct tmem_bucket *b, unsigned int chain,
+			    uint64_t *count);
 
 /* writeback.c, for store.c */
 int writeback_frame(struct tmem_store *s);

@@ -2,8 +2,8 @@
  * Unit tests of the host pool: zbud packing and best fit, slab shards, LRU
  * order, the memory limit (also with zero pages only), UUID sharing,
  * exclusive gets, replace semantics, incompressible pages, scattered
- * buffers, argument checking, the persistent capacity guarantee and
- * the copy into cold frames.
+ * buffers, argument checking, the persistent capacity guarantee, the
+ * copy into cold frames and the object trees.
  */
 #include <string.h>
 
@@ -193,6 +193,105 @@ static void test_copy_nocache(void)
 	CHECK(!zbud_frame_hot_locked(&z, h.frame));
 	pthread_mutex_unlock(&z.lock);
 	zbud_fini(&z);
+}
+
+/* store.c's mixer: ids below are made to share one stripe and one tree. */
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
+static uint64_t unmix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0x9cb4b2f8129337dbull;
+	x ^= x >> 33;
+	x *= 0x4f74430c22a54005ull;
+	x ^= x >> 33;
+	return x;
+}
+
+/*
+ * Object @i of a guest that knows the hash: the ids rise (a plain search
+ * tree would be a list) and all hash to one stripe and one tree.
+ */
+static struct tmem_oid crafted_oid(uint64_t i)
+{
+	struct tmem_oid o;
+
+	o.id[0] = i;
+	o.id[2] = i * 7919;
+	o.id[1] = unmix(0x5eed ^ o.id[0]) ^ mix(o.id[2]);
+	return o;
+}
+
+/* Every tree of @pool in order; returns objects, *height the tallest. */
+static uint64_t trees_check(struct tmem_store *s, int pool, int *height)
+{
+	struct tmem_pool *p = atomic_load(&s->pools[pool]);
+	uint64_t objects = 0;
+	unsigned int b, c;
+	int h;
+
+	*height = 0;
+	for (b = 0; b < POOL_BUCKETS; b++)
+		for (c = 0; c < BUCKET_CHAINS; c++) {
+			h = store_object_tree_check(s, &p->bucket[b], c,
+						    &objects);
+			CHECK(h >= 0);
+			if (h > *height)
+				*height = h;
+		}
+	return objects;
+}
+
+/*
+ * A guest that makes many objects, even ones whose ids all hash to one
+ * tree, gets shallow trees: lookups stay logarithmic, flushes find them.
+ */
+static void test_object_trees(void)
+{
+	enum { N = 20000 };
+	struct tmem_store *s = store_new(64 << 20, 2);
+	struct tmem_oid o;
+	struct iovec v = page_iov(page);
+	int pool = tmem_new_pool(s, TMEM_POOL_PERSISTENT, NULL), height;
+	uint64_t i, flushed;
+
+	REQUIRE(pool >= 0);
+	o = crafted_oid(1);
+	CHECK_EQ(mix(o.id[0] ^ mix(o.id[1] ^ mix(o.id[2]))), mix(0x5eed));
+	memset(page, 0, sizeof(page));
+	for (i = 0; i < N; i++) {
+		o = crafted_oid(i);
+		CHECK_EQ(tmem_put(s, (uint32_t)pool, &o, i, &v, 1, NULL), 0);
+		CHECK_EQ(put(s, pool, i + 1, 0, page), 0);
+	}
+	CHECK_EQ(trees_check(s, pool, &height), 2 * N);
+	CHECK(height <= 64);	/* a chain would be N deep */
+	for (i = 0; i < N; i += 2) {
+		o = crafted_oid(i);
+		CHECK_EQ(tmem_flush_object(s, (uint32_t)pool, &o, &flushed), 0);
+		CHECK_EQ(flushed, 1);
+	}
+	CHECK_EQ(trees_check(s, pool, &height), 2 * N - N / 2);
+	CHECK(height <= 64);
+	for (i = 0; i < N; i++) {
+		o = crafted_oid(i);
+		v = page_iov(out);
+		CHECK_EQ(tmem_get(s, (uint32_t)pool, &o, i, &v, 1, 0),
+			 i % 2 ? 0 : -TMEM_E_NOT_FOUND);
+		CHECK_EQ(get(s, pool, i + 1, 0, 0), 0);
+	}
+	CHECK_EQ(tmem_flush_pool(s, (uint32_t)pool, &flushed), 0);
+	CHECK_EQ(flushed, 2 * N - N / 2);
+	CHECK_EQ(trees_check(s, pool, &height), 0);
+	tmem_store_destroy(s);
 }
 
 struct shard_user {
@@ -585,5 +684,6 @@ int main(void)
 	test_persistent_capacity();
 	test_compressor_none();
 	test_copy_nocache();
+	test_object_trees();
 	return check_report("test_pool_unit");
 }
