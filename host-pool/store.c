@@ -49,6 +49,10 @@
 #include "store_internal.h"
 #include "swapimg.h"
 
+/* A buddy's padded copy (pageio_copy_nocache()) stays in its own chunks. */
+_Static_assert(ZBUD_CHUNK_SIZE % PAGEIO_LINE == 0,
+	       "chunks must be whole cache lines");
+
 /* liblz4 clamps larger values to this (LZ4_ACCELERATION_MAX in lz4.c). */
 #define TMEM_LZ4_ACCEL_MAX	65537
 
@@ -377,6 +381,12 @@ static uint64_t oid_hash(const struct tmem_oid *oid)
 	return mix64(oid->id[0] ^ mix64(oid->id[1] ^ mix64(oid->id[2])));
 }
 
+/* The object tree of a stripe that an id hashing to @h is in. */
+static unsigned int chain_of(uint64_t h)
+{
+	return (unsigned int)(h / POOL_BUCKETS % BUCKET_CHAINS);
+}
+
 static struct tmem_pool *pool_get(struct tmem_store *s, uint32_t pool_id)
 {
 	struct tmem_pool *p;
@@ -413,7 +423,7 @@ static int op_lock(struct tmem_pool *p, const struct tmem_oid *oid,
 
 	op->pool = p;
 	op->b = &p->bucket[h % POOL_BUCKETS];
-	op->chain = (unsigned int)((h / POOL_BUCKETS) % BUCKET_CHAINS);
+	op->chain = chain_of(h);
 	pthread_mutex_lock(&op->b->lock);
 	if (!atomic_load_explicit(&p->alive, memory_order_acquire)) {
 		pthread_mutex_unlock(&op->b->lock);
@@ -480,7 +490,7 @@ static struct tmem_object *object_of_ref(const struct tmem_store *s,
 static uint32_t *object_chain(struct tmem_bucket *b,
 			      const struct tmem_oid *oid)
 {
-	return &b->chain[oid_hash(oid) / POOL_BUCKETS % BUCKET_CHAINS];
+	return &b->chain[chain_of(oid_hash(oid))];
 }
 
 /* The link (a chain root or a child field) that refers to @oid, or NULL. */
