@@ -44,6 +44,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "hash.h"
 #include "lock.h"
 #include "pageio.h"
 #include "store_internal.h"
@@ -366,21 +367,6 @@ uint64_t store_used_bytes(struct tmem_store *s)
 
 /* ---- pools, buckets, objects ------------------------------------------ */
 
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
-}
-
-static uint64_t oid_hash(const struct tmem_oid *oid)
-{
-	return mix64(oid->id[0] ^ mix64(oid->id[1] ^ mix64(oid->id[2])));
-}
-
 /* The object tree of a stripe that an id hashing to @h is in. */
 static unsigned int chain_of(uint64_t h)
 {
@@ -419,7 +405,7 @@ struct op {
 static int op_lock(struct tmem_pool *p, const struct tmem_oid *oid,
 		   struct op *op)
 {
-	uint64_t h = oid_hash(oid);
+	uint64_t h = tmem_oid_hash(oid);
 
 	op->pool = p;
 	op->b = &p->bucket[h % POOL_BUCKETS];
@@ -462,10 +448,10 @@ static int oid_cmp(const struct tmem_oid *a, const struct tmem_oid *b)
 static uint64_t object_rank(const struct tmem_store *s,
 			    const struct tmem_object *obj)
 {
-	uint64_t h = mix64(obj->oid.id[2] ^ s->tree_key);
+	uint64_t h = tmem_mix64(obj->oid.id[2] ^ s->tree_key);
 
-	h = mix64(h ^ obj->oid.id[1]);
-	return mix64(h ^ obj->oid.id[0] ^ (s->tree_key >> 1));
+	h = tmem_mix64(h ^ obj->oid.id[1]);
+	return tmem_mix64(h ^ obj->oid.id[0] ^ (s->tree_key >> 1));
 }
 
 /* Slab reference of an object: its frame and slot, plus one (0: none). */
@@ -483,14 +469,14 @@ static struct tmem_object *object_of_ref(const struct tmem_store *s,
 {
 	if (!ref--)
 		return NULL;
-	return (struct tmem_object *)(zbud_frame_addr(&s->zbud, ref >> 8) +
-				      (ref & 0xff) * sizeof(struct tmem_object));
+	return (struct tmem_object *)(zbud_frame_addr(&s->zbud, ref >> 8)) +
+	       (ref & 0xff);
 }
 
 static uint32_t *object_chain(struct tmem_bucket *b,
 			      const struct tmem_oid *oid)
 {
-	return &b->chain[chain_of(oid_hash(oid))];
+	return &b->chain[chain_of(tmem_oid_hash(oid))];
 }
 
 /* The link (a chain root or a child field) that refers to @oid, or NULL. */
@@ -607,17 +593,18 @@ static int tree_check(const struct tmem_store *s, uint32_t ref,
 		      uint64_t max_rank, uint64_t *count)
 {
 	struct tmem_object *obj = object_of_ref(s, ref);
+	uint64_t rank;
 	int l, r;
 
 	if (!obj)
 		return 0;
+	rank = object_rank(s, obj);
 	if ((lo && oid_cmp(&obj->oid, lo) <= 0) ||
-	    (hi && oid_cmp(&obj->oid, hi) >= 0) ||
-	    object_rank(s, obj) > max_rank)
+	    (hi && oid_cmp(&obj->oid, hi) >= 0) || rank > max_rank)
 		return -1;
 	(*count)++;
-	l = tree_check(s, obj->left, lo, &obj->oid, object_rank(s, obj), count);
-	r = tree_check(s, obj->right, &obj->oid, hi, object_rank(s, obj), count);
+	l = tree_check(s, obj->left, lo, &obj->oid, rank, count);
+	r = tree_check(s, obj->right, &obj->oid, hi, rank, count);
 	if (l < 0 || r < 0)
 		return -1;
 	return 1 + (l > r ? l : r);
@@ -994,7 +981,7 @@ static uint64_t tree_key(void)
 	if (getrandom(&key, sizeof(key), GRND_NONBLOCK) == sizeof(key))
 		return key;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return mix64((uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)&ts ^
+	return tmem_mix64((uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)&ts ^
 		     ((uint64_t)ts.tv_sec << 32));
 }
 
@@ -1244,10 +1231,12 @@ static uint64_t pool_flush_all(struct tmem_store *s, struct tmem_pool *p,
 		uint64_t n = 0;
 
 		pthread_mutex_lock(&b->lock);
-		for (c = 0; c < BUCKET_CHAINS; c++)
-			while (b->chain[c])
-				n += object_drain(s, b,
-						  object_of_ref(s, b->chain[c]));
+		for (c = 0; c < BUCKET_CHAINS; c++) {
+			struct tmem_object *obj;
+
+			while ((obj = object_of_ref(s, b->chain[c])))
+				n += object_drain(s, b, obj);
+		}
 		b->stats.flushed_pages += n;
 		pages += n;
 		if (retire) {
@@ -1661,8 +1650,8 @@ static int page_finish(const struct iovec *iov, int iovcnt,
 }
 
 static int lookup_locked(const struct tmem_store *s, const struct op *op,
-			 const struct tmem_oid *oid, uint64_t index, struct tmem_object **objp,
-			 struct tmem_entry **ep)
+			 const struct tmem_oid *oid, uint64_t index,
+			 struct tmem_object **objp, struct tmem_entry **ep)
 {
 	*objp = object_find(s, op, oid);
 	*ep = *objp ? (struct tmem_entry *)radix_lookup(&(*objp)->root,

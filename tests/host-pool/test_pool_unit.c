@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../check.h"
+#include "hash.h"
 #include "pageio.h"
 #include "pages.h"
 #include "store_internal.h"
@@ -195,17 +196,7 @@ static void test_copy_nocache(void)
 	zbud_fini(&z);
 }
 
-/* store.c's mixer: ids below are made to share one stripe and one tree. */
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
-}
-
+/* The inverse of tmem_mix64(), to aim ids at one stripe and one tree. */
 static uint64_t unmix(uint64_t x)
 {
 	x ^= x >> 33;
@@ -226,7 +217,7 @@ static struct tmem_oid crafted_oid(uint64_t i)
 
 	o.id[0] = i;
 	o.id[2] = i * 7919;
-	o.id[1] = unmix(0x5eed ^ o.id[0]) ^ mix(o.id[2]);
+	o.id[1] = unmix(0x5eed ^ o.id[0]) ^ tmem_mix64(o.id[2]);
 	return o;
 }
 
@@ -265,7 +256,7 @@ static void test_object_trees(void)
 
 	REQUIRE(pool >= 0);
 	o = crafted_oid(1);
-	CHECK_EQ(mix(o.id[0] ^ mix(o.id[1] ^ mix(o.id[2]))), mix(0x5eed));
+	CHECK_EQ(tmem_oid_hash(&o), tmem_mix64(0x5eed));
 	memset(page, 0, sizeof(page));
 	for (i = 0; i < N; i++) {
 		o = crafted_oid(i);
