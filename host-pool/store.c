@@ -454,23 +454,19 @@ static uint64_t object_rank(const struct tmem_store *s,
 	return tmem_mix64(h ^ obj->oid.id[0] ^ (s->tree_key >> 1));
 }
 
-/* Slab reference of an object: its frame and slot, plus one (0: none). */
+/* An object's slab_ref() plus one, so that 0 is no object. */
 static uint32_t object_ref(const struct tmem_store *s,
 			   const struct tmem_object *obj)
 {
-	size_t off = (size_t)((const uint8_t *)obj - s->zbud.base);
-
-	return ((uint32_t)(off >> 12) << 8 |
-		(uint32_t)((off & (TMEM_PAGE_SIZE - 1)) / sizeof(*obj))) + 1;
+	return slab_ref(&s->zbud, obj, sizeof(*obj)) + 1;
 }
 
 static struct tmem_object *object_of_ref(const struct tmem_store *s,
 					 uint32_t ref)
 {
-	if (!ref--)
+	if (!ref)
 		return NULL;
-	return (struct tmem_object *)(zbud_frame_addr(&s->zbud, ref >> 8)) +
-	       (ref & 0xff);
+	return slab_of_ref(&s->zbud, ref - 1, sizeof(struct tmem_object));
 }
 
 static uint32_t *object_chain(struct tmem_bucket *b,
@@ -982,7 +978,7 @@ static uint64_t tree_key(void)
 		return key;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return tmem_mix64((uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)&ts ^
-		     ((uint64_t)ts.tv_sec << 32));
+			  ((uint64_t)ts.tv_sec << 32));
 }
 
 /**

@@ -216,16 +216,29 @@ static inline unsigned int image_buddy_offset(unsigned int buddy,
 }
 
 /*
- * Frames record their owners as 32-bit references: the entry's slab frame
- * and its slot in that frame.
+ * A 32-bit reference to a slab object: its frame and its slot in that
+ * frame.  Frames record their owner entries this way, and object trees
+ * link their objects this way.
  */
+static inline uint32_t slab_ref(const struct zbud *z, const void *obj,
+				size_t size)
+{
+	size_t off = (size_t)((const uint8_t *)obj - z->base);
+
+	return (uint32_t)((off >> 12) << 8) |
+	       (uint32_t)((off & (TMEM_PAGE_SIZE - 1)) / size);
+}
+
+static inline void *slab_of_ref(const struct zbud *z, uint32_t ref,
+				size_t size)
+{
+	return zbud_frame_addr(z, ref >> 8) + (ref & 0xff) * size;
+}
+
 static inline uint32_t entry_ref(const struct tmem_store *s,
 				 const struct tmem_entry *e)
 {
-	size_t off = (size_t)((const uint8_t *)e - s->zbud.base);
-
-	return (uint32_t)((off >> 12) << 8) |
-	       (uint32_t)((off & (TMEM_PAGE_SIZE - 1)) / sizeof(*e));
+	return slab_ref(&s->zbud, e, sizeof(*e));
 }
 
 static inline struct tmem_entry *entry_of_ref(const struct tmem_store *s,
@@ -233,8 +246,7 @@ static inline struct tmem_entry *entry_of_ref(const struct tmem_store *s,
 {
 	if (ref == ZBUD_NO_OWNER)
 		return NULL;
-	return (struct tmem_entry *)(zbud_frame_addr(&s->zbud, ref >> 8) +
-				     (ref & 0xff) * sizeof(struct tmem_entry));
+	return slab_of_ref(&s->zbud, ref, sizeof(struct tmem_entry));
 }
 
 /* store.c, for writeback.c */
