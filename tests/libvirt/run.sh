@@ -33,6 +33,13 @@ finish() { echo "# work files in $work"; echo "libvirt: $pass passed, $fail fail
 
 # ---- schema and tool ------------------------------------------------------
 
+# libvirt's own schemas (domain.rng, which the tool validates against) and
+# xmllint come with these packages: install them before the first check.
+"$top/scripts/install-deps.sh" libvirt >/dev/null || {
+	nok "libvirt packages (scripts/install-deps.sh libvirt)"
+	finish
+}
+
 check "the example validates" "'$tool' validate '$example' >/dev/null 2>&1"
 "$tool" apply "$example" --emulator /usr/bin/qemu-system-x86_64 -o "$work/applied.xml" 2>"$work/apply.err"
 check "apply writes the -device entry" \
@@ -93,7 +100,6 @@ if [ "$(id -u)" -ne 0 ]; then
 	nok "libvirtd: needs root (system mode); run with --schema-only otherwise"
 	finish
 fi
-"$top/scripts/install-deps.sh" libvirt >/dev/null || { nok "libvirt packages"; finish; }
 getent group kvm >/dev/null || groupadd -r kvm
 getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
 getent passwd libvirt-qemu >/dev/null ||
