@@ -8,8 +8,9 @@
 #   release    optimised build of the library, tools and benchmark
 #   qemu       QEMU with virtio-tmem (scripts/build-qemu.sh) and its qtests
 #   qemu-asan  the same QEMU and qtests built with --enable-asan
-#   style      QEMU's checkpatch on qemu/, Linux's on guest/
 #   guest      the Linux 5.10 guest kernel and driver (W=1, no warnings)
+#   style      QEMU's checkpatch on qemu/, Linux's on guest/ (each from the
+#              source tree the qemu and guest stages extracted)
 #   e2e        end-to-end scenarios in the real guest (tests/e2e/run.sh)
 #   e2e-debug  frontswap, toggles and unplug with the debug kernel (lockdep,
 #              DEBUG_ATOMIC_SLEEP, DEBUG_VM, KASAN): the log must stay clean
@@ -163,6 +164,9 @@ checkpatch_all() {
 	local q=${VTMEM_CACHE:-$HOME/.cache/virtio-tmem}/qemu-10.0.2/src
 	local l=${VTMEM_CACHE:-$HOME/.cache/virtio-tmem}/linux-5.10/src
 	local f rel p=0 n=0 out
+	for f in "$q/scripts/checkpatch.pl" "$l/scripts/checkpatch.pl"; do
+		[ -f "$f" ] || { echo "checkpatch: $f missing (the qemu and guest stages extract it)"; echo "checkpatch: 0 passed, 1 failed"; return; }
+	done
 	for f in $(cd qemu && find hw include tests -name '*.[ch]'); do
 		# QEMU's rules depend on where a file lives: check it in place
 		n=$((n + 1))
@@ -201,8 +205,9 @@ count_results build/tsan
 must release-build stage release release
 must qemu-build stage qemu qemu_stage release
 must qemu-asan-build stage qemu-asan qemu_stage asan
-stage style count_summary style checkpatch_all
 must guest-w1 stage guest scripts/build-guest.sh --w1
+# after the guest stage: Linux's checkpatch.pl comes with the kernel source
+stage style count_summary style checkpatch_all
 must e2e-release stage e2e e2e_stage release
 # the debug kernel (KASAN, lockdep) runs 3x slower under TCG: the three
 # scenarios that exercise the most driver paths
