@@ -10,13 +10,12 @@
 # Ends with 'libvirt: N passed, M failed'.
 set -uo pipefail
 
-top=$(cd "$(dirname "$0")/../.." && pwd)
+prog=libvirt suite=libvirt
+. "$(dirname "$0")/../../scripts/lib.sh"
 tool=$top/libvirt-xml/vtmem-libvirt
 example=$top/libvirt-xml/examples/vtmem-guest.xml
 work=$(mktemp -d /tmp/vtmem-libvirt.XXXXXX)
 dom=vtmem-test-$$
-pass=0
-fail=0
 schema_only=0
 for a in "$@"; do
 	case "$a" in
@@ -26,10 +25,7 @@ for a in "$@"; do
 	esac
 done
 
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-nok() { fail=$((fail + 1)); echo "not ok - $1"; }
-check() { if eval "$2"; then ok "$1"; else nok "$1 [$2]"; fi; }
-finish() { echo "# work files in $work"; echo "libvirt: $pass passed, $fail failed"; [ $fail -eq 0 ]; exit; }
+finish() { echo "# work files in $work"; summary; exit; }
 
 # ---- schema and tool ------------------------------------------------------
 
@@ -184,11 +180,10 @@ for _ in $(seq 1 900); do
 	sleep 1
 done
 echo "# guest workload: $((SECONDS - t0))s"
-gval() { grep -a -m1 "^$1=" "$console" | cut -d= -f2 | tr -d '\r'; }
-check "the guest ran its swap workload (0 bad pages)" "[ '$(gval MEMHOG_RC)' = 0 ]"
-succ=$(gval SUCC_STORES)
+check "the guest ran its swap workload (0 bad pages)" "[ '$(gval "$console" MEMHOG_RC)' = 0 ]"
+succ=$(gval "$console" SUCC_STORES)
 check "frontswap stores went to virtio-tmem ($succ)" "[ '${succ:-0}' -gt 0 ] 2>/dev/null"
-check "no acknowledged page lost" "[ '$(gval LOST)' = 0 ]"
+check "no acknowledged page lost" "[ '$(gval "$console" LOST)' = 0 ]"
 virsh qemu-monitor-command "$dom" \
 	'{"execute":"qom-get","arguments":{"path":"/machine/peripheral/tmem0","property":"stats"}}' \
 	> "$work/stats.json" 2>&1
