@@ -36,6 +36,16 @@ SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
 
+# Builds and e2e lanes run side by side and each installs what it needs:
+# one install-deps at a time, and apt waits for a dpkg lock that some
+# other apt holds instead of failing at once.
+lockfile=/var/lock/vtmem-install-deps.lock
+if [ -z "${VTMEM_DEPS_LOCKED:-}" ]; then
+	export VTMEM_DEPS_LOCKED=1
+	exec $SUDO env VTMEM_DEPS_LOCKED=1 flock "$lockfile" "$0" "$@"
+fi
+apt_get() { $SUDO apt-get -o DPkg::Lock::Timeout=900 "$@"; }
+
 need_update=0
 add_source() { # name line
 	local f=/etc/apt/sources.list.d/$1.list
@@ -60,7 +70,7 @@ done
 stamp=/var/lib/apt/periodic/vtmem-update-stamp
 if [ $need_update = 1 ] || [ ! -f $stamp ] || [ -n "$(find $stamp -mmin +1440 2>/dev/null)" ]; then
 	echo "install-deps: apt-get update"
-	$SUDO apt-get update -q >/dev/null
+	apt_get update -q >/dev/null
 	$SUDO mkdir -p "$(dirname $stamp)" && $SUDO touch $stamp
 fi
 
@@ -102,7 +112,7 @@ missing() { # pkg... -> prints those not installed
 m=$(missing "${pkgs[@]}")
 if [ -n "$m" ]; then
 	echo "install-deps: installing" $m
-	$SUDO apt-get install -y -q --no-install-recommends $m >/dev/null
+	apt_get install -y -q --no-install-recommends $m >/dev/null
 fi
 # meson >= 1.5 and pycotap (QEMU 10 needs them) come from bookworm-backports.
 bpo_missing=()
@@ -111,13 +121,13 @@ for p in $(printf '%s\n' "${bpo_pkgs[@]}" | sort -u); do
 done
 if [ ${#bpo_missing[@]} -gt 0 ]; then
 	echo "install-deps: installing ${bpo_missing[*]} from bookworm-backports"
-	$SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports "${bpo_missing[@]}" >/dev/null
+	apt_get install -y -q --no-install-recommends -t bookworm-backports "${bpo_missing[@]}" >/dev/null
 fi
 if [ ${#bullseye_pkgs[@]} -gt 0 ]; then
 	m=$(missing "${bullseye_pkgs[@]}")
 	if [ -n "$m" ]; then
 		echo "install-deps: installing" $m "from bullseye"
-		$SUDO apt-get install -y -q --no-install-recommends -t bullseye $m >/dev/null
+		apt_get install -y -q --no-install-recommends -t bullseye $m >/dev/null
 	fi
 fi
 echo "install-deps: ok (${groups[*]})"
