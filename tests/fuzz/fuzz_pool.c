@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int pool[4];
 	size_t at;
 
-	tmem_config_default(&cfg);
+	tmem_config_init(&cfg);
 	cfg.limit_bytes = 1 << 20;
 	cfg.max_pools = 4;
 	if (tmem_store_create(&cfg, &s))

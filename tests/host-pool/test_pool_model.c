@@ -182,7 +182,7 @@ int main(int argc, char **argv)
 
 	if (argc > 2)
 		rng = strtoull(argv[2], NULL, 0) | 1;
-	tmem_config_default(&cfg);
+	tmem_config_init(&cfg);
 	cfg.limit_bytes = limit;
 	cfg.max_pools = 8;
 	REQUIRE(tmem_store_create(&cfg, &s) == 0);

@@ -20,7 +20,7 @@ static struct tmem_store *store_new(uint64_t limit, unsigned int max_pools)
 	struct tmem_config cfg;
 	struct tmem_store *s;
 
-	tmem_config_default(&cfg);
+	tmem_config_init(&cfg);
 	cfg.limit_bytes = limit;
 	cfg.max_pools = max_pools;
 	REQUIRE(tmem_store_create(&cfg, &s) == 0);
@@ -543,7 +543,6 @@ static void test_bad_arguments(void)
 	struct tmem_oid o = oid_n(1);
 	struct iovec v = { page, 4095 }, big[2] = { { page, 4096 }, { page, 1 } };
 	struct iovec null_base = { NULL, 4096 };
-	struct tmem_config cfg;
 	struct tmem_store *t;
 
 	CHECK_EQ(tmem_put(s, pool, &o, 0, &v, 1, NULL), -TMEM_E_IOV);
@@ -565,24 +564,117 @@ static void test_bad_arguments(void)
 	CHECK(strcmp(tmem_strerror(-TMEM_E_FULL), "store is full") == 0);
 	CHECK(tmem_strerror(-1000) != NULL);
 
-	tmem_config_default(&cfg);
-	cfg.limit_bytes = 1000;
-	CHECK_EQ(tmem_store_create(&cfg, &t), -TMEM_E_INVAL);
-	tmem_config_default(&cfg);
-	cfg.lz4_acceleration = 0;
-	CHECK_EQ(tmem_store_create(&cfg, &t), -TMEM_E_INVAL);
-	tmem_config_default(&cfg);
-	cfg.max_compressed = 5000;
-	CHECK_EQ(tmem_store_create(&cfg, &t), -TMEM_E_INVAL);
-	tmem_config_default(&cfg);
-	cfg.compressor = (enum tmem_compressor)7;
-	CHECK_EQ(tmem_store_create(&cfg, &t), -TMEM_E_INVAL);
-	tmem_config_default(&cfg);
-	cfg.limit_bytes = TMEM_MIN_LIMIT;
-	cfg.max_pools = TMEM_MAX_POOLS;	/* pool tables alone exceed 1 MiB */
-	CHECK_EQ(tmem_store_create(&cfg, &t), -TMEM_E_INVAL);
 	CHECK_EQ(tmem_store_create(NULL, &t), -TMEM_E_INVAL);
 	tmem_store_destroy(s);
+}
+
+/*
+ * Set one field of the defaults to @bad: tmem_config_check() must name that
+ * field and the rule @why, and tmem_store_create() must refuse it.
+ */
+#define CHECK_CONFIG(field, bad, expect, rule) do {			\
+	struct tmem_config c_;						\
+	struct tmem_store *t_ = NULL;					\
+	char why_[128] = "";						\
+									\
+	tmem_config_init(&c_);						\
+	c_.field = (bad);						\
+	CHECK_EQ(tmem_config_check(&c_, why_, sizeof(why_)), (expect));	\
+	CHECK(strcmp(why_, (rule)) == 0 ||				\
+	      !fprintf(stderr, "  why: '%s'\n", why_));			\
+	CHECK_EQ(tmem_config_check(&c_, NULL, 0), (expect));		\
+	CHECK_EQ(tmem_store_create(&c_, &t_), -TMEM_E_INVAL);		\
+	CHECK(t_ == NULL);						\
+} while (0)
+
+/* The defaults, each field's range and its message; the first bad field. */
+static void test_config_check(void)
+{
+	struct tmem_config cfg;
+	struct tmem_store *t;
+	char why[128] = "untouched";
+
+	tmem_config_init(&cfg);
+	CHECK_EQ(cfg.limit_bytes, TMEM_DEFAULT_LIMIT);
+	CHECK_EQ(cfg.compressor, TMEM_DEFAULT_COMPRESSOR);
+	CHECK_EQ(cfg.lz4_acceleration, TMEM_DEFAULT_LZ4_ACCEL);
+	CHECK_EQ(cfg.max_compressed, TMEM_DEFAULT_MAX_COMPRESSED);
+	CHECK_EQ(cfg.max_pools, TMEM_DEFAULT_MAX_POOLS);
+	CHECK_EQ(cfg.wb_high_pct, TMEM_DEFAULT_WB_HIGH_PCT);
+	CHECK_EQ(cfg.wb_low_pct, TMEM_DEFAULT_WB_LOW_PCT);
+	CHECK_EQ(tmem_config_check(&cfg, why, sizeof(why)), TMEM_CFG_OK);
+	CHECK(strcmp(why, "untouched") == 0);
+
+	CHECK_CONFIG(limit_bytes, TMEM_MIN_LIMIT - 1, TMEM_CFG_LIMIT,
+		     "must be between 1 MiB and 32 GiB");
+	CHECK_CONFIG(limit_bytes, TMEM_MAX_LIMIT + 1, TMEM_CFG_LIMIT,
+		     "must be between 1 MiB and 32 GiB");
+	CHECK_CONFIG(compressor, (enum tmem_compressor)7, TMEM_CFG_COMPRESSOR,
+		     "must be lz4 or none");
+	CHECK_CONFIG(lz4_acceleration, TMEM_LZ4_ACCEL_MIN - 1,
+		     TMEM_CFG_LZ4_ACCEL, "must be between 1 and 65537");
+	CHECK_CONFIG(lz4_acceleration, TMEM_LZ4_ACCEL_MAX + 1,
+		     TMEM_CFG_LZ4_ACCEL, "must be between 1 and 65537");
+	CHECK_CONFIG(max_compressed, TMEM_MAX_COMPRESSED_MIN - 1,
+		     TMEM_CFG_MAX_COMPRESSED, "must be between 64 and 4096");
+	CHECK_CONFIG(max_compressed, 5000, TMEM_CFG_MAX_COMPRESSED,
+		     "must be between 64 and 4096");
+	CHECK_CONFIG(max_pools, 0, TMEM_CFG_MAX_POOLS,
+		     "must be between 1 and 4096");
+	CHECK_CONFIG(max_pools, TMEM_MAX_POOLS + 1, TMEM_CFG_MAX_POOLS,
+		     "must be between 1 and 4096");
+	CHECK_CONFIG(wb_high_pct, 0, TMEM_CFG_WB_HIGH,
+		     "must be a percentage between 1 and 100");
+	CHECK_CONFIG(wb_high_pct, 101, TMEM_CFG_WB_HIGH,
+		     "must be a percentage between 1 and 100");
+	CHECK_CONFIG(wb_low_pct, TMEM_DEFAULT_WB_HIGH_PCT, TMEM_CFG_WB_LOW,
+		     "must be below the high watermark (90)");
+
+	/* The extremes of every range are accepted. */
+	tmem_config_init(&cfg);
+	cfg.limit_bytes = TMEM_MIN_LIMIT;
+	cfg.compressor = TMEM_COMP_NONE;
+	cfg.lz4_acceleration = TMEM_LZ4_ACCEL_MAX;
+	cfg.max_compressed = TMEM_MAX_COMPRESSED_MIN;
+	cfg.max_pools = TMEM_MIN_POOLS;
+	cfg.wb_high_pct = TMEM_WB_HIGH_PCT_MIN;
+	cfg.wb_low_pct = 0;
+	CHECK_EQ(tmem_config_check(&cfg, NULL, 0), TMEM_CFG_OK);
+	REQUIRE(tmem_store_create(&cfg, &t) == 0);
+	tmem_store_destroy(t);
+	tmem_config_init(&cfg);
+	cfg.limit_bytes = TMEM_MAX_LIMIT;
+	cfg.lz4_acceleration = TMEM_LZ4_ACCEL_MIN;
+	cfg.max_compressed = TMEM_MAX_COMPRESSED_MAX;
+	cfg.max_pools = TMEM_MAX_POOLS;
+	cfg.wb_high_pct = TMEM_WB_HIGH_PCT_MAX;
+	cfg.wb_low_pct = TMEM_WB_HIGH_PCT_MAX - 1;
+	CHECK_EQ(tmem_config_check(&cfg, NULL, 0), TMEM_CFG_OK);
+	REQUIRE(tmem_store_create(&cfg, &t) == 0);
+	tmem_store_destroy(t);
+
+	/* Pool tables count against the limit: max_pools is what is wrong. */
+	tmem_config_init(&cfg);
+	cfg.limit_bytes = TMEM_MIN_LIMIT;
+	cfg.max_pools = TMEM_MAX_POOLS;
+	CHECK_EQ(tmem_config_check(&cfg, why, sizeof(why)),
+		 TMEM_CFG_MAX_POOLS);
+	CHECK(strncmp(why, "must be at most ", 16) == 0);
+	cfg.max_pools = (unsigned int)strtoul(why + 16, NULL, 10);
+	CHECK(cfg.max_pools >= 1 && cfg.max_pools < TMEM_MAX_POOLS);
+	CHECK_EQ(tmem_config_check(&cfg, NULL, 0), TMEM_CFG_OK);
+	REQUIRE(tmem_store_create(&cfg, &t) == 0);
+	tmem_store_destroy(t);
+	cfg.max_pools++;
+	CHECK_EQ(tmem_config_check(&cfg, NULL, 0), TMEM_CFG_MAX_POOLS);
+	CHECK_EQ(tmem_store_create(&cfg, &t), -TMEM_E_INVAL);
+
+	/* The first bad field is named; a short buffer is cut, not overrun. */
+	tmem_config_init(&cfg);
+	cfg.lz4_acceleration = 0;
+	cfg.wb_low_pct = 100;
+	CHECK_EQ(tmem_config_check(&cfg, why, 8), TMEM_CFG_LZ4_ACCEL);
+	CHECK(strcmp(why, "must be") == 0);
 }
 
 /*
@@ -646,7 +738,7 @@ static void test_compressor_none(void)
 	struct tmem_stats st;
 	int pool;
 
-	tmem_config_default(&cfg);
+	tmem_config_init(&cfg);
 	cfg.compressor = TMEM_COMP_NONE;
 	cfg.limit_bytes = 4 << 20;
 	REQUIRE(tmem_store_create(&cfg, &s) == 0);
@@ -672,6 +764,7 @@ int main(void)
 	test_get_replace_flush();
 	test_scattered_buffers();
 	test_bad_arguments();
+	test_config_check();
 	test_persistent_capacity();
 	test_compressor_none();
 	test_copy_nocache();

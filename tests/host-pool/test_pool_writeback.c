@@ -122,7 +122,7 @@ static void rig_open(struct rig *r, uint64_t limit_mib, uint64_t image_mib,
 	struct tmem_config cfg;
 	int err;
 
-	tmem_config_default(&cfg);
+	tmem_config_init(&cfg);
 	cfg.limit_bytes = limit_mib << 20;
 	cfg.max_pools = 8;
 	REQUIRE(tmem_store_create(&cfg, &r->s) == 0);
