@@ -336,22 +336,21 @@ static bool wait_ephemeral_reservations(struct tmem_store *s, uint64_t bytes)
 /*
  * A persistent put that finds the store full, with an image attached:
  * write a frame back (or wait for the thread's frame in flight).
- * Returns > 0 to retry, 0 when nothing can be written back, < 0 when the
- * image failed.
+ * WB_FREED (also after such a wait) means: try again.
  */
-static int reserve_by_writeback(struct tmem_store *s)
+static enum wb_result reserve_by_writeback(struct tmem_store *s)
 {
-	int ret = writeback_frame(s);
+	enum wb_result ret = writeback_frame(s);
 
-	if (ret == 0 && writeback_wait_idle(s))
-		return 1;
+	if (ret == WB_NONE && writeback_wait_idle(s))
+		return WB_FREED;
 	return ret;
 }
 
 /*
- * Writeback failed with an I/O error for a persistent put: the page may
- * hold a credit counted against image slots, so it is taken past the limit
- * rather than lost.  Capacity stops counting image slots while writeback
+ * Writeback failed with an I/O error (whatever the errno) for a persistent
+ * put: the page may hold a credit counted against image slots, so it is
+ * taken past the limit rather than lost.  Capacity stops counting image slots while writeback
  * fails, so only credits granted before the failure can get here; the
  * overdraft is capped at overdraft_max(), counted, and paid back by later
  * writebacks.
@@ -393,8 +392,8 @@ static int reserve_room(struct tmem_store *s, enum tmem_kind kind,
 {
 	zbud_bytes_taken(true);
 	for (;;) {
+		enum wb_result wb;
 		bool ok, kick;
-		int ret;
 
 		pthread_mutex_lock(&s->zbud.lock);
 		ok = try_reserve_locked(s, kind, bytes);
@@ -412,10 +411,14 @@ static int reserve_room(struct tmem_store *s, enum tmem_kind kind,
 			continue;
 		if (!s->wb)
 			return -TMEM_E_FULL;
-		ret = reserve_by_writeback(s);
-		if (ret > 0)
+		wb = reserve_by_writeback(s);
+		if (wb == WB_FREED)
 			continue;
-		if (ret < 0 && ret != -ENOSPC && reserve_overdraft(s, bytes))
+		/*
+		 * Credits count only allocated free slots, so a credited put
+		 * never meets WB_NO_SLOT; any failed write goes past the limit.
+		 */
+		if (wb == WB_IO_ERROR && reserve_overdraft(s, bytes))
 			return 0;
 		return -TMEM_E_FULL;
 	}

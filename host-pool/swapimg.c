@@ -5,10 +5,12 @@
  * Slot space is managed with two bitmaps: @used (a live buddy, or a write
  * in progress) and @backed (blocks allocated).  Credits are granted only
  * against backed free slots (swapimg_reserve() allocates them ahead with
- * fallocate), so a writeback never meets ENOSPC.  A slot whose buddies
- * both died goes back to the free pool; swapimg_trim() punches blocks out
- * once more than twice the reserve is backed and free, so that a steady
- * swap load does not allocate and punch the same blocks over and over.
+ * fallocate), so a writeback behind a credit always finds a slot (its
+ * write may still fail, even with ENOSPC: see swapimg.h).  A slot whose
+ * buddies both died goes back to the free pool; swapimg_trim() punches
+ * blocks out once more than twice the reserve is backed and free, so that
+ * a steady swap load does not allocate and punch the same blocks over and
+ * over.
  */
 #define _GNU_SOURCE 1
 #include <errno.h>

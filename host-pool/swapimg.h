@@ -7,8 +7,9 @@
  * raw page) and a checksum of it.  Each buddy of a slot is live until its
  * entry is flushed or taken by an exclusive get; a slot with no live buddy
  * is free again.  Slots whose blocks are allocated in the file ("backed")
- * are what credits are granted against: a write into a backed slot cannot
- * meet ENOSPC.
+ * are what credits are granted against: a write into a backed slot needs
+ * no new space.  A filesystem may still fail it with ENOSPC (copy on
+ * write, thin provisioning, NFS); the store treats that as an I/O error.
  *
  * img->lock protects the tables below; it is the innermost lock of the
  * store (see store.c).  Reads and writes of slot data take no lock: the

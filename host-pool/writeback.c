@@ -97,12 +97,11 @@ static void writeback_done(struct tmem_writeback *wb, int ret,
  *
  * Caller holds no lock.
  *
- * Return: 1 when a frame was freed, 0 when the store has no persistent
- * frame to write (but see writeback_wait_idle()), -ENOSPC when the image
- * has no slot, or the negative errno of the failed write (the frame then
- * stays in RAM).
+ * Return: WB_FREED, WB_NONE when the store has no persistent frame to
+ * write (but see writeback_wait_idle()), WB_NO_SLOT, or WB_IO_ERROR (the
+ * errno went to the image's report callback).
  */
-int writeback_frame(struct tmem_store *s)
+enum wb_result writeback_frame(struct tmem_store *s)
 {
 	struct tmem_bucket *owner_bucket[2];
 	struct tmem_writeback *wb = s->wb;
@@ -114,7 +113,7 @@ int writeback_frame(struct tmem_store *s)
 
 	slot = swapimg_slot_get(wb->img);
 	if (slot == SWAPIMG_NO_SLOT)
-		return -ENOSPC;
+		return WB_NO_SLOT;
 	pthread_mutex_lock(&wb->lock);
 	wb->in_flight++;
 	pthread_mutex_unlock(&wb->lock);
@@ -124,7 +123,7 @@ int writeback_frame(struct tmem_store *s)
 		pthread_mutex_lock(&wb->lock);
 		in_flight_done_locked(wb);
 		pthread_mutex_unlock(&wb->lock);
-		return 0;
+		return WB_NONE;
 	}
 	/*
 	 * Under reclaim no buddy can be allocated in the frame; wait out the
@@ -143,7 +142,7 @@ int writeback_frame(struct tmem_store *s)
 		pthread_mutex_unlock(&z->lock);
 		swapimg_slot_commit(wb->img, slot, 0, 0);
 		writeback_done(wb, ret, 0);
-		return ret;
+		return WB_IO_ERROR;
 	}
 	swapimg_slot_commit(wb->img, slot,
 			    swapimg_checksum(zbud_frame_addr(z, fn)), 3);
@@ -159,7 +158,7 @@ int writeback_frame(struct tmem_store *s)
 	zbud_reclaim_finish_locked(z, fn);
 	pthread_mutex_unlock(&z->lock);
 	writeback_done(wb, 0, moved);
-	return 1;
+	return WB_FREED;
 }
 
 /**
@@ -231,11 +230,14 @@ static void deadline_in(struct timespec *ts, unsigned int ms)
 	ts->tv_nsec %= 1000000000L;
 }
 
-/* Evict or write back until the store is down to the low mark. */
-static int writeback_run(struct tmem_store *s)
+/*
+ * Evict or write back until the store is down to the low mark.  Returns
+ * true when it stopped because the image is full or failing.
+ */
+static bool writeback_run(struct tmem_store *s)
 {
 	struct tmem_writeback *wb = s->wb;
-	int ret = 0;
+	enum wb_result ret = WB_NONE;
 
 	while (store_used_bytes(s) > wb->low_bytes) {
 		pthread_mutex_lock(&wb->lock);
@@ -248,10 +250,10 @@ static int writeback_run(struct tmem_store *s)
 		if (store_evict_ephemeral_frame(s) > 0)
 			continue;
 		ret = writeback_frame(s);
-		if (ret <= 0)
+		if (ret != WB_FREED)
 			break;
 	}
-	return ret < 0 ? ret : 0;
+	return ret == WB_NO_SLOT || ret == WB_IO_ERROR;
 }
 
 static void *writeback_thread(void *arg)
@@ -263,7 +265,7 @@ static void *writeback_thread(void *arg)
 	pthread_mutex_lock(&wb->lock);
 	while (!wb->stop) {
 		unsigned int wait = wb->failing ? wb->backoff_ms : POLL_MS;
-		int ret;
+		bool failed = false;
 
 		deadline_in(&ts, wait);
 		pthread_cond_timedwait(&wb->kick, &wb->lock, &ts);
@@ -271,16 +273,15 @@ static void *writeback_thread(void *arg)
 		if (wb->stop)
 			break;
 		pthread_mutex_unlock(&wb->lock);
-		ret = 0;
 		swapimg_trim(wb->img);
 		if (store_used_bytes(s) >= wb->high_bytes) {
 			pthread_mutex_lock(&wb->lock);
 			wb->wakeups++;
 			pthread_mutex_unlock(&wb->lock);
-			ret = writeback_run(s);
+			failed = writeback_run(s);
 		}
 		pthread_mutex_lock(&wb->lock);
-		if (ret < 0)
+		if (failed)
 			wb->backoff_ms = wb->backoff_ms >= BACKOFF_MAX_MS / 2 ?
 					 BACKOFF_MAX_MS : wb->backoff_ms * 2;
 		else

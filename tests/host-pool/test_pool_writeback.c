@@ -13,6 +13,9 @@
  *		 data or an error, never wrong data
  *   full	 the image's filesystem fills up (allocation capped): fewer
  *		 credits, nothing lost
+ *   enospc	 writes into allocated blocks fail with ENOSPC (btrfs, thin
+ *		 provisioning, NFS) while credits are outstanding: no
+ *		 credited put refused, nothing lost
  *   corrupt	 a slot overwritten behind the store's back: the get fails
  *		 with an error, the checksum error is counted
  *   threads	 four threads on their own keys with writeback running
@@ -45,6 +48,7 @@ struct faults {
 	pthread_mutex_t lock;
 	uint64_t rng;
 	unsigned int write_pct, read_pct, alloc_pct;
+	int write_errno;	/* what a failed write returns (0: EIO) */
 	uint64_t alloc_cap;	/* fallocate beyond this offset: ENOSPC */
 	uint64_t writes_failed, reads_failed, allocs_failed;
 };
@@ -69,7 +73,7 @@ static long f_pwrite(void *o, int fd, const void *buf, size_t len,
 {
 	(void)o;
 	if (fault(faults.write_pct, &faults.writes_failed))
-		return -EIO;
+		return -(faults.write_errno ? faults.write_errno : EIO);
 	return pwrite(fd, buf, len, (off_t)off) < 0 ? -errno : (long)len;
 }
 
@@ -110,6 +114,9 @@ struct rig {
 	int eph, per;
 };
 
+/* Watermarks of the next rig_open() (0: the defaults), then reset. */
+static unsigned int rig_wb_high, rig_wb_low;
+
 static void rig_open(struct rig *r, uint64_t limit_mib, uint64_t image_mib,
 		     bool unlink_path)
 {
@@ -125,6 +132,11 @@ static void rig_open(struct rig *r, uint64_t limit_mib, uint64_t image_mib,
 	tmem_config_init(&cfg);
 	cfg.limit_bytes = limit_mib << 20;
 	cfg.max_pools = 8;
+	if (rig_wb_high) {
+		cfg.wb_high_pct = rig_wb_high;
+		cfg.wb_low_pct = rig_wb_low;
+		rig_wb_high = rig_wb_low = 0;
+	}
 	REQUIRE(tmem_store_create(&cfg, &r->s) == 0);
 	REQUIRE(tmem_image_open(&ic, &r->img, &err) == 0);
 	REQUIRE(tmem_store_attach_image(r->s, r->img) == 0);
@@ -138,6 +150,7 @@ static void rig_close(struct rig *r)
 	tmem_store_destroy(r->s);
 	tmem_image_close(r->img);
 	memset(&faults.write_pct, 0, sizeof(unsigned int) * 3);
+	faults.write_errno = 0;
 	faults.alloc_cap = 0;
 }
 
@@ -456,6 +469,81 @@ static void test_full(void)
 	rig_close(&r);
 }
 
+/* ---- ENOSPC from writes into allocated blocks ---------------------------- */
+
+/*
+ * The device's side of the credit contract: credits outstanding never
+ * exceed the capacity they were granted against.
+ */
+struct credits {
+	uint64_t outstanding, granted;
+};
+
+static void credits_grant(struct credits *c, struct tmem_store *s)
+{
+	uint64_t cap = tmem_persistent_capacity(s);
+
+	if (cap > c->outstanding) {
+		c->granted += cap - c->outstanding;
+		c->outstanding = cap;
+	}
+}
+
+static void test_enospc(void)
+{
+	uint64_t i, stored = 0, refused = 0;
+	struct credits c = { 0, 0 };
+	struct tmem_stats st;
+	struct rig r;
+
+	/*
+	 * The thread writes back only at the limit, so puts find the store
+	 * full and write back themselves: the outstanding credits are then
+	 * mostly counted against image slots.
+	 */
+	rig_wb_high = 100;
+	rig_wb_low = 99;
+	rig_open(&r, 2, 64, true);
+	for (i = 0; i < 2000; i++) {
+		credits_grant(&c, r.s);
+		REQUIRE(c.outstanding > 0);
+		c.outstanding--;
+		CHECK_EQ(put_seed(&r, r.per, i / 100, i % 100, i + 1), 0);
+	}
+	tmem_get_stats(r.s, &st);
+	CHECK(st.image.pages_in_image > 0);
+	/* The filesystem now refuses writes into its allocated blocks. */
+	faults.write_errno = ENOSPC;
+	faults.write_pct = 100;
+	for (stored = i; i < 40000; i++) {
+		credits_grant(&c, r.s);
+		if (!c.outstanding)
+			break;
+		c.outstanding--;
+		if (put_seed(&r, r.per, i / 100, i % 100, i + 1)) {
+			refused++;
+			break;
+		}
+		stored = i + 1;
+	}
+	CHECK_EQ(refused, 0);
+	CHECK(i < 40000);	/* credits ran out once writeback failed */
+	tmem_get_stats(r.s, &st);
+	stats_print("enospc", r.s);
+	CHECK(faults.writes_failed > 0);
+	CHECK(st.image.write_errors > 0);
+	CHECK(st.image.overdraft_puts > 0);
+	/* no credit left: the next put may be refused, but loses nothing */
+	faults.write_pct = 0;
+	for (i = 0; i < stored; i++)
+		CHECK_EQ(get_seed(&r, r.per, i / 100, i % 100, i + 1, false),
+			 0);
+	printf("enospc: %" PRIu64 " credits granted, %" PRIu64
+	       " pages stored, %" PRIu64 " credited puts refused\n", c.granted,
+	       stored, refused);
+	rig_close(&r);
+}
+
 /* ---- corruption ------------------------------------------------------------ */
 
 static void test_corrupt(void)
@@ -645,6 +733,7 @@ int main(int argc, char **argv)
 	} tests[] = {
 		{ "roundtrip", test_roundtrip }, { "model", test_model },
 		{ "faults", test_faults }, { "full", test_full },
+		{ "enospc", test_enospc },
 		{ "corrupt", test_corrupt }, { "threads", test_threads },
 		{ "newest", test_newest },
 	};
@@ -654,8 +743,8 @@ int main(int argc, char **argv)
 	bool ran = false;
 
 	if (argc > 1 && !strcmp(argv[1], "--help")) {
-		printf("Usage: %s [roundtrip|model|faults|full|corrupt|threads|"
-		       "newest] [OPS]\n", argv[0]);
+		printf("Usage: %s [roundtrip|model|faults|full|enospc|corrupt|"
+		       "threads|newest] [OPS]\n", argv[0]);
 		return 0;
 	}
 	if (argc > 2)
