@@ -15,6 +15,8 @@
 #define _GNU_SOURCE 1
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -442,29 +444,126 @@ void swapimg_reset(struct tmem_image *img)
 
 /* ---- open and close ---------------------------------------------------- */
 
+/* Fail the open: record @err (an errno, or 0) and the message, return -1. */
+static int image_open_fail(const struct tmem_image_config *cfg, int fd,
+			   int *os_errno, int err, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static int image_open_fail(const struct tmem_image_config *cfg, int fd,
+			   int *os_errno, int err, const char *fmt, ...)
+{
+	va_list ap;
+	int n = 0;
+
+	*os_errno = err;
+	if (cfg->why && cfg->why_len) {
+		va_start(ap, fmt);
+		n = vsnprintf(cfg->why, cfg->why_len, fmt, ap);
+		va_end(ap);
+		if (err && n >= 0 && (size_t)n < cfg->why_len)
+			snprintf(cfg->why + n, cfg->why_len - (size_t)n,
+				 ": %s", strerror(err));
+	}
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+/*
+ * Refuse what is not a private regular file: a FIFO or device would not
+ * hold the pages, and a file with other names would leave guest memory
+ * readable through them after we made it 0600.
+ */
+static int image_file_check(const struct tmem_image_config *cfg, int fd,
+			    int *os_errno)
+{
+	struct stat st;
+
+	if (fstat(fd, &st))
+		return image_open_fail(cfg, fd, os_errno, errno,
+				       "cannot stat swap image '%s'",
+				       cfg->path);
+	if (!S_ISREG(st.st_mode))
+		return image_open_fail(cfg, fd, os_errno, 0,
+				       "swap image '%s' is not a regular file",
+				       cfg->path);
+	if (st.st_nlink > 1)
+		return image_open_fail(cfg, fd, os_errno, 0,
+				       "swap image '%s' has %lu hard links: "
+				       "guest memory would be readable "
+				       "through the others", cfg->path,
+				       (unsigned long)st.st_nlink);
+	return fd;
+}
+
+/*
+ * An open file description lock (not a process-associated one, which any
+ * close() of the file in this process would drop) on the whole file, held
+ * until the image is closed: a second store, in this process or another,
+ * must not truncate a live image under the first.
+ */
+static int image_file_lock(const struct tmem_image_config *cfg, int fd,
+			   int *os_errno)
+{
+	struct flock fl = {
+		.l_type = F_WRLCK,
+		.l_whence = SEEK_SET,
+	};
+
+	int err;
+
+	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+		return fd;
+	err = errno;
+	if (err != EAGAIN && err != EACCES)
+		return image_open_fail(cfg, fd, os_errno, err,
+				       "cannot lock swap image '%s'",
+				       cfg->path);
+	/* the wording of QEMU's block layer (raw_check_lock_bytes()) */
+	image_open_fail(cfg, fd, os_errno, 0, "Failed to get \"write\" lock: "
+			"is another process using the swap image '%s'?",
+			cfg->path);
+	*os_errno = err;
+	return -1;
+}
+
 static int image_file_open(const struct tmem_image_config *cfg, int *os_errno)
 {
-	int flags = O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW;
+	/* O_NONBLOCK: opening a FIFO or device must not wait or act */
+	int flags = O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY |
+		    O_NONBLOCK;
 	int fd;
 
 	if (cfg->direct)
 		flags |= O_DIRECT;
 	fd = open(cfg->path, flags, 0600);
-	if (fd < 0) {
-		*os_errno = errno;
+	if (fd < 0)
+		return image_open_fail(cfg, -1, os_errno, errno,
+				       "cannot open swap image '%s'",
+				       cfg->path);
+	fd = image_file_check(cfg, fd, os_errno);
+	if (fd >= 0)
+		fd = image_file_lock(cfg, fd, os_errno);
+	if (fd < 0)
 		return -1;
-	}
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK))
+		return image_open_fail(cfg, fd, os_errno, errno,
+				       "cannot set up swap image '%s'",
+				       cfg->path);
+	/* An existing file keeps its mode through O_CREAT. */
+	if (fchmod(fd, 0600))
+		return image_open_fail(cfg, fd, os_errno, errno,
+				       "cannot make swap image '%s' mode 0600",
+				       cfg->path);
 	/* Old contents are never read back: drop them, then size sparsely. */
-	if (ftruncate(fd, 0) || ftruncate(fd, (off_t)cfg->size_bytes)) {
-		*os_errno = errno;
-		close(fd);
-		return -1;
-	}
-	if (cfg->unlink_path && unlink(cfg->path)) {
-		*os_errno = errno;
-		close(fd);
-		return -1;
-	}
+	if (ftruncate(fd, 0) || ftruncate(fd, (off_t)cfg->size_bytes))
+		return image_open_fail(cfg, fd, os_errno, errno,
+				       "cannot size swap image '%s'",
+				       cfg->path);
+	if (cfg->unlink_path && unlink(cfg->path))
+		return image_open_fail(cfg, fd, os_errno, errno,
+				       "cannot unlink swap image '%s'",
+				       cfg->path);
 	return fd;
 }
 
@@ -484,11 +583,17 @@ static bool image_config_valid(const struct tmem_image_config *cfg)
  * @out: the image
  * @os_errno: set to the errno of a failed system call, else 0
  *
+ * Refuses a file that is not regular or has other hard links, and one that
+ * another open image holds (an open file description lock on the whole
+ * file, kept until tmem_image_close()); makes the file mode 0600.  On
+ * TMEM_E_IMAGE, @cfg->why says what failed, naming the path.
+ *
  * Host memory: 13 bytes per slot (bitmaps, checksum, live bits), allocated
  * here and not charged to any store's limit.
  *
  * Return: 0, -TMEM_E_INVAL (bad settings), -TMEM_E_IMAGE (the file could
- * not be created, truncated or sized: see @os_errno), -TMEM_E_NOMEM.
+ * not be opened, locked or sized, or is not a private regular file: see
+ * @os_errno and @cfg->why), -TMEM_E_NOMEM.
  */
 int tmem_image_open(const struct tmem_image_config *cfg,
 		    struct tmem_image **out, int *os_errno)

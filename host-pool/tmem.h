@@ -257,8 +257,9 @@ struct tmem_image_io {
 
 /**
  * struct tmem_image_config - swap image settings
- * @path: the file; created with mode 0600, or truncated if it exists (its
- *	  old contents are never read)
+ * @path: the file; created with mode 0600, or truncated and made 0600 if
+ *	  it exists (its old contents are never read); it must be a regular
+ *	  file with no other hard link, not held by another open image
  * @size_bytes: most bytes the image may grow to (a multiple of 4096,
  *		TMEM_MIN_IMAGE..TMEM_MAX_IMAGE)
  * @reserve_bytes: image space kept allocated ahead for credits (0: as much
@@ -271,6 +272,11 @@ struct tmem_image_io {
  *	    from whichever thread met it, with no store lock held except
  *	    possibly a bucket lock; it must not call into the store
  * @report_opaque: its first argument
+ * @why: if not NULL, tmem_image_open() writes here why it failed with
+ *	 TMEM_E_IMAGE, a sentence naming @path (and the system's error text,
+ *	 if any), e.g. "Failed to get "write" lock: is another process using
+ *	 the swap image '/path'?"
+ * @why_len: size of @why
  */
 struct tmem_image_config {
 	const char *path;
@@ -281,6 +287,8 @@ struct tmem_image_config {
 	const struct tmem_image_io *io;
 	void (*report)(void *opaque, const char *op, uint64_t offset, int err);
 	void *report_opaque;
+	char *why;
+	size_t why_len;
 };
 
 #define TMEM_MIN_IMAGE		(1ull << 20)

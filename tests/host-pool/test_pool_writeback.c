@@ -16,6 +16,9 @@
  *   enospc	 writes into allocated blocks fail with ENOSPC (btrfs, thin
  *		 provisioning, NFS) while credits are outstanding: no
  *		 credited put refused, nothing lost
+ *   open	 the image file: a second open of a live image is refused (its
+ *		 pages stay readable), so are a FIFO, a directory and a file
+ *		 with another hard link; an existing file ends up mode 0600
  *   corrupt	 a slot overwritten behind the store's back: the get fails
  *		 with an error, the checksum error is counted
  *   threads	 four threads on their own keys with writeback running
@@ -33,6 +36,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../check.h"
@@ -544,6 +548,87 @@ static void test_enospc(void)
 	rig_close(&r);
 }
 
+/* ---- opening the image ---------------------------------------------------- */
+
+static int image_try(const char *path, char *why, size_t len, int *err)
+{
+	struct tmem_image_config ic = {
+		.path = path, .size_bytes = 4u << 20, .why = why, .why_len = len,
+	};
+	struct tmem_image *img = NULL;
+	int ret;
+
+	if (why)
+		why[0] = 0;
+	ret = tmem_image_open(&ic, &img, err);
+	tmem_image_close(img);
+	return ret;
+}
+
+/* Open @path, which must be refused with a message naming it and @what. */
+static void image_refused(const char *path, const char *what)
+{
+	char why[512];
+	int err;
+
+	CHECK_EQ(image_try(path, why, sizeof(why), &err), -TMEM_E_IMAGE);
+	if (!strstr(why, path) || !strstr(why, what)) {
+		fprintf(stderr, "%s: '%s' should say '%s'\n", path, why, what);
+		CHECK(0);
+	}
+}
+
+static void test_open(void)
+{
+	char other[300], why[512];
+	struct tmem_stats st;
+	struct stat sb;
+	struct rig r;
+	uint64_t i;
+	int fd, err;
+
+	/* an existing world-readable file is taken over and made private */
+	fd = open(image_path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+	REQUIRE(fd >= 0 && fchmod(fd, 0644) == 0);
+	close(fd);
+	rig_open(&r, 2, 64, false);
+	REQUIRE(stat(image_path, &sb) == 0);
+	CHECK_EQ(sb.st_mode & 07777, 0600);
+	for (i = 0; i < 3000; i++)
+		CHECK_EQ(put_seed(&r, r.per, 1, i, i + 1), 0);
+	tmem_get_stats(r.s, &st);
+	CHECK(st.image.pages_in_image > 0);
+
+	/* a second image on the live one's path truncates nothing */
+	CHECK_EQ(image_try(image_path, why, sizeof(why), &err), -TMEM_E_IMAGE);
+	CHECK(err == EAGAIN || err == EACCES);
+	printf("open: second open refused: %s\n", why);
+	image_refused(image_path, "lock");
+	for (i = 0; i < 3000; i++)
+		CHECK_EQ(get_seed(&r, r.per, 1, i, i + 1, false), 0);
+	rig_close(&r);
+	/* the lock went with the image */
+	CHECK_EQ(image_try(image_path, NULL, 0, &err), 0);
+
+	/* another name would keep guest memory readable */
+	snprintf(other, sizeof(other), "%s.link", image_path);
+	unlink(other);
+	REQUIRE(link(image_path, other) == 0);
+	image_refused(image_path, "hard links");
+	image_refused(other, "hard links");
+	REQUIRE(unlink(other) == 0);
+	CHECK_EQ(image_try(image_path, NULL, 0, &err), 0);
+	REQUIRE(unlink(image_path) == 0);
+
+	/* not a regular file */
+	REQUIRE(mkfifo(other, 0600) == 0);
+	image_refused(other, "not a regular file");
+	REQUIRE(unlink(other) == 0);
+	REQUIRE(mkdir(other, 0700) == 0);
+	image_refused(other, "Is a directory");
+	REQUIRE(rmdir(other) == 0);
+}
+
 /* ---- corruption ------------------------------------------------------------ */
 
 static void test_corrupt(void)
@@ -733,7 +818,7 @@ int main(int argc, char **argv)
 	} tests[] = {
 		{ "roundtrip", test_roundtrip }, { "model", test_model },
 		{ "faults", test_faults }, { "full", test_full },
-		{ "enospc", test_enospc },
+		{ "enospc", test_enospc }, { "open", test_open },
 		{ "corrupt", test_corrupt }, { "threads", test_threads },
 		{ "newest", test_newest },
 	};
@@ -743,8 +828,8 @@ int main(int argc, char **argv)
 	bool ran = false;
 
 	if (argc > 1 && !strcmp(argv[1], "--help")) {
-		printf("Usage: %s [roundtrip|model|faults|full|enospc|corrupt|"
-		       "threads|newest] [OPS]\n", argv[0]);
+		printf("Usage: %s [roundtrip|model|faults|full|enospc|open|"
+		       "corrupt|threads|newest] [OPS]\n", argv[0]);
 		return 0;
 	}
 	if (argc > 2)
