@@ -448,13 +448,16 @@ static uint64_t image_slots_for_credits(struct tmem_store *s)
  * With an image, n more puts fit when RAM can shed a frame for each frame
  * they bring beyond the free room F, with one allocated free slot S per
  * frame shed, among the D persistent frames in RAM plus the n new ones:
- * n * W <= F + 4096 * min(S, D + n), W being PUT_WORST_BYTES.
+ * n * W <= F + 4096 * min(S, D + n), W being PUT_WORST_BYTES.  S counts
+ * at most the reserve (see swapimg_reserve()).  And since every write
+ * behind them may fail, the n puts must also fit the overdraft
+ * (reserve_overdraft()): n * W <= F + overdraft_max().
  */
 uint64_t tmem_persistent_capacity(struct tmem_store *s)
 {
 	struct zbud *z = &s->zbud;
 	uint64_t committed, slots = image_slots_for_credits(s), data, room;
-	uint64_t n_slots, n_frames;
+	uint64_t n_slots, n_frames, n_over, most;
 
 	/*
 	 * Descriptors of every arena count as used: ephemeral puts may map
@@ -474,7 +477,11 @@ uint64_t tmem_persistent_capacity(struct tmem_store *s)
 	n_slots = (room + slots * TMEM_PAGE_SIZE) / PUT_WORST_BYTES;
 	n_frames = (room + data * TMEM_PAGE_SIZE) /
 		   (PUT_WORST_BYTES - TMEM_PAGE_SIZE);
-	return n_slots < n_frames ? n_slots : n_frames;
+	most = s->cfg.limit_bytes + overdraft_max(&s->cfg);
+	n_over = committed >= most ? 0 : (most - committed) / PUT_WORST_BYTES;
+	if (n_slots > n_frames)
+		n_slots = n_frames;
+	return n_slots < n_over ? n_slots : n_over;
 }
 
 /**

@@ -210,7 +210,9 @@ static void back_free_slots_locked(struct tmem_image *img, uint64_t want)
  * Tops the backed free slots up to the reserve when they fell below half
  * of it.  A failure (ENOSPC, EIO) is counted and leaves fewer slots.
  *
- * Return: backed free slots now.
+ * Return: backed free slots that stay backed until a writeback takes them:
+ * those beyond the reserve are not counted, since swapimg_trim() may give
+ * them back at any time (credits counted on them would outlive them).
  */
 uint64_t swapimg_reserve(struct tmem_image *img)
 {
@@ -221,6 +223,8 @@ uint64_t swapimg_reserve(struct tmem_image *img)
 	if (free_slots < img->reserve_slots / 2 + 1)
 		back_free_slots_locked(img, img->reserve_slots - free_slots);
 	free_slots = img->nr_backed - img->nr_used;
+	if (free_slots > img->reserve_slots)
+		free_slots = img->reserve_slots;
 	pthread_mutex_unlock(&img->lock);
 	return free_slots;
 }

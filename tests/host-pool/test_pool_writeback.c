@@ -16,6 +16,8 @@
  *   enospc	 writes into allocated blocks fail with ENOSPC (btrfs, thin
  *		 provisioning, NFS) while credits are outstanding: no
  *		 credited put refused, nothing lost
+ *   trim	 the thread gives free image blocks back while no op runs:
+ *		 the capacity never drops meanwhile
  *   open	 the image file: a second open of a live image is refused (its
  *		 pages stay readable), so are a FIFO, a directory and a file
  *		 with another hard link; an existing file ends up mode 0600
@@ -41,7 +43,7 @@
 
 #include "../check.h"
 #include "pages.h"
-#include "tmem.h"
+#include "store_internal.h"
 
 static char image_path[256];
 static uint64_t ops = 300000;
@@ -110,6 +112,48 @@ static const struct tmem_image_io fault_io = {
 	.pwrite = f_pwrite, .pread = f_pread, .fallocate = f_fallocate,
 };
 
+/*
+ * The device's side of the credit contract: credits outstanding never
+ * exceed the capacity they were granted against.
+ */
+struct credits {
+	uint64_t outstanding, granted;
+};
+
+static struct credits model_credits;	/* of model_run(); rig_open() */
+
+static void credits_grant(struct credits *c, struct tmem_store *s)
+{
+	uint64_t cap = tmem_persistent_capacity(s);
+
+	if (cap > c->outstanding) {
+		c->granted += cap - c->outstanding;
+		c->outstanding = cap;
+	}
+}
+
+/*
+ * Should every write fail from now on, each credited put may take up to
+ * PUT_WORST_BYTES, past the limit: the overdraft (a quarter of the limit)
+ * must take them all.  For a store without ephemeral pages, whose used
+ * bytes then all stay.
+ */
+static void credits_check_overdraft(const struct credits *c,
+				    struct tmem_store *s)
+{
+	struct tmem_stats st;
+	uint64_t most;
+
+	tmem_get_stats(s, &st);
+	most = st.limit_bytes + st.limit_bytes / 4;
+	if (st.used_bytes + c->outstanding * PUT_WORST_BYTES > most) {
+		fprintf(stderr, "%" PRIu64 " credits outstanding, %" PRIu64
+			" bytes used: beyond the overdraft\n", c->outstanding,
+			st.used_bytes);
+		CHECK(0);
+	}
+}
+
 /* ---- setup ----------------------------------------------------------------- */
 
 struct rig {
@@ -118,8 +162,9 @@ struct rig {
 	int eph, per;
 };
 
-/* Watermarks of the next rig_open() (0: the defaults), then reset. */
+/* Watermarks and reserve of the next rig_open() (0: defaults), then reset. */
 static unsigned int rig_wb_high, rig_wb_low;
+static uint64_t rig_reserve;
 
 static void rig_open(struct rig *r, uint64_t limit_mib, uint64_t image_mib,
 		     bool unlink_path)
@@ -127,6 +172,7 @@ static void rig_open(struct rig *r, uint64_t limit_mib, uint64_t image_mib,
 	struct tmem_image_config ic = {
 		.path = image_path,
 		.size_bytes = image_mib << 20,
+		.reserve_bytes = rig_reserve,
 		.unlink_path = unlink_path,
 		.io = &fault_io,
 	};
@@ -141,6 +187,8 @@ static void rig_open(struct rig *r, uint64_t limit_mib, uint64_t image_mib,
 		cfg.wb_low_pct = rig_wb_low;
 		rig_wb_high = rig_wb_low = 0;
 	}
+	rig_reserve = 0;
+	memset(&model_credits, 0, sizeof(model_credits));
 	REQUIRE(tmem_store_create(&cfg, &r->s) == 0);
 	REQUIRE(tmem_image_open(&ic, &r->img, &err) == 0);
 	REQUIRE(tmem_store_attach_image(r->s, r->img) == 0);
@@ -289,9 +337,12 @@ static uint64_t rnd(uint64_t n)
 	return page_rng(&rng) % n;
 }
 
-/* Random ops; with @faulty, errors are allowed where the faults allow. */
 static uint64_t seq = 1;
 
+/*
+ * With @faulty, gets may fail with an I/O error.  Persistent puts follow
+ * the device's credit contract: one with a credit must succeed.
+ */
 static void model_run(struct rig *r, uint64_t n, bool faulty)
 {
 	uint64_t k, io_errors = 0;
@@ -304,16 +355,22 @@ static void model_run(struct rig *r, uint64_t n, bool faulty)
 		struct tmem_oid id = oid_of(o);
 
 		if (op < 50) {
-			uint64_t cap = per ? tmem_persistent_capacity(r->s) : 0;
-			int ret = put_seed(r, pool, o, i, seq);
+			bool credited = false;
+			int ret;
 
+			if (per) {
+				credits_grant(&model_credits, r->s);
+				credited = model_credits.outstanding > 0;
+				model_credits.outstanding -= credited;
+			}
+			ret = put_seed(r, pool, o, i, seq);
 			if (!ret) {
 				*m = seq;
 			} else {
 				*m = 0;
 				if (per) {
 					CHECK_EQ(ret, -TMEM_E_FULL);
-					CHECK_EQ(cap, 0);
+					CHECK(!credited);
 				}
 			}
 			seq++;
@@ -475,24 +532,6 @@ static void test_full(void)
 
 /* ---- ENOSPC from writes into allocated blocks ---------------------------- */
 
-/*
- * The device's side of the credit contract: credits outstanding never
- * exceed the capacity they were granted against.
- */
-struct credits {
-	uint64_t outstanding, granted;
-};
-
-static void credits_grant(struct credits *c, struct tmem_store *s)
-{
-	uint64_t cap = tmem_persistent_capacity(s);
-
-	if (cap > c->outstanding) {
-		c->granted += cap - c->outstanding;
-		c->outstanding = cap;
-	}
-}
-
 static void test_enospc(void)
 {
 	uint64_t i, stored = 0, refused = 0;
@@ -510,6 +549,7 @@ static void test_enospc(void)
 	rig_open(&r, 2, 64, true);
 	for (i = 0; i < 2000; i++) {
 		credits_grant(&c, r.s);
+		credits_check_overdraft(&c, r.s);
 		REQUIRE(c.outstanding > 0);
 		c.outstanding--;
 		CHECK_EQ(put_seed(&r, r.per, i / 100, i % 100, i + 1), 0);
@@ -521,6 +561,7 @@ static void test_enospc(void)
 	faults.write_pct = 100;
 	for (stored = i; i < 40000; i++) {
 		credits_grant(&c, r.s);
+		credits_check_overdraft(&c, r.s);
 		if (!c.outstanding)
 			break;
 		c.outstanding--;
@@ -545,6 +586,71 @@ static void test_enospc(void)
 	printf("enospc: %" PRIu64 " credits granted, %" PRIu64
 	       " pages stored, %" PRIu64 " credited puts refused\n", c.granted,
 	       stored, refused);
+	rig_close(&r);
+}
+
+/* ---- trimming ------------------------------------------------------------ */
+
+/* Capacity now; CHECK-fails if it is below @prev although no put ran. */
+static uint64_t capacity_not_below(struct rig *r, uint64_t prev)
+{
+	uint64_t cap = tmem_persistent_capacity(r->s);
+
+	if (cap < prev) {
+		fprintf(stderr, "capacity fell from %" PRIu64 " to %" PRIu64
+			" without a put\n", prev, cap);
+		CHECK(0);
+	}
+	return cap;
+}
+
+static void test_trim(void)
+{
+	uint64_t i, cap, peak_alloc = 0;
+	struct tmem_stats st;
+	struct rig r;
+
+	/*
+	 * RAM full of persistent frames (puts write back themselves), a
+	 * reserve of 64 slots: the capacity then hangs on the image slots.
+	 */
+	rig_wb_high = 100;
+	rig_wb_low = 99;
+	rig_reserve = 64 * TMEM_PAGE_SIZE;
+	rig_open(&r, 2, 64, true);
+	for (i = 0; i < 20000; i++)
+		REQUIRE(put_seed(&r, r.per, i / 100, i % 100, i + 1) == 0);
+	/*
+	 * Flush the oldest pages, which are in the image: thousands of free
+	 * allocated slots that the thread punches out down to the reserve,
+	 * while the flushes (which never lower the capacity) go on.
+	 */
+	cap = tmem_persistent_capacity(r.s);
+	for (i = 0; i < 15000; i++) {
+		struct tmem_oid id = oid_of(i / 100);
+
+		CHECK_EQ(tmem_flush_page(r.s, (uint32_t)r.per, &id, i % 100),
+			 1);
+		cap = capacity_not_below(&r, cap);
+		tmem_get_stats(r.s, &st);
+		if (st.image.bytes_allocated > peak_alloc)
+			peak_alloc = st.image.bytes_allocated;
+	}
+	/* no op at all now, while the thread finishes trimming */
+	for (i = 0; i < 20000; i++) {
+		cap = capacity_not_below(&r, cap);
+		tmem_get_stats(r.s, &st);
+		if (st.image.bytes_allocated <=
+		    (st.image.slots_used + 64) * TMEM_PAGE_SIZE && i > 1000)
+			break;
+		usleep(100);
+	}
+	stats_print("trim", r.s);
+	printf("trim: %" PRIu64 " KiB allocated at most, capacity %" PRIu64
+	       "\n", peak_alloc >> 10, cap);
+	/* the thread did trim: far more was allocated than is now */
+	CHECK(peak_alloc > st.image.bytes_allocated + (1u << 20));
+	CHECK(cap > 0);
 	rig_close(&r);
 }
 
@@ -818,7 +924,8 @@ int main(int argc, char **argv)
 	} tests[] = {
 		{ "roundtrip", test_roundtrip }, { "model", test_model },
 		{ "faults", test_faults }, { "full", test_full },
-		{ "enospc", test_enospc }, { "open", test_open },
+		{ "enospc", test_enospc }, { "trim", test_trim },
+		{ "open", test_open },
 		{ "corrupt", test_corrupt }, { "threads", test_threads },
 		{ "newest", test_newest },
 	};
@@ -828,8 +935,8 @@ int main(int argc, char **argv)
 	bool ran = false;
 
 	if (argc > 1 && !strcmp(argv[1], "--help")) {
-		printf("Usage: %s [roundtrip|model|faults|full|enospc|open|"
-		       "corrupt|threads|newest] [OPS]\n", argv[0]);
+		printf("Usage: %s [roundtrip|model|faults|full|enospc|trim|"
+		       "open|corrupt|threads|newest] [OPS]\n", argv[0]);
 		return 0;
 	}
 	if (argc > 2)
