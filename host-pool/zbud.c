@@ -215,6 +215,9 @@ static void arena_unmap(struct zbud *z, uint32_t a)
 	mmap(z->base + (size_t)a * ARENA_BYTES, ARENA_BYTES, PROT_NONE,
 	     MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	madvise_desc(z, first);
+	/* the window's frames went with the mapping */
+	if (z->ahead_next >= first && z->ahead_next < first + ZBUD_ARENA_FRAMES)
+		z->ahead_next = z->fresh_end;
 	ar->mapped = false;
 	zlist_init(&ar->free);
 	z->arenas_mapped--;
@@ -304,15 +307,24 @@ void zbud_clean(struct zbud *z)
  * ahead, ZBUD_POPULATE_AHEAD at a time, so that copying into a new frame
  * under z->lock rarely takes a page fault.  The madvise() itself runs after
  * the lock is dropped (zbud_populate()); a frame allocated before that just
- * faults as usual.  At most ZBUD_POPULATE_AHEAD - 1 frames are resident
- * without being allocated.
+ * faults as usual.
+ *
+ * At most ZBUD_POPULATE_AHEAD frames are resident without having been
+ * allocated: one window [ahead_next, fresh_end) at a time.  Allocation
+ * takes the lowest arena with room, so it may leave a window unused for a
+ * drained arena mapped afresh below it; that arena then faults frames in
+ * on use until the window is used up or unmapped with its arena.
  */
 static void populate_ahead(struct zbud *z, uint32_t a, uint32_t fn)
 {
 	struct zarena *ar = &z->arenas[a];
 	uint32_t idx = fn & (ZBUD_ARENA_FRAMES - 1), n;
 
-	if (idx + 1 < ar->populated || z->populate_len)
+	/* a window frame is taken, in order: the free list is ascending */
+	if (fn >= z->ahead_next && fn < z->fresh_end)
+		z->ahead_next = fn + 1;
+	if (idx + 1 < ar->populated || z->populate_len ||
+	    z->ahead_next < z->fresh_end)
 		return;
 	n = ZBUD_ARENA_FRAMES - idx - 1;
 	if (n > ZBUD_POPULATE_AHEAD)
@@ -321,6 +333,7 @@ static void populate_ahead(struct zbud *z, uint32_t a, uint32_t fn)
 		return;
 	z->populate_from = fn + 1;
 	z->populate_len = n;
+	z->ahead_next = fn + 1;
 	z->fresh_end = fn + 1 + n;
 	ar->populated = (uint16_t)(idx + 1 + n);
 }
