@@ -1617,7 +1617,11 @@ fail:
 	return -TMEM_E_NOMEM;
 }
 
-/* A put that cannot store its page still removes the older one. */
+/*
+ * A put that cannot store its page still removes the older one, whatever
+ * stopped it (a page that is not one page, no room, incompressible), so
+ * that a later get misses instead of returning stale data.
+ */
 static void put_refused(struct tmem_store *s, struct tmem_pool *p,
 			const struct tmem_oid *oid, uint64_t index, int err)
 {
@@ -1631,7 +1635,7 @@ static void put_refused(struct tmem_store *s, struct tmem_pool *p,
 		op.b->stats.reject_full++;
 	else if (err == -TMEM_E_INCOMPRESSIBLE)
 		op.b->stats.reject_incompressible++;
-	else
+	else if (err == -TMEM_E_NOMEM)
 		op.b->stats.reject_nomem++;
 	obj = object_find(s, &op, oid);
 	if (obj)
@@ -1650,8 +1654,9 @@ static void put_refused(struct tmem_store *s, struct tmem_pool *p,
  * @replaced: if not NULL, set to whether an older page was replaced
  *
  * The replacement is atomic: a later get returns the new page or, when
- * this put fails, misses; never the old page.  A persistent put fails only
- * when the store is full (see tmem_persistent_capacity()).
+ * this put fails for any reason once @pool_id names a pool (a bad @iov
+ * too), misses; never the old page.  A persistent put with a valid @iov
+ * fails only when the store is full (see tmem_persistent_capacity()).
  *
  * Return: 0, or -TMEM_E_INVAL, -TMEM_E_IOV, -TMEM_E_BAD_POOL,
  * -TMEM_E_FULL, -TMEM_E_INCOMPRESSIBLE (ephemeral only), -TMEM_E_NOMEM.
@@ -1673,15 +1678,15 @@ int tmem_put(struct tmem_store *s, uint32_t pool_id,
 	*replaced = false;
 	if (!s || !oid)
 		return -TMEM_E_INVAL;
-	if (!pageio_valid(iov, iovcnt))
-		return -TMEM_E_IOV;
 	p = pool_get(s, pool_id);
 	if (!p)
 		return -TMEM_E_BAD_POOL;
 	kind = pool_kind(p);
-	ret = page_prepare(s, kind, iov, iovcnt, &pd);
+	ret = pageio_valid(iov, iovcnt) ? 0 : -TMEM_E_IOV;
+	if (!ret)
+		ret = page_prepare(s, kind, iov, iovcnt, &pd);
 	need = PUT_WORST_BYTES;
-	if (pd.state == ENTRY_FILLED)
+	if (!ret && pd.state == ENTRY_FILLED)
 		need -= TMEM_PAGE_SIZE;
 	if (!ret)
 		ret = reserve_room(s, kind, need);

@@ -682,6 +682,49 @@ static void test_bad_arguments(void)
 }
 
 /*
+ * A put that fails once its pool exists removes the older page under its
+ * key, whatever stopped it: a buffer that is not one page, no room, an
+ * incompressible ephemeral page (test_get_replace_flush()).
+ */
+static void test_failed_put_removes(void)
+{
+	struct tmem_store *s = store_new(2 << 20, 4);
+	int pools[2] = { tmem_new_pool(s, 0, NULL),
+			 tmem_new_pool(s, TMEM_POOL_PERSISTENT, NULL) };
+	struct iovec bad[3] = { { page, 4095 }, { NULL, 4096 }, { page, 4096 } };
+	struct tmem_oid o = oid_n(7);
+	struct tmem_stats st;
+	int k, b, ret = 0;
+	uint64_t i;
+
+	for (k = 0; k < 2; k++)
+		for (b = 0; b < 3; b++) {
+			page_make(page, SHAPE_SIZED, (uint64_t)b, 500);
+			CHECK_EQ(put(s, pools[k], 7, 1, page), 0);
+			CHECK_EQ(tmem_put(s, (uint32_t)pools[k], &o, 1, &bad[b],
+					  b == 2 ? 0 : 1, NULL), -TMEM_E_IOV);
+			CHECK_EQ(get(s, pools[k], 7, 1, 0), -TMEM_E_NOT_FOUND);
+		}
+	tmem_get_stats(s, &st);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].stored_pages, 0);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].reject_nomem, 0);
+
+	/* full: the key's older page goes with the refused put */
+	page_make(page, SHAPE_SIZED, 10, 500);
+	CHECK_EQ(put(s, pools[1], 7, 1, page), 0);
+	for (i = 0; i < 10000 && !ret; i++) {
+		page_make(page, SHAPE_RANDOM, i, 0);
+		ret = put(s, pools[1], 8, i, page);
+	}
+	CHECK_EQ(ret, -TMEM_E_FULL);
+	CHECK_EQ(put(s, pools[1], 7, 1, page), -TMEM_E_FULL);
+	CHECK_EQ(get(s, pools[1], 7, 1, 0), -TMEM_E_NOT_FOUND);
+	tmem_get_stats(s, &st);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].reject_full, 2);
+	tmem_store_destroy(s);
+}
+
+/*
  * Set one field of the defaults to @bad: tmem_config_check() must name that
  * field and the rule @why, and tmem_store_create() must refuse it.
  */
@@ -878,6 +921,7 @@ int main(void)
 	test_get_replace_flush();
 	test_scattered_buffers();
 	test_bad_arguments();
+	test_failed_put_removes();
 	test_config_check();
 	test_persistent_capacity();
 	test_compressor_none();
