@@ -350,10 +350,10 @@ static enum wb_result reserve_by_writeback(struct tmem_store *s)
 /*
  * Writeback failed with an I/O error (whatever the errno) for a persistent
  * put: the page may hold a credit counted against image slots, so it is
- * taken past the limit rather than lost.  Capacity stops counting image slots while writeback
- * fails, so only credits granted before the failure can get here; the
- * overdraft is capped at overdraft_max(), counted, and paid back by later
- * writebacks.
+ * taken past the limit rather than lost.  Capacity stops counting image
+ * slots while writeback fails, so only credits granted before the failure
+ * can get here, and it never promises more than overdraft_max() can take;
+ * the overdraft is counted and paid back by later writebacks.
  */
 static bool reserve_overdraft(struct tmem_store *s, uint64_t bytes)
 {

@@ -509,11 +509,7 @@ static int image_file_check(const struct tmem_image_config *cfg, int fd,
 static int image_file_lock(const struct tmem_image_config *cfg, int fd,
 			   int *os_errno)
 {
-	struct flock fl = {
-		.l_type = F_WRLCK,
-		.l_whence = SEEK_SET,
-	};
-
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
 	int err;
 
 	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
@@ -536,7 +532,7 @@ static int image_file_open(const struct tmem_image_config *cfg, int *os_errno)
 	/* O_NONBLOCK: opening a FIFO or device must not wait or act */
 	int flags = O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY |
 		    O_NONBLOCK;
-	int fd;
+	int fd, fl;
 
 	if (cfg->direct)
 		flags |= O_DIRECT;
@@ -550,7 +546,8 @@ static int image_file_open(const struct tmem_image_config *cfg, int *os_errno)
 		fd = image_file_lock(cfg, fd, os_errno);
 	if (fd < 0)
 		return -1;
-	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK))
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK))
 		return image_open_fail(cfg, fd, os_errno, errno,
 				       "cannot set up swap image '%s'",
 				       cfg->path);

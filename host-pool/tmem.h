@@ -97,7 +97,8 @@ enum tmem_kind {
  *		      TMEM_LZ4_ACCEL_MIN..TMEM_LZ4_ACCEL_MAX
  * @max_compressed: a page compressing to more bytes than this is
  *		    incompressible: stored raw (persistent) or refused
- *		    (ephemeral); TMEM_MAX_COMPRESSED_MIN..TMEM_MAX_COMPRESSED_MAX
+ *		    (ephemeral);
+ *		    TMEM_MAX_COMPRESSED_MIN..TMEM_MAX_COMPRESSED_MAX
  * @max_pools: pools that may exist at once, TMEM_MIN_POOLS..TMEM_MAX_POOLS
  * @wb_high_pct: with a swap image, background writeback starts when the
  *		 store uses this percentage of @limit_bytes

@@ -691,7 +691,9 @@ static void test_failed_put_removes(void)
 	struct tmem_store *s = store_new(2 << 20, 4);
 	int pools[2] = { tmem_new_pool(s, 0, NULL),
 			 tmem_new_pool(s, TMEM_POOL_PERSISTENT, NULL) };
-	struct iovec bad[3] = { { page, 4095 }, { NULL, 4096 }, { page, 4096 } };
+	struct iovec bad[3] = {
+		{ page, 4095 }, { NULL, 4096 }, { page, 4096 },
+	};
 	struct tmem_oid o = oid_n(7);
 	struct tmem_stats st;
 	int k, b, ret = 0;

@@ -530,7 +530,7 @@ static void test_full(void)
 	rig_close(&r);
 }
 
-/* ---- ENOSPC from writes into allocated blocks ---------------------------- */
+/* ---- ENOSPC from writes into allocated blocks -------------------------- */
 
 static void test_enospc(void)
 {
@@ -589,7 +589,7 @@ static void test_enospc(void)
 	rig_close(&r);
 }
 
-/* ---- trimming ------------------------------------------------------------ */
+/* ---- trimming ---------------------------------------------------------- */
 
 /* Capacity now; CHECK-fails if it is below @prev although no put ran. */
 static uint64_t capacity_not_below(struct rig *r, uint64_t prev)
@@ -654,12 +654,13 @@ static void test_trim(void)
 	rig_close(&r);
 }
 
-/* ---- opening the image ---------------------------------------------------- */
+/* ---- opening the image ------------------------------------------------- */
 
 static int image_try(const char *path, char *why, size_t len, int *err)
 {
 	struct tmem_image_config ic = {
-		.path = path, .size_bytes = 4u << 20, .why = why, .why_len = len,
+		.path = path, .size_bytes = 4u << 20,
+		.why = why, .why_len = len,
 	};
 	struct tmem_image *img = NULL;
 	int ret;
