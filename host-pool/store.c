@@ -424,17 +424,34 @@ static int reserve_room(struct tmem_store *s, enum tmem_kind kind,
 	}
 }
 
-/* Image slots a put may count on: allocated ahead, and writeback working. */
-static uint64_t image_slots_for_credits(struct tmem_store *s)
+/* Whether image slots count for credits: an image, and writeback working. */
+static bool image_counts_for_credits(struct tmem_store *s)
 {
 	bool failing;
 
 	if (!s->wb)
-		return 0;
+		return false;
 	pthread_mutex_lock(&s->wb->lock);
 	failing = s->wb->failing;
 	pthread_mutex_unlock(&s->wb->lock);
-	return failing ? 0 : swapimg_reserve(s->wb->img);
+	if (failing)
+		return false;
+	swapimg_reserve(s->wb->img);
+	return true;
+}
+
+/*
+ * Caller holds zbud->lock: image slots a put may count on, allocated free
+ * ones and those taken by writebacks whose frame is not freed yet (struct
+ * tmem_store), read in one hold with the frames they stand for.  At most
+ * the reserve (see swapimg_credit_slots()).
+ */
+static uint64_t image_slots_locked(struct tmem_store *s)
+{
+	struct tmem_image *img = s->wb->img;
+	uint64_t slots = swapimg_credit_slots(img) + s->slots_in_flight;
+
+	return slots < img->reserve_slots ? slots : img->reserve_slots;
 }
 
 /**
@@ -449,14 +466,15 @@ static uint64_t image_slots_for_credits(struct tmem_store *s)
  * they bring beyond the free room F, with one allocated free slot S per
  * frame shed, among the D persistent frames in RAM plus the n new ones:
  * n * W <= F + 4096 * min(S, D + n), W being PUT_WORST_BYTES.  S counts
- * at most the reserve (see swapimg_reserve()).  And since every write
+ * at most the reserve (see swapimg_credit_slots()).  And since every write
  * behind them may fail, the n puts must also fit the overdraft
  * (reserve_overdraft()): n * W <= F + overdraft_max().
  */
 uint64_t tmem_persistent_capacity(struct tmem_store *s)
 {
+	bool image = image_counts_for_credits(s);
 	struct zbud *z = &s->zbud;
-	uint64_t committed, slots = image_slots_for_credits(s), data, room;
+	uint64_t committed, slots = 0, data, room;
 	uint64_t n_slots, n_frames, n_over, most;
 
 	/*
@@ -469,6 +487,8 @@ uint64_t tmem_persistent_capacity(struct tmem_store *s)
 		    pools_to_come_bytes(s) +
 		    (uint64_t)z->nr_arenas * ZBUD_ARENA_DESC_BYTES +
 		    (data + z->slab_frames[TMEM_PERSISTENT]) * TMEM_PAGE_SIZE;
+	if (image)
+		slots = image_slots_locked(s);
 	pthread_mutex_unlock(&z->lock);
 	room = committed >= s->cfg.limit_bytes ? 0 :
 	       s->cfg.limit_bytes - committed;

@@ -150,6 +150,12 @@ struct tmem_pool {
  * @fill_cursor: next pool stripe to sweep for filled ephemeral pages
  * @tree_key: secret of the object trees' heap order (struct tmem_object)
  * @evicted_frames: frames reclaimed from the ephemeral LRU (zbud.lock)
+ * @slots_in_flight: allocated free image slots taken by writebacks not
+ *		     done yet, in the hold of zbud.lock that takes them;
+ *		     each stands for the frame it will free or the slot it
+ *		     will give back, in the hold that drops it, so that the
+ *		     capacity sees no dip while a write is in flight
+ *		     (zbud.lock)
  * @wb: writeback to a swap image, or NULL (see writeback.c)
  */
 struct tmem_store {
@@ -168,6 +174,7 @@ struct tmem_store {
 	atomic_uint fill_cursor;
 	uint64_t tree_key;
 	uint64_t evicted_frames;
+	uint64_t slots_in_flight;
 	struct tmem_writeback *wb;
 };
 

@@ -166,21 +166,44 @@ static uint64_t find_free_locked(struct tmem_image *img, bool backed)
 
 /* ---- allocation ahead ------------------------------------------------- */
 
+/* Allocated slots that hold no page and are not being punched out. */
+static uint64_t free_backed_locked(const struct tmem_image *img)
+{
+	return img->nr_backed - (img->nr_used - img->nr_backing);
+}
+
+/*
+ * Allocate the blocks of @n slots from @first, neither used nor backed.
+ * They are marked used meanwhile, so that nobody else takes them, and
+ * img->lock is dropped during fallocate(): holders of zbud->lock take it.
+ * Called and returns with img->lock held.
+ */
 static int back_run_locked(struct tmem_image *img, uint64_t first,
 			   uint64_t n)
 {
 	uint64_t i;
 	int ret;
 
+	for (i = first; i < first + n; i++)
+		bit_set(img->used, i);
+	img->nr_used += n;
+	img->nr_backing += n;
+	pthread_mutex_unlock(&img->lock);
 	ret = img->io.fallocate(img->io.opaque, img->fd, 0,
 				first * TMEM_PAGE_SIZE, n * TMEM_PAGE_SIZE);
+	pthread_mutex_lock(&img->lock);
+	for (i = first; i < first + n; i++) {
+		bit_clear(img->used, i);
+		if (!ret)
+			bit_set(img->backed, i);
+	}
+	img->nr_used -= n;
+	img->nr_backing -= n;
 	if (ret) {
 		img->stats.reserve_errors++;
 		report(img, "allocate", first, ret);
 		return ret;
 	}
-	for (i = first; i < first + n; i++)
-		bit_set(img->backed, i);
 	img->nr_backed += n;
 	return 0;
 }
@@ -208,34 +231,75 @@ static void back_free_slots_locked(struct tmem_image *img, uint64_t want)
  * @img: image
  *
  * Tops the backed free slots up to the reserve when they fell below half
- * of it.  A failure (ENOSPC, EIO) is counted and leaves fewer slots.
- *
- * Return: backed free slots that stay backed until a writeback takes them:
- * those beyond the reserve are not counted, since swapimg_trim() may give
- * them back at any time (credits counted on them would outlive them).
+ * of it.  A failure (ENOSPC, EIO) is counted and leaves fewer slots.  The
+ * caller holds no store lock: this may call fallocate().
  */
-uint64_t swapimg_reserve(struct tmem_image *img)
+void swapimg_reserve(struct tmem_image *img)
 {
 	uint64_t free_slots;
 
 	pthread_mutex_lock(&img->lock);
-	free_slots = img->nr_backed - img->nr_used;
+	free_slots = free_backed_locked(img);
 	if (free_slots < img->reserve_slots / 2 + 1)
 		back_free_slots_locked(img, img->reserve_slots - free_slots);
-	free_slots = img->nr_backed - img->nr_used;
-	if (free_slots > img->reserve_slots)
-		free_slots = img->reserve_slots;
 	pthread_mutex_unlock(&img->lock);
-	return free_slots;
+}
+
+/**
+ * swapimg_credit_slots() - backed free slots that credits may count on
+ * @img: image
+ *
+ * Those beyond the reserve are not counted: swapimg_trim() may give them
+ * back at any time, and credits counted on them would outlive them.  No
+ * system call: the caller may hold zbud->lock.
+ *
+ * Return: backed free slots, at most the reserve.
+ */
+uint64_t swapimg_credit_slots(struct tmem_image *img)
+{
+	uint64_t free_slots;
+
+	pthread_mutex_lock(&img->lock);
+	free_slots = free_backed_locked(img);
+	pthread_mutex_unlock(&img->lock);
+	return free_slots < img->reserve_slots ? free_slots :
+	       img->reserve_slots;
 }
 
 /* ---- slots ------------------------------------------------------------ */
+
+static void slot_take_locked(struct tmem_image *img, uint64_t slot)
+{
+	bit_set(img->used, slot);
+	img->nr_used++;
+	img->live[slot] = 0;
+}
+
+/**
+ * swapimg_slot_take_backed() - take an allocated free slot, if there is one
+ * @img: image
+ *
+ * No system call: the caller may hold zbud->lock.
+ *
+ * Return: the slot, or SWAPIMG_NO_SLOT.
+ */
+uint64_t swapimg_slot_take_backed(struct tmem_image *img)
+{
+	uint64_t slot;
+
+	pthread_mutex_lock(&img->lock);
+	slot = find_free_locked(img, true);
+	if (slot != SWAPIMG_NO_SLOT)
+		slot_take_locked(img, slot);
+	pthread_mutex_unlock(&img->lock);
+	return slot;
+}
 
 /**
  * swapimg_slot_get() - take a free slot for a frame about to be written
  * @img: image
  *
- * Prefers an allocated slot; else allocates one.
+ * Prefers an allocated slot; else allocates one (fallocate()).
  *
  * Return: the slot, or SWAPIMG_NO_SLOT when the image is full or its file
  * cannot grow.
@@ -251,11 +315,8 @@ uint64_t swapimg_slot_get(struct tmem_image *img)
 		if (slot != SWAPIMG_NO_SLOT && back_run_locked(img, slot, 1))
 			slot = SWAPIMG_NO_SLOT;
 	}
-	if (slot != SWAPIMG_NO_SLOT) {
-		bit_set(img->used, slot);
-		img->nr_used++;
-		img->live[slot] = 0;
-	}
+	if (slot != SWAPIMG_NO_SLOT)
+		slot_take_locked(img, slot);
 	pthread_mutex_unlock(&img->lock);
 	return slot;
 }
@@ -307,7 +368,7 @@ uint64_t swapimg_trim(struct tmem_image *img)
 		int ret;
 
 		pthread_mutex_lock(&img->lock);
-		excess = img->nr_backed - img->nr_used;
+		excess = free_backed_locked(img);
 		if (excess <= (done ? 1 : 2) * img->reserve_slots) {
 			pthread_mutex_unlock(&img->lock);
 			return done;
@@ -440,10 +501,10 @@ void swapimg_reset(struct tmem_image *img)
 	memset(img->live, 0, img->nr_slots);
 	img->nr_used = img->nr_backed = 0;
 	img->cursor = 0;
+	pthread_mutex_unlock(&img->lock);
 	img->io.fallocate(img->io.opaque, img->fd,
 			  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
 			  img->nr_slots * TMEM_PAGE_SIZE);
-	pthread_mutex_unlock(&img->lock);
 }
 
 /* ---- open and close ---------------------------------------------------- */

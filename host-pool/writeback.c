@@ -68,6 +68,19 @@ static unsigned int move_owner(struct tmem_store *s, uint32_t fn,
 	return e ? 1 : 0;
 }
 
+/*
+ * Caller holds zbud->lock: a writeback freed its frame, or gives @slot
+ * back (unless SWAPIMG_NO_SLOT); if the slot was @counted in flight, it
+ * stops being so in the same hold.
+ */
+static void slot_done_locked(struct tmem_store *s, uint64_t slot,
+			     bool counted)
+{
+	if (slot != SWAPIMG_NO_SLOT)
+		swapimg_slot_commit(s->wb->img, slot, 0, 0);
+	s->slots_in_flight -= counted;
+}
+
 /* Caller holds wb->lock: a frame in flight is done (or was never found). */
 static void in_flight_done_locked(struct tmem_writeback *wb)
 {
@@ -108,10 +121,23 @@ enum wb_result writeback_frame(struct tmem_store *s)
 	struct zbud *z = &s->zbud;
 	unsigned int i, moved = 0;
 	uint64_t slot;
+	bool counted;
 	uint32_t fn;
 	int ret;
 
-	slot = swapimg_slot_get(wb->img);
+	/*
+	 * An allocated free slot that the capacity counts is taken in the
+	 * same hold of zbud->lock that counts it in flight (see struct
+	 * tmem_store); without one, a slot is allocated, which it never
+	 * counted.
+	 */
+	pthread_mutex_lock(&z->lock);
+	slot = swapimg_slot_take_backed(wb->img);
+	counted = slot != SWAPIMG_NO_SLOT;
+	s->slots_in_flight += counted;
+	pthread_mutex_unlock(&z->lock);
+	if (!counted)
+		slot = swapimg_slot_get(wb->img);
 	if (slot == SWAPIMG_NO_SLOT)
 		return WB_NO_SLOT;
 	pthread_mutex_lock(&wb->lock);
@@ -119,7 +145,9 @@ enum wb_result writeback_frame(struct tmem_store *s)
 	pthread_mutex_unlock(&wb->lock);
 	fn = store_reclaim_start(s, TMEM_PERSISTENT, owner_bucket);
 	if (fn == ZBUD_NIL) {
-		swapimg_slot_commit(wb->img, slot, 0, 0);
+		pthread_mutex_lock(&z->lock);
+		slot_done_locked(s, slot, counted);
+		pthread_mutex_unlock(&z->lock);
 		pthread_mutex_lock(&wb->lock);
 		in_flight_done_locked(wb);
 		pthread_mutex_unlock(&wb->lock);
@@ -139,8 +167,8 @@ enum wb_result writeback_frame(struct tmem_store *s)
 	if (ret) {
 		pthread_mutex_lock(&z->lock);
 		zbud_reclaim_abort_locked(z, fn);
+		slot_done_locked(s, slot, counted);
 		pthread_mutex_unlock(&z->lock);
-		swapimg_slot_commit(wb->img, slot, 0, 0);
 		writeback_done(wb, ret, 0);
 		return WB_IO_ERROR;
 	}
@@ -156,6 +184,7 @@ enum wb_result writeback_frame(struct tmem_store *s)
 	}
 	pthread_mutex_lock(&z->lock);
 	zbud_reclaim_finish_locked(z, fn);
+	slot_done_locked(s, SWAPIMG_NO_SLOT, counted);	/* frame freed */
 	pthread_mutex_unlock(&z->lock);
 	writeback_done(wb, 0, moved);
 	return WB_FREED;
@@ -383,7 +412,7 @@ void writeback_stats(struct tmem_store *s, struct tmem_image_stats *st)
 	st->read_errors = img->stats.read_errors;
 	st->checksum_errors = img->stats.checksum_errors;
 	st->reserve_errors = img->stats.reserve_errors;
-	st->slots_used = img->nr_used - img->nr_trimming;
+	st->slots_used = img->nr_used - img->nr_trimming - img->nr_backing;
 	st->slots_total = img->nr_slots;
 	st->bytes_allocated = img->nr_backed * TMEM_PAGE_SIZE;
 	pthread_mutex_unlock(&img->lock);

@@ -18,6 +18,7 @@
  *		 credited put refused, nothing lost
  *   trim	 the thread gives free image blocks back while no op runs:
  *		 the capacity never drops meanwhile
+ *   idle	 nor while it writes frames back with no op running
  *   open	 the image file: a second open of a live image is refused (its
  *		 pages stay readable), so are a FIFO, a directory and a file
  *		 with another hard link; an existing file ends up mode 0600
@@ -55,6 +56,7 @@ struct faults {
 	uint64_t rng;
 	unsigned int write_pct, read_pct, alloc_pct;
 	int write_errno;	/* what a failed write returns (0: EIO) */
+	unsigned int write_delay_us;	/* each write takes this long */
 	uint64_t alloc_cap;	/* fallocate beyond this offset: ENOSPC */
 	uint64_t writes_failed, reads_failed, allocs_failed;
 };
@@ -78,6 +80,8 @@ static long f_pwrite(void *o, int fd, const void *buf, size_t len,
 		     uint64_t off)
 {
 	(void)o;
+	if (faults.write_delay_us)
+		usleep(faults.write_delay_us);
 	if (fault(faults.write_pct, &faults.writes_failed))
 		return -(faults.write_errno ? faults.write_errno : EIO);
 	return pwrite(fd, buf, len, (off_t)off) < 0 ? -errno : (long)len;
@@ -203,6 +207,7 @@ static void rig_close(struct rig *r)
 	tmem_image_close(r->img);
 	memset(&faults.write_pct, 0, sizeof(unsigned int) * 3);
 	faults.write_errno = 0;
+	faults.write_delay_us = 0;
 	faults.alloc_cap = 0;
 }
 
@@ -654,6 +659,45 @@ static void test_trim(void)
 	rig_close(&r);
 }
 
+/*
+ * No op either while the thread writes frames back from the high mark to
+ * the low one: a slot taken for a write is matched by the frame it frees.
+ */
+static void test_idle(void)
+{
+	uint64_t round, i, key = 0, cap, samples = 0;
+	struct tmem_stats st;
+	struct rig r;
+
+	rig_reserve = 64 * TMEM_PAGE_SIZE;
+	rig_open(&r, 2, 64, true);
+	/* slow writes, so that the capacity is read while one is in flight */
+	faults.write_delay_us = 1000;
+	for (round = 0; round < 5; round++) {
+		do {
+			REQUIRE(put_seed(&r, r.per, key / 100, key % 100,
+					 key + 1) == 0);
+			key++;
+			tmem_get_stats(r.s, &st);
+		} while (st.used_bytes < st.limit_bytes / 100 * 90);
+		cap = tmem_persistent_capacity(r.s);
+		for (i = 0; i < 1000000; i++) {
+			cap = capacity_not_below(&r, cap);
+			samples++;
+			if (i % 64 == 0) {
+				tmem_get_stats(r.s, &st);
+				if (st.used_bytes <= st.limit_bytes / 100 * 76)
+					break;
+			}
+		}
+	}
+	stats_print("idle", r.s);
+	printf("idle: %" PRIu64 " samples of the capacity\n", samples);
+	tmem_get_stats(r.s, &st);
+	CHECK(st.image.frames_written > 5 * 50);
+	rig_close(&r);
+}
+
 /* ---- opening the image ------------------------------------------------- */
 
 static int image_try(const char *path, char *why, size_t len, int *err)
@@ -926,6 +970,7 @@ int main(int argc, char **argv)
 		{ "roundtrip", test_roundtrip }, { "model", test_model },
 		{ "faults", test_faults }, { "full", test_full },
 		{ "enospc", test_enospc }, { "trim", test_trim },
+		{ "idle", test_idle },
 		{ "open", test_open },
 		{ "corrupt", test_corrupt }, { "threads", test_threads },
 		{ "newest", test_newest },
@@ -937,7 +982,7 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && !strcmp(argv[1], "--help")) {
 		printf("Usage: %s [roundtrip|model|faults|full|enospc|trim|"
-		       "open|corrupt|threads|newest] [OPS]\n", argv[0]);
+		       "idle|open|corrupt|threads|newest] [OPS]\n", argv[0]);
 		return 0;
 	}
 	if (argc > 2)
