@@ -583,7 +583,7 @@ static void test_enospc(void)
 	CHECK(faults.writes_failed > 0);
 	CHECK(st.image.write_errors > 0);
 	CHECK(st.image.overdraft_puts > 0);
-	/* no credit left: the next put may be refused, but loses nothing */
+	/* writes work again: every page stored reads back */
 	faults.write_pct = 0;
 	for (i = 0; i < stored; i++)
 		CHECK_EQ(get_seed(&r, r.per, i / 100, i % 100, i + 1, false),
