@@ -268,6 +268,13 @@ uint64_t swapimg_credit_slots(struct tmem_image *img)
 
 /* ---- slots ------------------------------------------------------------ */
 
+/* An allocated free slot; the count saves a scan of the bitmaps. */
+static uint64_t find_backed_free_locked(struct tmem_image *img)
+{
+	return free_backed_locked(img) ? find_free_locked(img, true) :
+					 SWAPIMG_NO_SLOT;
+}
+
 static void slot_take_locked(struct tmem_image *img, uint64_t slot)
 {
 	bit_set(img->used, slot);
@@ -288,7 +295,7 @@ uint64_t swapimg_slot_take_backed(struct tmem_image *img)
 	uint64_t slot;
 
 	pthread_mutex_lock(&img->lock);
-	slot = find_free_locked(img, true);
+	slot = find_backed_free_locked(img);
 	if (slot != SWAPIMG_NO_SLOT)
 		slot_take_locked(img, slot);
 	pthread_mutex_unlock(&img->lock);
@@ -309,7 +316,7 @@ uint64_t swapimg_slot_get(struct tmem_image *img)
 	uint64_t slot;
 
 	pthread_mutex_lock(&img->lock);
-	slot = find_free_locked(img, true);
+	slot = find_backed_free_locked(img);
 	if (slot == SWAPIMG_NO_SLOT) {
 		slot = find_free_locked(img, false);
 		if (slot != SWAPIMG_NO_SLOT && back_run_locked(img, slot, 1))

@@ -310,21 +310,17 @@ void zbud_clean(struct zbud *z)
  * faults as usual.
  *
  * At most ZBUD_POPULATE_AHEAD frames are resident without having been
- * allocated: one window [ahead_next, fresh_end) at a time.  Allocation
- * takes the lowest arena with room, so it may leave a window unused for a
- * drained arena mapped afresh below it; that arena then faults frames in
- * on use until the window is used up or unmapped with its arena.
+ * allocated: one window [ahead_next, fresh_end) at a time, which
+ * zbud_frame_alloc_locked() uses up before any other clean frame.  (Else
+ * allocation, which takes the lowest arena with room, could leave windows
+ * behind in higher arenas, one per drained arena mapped afresh below.)
  */
 static void populate_ahead(struct zbud *z, uint32_t a, uint32_t fn)
 {
 	struct zarena *ar = &z->arenas[a];
 	uint32_t idx = fn & (ZBUD_ARENA_FRAMES - 1), n;
 
-	/* a window frame is taken, in order: the free list is ascending */
-	if (fn >= z->ahead_next && fn < z->fresh_end)
-		z->ahead_next = fn + 1;
-	if (idx + 1 < ar->populated || z->populate_len ||
-	    z->ahead_next < z->fresh_end)
+	if (idx + 1 < ar->populated || z->populate_len)
 		return;
 	n = ZBUD_ARENA_FRAMES - idx - 1;
 	if (n > ZBUD_POPULATE_AHEAD)
@@ -371,8 +367,9 @@ void zbud_populate(struct zbud *z, const struct zbud_populate *p)
  * @z: allocator
  * @kind: kind whose reservation the frame consumes
  *
- * Prefers a dirty (still resident) frame, then the lowest arena with a free
- * frame, so that high arenas drain and can be unmapped.
+ * Prefers a dirty (still resident) frame, then one faulted in ahead, then
+ * the lowest arena with a free frame, so that high arenas drain and can be
+ * unmapped.
  *
  * Return: frame number, or ZBUD_NIL when the range or the host is exhausted.
  */
@@ -383,6 +380,14 @@ uint32_t zbud_frame_alloc_locked(struct zbud *z, enum tmem_kind kind)
 
 	if (z->nr_dirty) {
 		fn = z->dirty[--z->nr_dirty];
+		goto found;
+	}
+	if (z->ahead_next < z->fresh_end) {
+		/* then the frames faulted in ahead, so that a new window can */
+		fn = z->ahead_next++;
+		ar = &z->arenas[fn >> ZBUD_ARENA_SHIFT];
+		zlist_del(z, &ar->free, fn, LIST_LINKS);
+		ar->nr_used++;
 		goto found;
 	}
 	for (a = z->first_free_arena; a < z->nr_arenas; a++) {

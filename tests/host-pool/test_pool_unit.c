@@ -203,9 +203,9 @@ static void test_populate_bound(void)
 	/*
 	 * Drain arena 3, then arena 1: each time push its last frames off
 	 * the dirty stack with frees from arena 4, so that it is unmapped,
-	 * then take a few frames: past the dirty ones they come from the
-	 * drained arena, mapped afresh below the arenas with frames faulted
-	 * in ahead.
+	 * then take a few frames: past the dirty ones and those faulted in
+	 * ahead they come from the drained arena, mapped afresh below the
+	 * arena where the last frames were faulted in ahead.
 	 */
 	for (a = 3; a >= 1; a -= 2) {
 		uint64_t pushed = 0;
@@ -224,7 +224,8 @@ static void test_populate_bound(void)
 				pushed++;
 			}
 		CHECK(!z.arenas[a].mapped);
-		for (i = 0; i < ZBUD_DIRTY_MAX + 10; i++) {
+		for (i = 0; i < ZBUD_DIRTY_MAX + ZBUD_POPULATE_AHEAD + 10;
+		     i++) {
 			fns[n++] = frame_take(&z);
 			check_ahead_bound(&z, &worst);
 		}
