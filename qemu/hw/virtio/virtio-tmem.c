@@ -450,6 +450,13 @@ static void virtio_tmem_handle_queue(VirtIODevice *vdev, VirtQueue *vq)
         return;
     }
     qatomic_inc(&s->qstats[queue].notifications);
+    /*
+     * x-stall: leave every request on the ring.  Nothing is lost: the ring
+     * still holds them, and clearing x-stall kicks every queue again.
+     */
+    if (qatomic_read(&s->stall)) {
+        return;
+    }
     do {
         virtio_queue_set_notification(vq, 0);
         while ((elem = virtqueue_pop(vq, sizeof(VirtQueueElement)))) {
@@ -550,6 +557,14 @@ static int virtio_tmem_start_ioeventfd(VirtIODevice *vdev)
     smp_wmb(); /* the queue handler must see ioeventfd_started */
     for (i = 0; i < s->num_queues; i++) {
         virtio_queue_aio_attach_host_notifier(s->vqs[i], ctx);
+    }
+    /*
+     * Serve what is on the rings already: requests made available while
+     * the VM was stopped, or left there by x-stall.  The handler finds an
+     * empty or unset ring harmless.
+     */
+    for (i = 0; i < s->num_queues; i++) {
+        event_notifier_set(virtio_queue_get_host_notifier(s->vqs[i]));
     }
     return 0;
 }
@@ -992,6 +1007,45 @@ static void virtio_tmem_unrealize(DeviceState *dev)
     migrate_del_blocker(&s->migration_blocker);
 }
 
+static bool virtio_tmem_get_stall(Object *obj, Error **errp)
+{
+    return qatomic_read(&VIRTIO_TMEM(obj)->stall);
+}
+
+/*
+ * Context: main loop, BQL held (QMP qom-set, or -device at creation).
+ *
+ * "x-stall" is a test hook (unstable, hence the x-): tests of the guest
+ * driver hold the device's answers back to make timeouts and races happen
+ * on demand.  Clearing it kicks every queue as a guest notification would,
+ * so that what arrived meanwhile is served in the queue's own context.
+ */
+static void virtio_tmem_set_stall(Object *obj, bool value, Error **errp)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(obj);
+    VirtIODevice *vdev = VIRTIO_DEVICE(obj);
+    unsigned i;
+
+    qatomic_set(&s->stall, value);
+    /*
+     * Not realized yet, or the VM is stopped: nothing to kick now.  When
+     * the VM runs again, start_ioeventfd kicks every queue itself.
+     */
+    if (value || !s->vqs || !vdev->vm_running) {
+        return;
+    }
+    /*
+     * virtio_queue_notify() sets the host notifier when ioeventfd is on
+     * (the IOThread or the main loop's AioContext then runs the handler)
+     * and calls the handler directly otherwise, as a vCPU's kick would.
+     * The eventfd write orders the store to stall before the handler's
+     * read of it.
+     */
+    for (i = 0; i < s->num_queues; i++) {
+        virtio_queue_notify(vdev, i);
+    }
+}
+
 static void virtio_tmem_instance_init(Object *obj)
 {
     object_property_add(obj, "stats", "VirtioTmemStats",
@@ -1064,6 +1118,11 @@ static void virtio_tmem_class_init(ObjectClass *klass, void *data)
         "offer persistent pools (frontswap) with credits");
     object_class_property_set_description(klass, "shared",
         "offer pools shared by UUID");
+    object_class_property_add_bool(klass, "x-stall", virtio_tmem_get_stall,
+                                   virtio_tmem_set_stall);
+    object_class_property_set_description(klass, "x-stall",
+        "test hook: while on, take no request off the queues "
+        "(settable at run time with qom-set)");
     set_bit(DEVICE_CATEGORY_MISC, dc->categories);
     dc->desc = "virtio transcendent memory (cleancache and frontswap pool)";
     vdc->realize = virtio_tmem_realize;

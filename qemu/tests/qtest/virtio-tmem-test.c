@@ -297,6 +297,16 @@ static uint64_t stat_of(QDict *s, const char *kind, const char *key)
                   qdict_get_int(s, key);
 }
 
+static void set_stall(bool on)
+{
+    QDict *r = qmp("{'execute': 'qom-set', 'arguments': "
+                   "{'path': '/machine/peripheral/tmem0', "
+                   "'property': 'x-stall', 'value': %i}}", on);
+
+    g_assert(qdict_haskey(r, "return"));
+    qobject_unref(r);
+}
+
 /* ---- tests --------------------------------------------------------------- */
 
 static void test_config(void *obj, void *data, QGuestAllocator *alloc)
@@ -843,6 +853,53 @@ static void test_malformed(void *obj, void *data, QGuestAllocator *alloc)
     ctx_stop(&c);
 }
 
+/*
+ * x-stall: while set, a kicked request is not used (nothing is lost);
+ * cleared, it completes.  Run in the main loop and with an iothread.
+ */
+static void test_stall(void *obj, void *data, QGuestAllocator *alloc)
+{
+    uint64_t req, pg, resp;
+    uint32_t head, desc_idx, len, pool;
+    QVRingIndirectDesc *ind;
+    gint64 end;
+    TmemCtx c;
+    QDict *s;
+
+    ctx_start(&c, obj, alloc);
+    pool = new_pool(&c, 0, NULL);
+    put_chain(&c, pool, &req, &pg, &resp);
+    set_stall(true);
+    ind = kick_pieces(&c, (Piece[]){ { req, 64, false }, { pg, PAGE, false },
+                                     { resp, 32, true } }, 3, &head);
+    /* notify again: a second kick must not get it through either */
+    c.dev->bus->virtqueue_kick(c.dev, c.vq);
+    end = g_get_monotonic_time() + 300 * 1000;
+    while (g_get_monotonic_time() < end) {
+        g_assert(!qvirtqueue_get_buf(c.qts, c.vq, &desc_idx, &len));
+        qtest_clock_step(c.qts, 100);
+        g_usleep(10 * 1000);
+    }
+    g_assert_cmphex(qtest_readl(c.qts, resp), ==, 0xeeeeeeee);
+    s = stats();
+    g_assert_cmpuint(stat_of(s, "queue0", "batches"), ==, 1);
+    qobject_unref(s);
+    set_stall(false);
+    qvirtio_wait_used_elem(c.qts, c.dev, c.vq, head, &len, TMEM_TIMEOUT_US);
+    g_assert_cmpuint(resp_status(&c, resp), ==, VIRTIO_TMEM_S_OK);
+    g_assert_cmpuint(len, ==, 32);
+    c.vq->free_head = 0;
+    c.vq->num_free = c.vq->size;
+    guest_free(c.alloc, ind->desc);
+    g_free(ind);
+    guest_free(c.alloc, req);
+    guest_free(c.alloc, pg);
+    guest_free(c.alloc, resp);
+    /* and requests flow as before */
+    assert_still_serving(&c, pool);
+    ctx_stop(&c);
+}
+
 /* num-queues=2: both queues serve, and count their own batches. */
 static void test_two_queues(void *obj, void *data, QGuestAllocator *alloc)
 {
@@ -974,6 +1031,8 @@ static void register_virtio_tmem_test(void)
     qos_add_test("iothread/malformed", "virtio-tmem", test_malformed,
                  &iothread);
     qos_add_test("two-queues", "virtio-tmem", test_two_queues, &two_queues);
+    qos_add_test("stall", "virtio-tmem", test_stall, NULL);
+    qos_add_test("iothread/stall", "virtio-tmem", test_stall, &iothread);
     qos_add_test("properties-and-migration", "virtio-tmem",
                  test_properties_and_migration, NULL);
     qos_add_test("hotplug", "virtio-tmem-pci", test_hotplug, NULL);

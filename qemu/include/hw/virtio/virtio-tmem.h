@@ -80,6 +80,12 @@ struct VirtIOTmem {
     uint64_t no_credit;
 
     bool ioeventfd_started;
+    /*
+     * "x-stall" test hook: while true the queue handler takes no request
+     * off any ring (see virtio_tmem_set_stall()).  Written by QMP under
+     * the BQL, read by the handler in the IOThread or the main loop.
+     */
+    bool stall;
 };
 
 #endif
