@@ -1387,8 +1387,9 @@ static void virtio_tmem_set_stall(Object *obj, bool value, Error **errp)
      * virtio_queue_notify() sets the host notifier when ioeventfd is on
      * (the IOThread or the main loop's AioContext then runs the handler)
      * and calls the handler directly otherwise, as a vCPU's kick would.
-     * The eventfd write orders the store to stall before the handler's
-     * read of it.
+     * The eventfd write (a syscall, a full barrier) orders the store to
+     * stall before the handler's read of it; it pairs with the
+     * AioContext's read of that eventfd before it calls the handler.
      */
     for (i = 0; i < s->num_queues; i++) {
         virtio_queue_notify(vdev, i);
