@@ -226,11 +226,6 @@ void tmem_config_init(struct tmem_config *cfg);
 enum tmem_config_field tmem_config_check(const struct tmem_config *cfg,
 					 char *why, size_t len);
 
-/* Former name of tmem_config_init(), until the QEMU device moves over. */
-static inline void tmem_config_default(struct tmem_config *cfg)
-{
-	tmem_config_init(cfg);
-}
 int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out);
 void tmem_store_destroy(struct tmem_store *s);
 

@@ -1100,6 +1100,7 @@ static void virtio_tmem_image_report(void *opaque, const char *op,
 
 static bool virtio_tmem_image_open(VirtIOTmem *s, Error **errp)
 {
+    char why[256] = "";
     struct tmem_image_config ic = {
         .path = s->swap_image,
         .size_bytes = s->swap_image_size,
@@ -1107,6 +1108,8 @@ static bool virtio_tmem_image_open(VirtIOTmem *s, Error **errp)
         .direct = s->swap_image_direct,
         .report = virtio_tmem_image_report,
         .report_opaque = s,
+        .why = why,
+        .why_len = sizeof(why),
     };
     int os_errno = 0;
     int ret;
@@ -1116,7 +1119,9 @@ static bool virtio_tmem_image_open(VirtIOTmem *s, Error **errp)
     }
     ret = tmem_image_open(&ic, &s->image, &os_errno);
     if (ret) {
-        error_setg(errp, "virtio-tmem: swap-image=%s: %s", s->swap_image,
+        /* The library's reason says what was wrong with the file. */
+        error_setg(errp, "virtio-tmem: " VIRTIO_TMEM_SWAP_IMAGE_PROP "=%s: %s",
+                   s->swap_image, why[0] ? why :
                    os_errno ? strerror(os_errno) : tmem_strerror(ret));
         s->image = NULL;
         return false;

@@ -1344,6 +1344,30 @@ static void test_hotplug(void *obj, void *data, QGuestAllocator *alloc)
     qpci_unplug_acpi_device_test(qts, "tmem1", PCI_SLOT_HP);
 }
 
+/* A swap image in use by one device cannot be opened by another. */
+static void test_image_lock(void *obj, void *data, QGuestAllocator *alloc)
+{
+    QVirtioPCIDevice *dev = obj;
+    QTestState *qts = dev->pdev->bus->qts;
+    g_autofree char *path = g_strdup_printf("%s/vtmem-qtest-lock-%d.img",
+                                            g_get_tmp_dir(), getpid());
+    g_autofree char *props = NULL;
+
+    if (dev->pdev->bus->not_hotpluggable) {
+        g_test_skip("pci bus does not support hotplug");
+        return;
+    }
+    qtest_qmp_device_add(qts, "virtio-tmem-pci", "tmem1",
+                         "{'addr': %s, 'size': 8388608, 'swap-image': %s, "
+                         "'swap-image-size': 8388608}",
+                         stringify(PCI_SLOT_HP), path);
+    props = g_strdup_printf("'swap-image': '%s', 'swap-image-size': 8388608",
+                            path);
+    assert_device_add_fails(props, "Failed to get \"write\" lock");
+    qpci_unplug_acpi_device_test(qts, "tmem1", PCI_SLOT_HP);
+    unlink(path);
+}
+
 static void register_virtio_tmem_test(void)
 {
     QOSGraphTestOptions small = {
@@ -1397,6 +1421,7 @@ static void register_virtio_tmem_test(void)
     qos_add_test("properties-and-migration", "virtio-tmem",
                  test_properties_and_migration, NULL);
     qos_add_test("hotplug", "virtio-tmem-pci", test_hotplug, NULL);
+    qos_add_test("image-lock", "virtio-tmem-pci", test_image_lock, NULL);
 }
 
 libqos_init(register_virtio_tmem_test);
