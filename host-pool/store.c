@@ -10,8 +10,9 @@
  *         zbud->lock		frames, LRUs, limit accounting
  *           img->lock		swap image slots (swapimg.c)
  *
- * wb->lock (writeback.c) guards only the writeback thread's state and is
- * never held with another lock.
+ * image->lock (struct store_image: writebacks in flight, their outcome)
+ * and wb->lock (writeback.c: the background thread's state) are each never
+ * held with another lock.
  *
  * Reclaim runs the other way round, from a frame to its owners: it takes a
  * frame off every list under zbud->lock (zbud_reclaim_start_locked()),
@@ -58,6 +59,7 @@ _Static_assert(ZBUD_CHUNK_SIZE % PAGEIO_LINE == 0,
 
 static _Thread_local uint8_t tls_cbuf[TMEM_PAGE_SIZE];
 static _Thread_local uint8_t tls_bounce[TMEM_PAGE_SIZE];
+static _Thread_local _Alignas(TMEM_PAGE_SIZE) uint8_t tls_slot[TMEM_PAGE_SIZE];
 
 static const char *const error_names[TMEM_E__MAX] = {
 	[0] = "success",
@@ -298,6 +300,7 @@ static void release_reservation(struct tmem_store *s, enum tmem_kind kind,
 }
 
 static long evict_ephemeral(struct tmem_store *s);
+static bool store_writeback_wait_idle(struct tmem_store *s);
 
 /*
  * Ephemeral puts give way to persistent ones: while a persistent put waits
@@ -340,9 +343,9 @@ static bool wait_ephemeral_reservations(struct tmem_store *s, uint64_t bytes)
  */
 static enum wb_result reserve_by_writeback(struct tmem_store *s)
 {
-	enum wb_result ret = writeback_frame(s);
+	enum wb_result ret = store_writeback_frame(s);
 
-	if (ret == WB_NONE && writeback_wait_idle(s))
+	if (ret == WB_NONE && store_writeback_wait_idle(s))
 		return WB_FREED;
 	return ret;
 }
@@ -368,9 +371,9 @@ static bool reserve_overdraft(struct tmem_store *s, uint64_t bytes)
 		z->reserved[TMEM_PERSISTENT] += bytes;
 	pthread_mutex_unlock(&z->lock);
 	if (ok) {
-		pthread_mutex_lock(&s->wb->lock);
-		s->wb->overdraft_puts++;
-		pthread_mutex_unlock(&s->wb->lock);
+		pthread_mutex_lock(&s->image.lock);
+		s->image.overdraft_puts++;
+		pthread_mutex_unlock(&s->image.lock);
 	}
 	return ok;
 }
@@ -393,14 +396,15 @@ static int reserve_room(struct tmem_store *s, enum tmem_kind kind,
 	zbud_bytes_taken(true);
 	for (;;) {
 		enum wb_result wb;
-		bool ok, kick;
+		uint64_t used;
+		bool ok;
 
 		pthread_mutex_lock(&s->zbud.lock);
 		ok = try_reserve_locked(s, kind, bytes);
-		kick = s->wb && used_bytes_locked(s) >= s->wb->high_bytes;
+		used = used_bytes_locked(s);
 		pthread_mutex_unlock(&s->zbud.lock);
-		if (kick)
-			writeback_kick(s);
+		if (s->image.wb)
+			writeback_kick(s->image.wb, used);
 		if (ok)
 			return 0;
 		if (evict_ephemeral(s) > 0)
@@ -409,7 +413,7 @@ static int reserve_room(struct tmem_store *s, enum tmem_kind kind,
 			return -TMEM_E_FULL;
 		if (wait_ephemeral_reservations(s, bytes))
 			continue;
-		if (!s->wb)
+		if (!s->image.img)
 			return -TMEM_E_FULL;
 		wb = reserve_by_writeback(s);
 		if (wb == WB_FREED)
@@ -427,16 +431,9 @@ static int reserve_room(struct tmem_store *s, enum tmem_kind kind,
 /* Whether image slots count for credits: an image, and writeback working. */
 static bool image_counts_for_credits(struct tmem_store *s)
 {
-	bool failing;
-
-	if (!s->wb)
+	if (!s->image.img || store_writeback_failing(s))
 		return false;
-	pthread_mutex_lock(&s->wb->lock);
-	failing = s->wb->failing;
-	pthread_mutex_unlock(&s->wb->lock);
-	if (failing)
-		return false;
-	swapimg_reserve(s->wb->img);
+	swapimg_reserve(s->image.img);
 	return true;
 }
 
@@ -448,10 +445,11 @@ static bool image_counts_for_credits(struct tmem_store *s)
  */
 static uint64_t image_slots_locked(struct tmem_store *s)
 {
-	struct tmem_image *img = s->wb->img;
+	struct tmem_image *img = s->image.img;
 	uint64_t slots = swapimg_credit_slots(img) + s->slots_in_flight;
+	uint64_t reserve = swapimg_reserve_slots(img);
 
-	return slots < img->reserve_slots ? slots : img->reserve_slots;
+	return slots < reserve ? slots : reserve;
 }
 
 /**
@@ -843,15 +841,12 @@ static bool entry_has_frame(const struct tmem_entry *e)
 	return e->state == ENTRY_COMPRESSED || e->state == ENTRY_RAW;
 }
 
-/**
- * store_entry_account() - count an entry in or out of its stripe's stats
- * @b: the entry's bucket, locked
- * @e: the entry, in the state to count
- * @sign: 1 to count it in, -1 to count it out
- *
- * Writeback counts an entry out, changes its state, and counts it in.
+/*
+ * Count an entry (in the state to count) in (@sign 1) or out (-1) of its
+ * stripe's stats; its bucket @b is locked.  Writeback counts an entry out,
+ * changes its state, and counts it in.
  */
-void store_entry_account(struct tmem_bucket *b, const struct tmem_entry *e,
+static void store_entry_account(struct tmem_bucket *b, const struct tmem_entry *e,
 			 int sign)
 {
 	struct bucket_stats *st = &b->stats;
@@ -892,7 +887,7 @@ static void entry_drop(struct tmem_store *s, struct tmem_bucket *b,
 		zbud_free_locked(&s->zbud, entry_handle(e));
 		pthread_mutex_unlock(&s->zbud.lock);
 	} else if (e->state == ENTRY_IMAGE || e->state == ENTRY_IMAGE_RAW) {
-		swapimg_buddy_put(s->wb->img, e->where, e->buddy);
+		swapimg_buddy_put(s->image.img, e->where, e->buddy);
 	}
 	store_entry_account(b, e, -1);
 	tmem_cache_free(&s->entries[pool_kind(b->pool)], e);
@@ -951,19 +946,31 @@ static uint64_t object_drain(struct tmem_store *s, struct tmem_bucket *b,
 /* ---- reclaim ------------------------------------------------------------ */
 
 /**
- * store_reclaim_start() - take the coldest frame of a kind off every list
- * @s: store; the caller holds no lock
- * @kind: which LRU
- * @owner_bucket: set to the buckets of the frame's two owners (or NULL)
- *
- * The owners are then handled one by one under their bucket locks with
- * store_detach_owner_locked() (see the top of this file for why that is
- * safe), and the frame freed with zbud_reclaim_finish_locked().
- *
- * Return: the frame, or ZBUD_NIL if the kind has none.
+ * struct reclaim_ops - what a reclaim does with its frame
+ * @write: called with the frame's bytes stable (every copy into it has
+ *	   finished) to save them; NULL when they are dropped (eviction).
+ *	   An error aborts the reclaim: the frame goes back on its lists.
+ * @owner: called for each buddy in turn: with the entry just detached
+ *	   from it, under its bucket lock @b; or with @e NULL when the buddy
+ *	   has no owner any more (@b locked, or NULL if none was noted)
+ * @done_locked: called under zbud->lock in the hold that frees the frame
+ *		 (@ret 1), puts it back (@ret from @write) or finds no frame
+ *		 (@ret 0)
  */
-uint32_t store_reclaim_start(struct tmem_store *s, enum tmem_kind kind,
-			     struct tmem_bucket *owner_bucket[2])
+struct reclaim_ops {
+	int (*write)(struct tmem_store *s, const uint8_t *frame, void *arg);
+	void (*owner)(struct tmem_store *s, struct tmem_bucket *b,
+		      struct tmem_entry *e, unsigned int buddy, void *arg);
+	void (*done_locked)(struct tmem_store *s, int ret, void *arg);
+};
+
+/*
+ * Take the coldest frame of @kind off every list and note the buckets of
+ * its owners (see the top of this file for why they may be locked later).
+ */
+static uint32_t reclaim_start(struct tmem_store *s, enum tmem_kind kind,
+			      struct tmem_bucket *owner_bucket[2],
+			      const struct reclaim_ops *ops, void *arg)
 {
 	struct zbud *z = &s->zbud;
 	unsigned int i;
@@ -976,22 +983,32 @@ uint32_t store_reclaim_start(struct tmem_store *s, enum tmem_kind kind,
 		if (z->desc[fn].owner[i] != ZBUD_NO_OWNER)
 			owner_bucket[i] = entry_of_ref(s,
 				z->desc[fn].owner[i])->obj->bucket;
+	if (fn == ZBUD_NIL)
+		ops->done_locked(s, 0, arg);
 	pthread_mutex_unlock(&z->lock);
 	return fn;
 }
 
-/**
- * store_detach_owner_locked() - take one owner off a frame under reclaim
- * @s: store
- * @fn: frame from store_reclaim_start()
- * @buddy: which owner
- *
- * The caller holds the lock of the bucket store_reclaim_start() noted.
- *
- * Return: the entry that still owned the buddy, or NULL if it went away.
+/*
+ * Under reclaim no buddy can be allocated in the frame; wait out the
+ * copies of puts that allocated before (they hold their bucket lock until
+ * done), then its bytes no longer change.
  */
-struct tmem_entry *store_detach_owner_locked(struct tmem_store *s,
-					     uint32_t fn, unsigned int buddy)
+static void reclaim_quiesce(struct tmem_bucket *owner_bucket[2])
+{
+	unsigned int i;
+
+	for (i = 0; i < 2; i++)
+		if (owner_bucket[i]) {
+			pthread_mutex_lock(&owner_bucket[i]->lock);
+			pthread_mutex_unlock(&owner_bucket[i]->lock);
+		}
+}
+
+/* The caller holds @b->lock: take @buddy's owner off frame @fn under reclaim. */
+static struct tmem_entry *reclaim_detach_locked(struct tmem_store *s,
+						uint32_t fn,
+						unsigned int buddy)
 {
 	struct tmem_entry *e;
 
@@ -1002,50 +1019,393 @@ struct tmem_entry *store_detach_owner_locked(struct tmem_store *s,
 	return e;
 }
 
-/* Drop one owner of a frame under reclaim. */
-static void reclaim_owner(struct tmem_store *s, uint32_t fn, unsigned int buddy,
-			  struct tmem_bucket *b)
+static void reclaim_owners(struct tmem_store *s, uint32_t fn,
+			   struct tmem_bucket *owner_bucket[2],
+			   const struct reclaim_ops *ops, void *arg)
 {
-	struct radix_alloc a = node_allocator(s, pool_kind(b->pool));
-	struct tmem_object *obj;
-	struct tmem_entry *e;
+	unsigned int i;
 
-	pthread_mutex_lock(&b->lock);
-	e = store_detach_owner_locked(s, fn, buddy);
-	if (e) {
-		obj = e->obj;
-		radix_delete(&obj->root, e->ri.index, &a);
-		b->stats.evicted_pages++;
-		entry_drop(s, b, e, true);
-		object_free_if_empty(s, obj);
+	for (i = 0; i < 2; i++) {
+		struct tmem_bucket *b = owner_bucket[i];
+
+		if (!b) {
+			ops->owner(s, NULL, NULL, i, arg);
+			continue;
+		}
+		pthread_mutex_lock(&b->lock);
+		ops->owner(s, b, reclaim_detach_locked(s, fn, i), i, arg);
+		pthread_mutex_unlock(&b->lock);
 	}
-	pthread_mutex_unlock(&b->lock);
 }
+
+/**
+ * reclaim_frame() - the one reclaim sequence, for eviction and writeback
+ * @s: store; the caller holds no lock
+ * @kind: which LRU to take the coldest frame of
+ * @ops: what to do with the frame and its owners
+ * @arg: passed to @ops
+ *
+ * Takes a frame off every list, then (to save its bytes) cycles its
+ * owners' bucket locks and writes it, detaches each owner under its bucket
+ * lock, and frees the frame.
+ *
+ * Return: 1 if a frame was freed, 0 if @kind has none, or the error of
+ * @ops->write (the frame stayed).
+ */
+static int reclaim_frame(struct tmem_store *s, enum tmem_kind kind,
+			 const struct reclaim_ops *ops, void *arg)
+{
+	struct tmem_bucket *owner_bucket[2];
+	struct zbud *z = &s->zbud;
+	uint32_t fn;
+	int ret;
+
+	fn = reclaim_start(s, kind, owner_bucket, ops, arg);
+	if (fn == ZBUD_NIL)
+		return 0;
+	if (ops->write) {
+		reclaim_quiesce(owner_bucket);
+		ret = ops->write(s, zbud_frame_addr(z, fn), arg);
+		if (ret) {
+			pthread_mutex_lock(&z->lock);
+			zbud_reclaim_abort_locked(z, fn);
+			ops->done_locked(s, ret, arg);
+			pthread_mutex_unlock(&z->lock);
+			return ret;
+		}
+	}
+	reclaim_owners(s, fn, owner_bucket, ops, arg);
+	pthread_mutex_lock(&z->lock);
+	zbud_reclaim_finish_locked(z, fn);
+	ops->done_locked(s, 1, arg);
+	pthread_mutex_unlock(&z->lock);
+	return 1;
+}
+
+/* ---- eviction ----------------------------------------------------------- */
+
+static void evict_owner(struct tmem_store *s, struct tmem_bucket *b,
+			struct tmem_entry *e, unsigned int buddy, void *arg)
+{
+	struct tmem_object *obj;
+	struct radix_alloc a;
+
+	(void)buddy;
+	(void)arg;
+	if (!e)
+		return;
+	a = node_allocator(s, pool_kind(b->pool));
+	obj = e->obj;
+	radix_delete(&obj->root, e->ri.index, &a);
+	b->stats.evicted_pages++;
+	entry_drop(s, b, e, true);
+	object_free_if_empty(s, obj);
+}
+
+static void evict_done_locked(struct tmem_store *s, int ret, void *arg)
+{
+	(void)arg;
+	s->evicted_frames += ret == 1;
+}
+
+static const struct reclaim_ops evict_ops = {
+	.owner = evict_owner,
+	.done_locked = evict_done_locked,
+};
 
 /**
  * store_evict_ephemeral_frame() - reclaim the least recently filled
  *				   ephemeral frame
  * @s: store; the caller holds no lock
  *
+ * Gives frames freed before back to the OS first (zbud_clean()).
+ *
  * Return: 1 if a frame was freed, 0 if there is no ephemeral frame.
  */
 long store_evict_ephemeral_frame(struct tmem_store *s)
 {
-	struct tmem_bucket *owner_bucket[2];
-	unsigned int i;
-	uint32_t fn;
+	zbud_clean(&s->zbud);
+	return reclaim_frame(s, TMEM_EPHEMERAL, &evict_ops, NULL);
+}
 
-	fn = store_reclaim_start(s, TMEM_EPHEMERAL, owner_bucket);
-	if (fn == ZBUD_NIL)
-		return 0;
-	for (i = 0; i < 2; i++)
-		if (owner_bucket[i])
-			reclaim_owner(s, fn, i, owner_bucket[i]);
+/* ---- writeback ---------------------------------------------------------- */
+
+/*
+ * Writeback moves a whole persistent frame to the swap image: it is
+ * written as it is (both buddies, still compressed) to a free slot, and
+ * then each owner entry is switched to (slot, buddy) under its bucket lock
+ * before the frame is freed.  Reclaiming one frame frees exactly one page
+ * of host RAM.
+ *
+ * Ordering with ops on the same keys: while the frame is being written its
+ * entries still point at it, and gets read it from RAM.  A flush, exclusive
+ * get or replace meanwhile detaches its entry from the frame under
+ * zbud->lock (zbud_free_locked() on a frame under reclaim clears only the
+ * owner), so the switch finds no owner and frees that half of the slot
+ * instead: no stale read, no lost update.  The slot's checksum is recorded
+ * before any entry points at the slot.  A get of a written-back page reads
+ * the slot under its bucket lock, so that slot half cannot be freed (and
+ * the slot reused) during the read.  No store lock is held during the
+ * write.
+ *
+ * Written-back pages are not brought back into RAM on a get: frontswap
+ * loads are followed by an invalidate of the swap slot, so the copy would
+ * be freed right away.
+ */
+
+/* Where a written-back buddy of @size bytes starts in its slot. */
+static unsigned int image_buddy_offset(unsigned int buddy, unsigned int size)
+{
+	return buddy == ZBUD_FIRST ? 0 :
+	       TMEM_PAGE_SIZE - (zbud_chunks(size) << ZBUD_CHUNK_SHIFT);
+}
+
+/*
+ * The caller holds the bucket lock of @e, an ENTRY_IMAGE or ENTRY_IMAGE_RAW
+ * entry: copy the page in (compressed bytes to @cbuf, a raw page to @iov).
+ * Returns 0, or -TMEM_E_IO (read failed or checksum mismatch).
+ */
+static int image_page_read(struct tmem_store *s, const struct tmem_entry *e,
+			   uint8_t *cbuf, const struct iovec *iov, int iovcnt)
+{
+	if (swapimg_read(s->image.img, e->where, tls_slot))
+		return -TMEM_E_IO;
+	if (e->state == ENTRY_IMAGE_RAW)
+		pageio_scatter(iov, iovcnt, tls_slot);
+	else
+		memcpy(cbuf, tls_slot + image_buddy_offset(e->buddy, e->size),
+		       e->size);
+	return 0;
+}
+
+/**
+ * struct wb_frame - one writeback in progress
+ * @slot: the slot the frame goes to
+ * @counted: @slot was an allocated free slot, counted in
+ *	     store->slots_in_flight
+ * @moved: entries switched to the slot
+ */
+struct wb_frame {
+	uint64_t slot;
+	bool counted;
+	unsigned int moved;
+};
+
+static int wb_write(struct tmem_store *s, const uint8_t *frame, void *arg)
+{
+	struct wb_frame *w = arg;
+	int ret = swapimg_write(s->image.img, w->slot, frame);
+
+	if (!ret)
+		swapimg_slot_commit(s->image.img, w->slot,
+				    swapimg_checksum(frame), 3);
+	return ret;
+}
+
+/* Switch an owner to its half of the slot, or free a half nobody owns. */
+static void wb_owner(struct tmem_store *s, struct tmem_bucket *b,
+		     struct tmem_entry *e, unsigned int buddy, void *arg)
+{
+	struct wb_frame *w = arg;
+
+	if (!e) {
+		swapimg_buddy_put(s->image.img, w->slot, buddy);
+		return;
+	}
+	store_entry_account(b, e, -1);
+	e->state = e->state == ENTRY_RAW ? ENTRY_IMAGE_RAW : ENTRY_IMAGE;
+	e->where = (uint32_t)w->slot;
+	store_entry_account(b, e, 1);
+	w->moved++;
+}
+
+/*
+ * In the hold of zbud->lock that frees the frame, or that gives the slot
+ * back: a slot counted in flight stops being so (see struct tmem_store).
+ */
+static void wb_done_locked(struct tmem_store *s, int ret, void *arg)
+{
+	struct wb_frame *w = arg;
+
+	if (ret != 1)
+		swapimg_slot_commit(s->image.img, w->slot, 0, 0);
+	s->slots_in_flight -= w->counted;
+}
+
+static const struct reclaim_ops wb_ops = {
+	.write = wb_write,
+	.owner = wb_owner,
+	.done_locked = wb_done_locked,
+};
+
+/* Caller holds image->lock: a frame in flight is done (or was never found). */
+static void wb_in_flight_done_locked(struct store_image *image)
+{
+	image->in_flight--;
+	pthread_cond_broadcast(&image->idle);
+}
+
+static void wb_account(struct store_image *image, int ret,
+		       unsigned int pages)
+{
+	pthread_mutex_lock(&image->lock);
+	wb_in_flight_done_locked(image);
+	if (ret < 0) {
+		image->write_errors++;
+		image->failing = true;
+	} else if (ret > 0) {
+		image->frames_written++;
+		image->pages_written += pages;
+		image->failing = false;
+	}
+	pthread_mutex_unlock(&image->lock);
+}
+
+/*
+ * An allocated free slot that the capacity counts is taken in the same
+ * hold of zbud->lock that counts it in flight (see struct tmem_store);
+ * without one, a slot is allocated, which it never counted.
+ */
+static bool wb_slot_take(struct tmem_store *s, struct wb_frame *w)
+{
 	pthread_mutex_lock(&s->zbud.lock);
-	zbud_reclaim_finish_locked(&s->zbud, fn);
-	s->evicted_frames++;
+	w->slot = swapimg_slot_take_backed(s->image.img);
+	w->counted = w->slot != SWAPIMG_NO_SLOT;
+	s->slots_in_flight += w->counted;
 	pthread_mutex_unlock(&s->zbud.lock);
-	return 1;
+	if (!w->counted)
+		w->slot = swapimg_slot_get(s->image.img);
+	return w->slot != SWAPIMG_NO_SLOT;
+}
+
+/**
+ * store_writeback_frame() - write the coldest persistent frame to the image
+ * @s: store with an image
+ *
+ * Caller holds no lock.
+ *
+ * Return: WB_FREED, WB_NONE when the store has no persistent frame to
+ * write (but see store_writeback_wait_idle()), WB_NO_SLOT, or WB_IO_ERROR
+ * (the errno went to the image's report callback).
+ */
+enum wb_result store_writeback_frame(struct tmem_store *s)
+{
+	struct store_image *image = &s->image;
+	struct wb_frame w = { .moved = 0 };
+	int ret;
+
+	if (!wb_slot_take(s, &w))
+		return WB_NO_SLOT;
+	pthread_mutex_lock(&image->lock);
+	image->in_flight++;
+	pthread_mutex_unlock(&image->lock);
+	ret = reclaim_frame(s, TMEM_PERSISTENT, &wb_ops, &w);
+	wb_account(image, ret, w.moved);
+	if (ret < 0)
+		return WB_IO_ERROR;
+	return ret ? WB_FREED : WB_NONE;
+}
+
+/*
+ * For a put that found no frame to write because the thread holds it:
+ * wait for frames in flight.  Returns true if it waited (try again).
+ */
+static bool store_writeback_wait_idle(struct tmem_store *s)
+{
+	struct store_image *image = &s->image;
+	bool waited = false;
+
+	pthread_mutex_lock(&image->lock);
+	while (image->in_flight) {
+		pthread_cond_wait(&image->idle, &image->lock);
+		waited = true;
+	}
+	pthread_mutex_unlock(&image->lock);
+	return waited;
+}
+
+/**
+ * store_writeback_failing() - whether the last writeback failed
+ * @s: store with an image; the caller holds no lock
+ */
+bool store_writeback_failing(struct tmem_store *s)
+{
+	bool failing;
+
+	pthread_mutex_lock(&s->image.lock);
+	failing = s->image.failing;
+	pthread_mutex_unlock(&s->image.lock);
+	return failing;
+}
+
+/**
+ * tmem_store_attach_image() - write persistent frames back to an image
+ * @s: store, with no pool created yet
+ * @img: image from tmem_image_open(), attached to no other store; it must
+ *	 outlive @s
+ *
+ * Starts the background writeback thread.  From now on a persistent put
+ * that finds the store full moves a frame to the image instead of failing,
+ * and tmem_persistent_capacity() counts the image's allocated free slots.
+ *
+ * Return: 0, -TMEM_E_INVAL (NULL, pools exist, image in use, watermarks
+ * invalid), -TMEM_E_NOMEM (no thread).
+ */
+int tmem_store_attach_image(struct tmem_store *s, struct tmem_image *img)
+{
+	struct store_image *image;
+	uint64_t limit;
+
+	if (!s || !img || s->image.img || s->pools_allocated)
+		return -TMEM_E_INVAL;
+	image = &s->image;
+	limit = s->cfg.limit_bytes;
+	if (swapimg_attach(img, s, limit / TMEM_PAGE_SIZE))
+		return -TMEM_E_INVAL;
+	tmem_mutex_init(&image->lock);
+	pthread_cond_init(&image->idle, NULL);
+	image->img = img;
+	image->wb = writeback_start(s, img, limit / 100 * s->cfg.wb_high_pct,
+				    limit / 100 * s->cfg.wb_low_pct);
+	if (!image->wb) {
+		image->img = NULL;
+		pthread_cond_destroy(&image->idle);
+		pthread_mutex_destroy(&image->lock);
+		swapimg_detach(img);
+		return -TMEM_E_NOMEM;
+	}
+	swapimg_reserve(img);
+	return 0;
+}
+
+/* Stop writeback and forget the image's slots (the store is going away). */
+static void store_image_detach(struct tmem_store *s)
+{
+	struct store_image *image = &s->image;
+
+	if (!image->img)
+		return;
+	writeback_stop(image->wb);
+	swapimg_detach(image->img);
+	pthread_cond_destroy(&image->idle);
+	pthread_mutex_destroy(&image->lock);
+	image->img = NULL;
+	image->wb = NULL;
+}
+
+/* Fill the image part of a stats snapshot (pages_in_image is the caller's). */
+static void store_image_stats(struct tmem_store *s, struct tmem_image_stats *st)
+{
+	struct store_image *image = &s->image;
+
+	swapimg_stats(image->img, st);
+	pthread_mutex_lock(&image->lock);
+	st->frames_written = image->frames_written;
+	st->pages_written = image->pages_written;
+	st->write_errors = image->write_errors;
+	st->overdraft_puts = image->overdraft_puts;
+	pthread_mutex_unlock(&image->lock);
+	writeback_stats(image->wb, st);
 }
 
 /* Drop the objects of one stripe that hold filled pages. */
@@ -1191,7 +1551,7 @@ void tmem_store_destroy(struct tmem_store *s)
 
 	if (!s)
 		return;
-	writeback_stop(s);
+	store_image_detach(s);
 	for (i = 0; s->pools && i < s->cfg.max_pools; i++) {
 		struct tmem_pool *p = atomic_load(&s->pools[i]);
 
@@ -2001,8 +2361,8 @@ void tmem_get_stats(struct tmem_store *s, struct tmem_stats *st)
 	st->arenas = z->arenas_mapped;
 	pthread_mutex_unlock(&z->lock);
 	st->persistent_capacity = tmem_persistent_capacity(s);
-	if (s->wb) {
-		writeback_stats(s, &st->image);
+	if (s->image.img) {
+		store_image_stats(s, &st->image);
 		st->image.pages_in_image = st->kind[TMEM_PERSISTENT].image_pages;
 	}
 }
