@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * store_internal.h - the structures of a tmem store (for store.c and the
- * tests that check its invariants; not part of the API).
+ * store_internal.h - the structures of a tmem store and the functions its
+ * files (store*.c, writeback.c) share; also for the tests that check its
+ * invariants.  Not part of the API.
  */
 #ifndef TMEM_STORE_INTERNAL_H
 #define TMEM_STORE_INTERNAL_H
@@ -134,7 +135,7 @@ struct tmem_pool {
 /**
  * struct store_image - the store's side of writeback to a swap image: the
  *			state that the reclaim path, puts and the background
- *			thread share (the thread's own state is in writeback.c)
+ *			thread share (the thread's own is in writeback.c)
  * @img: the image, or NULL (no writeback)
  * @wb: the background thread (writeback.c), or NULL
  * @lock: protects the fields below (never held with another lock)
@@ -144,7 +145,8 @@ struct tmem_pool {
  * @frames_written: frames written back
  * @pages_written: pages moved to the image by them
  * @write_errors: writebacks that failed
- * @overdraft_puts: persistent puts let past the limit, see reserve_room()
+ * @overdraft_puts: persistent puts let past the limit (see
+ *		    store_reserve_room())
  */
 struct store_image {
 	struct tmem_image *img;
@@ -247,7 +249,7 @@ static inline struct tmem_entry *entry_of_ref(const struct tmem_store *s,
  * @WB_FREED: a frame was written back and freed
  *
  * "No slot" is kept apart from I/O errors because only an I/O error can
- * meet a put that holds a credit (see reserve_room()).
+ * meet a put that holds a credit (see store_reserve_room()).
  */
 enum wb_result {
 	WB_IO_ERROR = -2,
@@ -256,29 +258,115 @@ enum wb_result {
 	WB_FREED = 1,
 };
 
-/* store.c, for the writeback thread (writeback.c) */
-uint64_t store_used_bytes(struct tmem_store *s);
-long store_evict_ephemeral_frame(struct tmem_store *s);
-enum wb_result store_writeback_frame(struct tmem_store *s);
-bool store_writeback_failing(struct tmem_store *s);
+static inline enum tmem_kind pool_kind(const struct tmem_pool *p)
+{
+	return (enum tmem_kind)atomic_load_explicit(&p->kind,
+						    memory_order_relaxed);
+}
 
-/* writeback.c, the background thread, for store.c */
+/**
+ * struct op - an op's place in the store, with its bucket locked
+ * @pool: target pool
+ * @b: stripe of the object, locked
+ * @chain: object tree of the object in @b
+ * @kind: the pool's kind
+ * @reserved: a put's reservation still to settle (0 once settled)
+ */
+struct op {
+	struct tmem_pool *pool;
+	struct tmem_bucket *b;
+	unsigned int chain;
+	enum tmem_kind kind;
+	uint64_t reserved;
+};
+
+static inline void op_unlock(struct op *op)
+{
+	pthread_mutex_unlock(&op->b->lock);
+}
+
+/* The object an object_ref() (a slab_ref() plus one, 0: none) refers to. */
+static inline struct tmem_object *object_of_ref(const struct tmem_store *s,
+						uint32_t ref)
+{
+	if (!ref)
+		return NULL;
+	return slab_of_ref(&s->zbud, ref - 1, sizeof(struct tmem_object));
+}
+
+static inline struct zbud_handle entry_handle(const struct tmem_entry *e)
+{
+	struct zbud_handle h = { .frame = e->where, .buddy = e->buddy };
+
+	return h;
+}
+
+static inline bool entry_has_frame(const struct tmem_entry *e)
+{
+	return e->state == ENTRY_COMPRESSED || e->state == ENTRY_RAW;
+}
+
+/* store_limit.c */
+uint64_t store_max_frames(const struct tmem_config *cfg);
+uint64_t store_fixed_bytes(const struct tmem_config *cfg);
+uint64_t store_used_bytes_locked(const struct tmem_store *s);
+uint64_t store_used_bytes(struct tmem_store *s);
+int store_reserve_room(struct tmem_store *s, enum tmem_kind kind,
+		       uint64_t bytes);
+void store_release_unused_locked(struct zbud *z, enum tmem_kind kind,
+				 uint64_t bytes);
+void store_release_reservation(struct tmem_store *s, enum tmem_kind kind,
+			       uint64_t bytes);
+int store_charge_pool(struct tmem_store *s);
+
+/* store_objects.c */
+struct tmem_pool *store_pool_get(struct tmem_store *s, uint32_t pool_id);
+int store_op_lock(struct tmem_pool *p, const struct tmem_oid *oid,
+		  struct op *op);
+struct tmem_object *store_object_find(const struct tmem_store *s,
+				      const struct op *op,
+				      const struct tmem_oid *oid);
+struct tmem_object *store_object_new(struct tmem_store *s, const struct op *op,
+				     const struct tmem_oid *oid);
+struct tmem_object *store_object_after(const struct tmem_store *s,
+				       uint32_t root,
+				       const struct tmem_oid *after);
+void store_object_free_if_empty(struct tmem_store *s,
+				struct tmem_object *obj);
+uint64_t store_object_drain(struct tmem_store *s, struct tmem_bucket *b,
+			    struct tmem_object *obj);
+struct radix_alloc store_node_allocator(struct tmem_store *s,
+					enum tmem_kind kind);
+void store_entry_account(struct tmem_bucket *b, const struct tmem_entry *e,
+			 int sign);
+void store_entry_drop(struct tmem_store *s, struct tmem_bucket *b,
+		      struct tmem_entry *e, bool detached);
+int store_page_remove_entry(struct tmem_store *s, const struct op *op,
+			    struct tmem_object *obj, uint64_t index,
+			    bool detached);
+int store_page_remove(struct tmem_store *s, const struct op *op,
+		      struct tmem_object *obj, uint64_t index);
+int store_object_tree_check(const struct tmem_store *s,
+			    const struct tmem_bucket *b, unsigned int chain,
+			    uint64_t *count);
+
+/* store_reclaim.c */
+long store_evict_ephemeral_frame(struct tmem_store *s);
+long store_evict_ephemeral(struct tmem_store *s);
+enum wb_result store_writeback_frame(struct tmem_store *s);
+bool store_writeback_wait_idle(struct tmem_store *s);
+bool store_writeback_failing(struct tmem_store *s);
+int store_image_read(struct tmem_store *s, const struct tmem_entry *e,
+		     uint8_t *cbuf, const struct iovec *iov, int iovcnt);
+void store_image_detach(struct tmem_store *s);
+void store_image_stats(struct tmem_store *s, struct tmem_image_stats *st);
+
+/* writeback.c, the background thread */
 struct tmem_writeback *writeback_start(struct tmem_store *s,
 				       struct tmem_image *img,
 				       uint64_t high_bytes, uint64_t low_bytes);
 void writeback_kick(struct tmem_writeback *wb, uint64_t used);
 void writeback_stop(struct tmem_writeback *wb);
 void writeback_stats(struct tmem_writeback *wb, struct tmem_image_stats *st);
-
-/* store.c, for tests */
-int store_object_tree_check(const struct tmem_store *s,
-			    const struct tmem_bucket *b, unsigned int chain,
-			    uint64_t *count);
-
-static inline enum tmem_kind pool_kind(const struct tmem_pool *p)
-{
-	return (enum tmem_kind)atomic_load_explicit(&p->kind,
-						    memory_order_relaxed);
-}
 
 #endif /* TMEM_STORE_INTERNAL_H */

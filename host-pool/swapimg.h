@@ -15,7 +15,7 @@
  * store (see store.c), taken under zbud->lock, so it is never held across
  * a system call: allocations and punches mark their slots used and drop
  * it.  Reads and writes of slot data take no lock: the caller owns the
- * slot (see store.c).
+ * slot (see store_reclaim.c).
  */
 #ifndef TMEM_SWAPIMG_H
 #define TMEM_SWAPIMG_H

@@ -6,8 +6,8 @@
  * until wb_low_pct: it evicts ephemeral frames first and writes back
  * persistent frames only when no ephemeral frame is left.  Both go through
  * the store's one reclaim path (store_evict_ephemeral_frame() and
- * store_writeback_frame(), see store.c); this file never touches entries,
- * frames or slots.  After a failed writeback (the thread's or a put's) the
+ * store_writeback_frame(), see store_reclaim.c); this file never touches
+ * entries, frames or slots.  After a failed writeback (the thread's or a put's) the
  * thread backs off, 10 ms doubling to 1 s.
  *
  * The store starts the thread when an image is attached, wakes it when a
