@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * store_internal.h - the structures of a tmem store (for store.c and the
- * tests that check its invariants; not part of the API).
+ * store_internal.h - the structures of a tmem store and the functions its
+ * files (store*.c, writeback.c) share; also for the tests that check its
+ * invariants.  Not part of the API.
  */
 #ifndef TMEM_STORE_INTERNAL_H
 #define TMEM_STORE_INTERNAL_H
@@ -132,6 +133,32 @@ struct tmem_pool {
 };
 
 /**
+ * struct store_image - the store's side of writeback to a swap image: the
+ *			state that the reclaim path, puts and the background
+ *			thread share (the thread's own is in writeback.c)
+ * @img: the image, or NULL (no writeback)
+ * @wb: the background thread (writeback.c), or NULL
+ * @lock: protects the fields below (never held with another lock)
+ * @idle: broadcast when @in_flight drops
+ * @in_flight: frames being written back
+ * @failing: the last writeback failed; credits stop counting image slots
+ * @frames_written: frames written back
+ * @pages_written: pages moved to the image by them
+ * @write_errors: writebacks that failed
+ * @overdraft_puts: persistent puts let past the limit (see
+ *		    store_reserve_room())
+ */
+struct store_image {
+	struct tmem_image *img;
+	struct tmem_writeback *wb;
+	pthread_mutex_t lock;
+	pthread_cond_t idle;
+	unsigned int in_flight;
+	bool failing;
+	uint64_t frames_written, pages_written, write_errors, overdraft_puts;
+};
+
+/**
  * struct tmem_store - see tmem.h
  * @cfg: settings
  * @max_frames: frames the limit allows, plus the writeback overdraft
@@ -156,7 +183,7 @@ struct tmem_pool {
  *		     will give back, in the hold that drops it, so that the
  *		     capacity sees no dip while a write is in flight
  *		     (zbud.lock)
- * @wb: writeback to a swap image, or NULL (see writeback.c)
+ * @image: writeback to a swap image (image.img NULL: none)
  */
 struct tmem_store {
 	struct tmem_config cfg;
@@ -175,52 +202,8 @@ struct tmem_store {
 	uint64_t tree_key;
 	uint64_t evicted_frames;
 	uint64_t slots_in_flight;
-	struct tmem_writeback *wb;
+	struct store_image image;
 };
-
-/**
- * struct tmem_writeback - writeback of persistent frames to a swap image
- * @img: the image
- * @lock: protects the fields below (innermost; never held across I/O)
- * @kick: wakes the background thread
- * @kicked: a wake-up is pending (read without @lock, so that puts above
- *	    the high mark signal once, not each)
- * @idle: broadcast when @in_flight drops
- * @thread: background writeback
- * @stop: the thread must exit
- * @in_flight: frames being written back
- * @failing: the last writeback failed; credits stop counting image slots
- * @backoff_ms: the thread's wait after a failure
- * @high_bytes: background writeback starts at this use...
- * @low_bytes: ... and stops at this one
- * @frames_written: frames written back
- * @pages_written: pages moved to the image by them
- * @write_errors: writebacks that failed
- * @overdraft_puts: persistent puts let past the limit, see reserve_room()
- * @wakeups: background runs
- */
-struct tmem_writeback {
-	struct tmem_image *img;
-	pthread_mutex_t lock;
-	pthread_cond_t kick, idle;
-	atomic_bool kicked;
-	pthread_t thread;
-	bool stop;
-	unsigned int in_flight;
-	bool failing;
-	unsigned int backoff_ms;
-	uint64_t high_bytes, low_bytes;
-	uint64_t frames_written, pages_written, write_errors, overdraft_puts;
-	uint64_t wakeups;
-};
-
-/* Where a written-back buddy of @size bytes starts in its slot. */
-static inline unsigned int image_buddy_offset(unsigned int buddy,
-					      unsigned int size)
-{
-	return buddy == ZBUD_FIRST ? 0 :
-	       TMEM_PAGE_SIZE - (zbud_chunks(size) << ZBUD_CHUNK_SHIFT);
-}
 
 /*
  * A 32-bit reference to a slab object: its frame and its slot in that
@@ -256,23 +239,8 @@ static inline struct tmem_entry *entry_of_ref(const struct tmem_store *s,
 	return slab_of_ref(&s->zbud, ref, sizeof(struct tmem_entry));
 }
 
-/* store.c, for writeback.c */
-uint32_t store_reclaim_start(struct tmem_store *s, enum tmem_kind kind,
-			     struct tmem_bucket *owner_bucket[2]);
-struct tmem_entry *store_detach_owner_locked(struct tmem_store *s,
-					     uint32_t fn, unsigned int buddy);
-long store_evict_ephemeral_frame(struct tmem_store *s);
-uint64_t store_used_bytes(struct tmem_store *s);
-void store_entry_account(struct tmem_bucket *b, const struct tmem_entry *e,
-			 int sign);
-
-/* store.c, for tests */
-int store_object_tree_check(const struct tmem_store *s,
-			    const struct tmem_bucket *b, unsigned int chain,
-			    uint64_t *count);
-
 /**
- * enum wb_result - what writeback_frame() did
+ * enum wb_result - what store_writeback_frame() did
  * @WB_IO_ERROR: the write failed, whatever its errno (ENOSPC too: a
  *		 filesystem may refuse a write into allocated blocks); the
  *		 frame stayed in RAM
@@ -281,7 +249,7 @@ int store_object_tree_check(const struct tmem_store *s,
  * @WB_FREED: a frame was written back and freed
  *
  * "No slot" is kept apart from I/O errors because only an I/O error can
- * meet a put that holds a credit (see reserve_room()).
+ * meet a put that holds a credit (see store_reserve_room()).
  */
 enum wb_result {
 	WB_IO_ERROR = -2,
@@ -290,19 +258,115 @@ enum wb_result {
 	WB_FREED = 1,
 };
 
-/* writeback.c, for store.c */
-enum wb_result writeback_frame(struct tmem_store *s);
-void writeback_kick(struct tmem_store *s);
-bool writeback_wait_idle(struct tmem_store *s);
-void writeback_stop(struct tmem_store *s);
-void writeback_stats(struct tmem_store *s, struct tmem_image_stats *st);
-int image_page_read(struct tmem_store *s, const struct tmem_entry *e,
-		    uint8_t *cbuf, const struct iovec *iov, int iovcnt);
-
 static inline enum tmem_kind pool_kind(const struct tmem_pool *p)
 {
 	return (enum tmem_kind)atomic_load_explicit(&p->kind,
 						    memory_order_relaxed);
 }
+
+/**
+ * struct op - an op's place in the store, with its bucket locked
+ * @pool: target pool
+ * @b: stripe of the object, locked
+ * @chain: object tree of the object in @b
+ * @kind: the pool's kind
+ * @reserved: a put's reservation still to settle (0 once settled)
+ */
+struct op {
+	struct tmem_pool *pool;
+	struct tmem_bucket *b;
+	unsigned int chain;
+	enum tmem_kind kind;
+	uint64_t reserved;
+};
+
+static inline void op_unlock(struct op *op)
+{
+	pthread_mutex_unlock(&op->b->lock);
+}
+
+/* The object an object_ref() (a slab_ref() plus one, 0: none) refers to. */
+static inline struct tmem_object *object_of_ref(const struct tmem_store *s,
+						uint32_t ref)
+{
+	if (!ref)
+		return NULL;
+	return slab_of_ref(&s->zbud, ref - 1, sizeof(struct tmem_object));
+}
+
+static inline struct zbud_handle entry_handle(const struct tmem_entry *e)
+{
+	struct zbud_handle h = { .frame = e->where, .buddy = e->buddy };
+
+	return h;
+}
+
+static inline bool entry_has_frame(const struct tmem_entry *e)
+{
+	return e->state == ENTRY_COMPRESSED || e->state == ENTRY_RAW;
+}
+
+/* store_limit.c */
+uint64_t store_max_frames(const struct tmem_config *cfg);
+uint64_t store_fixed_bytes(const struct tmem_config *cfg);
+uint64_t store_used_bytes_locked(const struct tmem_store *s);
+uint64_t store_used_bytes(struct tmem_store *s);
+int store_reserve_room(struct tmem_store *s, enum tmem_kind kind,
+		       uint64_t bytes);
+void store_release_unused_locked(struct zbud *z, enum tmem_kind kind,
+				 uint64_t bytes);
+void store_release_reservation(struct tmem_store *s, enum tmem_kind kind,
+			       uint64_t bytes);
+int store_charge_pool(struct tmem_store *s);
+
+/* store_objects.c */
+struct tmem_pool *store_pool_get(struct tmem_store *s, uint32_t pool_id);
+int store_op_lock(struct tmem_pool *p, const struct tmem_oid *oid,
+		  struct op *op);
+struct tmem_object *store_object_find(const struct tmem_store *s,
+				      const struct op *op,
+				      const struct tmem_oid *oid);
+struct tmem_object *store_object_new(struct tmem_store *s, const struct op *op,
+				     const struct tmem_oid *oid);
+struct tmem_object *store_object_after(const struct tmem_store *s,
+				       uint32_t root,
+				       const struct tmem_oid *after);
+void store_object_free_if_empty(struct tmem_store *s,
+				struct tmem_object *obj);
+uint64_t store_object_drain(struct tmem_store *s, struct tmem_bucket *b,
+			    struct tmem_object *obj);
+struct radix_alloc store_node_allocator(struct tmem_store *s,
+					enum tmem_kind kind);
+void store_entry_account(struct tmem_bucket *b, const struct tmem_entry *e,
+			 int sign);
+void store_entry_drop(struct tmem_store *s, struct tmem_bucket *b,
+		      struct tmem_entry *e, bool detached);
+int store_page_remove_entry(struct tmem_store *s, const struct op *op,
+			    struct tmem_object *obj, uint64_t index,
+			    bool detached);
+int store_page_remove(struct tmem_store *s, const struct op *op,
+		      struct tmem_object *obj, uint64_t index);
+int store_object_tree_check(const struct tmem_store *s,
+			    const struct tmem_bucket *b, unsigned int chain,
+			    uint64_t *count);
+
+/* store_reclaim.c */
+long store_evict_ephemeral_frame(struct tmem_store *s);
+long store_evict_ephemeral(struct tmem_store *s);
+enum wb_result store_writeback_frame(struct tmem_store *s);
+bool store_writeback_wait_idle(struct tmem_store *s);
+bool store_writeback_failing(struct tmem_store *s);
+int store_image_read(struct tmem_store *s, const struct tmem_entry *e,
+		     uint8_t *cbuf, const struct iovec *iov, int iovcnt);
+void store_image_detach(struct tmem_store *s);
+void store_image_stats(struct tmem_store *s, struct tmem_image_stats *st);
+
+/* writeback.c, the background thread */
+struct tmem_writeback *writeback_start(struct tmem_store *s,
+				       struct tmem_image *img,
+				       uint64_t high_bytes, uint64_t low_bytes);
+void writeback_kick(struct tmem_writeback *wb, uint64_t used);
+void writeback_stop(struct tmem_writeback *wb);
+void writeback_stats(struct tmem_writeback *wb, struct tmem_image_stats *st);
 
 #endif /* TMEM_STORE_INTERNAL_H */

@@ -514,6 +514,71 @@ void swapimg_reset(struct tmem_image *img)
 			  img->nr_slots * TMEM_PAGE_SIZE);
 }
 
+/**
+ * swapimg_attach() - give the image to a store
+ * @img: image
+ * @store: the store
+ * @reserve_slots: the reserve to keep when the image's settings gave none
+ *		   (at most the image's slots)
+ *
+ * Return: 0, or -1 if the image is attached to a store already.
+ */
+int swapimg_attach(struct tmem_image *img, struct tmem_store *store,
+		   uint64_t reserve_slots)
+{
+	int ret = -1;
+
+	pthread_mutex_lock(&img->lock);
+	if (!img->store) {
+		if (!img->reserve_slots)
+			img->reserve_slots = reserve_slots < img->nr_slots ?
+					     reserve_slots : img->nr_slots;
+		img->store = store;
+		ret = 0;
+	}
+	pthread_mutex_unlock(&img->lock);
+	return ret;
+}
+
+/**
+ * swapimg_detach() - forget every slot and the store
+ * @img: image whose store is being destroyed (or failed to attach)
+ */
+void swapimg_detach(struct tmem_image *img)
+{
+	swapimg_reset(img);
+	pthread_mutex_lock(&img->lock);
+	img->store = NULL;
+	pthread_mutex_unlock(&img->lock);
+}
+
+/**
+ * swapimg_reserve_slots() - backed free slots the image keeps for credits
+ * @img: attached image (the reserve no longer changes)
+ */
+uint64_t swapimg_reserve_slots(const struct tmem_image *img)
+{
+	return img->reserve_slots;
+}
+
+/**
+ * swapimg_stats() - fill the image's part of a stats snapshot
+ * @img: image
+ * @st: where to put them (the slot and read counters)
+ */
+void swapimg_stats(struct tmem_image *img, struct tmem_image_stats *st)
+{
+	pthread_mutex_lock(&img->lock);
+	st->pages_read = img->stats.pages_read;
+	st->read_errors = img->stats.read_errors;
+	st->checksum_errors = img->stats.checksum_errors;
+	st->reserve_errors = img->stats.reserve_errors;
+	st->slots_used = img->nr_used - img->nr_trimming - img->nr_backing;
+	st->slots_total = img->nr_slots;
+	st->bytes_allocated = img->nr_backed * TMEM_PAGE_SIZE;
+	pthread_mutex_unlock(&img->lock);
+}
+
 /* ---- open and close ---------------------------------------------------- */
 
 /* Fail the open: record @err (an errno, or 0) and the message, return -1. */

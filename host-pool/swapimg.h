@@ -15,7 +15,7 @@
  * store (see store.c), taken under zbud->lock, so it is never held across
  * a system call: allocations and punches mark their slots used and drop
  * it.  Reads and writes of slot data take no lock: the caller owns the
- * slot (see writeback.c).
+ * slot (see store_reclaim.c).
  */
 #ifndef TMEM_SWAPIMG_H
 #define TMEM_SWAPIMG_H
@@ -81,5 +81,10 @@ uint64_t swapimg_trim(struct tmem_image *img);
 int swapimg_write(struct tmem_image *img, uint64_t slot, const uint8_t *frame);
 int swapimg_read(struct tmem_image *img, uint64_t slot, uint8_t *frame);
 void swapimg_reset(struct tmem_image *img);
+int swapimg_attach(struct tmem_image *img, struct tmem_store *store,
+		   uint64_t reserve_slots);
+void swapimg_detach(struct tmem_image *img);
+uint64_t swapimg_reserve_slots(const struct tmem_image *img);
+void swapimg_stats(struct tmem_image *img, struct tmem_image_stats *st);
 
 #endif /* TMEM_SWAPIMG_H */
