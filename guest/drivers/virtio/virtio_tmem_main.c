@@ -40,7 +40,7 @@
 #include <linux/virtio_config.h>
 #include <linux/wait.h>
 
-#include "vtmem_codec.c"
+#include "vtmem_codec.h"
 
 #define VTMEM_REQS_PER_QUEUE	4
 #define VTMEM_WAIT_TIMEOUT	(30 * HZ)
