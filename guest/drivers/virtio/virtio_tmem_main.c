@@ -51,12 +51,55 @@
 
 /* ---- parameters ---------------------------------------------------------- */
 
+/*
+ * Each parameter with its setter's declaration and its ops; the setters
+ * are with the code they drive (section "toggles").
+ */
+static int cleancache_param_set(const char *val, const struct kernel_param *kp);
 static bool cleancache_on = true;
+static const struct kernel_param_ops cleancache_param_ops = {
+	.set = cleancache_param_set,
+	.get = param_get_bool,
+};
+module_param_cb(cleancache, &cleancache_param_ops, &cleancache_on, 0644);
+MODULE_PARM_DESC(cleancache, "Put clean page-cache pages to the host (default: on)");
+
+/* Cleared while frontswap is being drained (off, device removal). */
+static int frontswap_param_set(const char *val, const struct kernel_param *kp);
 static bool frontswap_on = true;
+static const struct kernel_param_ops frontswap_param_ops = {
+	.set = frontswap_param_set,
+	.get = param_get_bool,
+};
+module_param_cb(frontswap, &frontswap_param_ops, &frontswap_on, 0644);
+MODULE_PARM_DESC(frontswap, "Put swap pages to the host; off brings them all back (default: on)");
+
+static int exclusive_param_set(const char *val, const struct kernel_param *kp);
 static bool exclusive_gets = true;
+static const struct kernel_param_ops exclusive_param_ops = {
+	.set = exclusive_param_set,
+	.get = param_get_bool,
+};
+module_param_cb(exclusive_gets, &exclusive_param_ops, &exclusive_gets, 0644);
+MODULE_PARM_DESC(exclusive_gets, "A swap page loaded from the host is removed there (default: on)");
+
+/* Read when a batch buffer is opened: a change applies to the next one. */
+static int batch_param_set(const char *val, const struct kernel_param *kp);
 static unsigned int batch_size = 64;
-static unsigned int flush_us = 2000;
+static const struct kernel_param_ops batch_param_ops = {
+	.set = batch_param_set,
+	.get = param_get_uint,
+};
+module_param_cb(batch_size, &batch_param_ops, &batch_size, 0644);
+MODULE_PARM_DESC(batch_size, "Ops per batch, capped by the device's max_batch (default: 64)");
+
 static unsigned int readahead = 31;
+module_param(readahead, uint, 0644);
+MODULE_PARM_DESC(readahead, "Pages after a missed get fetched in the same batch, 0..64 (default: 31)");
+
+static unsigned int flush_us = 2000;
+module_param(flush_us, uint, 0644);
+MODULE_PARM_DESC(flush_us, "Send a partly filled batch after this many microseconds (default: 2000)");
 
 /* ---- structures ---------------------------------------------------------- */
 
@@ -1640,39 +1683,6 @@ static int batch_param_set(const char *val, const struct kernel_param *kp)
 	WRITE_ONCE(batch_size, v);	/* capped by max_batch at use */
 	return 0;
 }
-
-static const struct kernel_param_ops cleancache_param_ops = {
-	.set = cleancache_param_set,
-	.get = param_get_bool,
-};
-
-static const struct kernel_param_ops frontswap_param_ops = {
-	.set = frontswap_param_set,
-	.get = param_get_bool,
-};
-
-static const struct kernel_param_ops exclusive_param_ops = {
-	.set = exclusive_param_set,
-	.get = param_get_bool,
-};
-
-static const struct kernel_param_ops batch_param_ops = {
-	.set = batch_param_set,
-	.get = param_get_uint,
-};
-
-module_param_cb(cleancache, &cleancache_param_ops, &cleancache_on, 0644);
-MODULE_PARM_DESC(cleancache, "Put clean page-cache pages to the host (default: on)");
-module_param_cb(frontswap, &frontswap_param_ops, &frontswap_on, 0644);
-MODULE_PARM_DESC(frontswap, "Put swap pages to the host; off brings them all back (default: on)");
-module_param_cb(exclusive_gets, &exclusive_param_ops, &exclusive_gets, 0644);
-MODULE_PARM_DESC(exclusive_gets, "A swap page loaded from the host is removed there (default: on)");
-module_param_cb(batch_size, &batch_param_ops, &batch_size, 0644);
-MODULE_PARM_DESC(batch_size, "Ops per batch, capped by the device's max_batch (default: 64)");
-module_param(readahead, uint, 0644);
-MODULE_PARM_DESC(readahead, "Pages after a missed get fetched in the same batch, 0..64 (default: 31)");
-module_param(flush_us, uint, 0644);
-MODULE_PARM_DESC(flush_us, "Send a partly filled batch after this many microseconds (default: 2000)");
 
 /* ---- debugfs ----------------------------------------------------------------------- */
 
