@@ -1576,6 +1576,8 @@ static int cleancache_param_set(const char *val, const struct kernel_param *kp)
 	return 0;
 }
 
+/* One drain at a time: frontswap off and device removal may race. */
+static DEFINE_MUTEX(drain_mutex);
 static DECLARE_COMPLETION(drain_done);
 
 static int drain_thread(void *unused)
@@ -1602,10 +1604,13 @@ static unsigned long frontswap_drain(void)
 
 	if (!left)
 		return 0;
+	mutex_lock(&drain_mutex);
 	reinit_completion(&drain_done);
 	t = kthread_run(drain_thread, NULL, "vtmem-drain");
-	if (IS_ERR(t))
+	if (IS_ERR(t)) {
+		mutex_unlock(&drain_mutex);
 		return left;
+	}
 	while (!wait_for_completion_timeout(&drain_done, HZ / 10)) {
 		left = frontswap_curr_pages();
 		if (left != last) {
@@ -1618,6 +1623,7 @@ static unsigned long frontswap_drain(void)
 			break;
 		}
 	}
+	mutex_unlock(&drain_mutex);
 	return frontswap_curr_pages();
 }
 
