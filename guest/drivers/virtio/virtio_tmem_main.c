@@ -1175,6 +1175,13 @@ static void cc_pool_destroy(struct vtmem_dev *d, int pool)
 
 /* ---- credits ---------------------------------------------------------------- */
 
+/*
+ * A frontswap store may be acknowledged only with a credit in hand: the
+ * device promised room for credits_seen pages, and every credited PUT in
+ * flight or stored uses one.  The device's count is the truth; ours only
+ * trails it (credits_update() keeps the largest value seen), so we never
+ * spend a credit the device has not granted.
+ */
 static bool credit_take(struct vtmem_dev *d)
 {
 	unsigned long flags;
@@ -1198,6 +1205,11 @@ static void credit_refund(struct vtmem_dev *d)
 	spin_unlock_irqrestore(&d->credit_lock, flags);
 }
 
+/*
+ * The device raises a config change when it grants credits to a driver that
+ * may have run out (fewer than max_batch left): with no batch in flight no
+ * response header would bring them.
+ */
 static void vtmem_config_changed(struct virtio_device *vdev)
 {
 	struct vtmem_dev *d = vdev->priv;
@@ -1891,6 +1903,7 @@ static int vtmem_probe(struct virtio_device *vdev)
 	d->vdev = vdev;
 	vdev->priv = d;
 	d->max_batch = max_batch;
+	/* more queues than CPUs only splits batches: fewer ops per exit */
 	d->nr_queues = clamp_t(unsigned int, queues, 1,
 			       min_t(unsigned int, num_possible_cpus(),
 				     VIRTIO_TMEM_MAX_QUEUES));
