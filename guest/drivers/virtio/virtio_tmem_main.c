@@ -745,7 +745,7 @@ static bool queue_done_before(struct vtmem_dev *d, struct vtmem_queue *q,
 
 	spin_lock_irqsave(&q->lock, flags);
 	queue_flush_locked(d, q);
-	if (q->filling && q->filling->seq < mark)
+	if (q->filling && q->filling->b.nr_ops && q->filling->seq < mark)
 		done = false;
 	list_for_each_entry(r, &q->inflight, node)
 		if (r->seq < mark)
