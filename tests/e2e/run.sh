@@ -407,6 +407,11 @@ STALL_PREP='P=/sys/module/virtio_tmem/parameters D=/sys/kernel/debug/virtio_tmem
 # holds; each get waits for the stalled device in its own batch.
 STALL_FILL='for i in 1 2 3 4; do cat /data/g$i > /dev/null & done; sleep 2'
 STALL_FILES='for i in 1 2 3 4; do yes "filler $i" | head -c 4096 > /data/g$i; done'
+# Pages reach cleancache when pages read from disk are evicted (written
+# ones are not PageMappedToDisk): read every file once, then drop them.
+# Only the page cache (1): evicting an inode flushes its object.
+TO_HOST='sync; echo 1 > /proc/sys/vm/drop_caches; cat /data/* > /dev/null 2>&1
+	echo 1 > /proc/sys/vm/drop_caches; sleep 1'
 
 # Defect 2: an invalidation issued while the host is slow (here: stalled,
 # every batch buffer in flight) must not be dropped.  An O_DIRECT write
@@ -424,8 +429,8 @@ scenario_stall_invalidate() {
 		'"$STALL_FILES"'
 		yes new | head -c 65536 > /tmp/new
 		head -c 5000 /data/t > /tmp/t-want
-		sync; echo 3 > /proc/sys/vm/drop_caches; sleep 1
-		cat /data/t > /dev/null
+		'"$TO_HOST"'
+		h0=$(cat $D/hits); cat /data/t > /dev/null; echo T_HITS=$(( $(cat $D/hits) - h0 ))
 		'"$STALL_PREP"'
 		echo STALL
 		'"$STALL_FILL"'
@@ -434,7 +439,7 @@ scenario_stall_invalidate() {
 		sleep 8
 		echo UNSTALL
 		wait
-		echo 3 > /proc/sys/vm/drop_caches
+		echo 1 > /proc/sys/vm/drop_caches
 		cmp -s /data/f /tmp/new; echo F_RC=$?
 		cmp -s /data/t /tmp/t-want; echo T_RC=$?
 		echo PENDING=$(cat $D/pending_flushes)
@@ -444,6 +449,8 @@ scenario_stall_invalidate() {
 	echo "# stall_invalidate: $((SECONDS - t0))s"
 	check "stall_invalidate: guest command exit 0" "[ $rc -eq 0 ]"
 	check_stalled stall_invalidate "$log"
+	check "stall_invalidate: the host held the files ($(gval "$log" T_HITS) hits)" \
+		"[ '$(gval "$log" T_HITS)' -gt 0 ] 2>/dev/null"
 	check "stall_invalidate: the O_DIRECT write reads back, not the host's old copy" \
 		"[ '$(gval "$log" F_RC)' = 0 ]"
 	check "stall_invalidate: the truncated file reads back" "[ '$(gval "$log" T_RC)' = 0 ]"
@@ -462,10 +469,12 @@ scenario_stall_get() {
 		mkfs.ext4 -q -b 4096 /dev/vdd && mkdir -p /data && mount /dev/vdd /data || exit 1
 		yes old | head -c 4096 > /data/f
 		yes new | head -c 4096 > /tmp/new
-		sync; echo 3 > /proc/sys/vm/drop_caches; sleep 1
+		'"$TO_HOST"'
 		'"$STALL_PREP"'
+		read g0 < $D/gets
 		echo STALL
 		cat /data/f > /dev/null
+		read g1 < $D/gets; echo GETS=$((g1 - g0))
 		dd if=/tmp/new of=/data/f bs=4096 count=1 conv=notrunc 2>/dev/null
 		echo UNSTALL
 		sleep 3
@@ -496,7 +505,7 @@ scenario_stall_unplug() {
 		--qmp-on 'UNPLUG-NOW={"execute":"device_del","arguments":{"id":"tmem0"}}' -- '
 		mkfs.ext4 -q -b 4096 /dev/vdd && mkdir -p /data && mount /dev/vdd /data || exit 1
 		'"$STALL_FILES"'
-		sync; echo 3 > /proc/sys/vm/drop_caches; sleep 1
+		'"$TO_HOST"'
 		'"$STALL_PREP"'
 		echo STALL
 		'"$STALL_FILL"'
@@ -516,7 +525,11 @@ scenario_stall_unplug() {
 		done
 		echo UNBOUND=$i
 		echo DRAIN_ERRORS=$(dmesg | grep -c "could not be brought back")
-		while [ ! -f /tmp/r ]; do sleep 0.2; done
+		for i in $(seq 1 300); do
+			{ [ -f /tmp/r ] || ! kill -0 $H 2>/dev/null; } && break
+			sleep 0.2
+		done
+		[ -f /tmp/r ] || { echo "memhog not ready: $(cat /proc/$H/wchan)"; dmesg | tail -30; }
 		touch /tmp/go; wait $H; echo MEMHOG_RC=$?; tail -2 /tmp/hog
 		'"$KCHECK"'' > "$log" 2>&1
 	local rc=$?
