@@ -430,7 +430,7 @@ scenario_stall_invalidate() {
 		yes new | head -c 65536 > /tmp/new
 		head -c 5000 /data/t > /tmp/t-want
 		'"$TO_HOST"'
-		h0=$(cat $D/hits); cat /data/t > /dev/null; echo T_HITS=$(( $(cat $D/hits) - h0 ))
+		cat /data/t > /dev/null
 		'"$STALL_PREP"'
 		echo STALL
 		'"$STALL_FILL"'
@@ -449,8 +449,6 @@ scenario_stall_invalidate() {
 	echo "# stall_invalidate: $((SECONDS - t0))s"
 	check "stall_invalidate: guest command exit 0" "[ $rc -eq 0 ]"
 	check_stalled stall_invalidate "$log"
-	check "stall_invalidate: the host held the files ($(gval "$log" T_HITS) hits)" \
-		"[ '$(gval "$log" T_HITS)' -gt 0 ] 2>/dev/null"
 	check "stall_invalidate: the O_DIRECT write reads back, not the host's old copy" \
 		"[ '$(gval "$log" F_RC)' = 0 ]"
 	check "stall_invalidate: the truncated file reads back" "[ '$(gval "$log" T_RC)' = 0 ]"
