@@ -39,6 +39,8 @@
  */
 #include <errno.h>
 #include <lz4.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -53,9 +55,6 @@
 /* A buddy's padded copy (pageio_copy_nocache()) stays in its own chunks. */
 _Static_assert(ZBUD_CHUNK_SIZE % PAGEIO_LINE == 0,
 	       "chunks must be whole cache lines");
-
-/* liblz4 clamps larger values to this (LZ4_ACCELERATION_MAX in lz4.c). */
-#define TMEM_LZ4_ACCEL_MAX	65537
 
 static _Thread_local uint8_t tls_cbuf[TMEM_PAGE_SIZE];
 static _Thread_local uint8_t tls_bounce[TMEM_PAGE_SIZE];
@@ -89,35 +88,165 @@ const char *tmem_strerror(int err)
 }
 
 /**
- * tmem_config_default() - default settings: 64 MiB, LZ4 acceleration 1,
- *			   incompressible above 3/4 page, 32 pools
+ * tmem_config_init() - default settings (the TMEM_DEFAULT_* values)
  * @cfg: settings to fill
+ *
+ * 64 MiB, LZ4 at acceleration 1, incompressible above 3/4 page, 32 pools,
+ * writeback from 90% down to 75% of the limit.
  */
-void tmem_config_default(struct tmem_config *cfg)
+void tmem_config_init(struct tmem_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->limit_bytes = 64ull << 20;
-	cfg->compressor = TMEM_COMP_LZ4;
-	cfg->lz4_acceleration = 1;
-	cfg->max_compressed = TMEM_PAGE_SIZE * 3 / 4;
-	cfg->max_pools = 32;
-	cfg->wb_high_pct = 90;
-	cfg->wb_low_pct = 75;
+	cfg->limit_bytes = TMEM_DEFAULT_LIMIT;
+	cfg->compressor = TMEM_DEFAULT_COMPRESSOR;
+	cfg->lz4_acceleration = TMEM_DEFAULT_LZ4_ACCEL;
+	cfg->max_compressed = TMEM_DEFAULT_MAX_COMPRESSED;
+	cfg->max_pools = TMEM_DEFAULT_MAX_POOLS;
+	cfg->wb_high_pct = TMEM_DEFAULT_WB_HIGH_PCT;
+	cfg->wb_low_pct = TMEM_DEFAULT_WB_LOW_PCT;
 }
 
-static bool config_valid(const struct tmem_config *cfg)
+/* Most a failing image may let persistent puts take beyond the limit. */
+static uint64_t overdraft_max(const struct tmem_config *cfg)
 {
-	return cfg->limit_bytes >= TMEM_MIN_LIMIT &&
-	       cfg->limit_bytes <= TMEM_MAX_LIMIT &&
-	       (cfg->compressor == TMEM_COMP_LZ4 ||
-		cfg->compressor == TMEM_COMP_NONE) &&
-	       cfg->lz4_acceleration >= 1 &&
-	       cfg->lz4_acceleration <= TMEM_LZ4_ACCEL_MAX &&
-	       cfg->max_compressed >= 64 &&
-	       cfg->max_compressed <= TMEM_PAGE_SIZE &&
-	       cfg->max_pools >= 1 && cfg->max_pools <= TMEM_MAX_POOLS &&
-	       cfg->wb_high_pct >= 1 && cfg->wb_high_pct <= 100 &&
-	       cfg->wb_low_pct < cfg->wb_high_pct;
+	return cfg->limit_bytes / 4;
+}
+
+/* Frames the limit allows, plus address space for the overdraft. */
+static uint64_t config_max_frames(const struct tmem_config *cfg)
+{
+	return cfg->limit_bytes / TMEM_PAGE_SIZE + ZBUD_DIRTY_MAX +
+	       overdraft_max(cfg) / TMEM_PAGE_SIZE;
+}
+
+/* Bytes charged for the store and its pool table (store->fixed_bytes). */
+static uint64_t config_fixed_bytes(const struct tmem_config *cfg)
+{
+	return (uint64_t)cfg->max_pools * sizeof(struct tmem_pool *) +
+	       sizeof(struct tmem_store);
+}
+
+/*
+ * Metadata an empty store already counts against its limit, as
+ * tmem_persistent_capacity() does: the store, the pool table, the pools
+ * still to come and every arena's frame descriptors.
+ */
+static uint64_t config_meta_bytes(const struct tmem_config *cfg)
+{
+	uint64_t arenas = (config_max_frames(cfg) + ZBUD_ARENA_FRAMES - 1) /
+			  ZBUD_ARENA_FRAMES;
+
+	return config_fixed_bytes(cfg) + arenas * ZBUD_ARENA_DESC_BYTES +
+	       (uint64_t)cfg->max_pools * sizeof(struct tmem_pool);
+}
+
+/* An empty store must hold at least one put in the worst case. */
+static bool config_meta_fits(const struct tmem_config *cfg)
+{
+	return config_meta_bytes(cfg) + PUT_WORST_BYTES <= cfg->limit_bytes;
+}
+
+static enum tmem_config_field config_why(enum tmem_config_field f,
+					 char *why, size_t len,
+					 const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static enum tmem_config_field config_why(enum tmem_config_field f,
+					 char *why, size_t len,
+					 const char *fmt, ...)
+{
+	va_list ap;
+
+	if (why && len) {
+		va_start(ap, fmt);
+		vsnprintf(why, len, fmt, ap);
+		va_end(ap);
+	}
+	return f;
+}
+
+/* Pools whose tables still leave an empty store room for one put. */
+static unsigned int config_pools_that_fit(const struct tmem_config *cfg)
+{
+	struct tmem_config c = *cfg;
+
+	while (c.max_pools > TMEM_MIN_POOLS && !config_meta_fits(&c))
+		c.max_pools--;
+	return c.max_pools;
+}
+
+static enum tmem_config_field config_check_limit(const struct tmem_config *cfg,
+						 char *why, size_t len)
+{
+	struct tmem_config one = *cfg;
+
+	if (cfg->limit_bytes < TMEM_MIN_LIMIT ||
+	    cfg->limit_bytes > TMEM_MAX_LIMIT)
+		return config_why(TMEM_CFG_LIMIT, why, len,
+				  "must be between %llu MiB and %llu GiB",
+				  TMEM_MIN_LIMIT >> 20, TMEM_MAX_LIMIT >> 30);
+	one.max_pools = TMEM_MIN_POOLS;
+	if (!config_meta_fits(&one))
+		return config_why(TMEM_CFG_LIMIT, why, len,
+				  "leaves no room for a page beside the "
+				  "store's metadata");
+	return TMEM_CFG_OK;
+}
+
+/**
+ * tmem_config_check() - judge settings before tmem_store_create()
+ * @cfg: settings (not NULL)
+ * @why: if not NULL, receives the rule the field broke, without the
+ *	 field's name or value (e.g. "must be between 1 and 65537"), so that
+ *	 callers can prefix the name they expose it under
+ * @len: size of @why
+ *
+ * Fields are checked in the order of enum tmem_config_field.
+ *
+ * Return: the first field out of range, or TMEM_CFG_OK (@why untouched).
+ */
+enum tmem_config_field tmem_config_check(const struct tmem_config *cfg,
+					 char *why, size_t len)
+{
+	enum tmem_config_field f = config_check_limit(cfg, why, len);
+
+	if (f != TMEM_CFG_OK)
+		return f;
+	if (cfg->compressor != TMEM_COMP_LZ4 &&
+	    cfg->compressor != TMEM_COMP_NONE)
+		return config_why(TMEM_CFG_COMPRESSOR, why, len,
+				  "must be lz4 or none");
+	if (cfg->lz4_acceleration < TMEM_LZ4_ACCEL_MIN ||
+	    cfg->lz4_acceleration > TMEM_LZ4_ACCEL_MAX)
+		return config_why(TMEM_CFG_LZ4_ACCEL, why, len,
+				  "must be between %d and %d",
+				  TMEM_LZ4_ACCEL_MIN, TMEM_LZ4_ACCEL_MAX);
+	if (cfg->max_compressed < TMEM_MAX_COMPRESSED_MIN ||
+	    cfg->max_compressed > TMEM_MAX_COMPRESSED_MAX)
+		return config_why(TMEM_CFG_MAX_COMPRESSED, why, len,
+				  "must be between %u and %u",
+				  TMEM_MAX_COMPRESSED_MIN,
+				  TMEM_MAX_COMPRESSED_MAX);
+	if (cfg->max_pools < TMEM_MIN_POOLS || cfg->max_pools > TMEM_MAX_POOLS)
+		return config_why(TMEM_CFG_MAX_POOLS, why, len,
+				  "must be between %u and %u",
+				  TMEM_MIN_POOLS, TMEM_MAX_POOLS);
+	if (!config_meta_fits(cfg))
+		return config_why(TMEM_CFG_MAX_POOLS, why, len,
+				  "must be at most %u with a limit of %llu "
+				  "bytes (the pool tables count against it)",
+				  config_pools_that_fit(cfg),
+				  (unsigned long long)cfg->limit_bytes);
+	if (cfg->wb_high_pct < TMEM_WB_HIGH_PCT_MIN ||
+	    cfg->wb_high_pct > TMEM_WB_HIGH_PCT_MAX)
+		return config_why(TMEM_CFG_WB_HIGH, why, len,
+				  "must be a percentage between %u and %u",
+				  TMEM_WB_HIGH_PCT_MIN, TMEM_WB_HIGH_PCT_MAX);
+	if (cfg->wb_low_pct >= cfg->wb_high_pct)
+		return config_why(TMEM_CFG_WB_LOW, why, len,
+				  "must be below the high watermark (%u)",
+				  cfg->wb_high_pct);
+	return TMEM_CFG_OK;
 }
 
 /* ---- limit accounting ------------------------------------------------ */
@@ -132,12 +261,6 @@ static uint64_t pools_to_come_bytes(const struct tmem_store *s)
 {
 	return (uint64_t)(s->cfg.max_pools - s->pools_allocated) *
 	       sizeof(struct tmem_pool);
-}
-
-/* Most a failing image may let persistent puts take beyond the limit. */
-static uint64_t overdraft_max(const struct tmem_config *cfg)
-{
-	return cfg->limit_bytes / 4;
 }
 
 static uint64_t avail_locked(const struct tmem_store *s)
@@ -213,25 +336,24 @@ static bool wait_ephemeral_reservations(struct tmem_store *s, uint64_t bytes)
 /*
  * A persistent put that finds the store full, with an image attached:
  * write a frame back (or wait for the thread's frame in flight).
- * Returns > 0 to retry, 0 when nothing can be written back, < 0 when the
- * image failed.
+ * WB_FREED (also after such a wait) means: try again.
  */
-static int reserve_by_writeback(struct tmem_store *s)
+static enum wb_result reserve_by_writeback(struct tmem_store *s)
 {
-	int ret = writeback_frame(s);
+	enum wb_result ret = writeback_frame(s);
 
-	if (ret == 0 && writeback_wait_idle(s))
-		return 1;
+	if (ret == WB_NONE && writeback_wait_idle(s))
+		return WB_FREED;
 	return ret;
 }
 
 /*
- * Writeback failed with an I/O error for a persistent put: the page may
- * hold a credit counted against image slots, so it is taken past the limit
- * rather than lost.  Capacity stops counting image slots while writeback
- * fails, so only credits granted before the failure can get here; the
- * overdraft is capped at overdraft_max(), counted, and paid back by later
- * writebacks.
+ * Writeback failed with an I/O error (whatever the errno) for a persistent
+ * put: the page may hold a credit counted against image slots, so it is
+ * taken past the limit rather than lost.  Capacity stops counting image
+ * slots while writeback fails, so only credits granted before the failure
+ * can get here, and it never promises more than overdraft_max() can take;
+ * the overdraft is counted and paid back by later writebacks.
  */
 static bool reserve_overdraft(struct tmem_store *s, uint64_t bytes)
 {
@@ -270,8 +392,8 @@ static int reserve_room(struct tmem_store *s, enum tmem_kind kind,
 {
 	zbud_bytes_taken(true);
 	for (;;) {
+		enum wb_result wb;
 		bool ok, kick;
-		int ret;
 
 		pthread_mutex_lock(&s->zbud.lock);
 		ok = try_reserve_locked(s, kind, bytes);
@@ -289,26 +411,47 @@ static int reserve_room(struct tmem_store *s, enum tmem_kind kind,
 			continue;
 		if (!s->wb)
 			return -TMEM_E_FULL;
-		ret = reserve_by_writeback(s);
-		if (ret > 0)
+		wb = reserve_by_writeback(s);
+		if (wb == WB_FREED)
 			continue;
-		if (ret < 0 && ret != -ENOSPC && reserve_overdraft(s, bytes))
+		/*
+		 * Credits count only allocated free slots, so a credited put
+		 * never meets WB_NO_SLOT; any failed write goes past the limit.
+		 */
+		if (wb == WB_IO_ERROR && reserve_overdraft(s, bytes))
 			return 0;
 		return -TMEM_E_FULL;
 	}
 }
 
-/* Image slots a put may count on: allocated ahead, and writeback working. */
-static uint64_t image_slots_for_credits(struct tmem_store *s)
+/* Whether image slots count for credits: an image, and writeback working. */
+static bool image_counts_for_credits(struct tmem_store *s)
 {
 	bool failing;
 
 	if (!s->wb)
-		return 0;
+		return false;
 	pthread_mutex_lock(&s->wb->lock);
 	failing = s->wb->failing;
 	pthread_mutex_unlock(&s->wb->lock);
-	return failing ? 0 : swapimg_reserve(s->wb->img);
+	if (failing)
+		return false;
+	swapimg_reserve(s->wb->img);
+	return true;
+}
+
+/*
+ * Caller holds zbud->lock: image slots a put may count on, allocated free
+ * ones and those taken by writebacks whose frame is not freed yet (struct
+ * tmem_store), read in one hold with the frames they stand for.  At most
+ * the reserve (see swapimg_credit_slots()).
+ */
+static uint64_t image_slots_locked(struct tmem_store *s)
+{
+	struct tmem_image *img = s->wb->img;
+	uint64_t slots = swapimg_credit_slots(img) + s->slots_in_flight;
+
+	return slots < img->reserve_slots ? slots : img->reserve_slots;
 }
 
 /**
@@ -322,13 +465,17 @@ static uint64_t image_slots_for_credits(struct tmem_store *s)
  * With an image, n more puts fit when RAM can shed a frame for each frame
  * they bring beyond the free room F, with one allocated free slot S per
  * frame shed, among the D persistent frames in RAM plus the n new ones:
- * n * W <= F + 4096 * min(S, D + n), W being PUT_WORST_BYTES.
+ * n * W <= F + 4096 * min(S, D + n), W being PUT_WORST_BYTES.  S counts
+ * at most the reserve (see swapimg_credit_slots()).  And since every write
+ * behind them may fail, the n puts must also fit the overdraft
+ * (reserve_overdraft()): n * W <= F + overdraft_max().
  */
 uint64_t tmem_persistent_capacity(struct tmem_store *s)
 {
+	bool image = image_counts_for_credits(s);
 	struct zbud *z = &s->zbud;
-	uint64_t committed, slots = image_slots_for_credits(s), data, room;
-	uint64_t n_slots, n_frames;
+	uint64_t committed, slots = 0, data, room;
+	uint64_t n_slots, n_frames, n_over, most;
 
 	/*
 	 * Descriptors of every arena count as used: ephemeral puts may map
@@ -340,6 +487,8 @@ uint64_t tmem_persistent_capacity(struct tmem_store *s)
 		    pools_to_come_bytes(s) +
 		    (uint64_t)z->nr_arenas * ZBUD_ARENA_DESC_BYTES +
 		    (data + z->slab_frames[TMEM_PERSISTENT]) * TMEM_PAGE_SIZE;
+	if (image)
+		slots = image_slots_locked(s);
 	pthread_mutex_unlock(&z->lock);
 	room = committed >= s->cfg.limit_bytes ? 0 :
 	       s->cfg.limit_bytes - committed;
@@ -348,7 +497,11 @@ uint64_t tmem_persistent_capacity(struct tmem_store *s)
 	n_slots = (room + slots * TMEM_PAGE_SIZE) / PUT_WORST_BYTES;
 	n_frames = (room + data * TMEM_PAGE_SIZE) /
 		   (PUT_WORST_BYTES - TMEM_PAGE_SIZE);
-	return n_slots < n_frames ? n_slots : n_frames;
+	most = s->cfg.limit_bytes + overdraft_max(&s->cfg);
+	n_over = committed >= most ? 0 : (most - committed) / PUT_WORST_BYTES;
+	if (n_slots > n_frames)
+		n_slots = n_frames;
+	return n_slots < n_over ? n_slots : n_over;
 }
 
 /**
@@ -959,11 +1112,6 @@ static long evict_ephemeral(struct tmem_store *s)
 
 /* ---- store --------------------------------------------------------------- */
 
-static uint64_t store_fixed_bytes(const struct tmem_store *s)
-{
-	return (uint64_t)s->cfg.max_pools * sizeof(*s->pools) + sizeof(*s);
-}
-
 /*
  * The secret of the object trees' shape.  Without getrandom() the time and
  * an address still differ from run to run: a guest could then at worst
@@ -990,15 +1138,15 @@ static uint64_t tree_key(void)
  * descriptors as arenas are mapped; tmem_persistent_capacity() counts all
  * that may come, so that neither ever lowers it.
  *
- * Return: 0, -TMEM_E_INVAL for bad settings (or a limit too small for
- * max_pools), -TMEM_E_NOMEM.
+ * Return: 0, -TMEM_E_INVAL for settings tmem_config_check() refuses,
+ * -TMEM_E_NOMEM.
  */
 int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out)
 {
 	struct tmem_store *s;
 	int k;
 
-	if (!cfg || !out || !config_valid(cfg))
+	if (!cfg || !out || tmem_config_check(cfg, NULL, 0) != TMEM_CFG_OK)
 		return -TMEM_E_INVAL;
 	/* cache shards are cache-line aligned */
 	s = aligned_alloc(_Alignof(struct tmem_store), sizeof(*s));
@@ -1006,9 +1154,7 @@ int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out)
 		return -TMEM_E_NOMEM;
 	memset(s, 0, sizeof(*s));
 	s->cfg = *cfg;
-	/* Address space (not memory) for the writeback overdraft too. */
-	s->max_frames = cfg->limit_bytes / TMEM_PAGE_SIZE + ZBUD_DIRTY_MAX +
-			overdraft_max(cfg) / TMEM_PAGE_SIZE;
+	s->max_frames = config_max_frames(cfg);
 	if (zbud_init(&s->zbud, s->max_frames)) {
 		free(s);
 		return -TMEM_E_NOMEM;
@@ -1019,13 +1165,8 @@ int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out)
 		free(s);
 		return -TMEM_E_NOMEM;
 	}
-	s->fixed_bytes = store_fixed_bytes(s);
+	s->fixed_bytes = config_fixed_bytes(cfg);
 	s->tree_key = tree_key();
-	if (s->fixed_bytes + (uint64_t)s->zbud.nr_arenas * ZBUD_ARENA_DESC_BYTES +
-	    pools_to_come_bytes(s) + PUT_WORST_BYTES > cfg->limit_bytes) {
-		tmem_store_destroy(s);
-		return -TMEM_E_INVAL;
-	}
 	for (k = 0; k < TMEM_NR_KINDS; k++) {
 		tmem_cache_init(&s->entries[k], &s->zbud,
 				sizeof(struct tmem_entry), k);
@@ -1496,7 +1637,11 @@ fail:
 	return -TMEM_E_NOMEM;
 }
 
-/* A put that cannot store its page still removes the older one. */
+/*
+ * A put that cannot store its page still removes the older one, whatever
+ * stopped it (a page that is not one page, no room, incompressible), so
+ * that a later get misses instead of returning stale data.
+ */
 static void put_refused(struct tmem_store *s, struct tmem_pool *p,
 			const struct tmem_oid *oid, uint64_t index, int err)
 {
@@ -1510,7 +1655,7 @@ static void put_refused(struct tmem_store *s, struct tmem_pool *p,
 		op.b->stats.reject_full++;
 	else if (err == -TMEM_E_INCOMPRESSIBLE)
 		op.b->stats.reject_incompressible++;
-	else
+	else if (err == -TMEM_E_NOMEM)
 		op.b->stats.reject_nomem++;
 	obj = object_find(s, &op, oid);
 	if (obj)
@@ -1529,8 +1674,9 @@ static void put_refused(struct tmem_store *s, struct tmem_pool *p,
  * @replaced: if not NULL, set to whether an older page was replaced
  *
  * The replacement is atomic: a later get returns the new page or, when
- * this put fails, misses; never the old page.  A persistent put fails only
- * when the store is full (see tmem_persistent_capacity()).
+ * this put fails for any reason once @pool_id names a pool (a bad @iov
+ * too), misses; never the old page.  A persistent put with a valid @iov
+ * fails only when the store is full (see tmem_persistent_capacity()).
  *
  * Return: 0, or -TMEM_E_INVAL, -TMEM_E_IOV, -TMEM_E_BAD_POOL,
  * -TMEM_E_FULL, -TMEM_E_INCOMPRESSIBLE (ephemeral only), -TMEM_E_NOMEM.
@@ -1552,15 +1698,15 @@ int tmem_put(struct tmem_store *s, uint32_t pool_id,
 	*replaced = false;
 	if (!s || !oid)
 		return -TMEM_E_INVAL;
-	if (!pageio_valid(iov, iovcnt))
-		return -TMEM_E_IOV;
 	p = pool_get(s, pool_id);
 	if (!p)
 		return -TMEM_E_BAD_POOL;
 	kind = pool_kind(p);
-	ret = page_prepare(s, kind, iov, iovcnt, &pd);
+	ret = pageio_valid(iov, iovcnt) ? 0 : -TMEM_E_IOV;
+	if (!ret)
+		ret = page_prepare(s, kind, iov, iovcnt, &pd);
 	need = PUT_WORST_BYTES;
-	if (pd.state == ENTRY_FILLED)
+	if (!ret && pd.state == ENTRY_FILLED)
 		need -= TMEM_PAGE_SIZE;
 	if (!ret)
 		ret = reserve_room(s, kind, need);

@@ -150,6 +150,12 @@ struct tmem_pool {
  * @fill_cursor: next pool stripe to sweep for filled ephemeral pages
  * @tree_key: secret of the object trees' heap order (struct tmem_object)
  * @evicted_frames: frames reclaimed from the ephemeral LRU (zbud.lock)
+ * @slots_in_flight: allocated free image slots taken by writebacks not
+ *		     done yet, in the hold of zbud.lock that takes them;
+ *		     each stands for the frame it will free or the slot it
+ *		     will give back, in the hold that drops it, so that the
+ *		     capacity sees no dip while a write is in flight
+ *		     (zbud.lock)
  * @wb: writeback to a swap image, or NULL (see writeback.c)
  */
 struct tmem_store {
@@ -168,6 +174,7 @@ struct tmem_store {
 	atomic_uint fill_cursor;
 	uint64_t tree_key;
 	uint64_t evicted_frames;
+	uint64_t slots_in_flight;
 	struct tmem_writeback *wb;
 };
 
@@ -264,8 +271,27 @@ int store_object_tree_check(const struct tmem_store *s,
 			    const struct tmem_bucket *b, unsigned int chain,
 			    uint64_t *count);
 
+/**
+ * enum wb_result - what writeback_frame() did
+ * @WB_IO_ERROR: the write failed, whatever its errno (ENOSPC too: a
+ *		 filesystem may refuse a write into allocated blocks); the
+ *		 frame stayed in RAM
+ * @WB_NO_SLOT: the image has no free slot and could not allocate one
+ * @WB_NONE: there was no persistent frame to write
+ * @WB_FREED: a frame was written back and freed
+ *
+ * "No slot" is kept apart from I/O errors because only an I/O error can
+ * meet a put that holds a credit (see reserve_room()).
+ */
+enum wb_result {
+	WB_IO_ERROR = -2,
+	WB_NO_SLOT = -1,
+	WB_NONE = 0,
+	WB_FREED = 1,
+};
+
 /* writeback.c, for store.c */
-int writeback_frame(struct tmem_store *s);
+enum wb_result writeback_frame(struct tmem_store *s);
 void writeback_kick(struct tmem_store *s);
 bool writeback_wait_idle(struct tmem_store *s);
 void writeback_stop(struct tmem_store *s);

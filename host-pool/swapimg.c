@@ -5,14 +5,18 @@
  * Slot space is managed with two bitmaps: @used (a live buddy, or a write
  * in progress) and @backed (blocks allocated).  Credits are granted only
  * against backed free slots (swapimg_reserve() allocates them ahead with
- * fallocate), so a writeback never meets ENOSPC.  A slot whose buddies
- * both died goes back to the free pool; swapimg_trim() punches blocks out
- * once more than twice the reserve is backed and free, so that a steady
- * swap load does not allocate and punch the same blocks over and over.
+ * fallocate), so a writeback behind a credit always finds a slot (its
+ * write may still fail, even with ENOSPC: see swapimg.h).  A slot whose
+ * buddies both died goes back to the free pool; swapimg_trim() punches
+ * blocks out once more than twice the reserve is backed and free, so that
+ * a steady swap load does not allocate and punch the same blocks over and
+ * over.
  */
 #define _GNU_SOURCE 1
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -162,21 +166,44 @@ static uint64_t find_free_locked(struct tmem_image *img, bool backed)
 
 /* ---- allocation ahead ------------------------------------------------- */
 
+/* Allocated slots that hold no page and are not being punched out. */
+static uint64_t free_backed_locked(const struct tmem_image *img)
+{
+	return img->nr_backed - (img->nr_used - img->nr_backing);
+}
+
+/*
+ * Allocate the blocks of @n slots from @first, neither used nor backed.
+ * They are marked used meanwhile, so that nobody else takes them, and
+ * img->lock is dropped during fallocate(): holders of zbud->lock take it.
+ * Called and returns with img->lock held.
+ */
 static int back_run_locked(struct tmem_image *img, uint64_t first,
 			   uint64_t n)
 {
 	uint64_t i;
 	int ret;
 
+	for (i = first; i < first + n; i++)
+		bit_set(img->used, i);
+	img->nr_used += n;
+	img->nr_backing += n;
+	pthread_mutex_unlock(&img->lock);
 	ret = img->io.fallocate(img->io.opaque, img->fd, 0,
 				first * TMEM_PAGE_SIZE, n * TMEM_PAGE_SIZE);
+	pthread_mutex_lock(&img->lock);
+	for (i = first; i < first + n; i++) {
+		bit_clear(img->used, i);
+		if (!ret)
+			bit_set(img->backed, i);
+	}
+	img->nr_used -= n;
+	img->nr_backing -= n;
 	if (ret) {
 		img->stats.reserve_errors++;
 		report(img, "allocate", first, ret);
 		return ret;
 	}
-	for (i = first; i < first + n; i++)
-		bit_set(img->backed, i);
 	img->nr_backed += n;
 	return 0;
 }
@@ -204,30 +231,82 @@ static void back_free_slots_locked(struct tmem_image *img, uint64_t want)
  * @img: image
  *
  * Tops the backed free slots up to the reserve when they fell below half
- * of it.  A failure (ENOSPC, EIO) is counted and leaves fewer slots.
- *
- * Return: backed free slots now.
+ * of it.  A failure (ENOSPC, EIO) is counted and leaves fewer slots.  The
+ * caller holds no store lock: this may call fallocate().
  */
-uint64_t swapimg_reserve(struct tmem_image *img)
+void swapimg_reserve(struct tmem_image *img)
 {
 	uint64_t free_slots;
 
 	pthread_mutex_lock(&img->lock);
-	free_slots = img->nr_backed - img->nr_used;
+	free_slots = free_backed_locked(img);
 	if (free_slots < img->reserve_slots / 2 + 1)
 		back_free_slots_locked(img, img->reserve_slots - free_slots);
-	free_slots = img->nr_backed - img->nr_used;
 	pthread_mutex_unlock(&img->lock);
-	return free_slots;
+}
+
+/**
+ * swapimg_credit_slots() - backed free slots that credits may count on
+ * @img: image
+ *
+ * Those beyond the reserve are not counted: swapimg_trim() may give them
+ * back at any time, and credits counted on them would outlive them.  No
+ * system call: the caller may hold zbud->lock.
+ *
+ * Return: backed free slots, at most the reserve.
+ */
+uint64_t swapimg_credit_slots(struct tmem_image *img)
+{
+	uint64_t free_slots;
+
+	pthread_mutex_lock(&img->lock);
+	free_slots = free_backed_locked(img);
+	pthread_mutex_unlock(&img->lock);
+	return free_slots < img->reserve_slots ? free_slots :
+	       img->reserve_slots;
 }
 
 /* ---- slots ------------------------------------------------------------ */
+
+/* An allocated free slot; the count saves a scan of the bitmaps. */
+static uint64_t find_backed_free_locked(struct tmem_image *img)
+{
+	return free_backed_locked(img) ? find_free_locked(img, true) :
+					 SWAPIMG_NO_SLOT;
+}
+
+static void slot_take_locked(struct tmem_image *img, uint64_t slot)
+{
+	bit_set(img->used, slot);
+	img->nr_used++;
+	img->live[slot] = 0;
+}
+
+/**
+ * swapimg_slot_take_backed() - take an allocated free slot, if there is one
+ * @img: image
+ *
+ * No system call: the caller may hold zbud->lock.
+ *
+ * Return: the slot, or SWAPIMG_NO_SLOT.
+ */
+uint64_t swapimg_slot_take_backed(struct tmem_image *img)
+{
+	uint64_t slot;
+
+	pthread_mutex_lock(&img->lock);
+	slot = find_backed_free_locked(img);
+	if (slot != SWAPIMG_NO_SLOT)
+		slot_take_locked(img, slot);
+	pthread_mutex_unlock(&img->lock);
+	return slot;
+}
 
 /**
  * swapimg_slot_get() - take a free slot for a frame about to be written
  * @img: image
  *
- * Prefers an allocated slot; else allocates one.
+ * Prefers an allocated slot; else allocates one (fallocate()).
  *
  * Return: the slot, or SWAPIMG_NO_SLOT when the image is full or its file
  * cannot grow.
@@ -237,17 +316,14 @@ uint64_t swapimg_slot_get(struct tmem_image *img)
 	uint64_t slot;
 
 	pthread_mutex_lock(&img->lock);
-	slot = find_free_locked(img, true);
+	slot = find_backed_free_locked(img);
 	if (slot == SWAPIMG_NO_SLOT) {
 		slot = find_free_locked(img, false);
 		if (slot != SWAPIMG_NO_SLOT && back_run_locked(img, slot, 1))
 			slot = SWAPIMG_NO_SLOT;
 	}
-	if (slot != SWAPIMG_NO_SLOT) {
-		bit_set(img->used, slot);
-		img->nr_used++;
-		img->live[slot] = 0;
-	}
+	if (slot != SWAPIMG_NO_SLOT)
+		slot_take_locked(img, slot);
 	pthread_mutex_unlock(&img->lock);
 	return slot;
 }
@@ -299,7 +375,7 @@ uint64_t swapimg_trim(struct tmem_image *img)
 		int ret;
 
 		pthread_mutex_lock(&img->lock);
-		excess = img->nr_backed - img->nr_used;
+		excess = free_backed_locked(img);
 		if (excess <= (done ? 1 : 2) * img->reserve_slots) {
 			pthread_mutex_unlock(&img->lock);
 			return done;
@@ -432,37 +508,131 @@ void swapimg_reset(struct tmem_image *img)
 	memset(img->live, 0, img->nr_slots);
 	img->nr_used = img->nr_backed = 0;
 	img->cursor = 0;
+	pthread_mutex_unlock(&img->lock);
 	img->io.fallocate(img->io.opaque, img->fd,
 			  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
 			  img->nr_slots * TMEM_PAGE_SIZE);
-	pthread_mutex_unlock(&img->lock);
 }
 
 /* ---- open and close ---------------------------------------------------- */
 
+/* Fail the open: record @err (an errno, or 0) and the message, return -1. */
+static int image_open_fail(const struct tmem_image_config *cfg, int fd,
+			   int *os_errno, int err, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static int image_open_fail(const struct tmem_image_config *cfg, int fd,
+			   int *os_errno, int err, const char *fmt, ...)
+{
+	va_list ap;
+	int n = 0;
+
+	*os_errno = err;
+	if (cfg->why && cfg->why_len) {
+		va_start(ap, fmt);
+		n = vsnprintf(cfg->why, cfg->why_len, fmt, ap);
+		va_end(ap);
+		if (err && n >= 0 && (size_t)n < cfg->why_len)
+			snprintf(cfg->why + n, cfg->why_len - (size_t)n,
+				 ": %s", strerror(err));
+	}
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+/*
+ * Refuse what is not a private regular file: a FIFO or device would not
+ * hold the pages, and a file with other names would leave guest memory
+ * readable through them after we made it 0600.
+ */
+static int image_file_check(const struct tmem_image_config *cfg, int fd,
+			    int *os_errno)
+{
+	struct stat st;
+
+	if (fstat(fd, &st))
+		return image_open_fail(cfg, fd, os_errno, errno,
+				       "cannot stat swap image '%s'",
+				       cfg->path);
+	if (!S_ISREG(st.st_mode))
+		return image_open_fail(cfg, fd, os_errno, 0,
+				       "swap image '%s' is not a regular file",
+				       cfg->path);
+	if (st.st_nlink > 1)
+		return image_open_fail(cfg, fd, os_errno, 0,
+				       "swap image '%s' has %lu hard links: "
+				       "guest memory would be readable "
+				       "through the others", cfg->path,
+				       (unsigned long)st.st_nlink);
+	return fd;
+}
+
+/*
+ * An open file description lock (not a process-associated one, which any
+ * close() of the file in this process would drop) on the whole file, held
+ * until the image is closed: a second store, in this process or another,
+ * must not truncate a live image under the first.
+ */
+static int image_file_lock(const struct tmem_image_config *cfg, int fd,
+			   int *os_errno)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	int err;
+
+	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+		return fd;
+	err = errno;
+	if (err != EAGAIN && err != EACCES)
+		return image_open_fail(cfg, fd, os_errno, err,
+				       "cannot lock swap image '%s'",
+				       cfg->path);
+	/* the wording of QEMU's block layer (raw_check_lock_bytes()) */
+	image_open_fail(cfg, fd, os_errno, 0, "Failed to get \"write\" lock: "
+			"is another process using the swap image '%s'?",
+			cfg->path);
+	*os_errno = err;
+	return -1;
+}
+
 static int image_file_open(const struct tmem_image_config *cfg, int *os_errno)
 {
-	int flags = O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW;
-	int fd;
+	/* O_NONBLOCK: opening a FIFO or device must not wait or act */
+	int flags = O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY |
+		    O_NONBLOCK;
+	int fd, fl;
 
 	if (cfg->direct)
 		flags |= O_DIRECT;
 	fd = open(cfg->path, flags, 0600);
-	if (fd < 0) {
-		*os_errno = errno;
+	if (fd < 0)
+		return image_open_fail(cfg, -1, os_errno, errno,
+				       "cannot open swap image '%s'",
+				       cfg->path);
+	fd = image_file_check(cfg, fd, os_errno);
+	if (fd >= 0)
+		fd = image_file_lock(cfg, fd, os_errno);
+	if (fd < 0)
 		return -1;
-	}
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK))
+		return image_open_fail(cfg, fd, os_errno, errno,
+				       "cannot set up swap image '%s'",
+				       cfg->path);
+	/* An existing file keeps its mode through O_CREAT. */
+	if (fchmod(fd, 0600))
+		return image_open_fail(cfg, fd, os_errno, errno,
+				       "cannot make swap image '%s' mode 0600",
+				       cfg->path);
 	/* Old contents are never read back: drop them, then size sparsely. */
-	if (ftruncate(fd, 0) || ftruncate(fd, (off_t)cfg->size_bytes)) {
-		*os_errno = errno;
-		close(fd);
-		return -1;
-	}
-	if (cfg->unlink_path && unlink(cfg->path)) {
-		*os_errno = errno;
-		close(fd);
-		return -1;
-	}
+	if (ftruncate(fd, 0) || ftruncate(fd, (off_t)cfg->size_bytes))
+		return image_open_fail(cfg, fd, os_errno, errno,
+				       "cannot size swap image '%s'",
+				       cfg->path);
+	if (cfg->unlink_path && unlink(cfg->path))
+		return image_open_fail(cfg, fd, os_errno, errno,
+				       "cannot unlink swap image '%s'",
+				       cfg->path);
 	return fd;
 }
 
@@ -482,11 +652,17 @@ static bool image_config_valid(const struct tmem_image_config *cfg)
  * @out: the image
  * @os_errno: set to the errno of a failed system call, else 0
  *
+ * Refuses a file that is not regular or has other hard links, and one that
+ * another open image holds (an open file description lock on the whole
+ * file, kept until tmem_image_close()); makes the file mode 0600.  On
+ * TMEM_E_IMAGE, @cfg->why says what failed, naming the path.
+ *
  * Host memory: 13 bytes per slot (bitmaps, checksum, live bits), allocated
  * here and not charged to any store's limit.
  *
  * Return: 0, -TMEM_E_INVAL (bad settings), -TMEM_E_IMAGE (the file could
- * not be created, truncated or sized: see @os_errno), -TMEM_E_NOMEM.
+ * not be opened, locked or sized, or is not a private regular file: see
+ * @os_errno and @cfg->why), -TMEM_E_NOMEM.
  */
 int tmem_image_open(const struct tmem_image_config *cfg,
 		    struct tmem_image **out, int *os_errno)

@@ -7,12 +7,15 @@
  * raw page) and a checksum of it.  Each buddy of a slot is live until its
  * entry is flushed or taken by an exclusive get; a slot with no live buddy
  * is free again.  Slots whose blocks are allocated in the file ("backed")
- * are what credits are granted against: a write into a backed slot cannot
- * meet ENOSPC.
+ * are what credits are granted against: a write into a backed slot needs
+ * no new space.  A filesystem may still fail it with ENOSPC (copy on
+ * write, thin provisioning, NFS); the store treats that as an I/O error.
  *
  * img->lock protects the tables below; it is the innermost lock of the
- * store (see store.c).  Reads and writes of slot data take no lock: the
- * caller owns the slot (see writeback.c).
+ * store (see store.c), taken under zbud->lock, so it is never held across
+ * a system call: allocations and punches mark their slots used and drop
+ * it.  Reads and writes of slot data take no lock: the caller owns the
+ * slot (see writeback.c).
  */
 #ifndef TMEM_SWAPIMG_H
 #define TMEM_SWAPIMG_H
@@ -38,6 +41,8 @@
  * @nr_used: slots set in @used
  * @nr_backed: slots set in @backed
  * @nr_trimming: of @nr_used, slots being punched out (not holding pages)
+ * @nr_backing: of @nr_used, slots being allocated (neither holding pages
+ *		nor backed yet)
  * @reserve_slots: backed free slots to keep for credits
  * @cursor: next-fit search start (in 64-slot words)
  * @report: error callback (see struct tmem_image_config)
@@ -54,7 +59,7 @@ struct tmem_image {
 	uint64_t *backed;
 	uint32_t *csum;
 	uint8_t *live;
-	uint64_t nr_used, nr_backed, nr_trimming;
+	uint64_t nr_used, nr_backed, nr_trimming, nr_backing;
 	uint64_t reserve_slots;
 	uint64_t cursor;
 	void (*report)(void *opaque, const char *op, uint64_t offset, int err);
@@ -64,12 +69,14 @@ struct tmem_image {
 };
 
 uint32_t swapimg_checksum(const uint8_t *frame);
+uint64_t swapimg_slot_take_backed(struct tmem_image *img);
 uint64_t swapimg_slot_get(struct tmem_image *img);
 void swapimg_slot_commit(struct tmem_image *img, uint64_t slot, uint32_t csum,
 			 unsigned int live);
 void swapimg_buddy_put(struct tmem_image *img, uint64_t slot,
 		       unsigned int buddy);
-uint64_t swapimg_reserve(struct tmem_image *img);
+void swapimg_reserve(struct tmem_image *img);
+uint64_t swapimg_credit_slots(struct tmem_image *img);
 uint64_t swapimg_trim(struct tmem_image *img);
 int swapimg_write(struct tmem_image *img, uint64_t slot, const uint8_t *frame);
 int swapimg_read(struct tmem_image *img, uint64_t slot, uint8_t *frame);

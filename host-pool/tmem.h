@@ -62,19 +62,50 @@ enum tmem_kind {
 	TMEM_NR_KINDS
 };
 
+/*
+ * Ranges and defaults of struct tmem_config.  Users that expose the
+ * settings (the QEMU device's properties, the tools) take them from here
+ * and let tmem_config_check() judge a configuration, rather than repeating
+ * the rules.
+ */
+#define TMEM_MIN_LIMIT			(1ull << 20)
+#define TMEM_MAX_LIMIT			(32ull << 30)
+#define TMEM_DEFAULT_LIMIT		(64ull << 20)
+#define TMEM_DEFAULT_COMPRESSOR		TMEM_COMP_LZ4
+/* liblz4 clamps larger values to this (LZ4_ACCELERATION_MAX in lz4.c). */
+#define TMEM_LZ4_ACCEL_MIN		1
+#define TMEM_LZ4_ACCEL_MAX		65537
+#define TMEM_DEFAULT_LZ4_ACCEL		1
+#define TMEM_MAX_COMPRESSED_MIN		64u
+#define TMEM_MAX_COMPRESSED_MAX		TMEM_PAGE_SIZE
+#define TMEM_DEFAULT_MAX_COMPRESSED	(TMEM_PAGE_SIZE * 3 / 4)
+#define TMEM_MIN_POOLS			1u
+#define TMEM_MAX_POOLS			4096u
+#define TMEM_DEFAULT_MAX_POOLS		32u
+#define TMEM_WB_HIGH_PCT_MIN		1u
+#define TMEM_WB_HIGH_PCT_MAX		100u
+#define TMEM_DEFAULT_WB_HIGH_PCT	90u
+#define TMEM_DEFAULT_WB_LOW_PCT		75u
+
 /**
  * struct tmem_config - store settings
  * @limit_bytes: pageframes plus metadata may not exceed this
- *		 (TMEM_MIN_LIMIT..TMEM_MAX_LIMIT)
+ *		 (TMEM_MIN_LIMIT..TMEM_MAX_LIMIT), and must leave room for
+ *		 the store's own metadata, which grows with @max_pools
  * @compressor: TMEM_COMP_LZ4 or TMEM_COMP_NONE
- * @lz4_acceleration: LZ4_compress_fast() acceleration, 1..65537
+ * @lz4_acceleration: LZ4_compress_fast() acceleration,
+ *		      TMEM_LZ4_ACCEL_MIN..TMEM_LZ4_ACCEL_MAX
  * @max_compressed: a page compressing to more bytes than this is
  *		    incompressible: stored raw (persistent) or refused
- *		    (ephemeral); 64..4096
- * @max_pools: pools that may exist at once, 1..TMEM_MAX_POOLS
+ *		    (ephemeral);
+ *		    TMEM_MAX_COMPRESSED_MIN..TMEM_MAX_COMPRESSED_MAX
+ * @max_pools: pools that may exist at once, TMEM_MIN_POOLS..TMEM_MAX_POOLS
  * @wb_high_pct: with a swap image, background writeback starts when the
- *		 store uses this percentage of @limit_bytes (1..100)
+ *		 store uses this percentage of @limit_bytes
+ *		 (TMEM_WB_HIGH_PCT_MIN..TMEM_WB_HIGH_PCT_MAX)
  * @wb_low_pct: ... and stops at this one (0..@wb_high_pct - 1)
+ *
+ * tmem_config_init() fills in the TMEM_DEFAULT_* values.
  */
 struct tmem_config {
 	uint64_t limit_bytes;
@@ -85,9 +116,27 @@ struct tmem_config {
 	unsigned int wb_high_pct, wb_low_pct;
 };
 
-#define TMEM_MAX_POOLS		4096u
-#define TMEM_MIN_LIMIT		(1ull << 20)
-#define TMEM_MAX_LIMIT		(32ull << 30)
+/**
+ * enum tmem_config_field - what tmem_config_check() found wrong
+ * @TMEM_CFG_OK: nothing
+ * @TMEM_CFG_LIMIT: @limit_bytes
+ * @TMEM_CFG_COMPRESSOR: @compressor
+ * @TMEM_CFG_LZ4_ACCEL: @lz4_acceleration
+ * @TMEM_CFG_MAX_COMPRESSED: @max_compressed
+ * @TMEM_CFG_MAX_POOLS: @max_pools
+ * @TMEM_CFG_WB_HIGH: @wb_high_pct
+ * @TMEM_CFG_WB_LOW: @wb_low_pct
+ */
+enum tmem_config_field {
+	TMEM_CFG_OK = 0,
+	TMEM_CFG_LIMIT,
+	TMEM_CFG_COMPRESSOR,
+	TMEM_CFG_LZ4_ACCEL,
+	TMEM_CFG_MAX_COMPRESSED,
+	TMEM_CFG_MAX_POOLS,
+	TMEM_CFG_WB_HIGH,
+	TMEM_CFG_WB_LOW,
+};
 
 struct tmem_uuid {
 	uint8_t b[16];
@@ -173,7 +222,15 @@ struct tmem_stats {
 
 struct tmem_store;
 
-void tmem_config_default(struct tmem_config *cfg);
+void tmem_config_init(struct tmem_config *cfg);
+enum tmem_config_field tmem_config_check(const struct tmem_config *cfg,
+					 char *why, size_t len);
+
+/* Former name of tmem_config_init(), until the QEMU device moves over. */
+static inline void tmem_config_default(struct tmem_config *cfg)
+{
+	tmem_config_init(cfg);
+}
 int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out);
 void tmem_store_destroy(struct tmem_store *s);
 
@@ -201,8 +258,9 @@ struct tmem_image_io {
 
 /**
  * struct tmem_image_config - swap image settings
- * @path: the file; created with mode 0600, or truncated if it exists (its
- *	  old contents are never read)
+ * @path: the file; created with mode 0600, or truncated and made 0600 if
+ *	  it exists (its old contents are never read); it must be a regular
+ *	  file with no other hard link, not held by another open image
  * @size_bytes: most bytes the image may grow to (a multiple of 4096,
  *		TMEM_MIN_IMAGE..TMEM_MAX_IMAGE)
  * @reserve_bytes: image space kept allocated ahead for credits (0: as much
@@ -215,6 +273,11 @@ struct tmem_image_io {
  *	    from whichever thread met it, with no store lock held except
  *	    possibly a bucket lock; it must not call into the store
  * @report_opaque: its first argument
+ * @why: if not NULL, tmem_image_open() writes here why it failed with
+ *	 TMEM_E_IMAGE, a sentence naming @path (and the system's error text,
+ *	 if any), e.g. "Failed to get "write" lock: is another process using
+ *	 the swap image '/path'?"
+ * @why_len: size of @why
  */
 struct tmem_image_config {
 	const char *path;
@@ -225,6 +288,8 @@ struct tmem_image_config {
 	const struct tmem_image_io *io;
 	void (*report)(void *opaque, const char *op, uint64_t offset, int err);
 	void *report_opaque;
+	char *why;
+	size_t why_len;
 };
 
 #define TMEM_MIN_IMAGE		(1ull << 20)

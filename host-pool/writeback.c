@@ -68,6 +68,19 @@ static unsigned int move_owner(struct tmem_store *s, uint32_t fn,
 	return e ? 1 : 0;
 }
 
+/*
+ * Caller holds zbud->lock: a writeback freed its frame, or gives @slot
+ * back (unless SWAPIMG_NO_SLOT); if the slot was @counted in flight, it
+ * stops being so in the same hold.
+ */
+static void slot_done_locked(struct tmem_store *s, uint64_t slot,
+			     bool counted)
+{
+	if (slot != SWAPIMG_NO_SLOT)
+		swapimg_slot_commit(s->wb->img, slot, 0, 0);
+	s->slots_in_flight -= counted;
+}
+
 /* Caller holds wb->lock: a frame in flight is done (or was never found). */
 static void in_flight_done_locked(struct tmem_writeback *wb)
 {
@@ -97,34 +110,48 @@ static void writeback_done(struct tmem_writeback *wb, int ret,
  *
  * Caller holds no lock.
  *
- * Return: 1 when a frame was freed, 0 when the store has no persistent
- * frame to write (but see writeback_wait_idle()), -ENOSPC when the image
- * has no slot, or the negative errno of the failed write (the frame then
- * stays in RAM).
+ * Return: WB_FREED, WB_NONE when the store has no persistent frame to
+ * write (but see writeback_wait_idle()), WB_NO_SLOT, or WB_IO_ERROR (the
+ * errno went to the image's report callback).
  */
-int writeback_frame(struct tmem_store *s)
+enum wb_result writeback_frame(struct tmem_store *s)
 {
 	struct tmem_bucket *owner_bucket[2];
 	struct tmem_writeback *wb = s->wb;
 	struct zbud *z = &s->zbud;
 	unsigned int i, moved = 0;
 	uint64_t slot;
+	bool counted;
 	uint32_t fn;
 	int ret;
 
-	slot = swapimg_slot_get(wb->img);
+	/*
+	 * An allocated free slot that the capacity counts is taken in the
+	 * same hold of zbud->lock that counts it in flight (see struct
+	 * tmem_store); without one, a slot is allocated, which it never
+	 * counted.
+	 */
+	pthread_mutex_lock(&z->lock);
+	slot = swapimg_slot_take_backed(wb->img);
+	counted = slot != SWAPIMG_NO_SLOT;
+	s->slots_in_flight += counted;
+	pthread_mutex_unlock(&z->lock);
+	if (!counted)
+		slot = swapimg_slot_get(wb->img);
 	if (slot == SWAPIMG_NO_SLOT)
-		return -ENOSPC;
+		return WB_NO_SLOT;
 	pthread_mutex_lock(&wb->lock);
 	wb->in_flight++;
 	pthread_mutex_unlock(&wb->lock);
 	fn = store_reclaim_start(s, TMEM_PERSISTENT, owner_bucket);
 	if (fn == ZBUD_NIL) {
-		swapimg_slot_commit(wb->img, slot, 0, 0);
+		pthread_mutex_lock(&z->lock);
+		slot_done_locked(s, slot, counted);
+		pthread_mutex_unlock(&z->lock);
 		pthread_mutex_lock(&wb->lock);
 		in_flight_done_locked(wb);
 		pthread_mutex_unlock(&wb->lock);
-		return 0;
+		return WB_NONE;
 	}
 	/*
 	 * Under reclaim no buddy can be allocated in the frame; wait out the
@@ -140,10 +167,10 @@ int writeback_frame(struct tmem_store *s)
 	if (ret) {
 		pthread_mutex_lock(&z->lock);
 		zbud_reclaim_abort_locked(z, fn);
+		slot_done_locked(s, slot, counted);
 		pthread_mutex_unlock(&z->lock);
-		swapimg_slot_commit(wb->img, slot, 0, 0);
 		writeback_done(wb, ret, 0);
-		return ret;
+		return WB_IO_ERROR;
 	}
 	swapimg_slot_commit(wb->img, slot,
 			    swapimg_checksum(zbud_frame_addr(z, fn)), 3);
@@ -157,9 +184,10 @@ int writeback_frame(struct tmem_store *s)
 	}
 	pthread_mutex_lock(&z->lock);
 	zbud_reclaim_finish_locked(z, fn);
+	slot_done_locked(s, SWAPIMG_NO_SLOT, counted);	/* frame freed */
 	pthread_mutex_unlock(&z->lock);
 	writeback_done(wb, 0, moved);
-	return 1;
+	return WB_FREED;
 }
 
 /**
@@ -231,11 +259,14 @@ static void deadline_in(struct timespec *ts, unsigned int ms)
 	ts->tv_nsec %= 1000000000L;
 }
 
-/* Evict or write back until the store is down to the low mark. */
-static int writeback_run(struct tmem_store *s)
+/*
+ * Evict or write back until the store is down to the low mark.  Returns
+ * true when it stopped because the image is full or failing.
+ */
+static bool writeback_run(struct tmem_store *s)
 {
 	struct tmem_writeback *wb = s->wb;
-	int ret = 0;
+	enum wb_result ret = WB_NONE;
 
 	while (store_used_bytes(s) > wb->low_bytes) {
 		pthread_mutex_lock(&wb->lock);
@@ -248,10 +279,10 @@ static int writeback_run(struct tmem_store *s)
 		if (store_evict_ephemeral_frame(s) > 0)
 			continue;
 		ret = writeback_frame(s);
-		if (ret <= 0)
+		if (ret != WB_FREED)
 			break;
 	}
-	return ret < 0 ? ret : 0;
+	return ret == WB_NO_SLOT || ret == WB_IO_ERROR;
 }
 
 static void *writeback_thread(void *arg)
@@ -263,7 +294,7 @@ static void *writeback_thread(void *arg)
 	pthread_mutex_lock(&wb->lock);
 	while (!wb->stop) {
 		unsigned int wait = wb->failing ? wb->backoff_ms : POLL_MS;
-		int ret;
+		bool failed = false;
 
 		deadline_in(&ts, wait);
 		pthread_cond_timedwait(&wb->kick, &wb->lock, &ts);
@@ -271,16 +302,15 @@ static void *writeback_thread(void *arg)
 		if (wb->stop)
 			break;
 		pthread_mutex_unlock(&wb->lock);
-		ret = 0;
 		swapimg_trim(wb->img);
 		if (store_used_bytes(s) >= wb->high_bytes) {
 			pthread_mutex_lock(&wb->lock);
 			wb->wakeups++;
 			pthread_mutex_unlock(&wb->lock);
-			ret = writeback_run(s);
+			failed = writeback_run(s);
 		}
 		pthread_mutex_lock(&wb->lock);
-		if (ret < 0)
+		if (failed)
 			wb->backoff_ms = wb->backoff_ms >= BACKOFF_MAX_MS / 2 ?
 					 BACKOFF_MAX_MS : wb->backoff_ms * 2;
 		else
@@ -382,7 +412,7 @@ void writeback_stats(struct tmem_store *s, struct tmem_image_stats *st)
 	st->read_errors = img->stats.read_errors;
 	st->checksum_errors = img->stats.checksum_errors;
 	st->reserve_errors = img->stats.reserve_errors;
-	st->slots_used = img->nr_used - img->nr_trimming;
+	st->slots_used = img->nr_used - img->nr_trimming - img->nr_backing;
 	st->slots_total = img->nr_slots;
 	st->bytes_allocated = img->nr_backed * TMEM_PAGE_SIZE;
 	pthread_mutex_unlock(&img->lock);

@@ -215,6 +215,9 @@ static void arena_unmap(struct zbud *z, uint32_t a)
 	mmap(z->base + (size_t)a * ARENA_BYTES, ARENA_BYTES, PROT_NONE,
 	     MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	madvise_desc(z, first);
+	/* the window's frames went with the mapping */
+	if (z->ahead_next >= first && z->ahead_next < first + ZBUD_ARENA_FRAMES)
+		z->ahead_next = z->fresh_end;
 	ar->mapped = false;
 	zlist_init(&ar->free);
 	z->arenas_mapped--;
@@ -304,8 +307,13 @@ void zbud_clean(struct zbud *z)
  * ahead, ZBUD_POPULATE_AHEAD at a time, so that copying into a new frame
  * under z->lock rarely takes a page fault.  The madvise() itself runs after
  * the lock is dropped (zbud_populate()); a frame allocated before that just
- * faults as usual.  At most ZBUD_POPULATE_AHEAD - 1 frames are resident
- * without being allocated.
+ * faults as usual.
+ *
+ * At most ZBUD_POPULATE_AHEAD frames are resident without having been
+ * allocated: one window [ahead_next, fresh_end) at a time, which
+ * zbud_frame_alloc_locked() uses up before any other clean frame.  (Else
+ * allocation, which takes the lowest arena with room, could leave windows
+ * behind in higher arenas, one per drained arena mapped afresh below.)
  */
 static void populate_ahead(struct zbud *z, uint32_t a, uint32_t fn)
 {
@@ -321,6 +329,7 @@ static void populate_ahead(struct zbud *z, uint32_t a, uint32_t fn)
 		return;
 	z->populate_from = fn + 1;
 	z->populate_len = n;
+	z->ahead_next = fn + 1;
 	z->fresh_end = fn + 1 + n;
 	ar->populated = (uint16_t)(idx + 1 + n);
 }
@@ -358,8 +367,9 @@ void zbud_populate(struct zbud *z, const struct zbud_populate *p)
  * @z: allocator
  * @kind: kind whose reservation the frame consumes
  *
- * Prefers a dirty (still resident) frame, then the lowest arena with a free
- * frame, so that high arenas drain and can be unmapped.
+ * Prefers a dirty (still resident) frame, then one faulted in ahead, then
+ * the lowest arena with a free frame, so that high arenas drain and can be
+ * unmapped.
  *
  * Return: frame number, or ZBUD_NIL when the range or the host is exhausted.
  */
@@ -370,6 +380,14 @@ uint32_t zbud_frame_alloc_locked(struct zbud *z, enum tmem_kind kind)
 
 	if (z->nr_dirty) {
 		fn = z->dirty[--z->nr_dirty];
+		goto found;
+	}
+	if (z->ahead_next < z->fresh_end) {
+		/* then the frames faulted in ahead, so that a new window can */
+		fn = z->ahead_next++;
+		ar = &z->arenas[fn >> ZBUD_ARENA_SHIFT];
+		zlist_del(z, &ar->free, fn, LIST_LINKS);
+		ar->nr_used++;
 		goto found;
 	}
 	for (a = z->first_free_arena; a < z->nr_arenas; a++) {

@@ -30,8 +30,19 @@
 #define ZBUD_NIL		UINT32_MAX
 /* Freed frames kept resident for reuse before madvise(MADV_DONTNEED). */
 #define ZBUD_DIRTY_MAX		64u
-/* Frames of a fresh arena faulted in at once, ahead of allocation. */
+/*
+ * Frames of a fresh arena faulted in at once, ahead of allocation; also the
+ * most frames resident that are neither allocated nor freed (dirty or
+ * cleaning).  Fewer per call cost as much per frame (docs/benchmarks.md)
+ * but made the growing put slower in the bench.
+ */
 #define ZBUD_POPULATE_AHEAD	64u
+/*
+ * Most frames resident beyond those allocated: dirty, on their way back to
+ * the OS, faulted in ahead (160 frames, 640 KiB; docs/qemu-device.md).
+ */
+#define ZBUD_SLACK_FRAMES	(ZBUD_DIRTY_MAX + ZBUD_DIRTY_MAX / 2 + \
+				 ZBUD_POPULATE_AHEAD)
 /* Frames faulted in this recently (1 MiB) are taken to be in the CPU cache. */
 #define ZBUD_HOT_FRAMES		256u
 
@@ -126,6 +137,8 @@ struct zarena {
  * @populate_len: its length in frames (0: none)
  * @fresh_end: one past the last frame handed out for fault-in; the kernel
  *	       zeroed the frames just below it lately (zbud_frame_hot_locked())
+ * @ahead_next: first frame below @fresh_end faulted in but not allocated
+ *		yet (@fresh_end: none)
  */
 struct zbud {
 	pthread_mutex_t lock;
@@ -150,7 +163,7 @@ struct zbud {
 	uint64_t reserved[TMEM_NR_KINDS];
 	pthread_cond_t reserve_cond;
 	uint32_t populate_from, populate_len;
-	uint32_t fresh_end;
+	uint32_t fresh_end, ahead_next;
 };
 
 struct zbud_populate {

@@ -49,7 +49,7 @@ static struct {
 	size_t max_pages;
 	int repeat;
 	int accel;
-} opt = { .max_pages = 65536, .repeat = 5, .accel = 1 };
+} opt = { .max_pages = 65536, .repeat = 5, .accel = TMEM_DEFAULT_LZ4_ACCEL };
 
 static double now(void)
 {
@@ -425,11 +425,20 @@ static struct tmem_store *new_store(const struct corpus *c, int *pool)
 {
 	struct tmem_config cfg;
 	struct tmem_store *s;
+	char why[128];
 	int ret;
 
-	tmem_config_default(&cfg);
+	tmem_config_init(&cfg);
 	cfg.limit_bytes = (uint64_t)c->nr * PAGE * 5 / 4 + (64ull << 20);
 	cfg.lz4_acceleration = opt.accel;
+	/* the limit follows the corpus size (--max-pages) */
+	ret = tmem_config_check(&cfg, why, sizeof(why));
+	if (ret != TMEM_CFG_OK) {
+		fprintf(stderr, "tmem-pool-bench: %s %s\n",
+			ret == TMEM_CFG_LZ4_ACCEL ? "--accel" :
+			"store size for --max-pages", why);
+		exit(2);
+	}
 	ret = tmem_store_create(&cfg, &s);
 	if (ret) {
 		fprintf(stderr, "tmem-pool-bench: store: %s\n",
@@ -673,7 +682,7 @@ int main(int argc, char **argv)
 		opt.paths[opt.nr_paths++] = "/usr/lib/x86_64-linux-gnu";
 		opt.paths[opt.nr_paths++] = "/usr/share";
 	}
-	tmem_config_default(&cfg);
+	tmem_config_init(&cfg);
 	max_compressed = (int)cfg.max_compressed;
 	/* each path gets an equal share of the pages, in order */
 	for (i = 0; i < opt.nr_paths; i++) {

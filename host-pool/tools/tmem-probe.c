@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tmem.h"
+
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
@@ -44,7 +46,8 @@ static struct {
 	const char *corpus;
 	size_t max_pages;
 	int accel;
-} opt = { 256u << 20, 3, 4, "/usr/lib/x86_64-linux-gnu", 32768, 1 };
+} opt = { 256u << 20, 3, 4, "/usr/lib/x86_64-linux-gnu", 32768,
+	    TMEM_DEFAULT_LZ4_ACCEL };
 
 static double now(void)
 {
@@ -280,7 +283,8 @@ static void lz4_probe(void)
 		t = now();
 		for (i = 0; i < corpus_pages; i++)
 			LZ4_compress_fast((const char *)corpus + i * PAGE, dst,
-					  PAGE, PAGE * 3 / 4, opt.accel);
+					  PAGE, TMEM_DEFAULT_MAX_COMPRESSED,
+					  opt.accel);
 		t = now() - t;
 		best_fast = t < best_fast ? t : best_fast;
 		t = now();
@@ -289,7 +293,8 @@ static void lz4_probe(void)
 			LZ4_compress_fast_continue(stream,
 						   (const char *)corpus +
 						   i * PAGE, dst, PAGE,
-						   PAGE * 3 / 4, opt.accel);
+						   TMEM_DEFAULT_MAX_COMPRESSED,
+						   opt.accel);
 		}
 		t = now() - t;
 		best_cont = t < best_cont ? t : best_cont;
@@ -422,7 +427,9 @@ int main(int argc, char **argv)
 						       1, 1 << 22);
 			break;
 		case 'a':
-			opt.accel = (int)number("--accel", optarg, 1, 65537);
+			opt.accel = (int)number("--accel", optarg,
+						TMEM_LZ4_ACCEL_MIN,
+						TMEM_LZ4_ACCEL_MAX);
 			break;
 		case 'h':
 			usage(stdout);

@@ -115,7 +115,7 @@ static void store_io(const char *path, uint64_t n, struct wb_result *r)
 	int pool, err = 0, ret;
 	double t;
 
-	tmem_config_default(&cfg);
+	tmem_config_init(&cfg);
 	cfg.limit_bytes = opt.limit_mib << 20;
 	if (tmem_store_create(&cfg, &s))
 		die("cannot create a store for", path, EINVAL);

@@ -4,7 +4,8 @@
  *
  * Each op takes 8 input bytes: op, pool, object, index, page shape, seed,
  * size, iov split.  Pool 0 is ephemeral, 1 persistent, 2 shared, 3 an id
- * that was never created.
+ * that was never created.  Any failed put removes the older page; a get
+ * into a buffer that is not one page changes nothing.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -33,10 +34,13 @@ static void make(const struct slot *s, uint8_t *buf)
 		  s->size * 16u);
 }
 
+/* Split a page in one or two pieces; 0xff: a byte short (refused). */
 static int split(uint8_t *buf, uint8_t how, struct iovec *v)
 {
 	unsigned int a = how * 16u;
 
+	if (how == 0xff)
+		return (v[0] = (struct iovec){ buf, TMEM_PAGE_SIZE - 1 }), 1;
 	if (!(how & 1) || a == 0)
 		return (v[0] = page_iov(buf)), 1;
 	v[0] = (struct iovec){ buf, a };
@@ -56,7 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int pool[4];
 	size_t at;
 
-	tmem_config_default(&cfg);
+	tmem_config_init(&cfg);
 	cfg.limit_bytes = 1 << 20;
 	cfg.max_pools = 4;
 	if (tmem_store_create(&cfg, &s))
@@ -91,7 +95,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			n = split(out, op[7], v);
 			r = tmem_get(s, (uint32_t)pool[p], &oid, idx, v, n,
 				     op[4] & 1);
-			if (p != 1)
+			if (op[7] == 0xff && r != -TMEM_E_IOV)
+				abort();
+			if (p != 1 || op[7] == 0xff)
 				break;
 			if (!model[o][mi].used) {
 				if (r != -TMEM_E_NOT_FOUND)

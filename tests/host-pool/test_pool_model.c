@@ -4,7 +4,8 @@
  *
  * Persistent pages must read back byte-identical while stored; ephemeral
  * pages may miss but never return anything but their latest contents; a
- * persistent put may fail only when tmem_persistent_capacity() was 0; the
+ * persistent put may fail only when tmem_persistent_capacity() was 0 (or
+ * its buffer was not one page); a failed put removes the older page; the
  * store never charges more than its limit; its counters match the model.
  *
  * Usage: test-pool-model [OPS [SEED [LIMIT_MIB]]]
@@ -68,23 +69,29 @@ static void do_put(struct tmem_store *s, unsigned int p, unsigned int o,
 	struct tmem_oid id = oid_of(o);
 	uint64_t seed = seq++, cap = 0;
 	struct iovec v[3];
-	bool replaced;
+	bool replaced, bad;
 	int n, r;
 
 	page_from_seed(page, seed);
 	n = scatter(page, v);
+	bad = rnd(64) == 0;
+	if (bad)	/* a buffer a page short of a byte */
+		v[n - 1].iov_len--;
 	if (p >= 2)
 		cap = tmem_persistent_capacity(s);
 	r = tmem_put(s, (uint32_t)pool_id[p], &id, i, v, n, &replaced);
 	if (r == 0) {
+		CHECK(!bad);
 		if (p >= 2)
 			CHECK_EQ(replaced, model[key(p, o, i)] != 0);
 		model[key(p, o, i)] = seed;
 		return;
 	}
-	/* refused: the older page is gone */
+	/* refused, for whatever reason: the older page is gone */
 	model[key(p, o, i)] = 0;
-	if (p >= 2) {
+	if (bad) {
+		CHECK_EQ(r, -TMEM_E_IOV);
+	} else if (p >= 2) {
 		CHECK_EQ(r, -TMEM_E_FULL);
 		CHECK_EQ(cap, 0);
 	} else {
@@ -182,7 +189,7 @@ int main(int argc, char **argv)
 
 	if (argc > 2)
 		rng = strtoull(argv[2], NULL, 0) | 1;
-	tmem_config_default(&cfg);
+	tmem_config_init(&cfg);
 	cfg.limit_bytes = limit;
 	cfg.max_pools = 8;
 	REQUIRE(tmem_store_create(&cfg, &s) == 0);

@@ -5,7 +5,9 @@
  * buffers, argument checking, the persistent capacity guarantee, the
  * copy into cold frames and the object trees.
  */
+#include <inttypes.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "../check.h"
 #include "hash.h"
@@ -20,7 +22,7 @@ static struct tmem_store *store_new(uint64_t limit, unsigned int max_pools)
 	struct tmem_config cfg;
 	struct tmem_store *s;
 
-	tmem_config_default(&cfg);
+	tmem_config_init(&cfg);
 	cfg.limit_bytes = limit;
 	cfg.max_pools = max_pools;
 	REQUIRE(tmem_store_create(&cfg, &s) == 0);
@@ -124,6 +126,118 @@ static void test_zbud_direct(void)
 	zbud_free_locked(&z, h3);
 	CHECK_EQ(z.frames_total, 0);
 	pthread_mutex_unlock(&z.lock);
+	zbud_fini(&z);
+}
+
+/* ---- the bound on memory faulted in ahead ----------------------------- */
+
+/* Frames of @z resident now (mincore() over the whole range). */
+static uint64_t zbud_resident(const struct zbud *z)
+{
+	static unsigned char vec[64 * ZBUD_ARENA_FRAMES];
+	uint64_t frames = (uint64_t)z->nr_arenas * ZBUD_ARENA_FRAMES, n = 0, i;
+
+	REQUIRE(frames <= sizeof(vec));
+	REQUIRE(mincore(z->base, frames * TMEM_PAGE_SIZE, vec) == 0);
+	for (i = 0; i < frames; i++)
+		n += vec[i] & 1;
+	return n;
+}
+
+/* Take a frame as a put does, faulting in ahead after the lock. */
+static uint32_t frame_take(struct zbud *z)
+{
+	struct zbud_populate pop;
+	uint32_t fn;
+
+	pthread_mutex_lock(&z->lock);
+	fn = zbud_frame_alloc_locked(z, TMEM_PERSISTENT);
+	zbud_take_populate_locked(z, &pop);
+	pthread_mutex_unlock(&z->lock);
+	REQUIRE(fn != ZBUD_NIL);
+	zbud_populate(z, &pop);
+	memset(zbud_frame_addr(z, fn), 0x5a, TMEM_PAGE_SIZE);
+	return fn;
+}
+
+static void frame_drop(struct zbud *z, uint32_t fn)
+{
+	pthread_mutex_lock(&z->lock);
+	zbud_frame_free_locked(z, fn);
+	pthread_mutex_unlock(&z->lock);
+	zbud_clean(z);
+}
+
+/*
+ * Frames faulted in but neither allocated nor kept for reuse (dirty or on
+ * their way back to the OS) stay within ZBUD_POPULATE_AHEAD, whatever the
+ * order of allocation: also when arenas drain and the lowest one with room
+ * is mapped afresh below an arena that still has frames faulted in ahead.
+ * Records the most seen in @worst.
+ */
+static void check_ahead_bound(const struct zbud *z, uint64_t *worst)
+{
+	uint64_t kept = z->frames_total + z->nr_dirty + z->nr_cleaning;
+	uint64_t res = zbud_resident(z), ahead = res > kept ? res - kept : 0;
+
+	if (ahead > *worst)
+		*worst = ahead;
+	/* and all the slack together, as docs/qemu-device.md counts it */
+	CHECK(res <= z->frames_total + ZBUD_SLACK_FRAMES);
+}
+
+static void test_populate_bound(void)
+{
+	static uint32_t fns[6 * ZBUD_ARENA_FRAMES];
+	uint64_t worst = 0, i, n = 0;
+	struct zbud z;
+	int a;
+
+	REQUIRE(zbud_init(&z, 6 * ZBUD_ARENA_FRAMES) == 0);
+	z.reserved[TMEM_PERSISTENT] = 1ull << 40;
+	/* arenas 0..4 full, the frontier in arena 5 */
+	while (n < 5 * ZBUD_ARENA_FRAMES + 10) {
+		fns[n++] = frame_take(&z);
+		check_ahead_bound(&z, &worst);
+	}
+	/*
+	 * Drain arena 3, then arena 1: each time push its last frames off
+	 * the dirty stack with frees from arena 4, so that it is unmapped,
+	 * then take a few frames: past the dirty ones and those faulted in
+	 * ahead they come from the drained arena, mapped afresh below the
+	 * arena where the last frames were faulted in ahead.
+	 */
+	for (a = 3; a >= 1; a -= 2) {
+		uint64_t pushed = 0;
+
+		for (i = 0; i < n; i++)
+			if (fns[i] != ZBUD_NIL &&
+			    fns[i] >> ZBUD_ARENA_SHIFT == (uint32_t)a) {
+				frame_drop(&z, fns[i]);
+				fns[i] = ZBUD_NIL;
+			}
+		for (i = 0; i < n && pushed < ZBUD_DIRTY_MAX; i++)
+			if (fns[i] != ZBUD_NIL &&
+			    fns[i] >> ZBUD_ARENA_SHIFT == 4) {
+				frame_drop(&z, fns[i]);
+				fns[i] = ZBUD_NIL;
+				pushed++;
+			}
+		CHECK(!z.arenas[a].mapped);
+		for (i = 0; i < ZBUD_DIRTY_MAX + ZBUD_POPULATE_AHEAD + 10;
+		     i++) {
+			fns[n++] = frame_take(&z);
+			check_ahead_bound(&z, &worst);
+		}
+		CHECK(z.arenas[a].mapped);
+	}
+	printf("populate: at most %" PRIu64 " frames faulted in ahead\n",
+	       worst);
+	CHECK(worst > 0);	/* MADV_POPULATE_WRITE did work */
+	CHECK(worst <= ZBUD_POPULATE_AHEAD);
+	for (i = 0; i < n; i++)
+		if (fns[i] != ZBUD_NIL)
+			frame_drop(&z, fns[i]);
 	zbud_fini(&z);
 }
 
@@ -543,7 +657,6 @@ static void test_bad_arguments(void)
 	struct tmem_oid o = oid_n(1);
 	struct iovec v = { page, 4095 }, big[2] = { { page, 4096 }, { page, 1 } };
 	struct iovec null_base = { NULL, 4096 };
-	struct tmem_config cfg;
 	struct tmem_store *t;
 
 	CHECK_EQ(tmem_put(s, pool, &o, 0, &v, 1, NULL), -TMEM_E_IOV);
@@ -565,24 +678,162 @@ static void test_bad_arguments(void)
 	CHECK(strcmp(tmem_strerror(-TMEM_E_FULL), "store is full") == 0);
 	CHECK(tmem_strerror(-1000) != NULL);
 
-	tmem_config_default(&cfg);
-	cfg.limit_bytes = 1000;
-	CHECK_EQ(tmem_store_create(&cfg, &t), -TMEM_E_INVAL);
-	tmem_config_default(&cfg);
-	cfg.lz4_acceleration = 0;
-	CHECK_EQ(tmem_store_create(&cfg, &t), -TMEM_E_INVAL);
-	tmem_config_default(&cfg);
-	cfg.max_compressed = 5000;
-	CHECK_EQ(tmem_store_create(&cfg, &t), -TMEM_E_INVAL);
-	tmem_config_default(&cfg);
-	cfg.compressor = (enum tmem_compressor)7;
-	CHECK_EQ(tmem_store_create(&cfg, &t), -TMEM_E_INVAL);
-	tmem_config_default(&cfg);
-	cfg.limit_bytes = TMEM_MIN_LIMIT;
-	cfg.max_pools = TMEM_MAX_POOLS;	/* pool tables alone exceed 1 MiB */
-	CHECK_EQ(tmem_store_create(&cfg, &t), -TMEM_E_INVAL);
 	CHECK_EQ(tmem_store_create(NULL, &t), -TMEM_E_INVAL);
 	tmem_store_destroy(s);
+}
+
+/*
+ * A put that fails once its pool exists removes the older page under its
+ * key, whatever stopped it: a buffer that is not one page, no room, an
+ * incompressible ephemeral page (test_get_replace_flush()).
+ */
+static void test_failed_put_removes(void)
+{
+	struct tmem_store *s = store_new(2 << 20, 4);
+	int pools[2] = { tmem_new_pool(s, 0, NULL),
+			 tmem_new_pool(s, TMEM_POOL_PERSISTENT, NULL) };
+	struct iovec bad[3] = {
+		{ page, 4095 }, { NULL, 4096 }, { page, 4096 },
+	};
+	struct tmem_oid o = oid_n(7);
+	struct tmem_stats st;
+	int k, b, ret = 0;
+	uint64_t i;
+
+	for (k = 0; k < 2; k++)
+		for (b = 0; b < 3; b++) {
+			page_make(page, SHAPE_SIZED, (uint64_t)b, 500);
+			CHECK_EQ(put(s, pools[k], 7, 1, page), 0);
+			CHECK_EQ(tmem_put(s, (uint32_t)pools[k], &o, 1, &bad[b],
+					  b == 2 ? 0 : 1, NULL), -TMEM_E_IOV);
+			CHECK_EQ(get(s, pools[k], 7, 1, 0), -TMEM_E_NOT_FOUND);
+		}
+	tmem_get_stats(s, &st);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].stored_pages, 0);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].reject_nomem, 0);
+
+	/* full: the key's older page goes with the refused put */
+	page_make(page, SHAPE_SIZED, 10, 500);
+	CHECK_EQ(put(s, pools[1], 7, 1, page), 0);
+	for (i = 0; i < 10000 && !ret; i++) {
+		page_make(page, SHAPE_RANDOM, i, 0);
+		ret = put(s, pools[1], 8, i, page);
+	}
+	CHECK_EQ(ret, -TMEM_E_FULL);
+	CHECK_EQ(put(s, pools[1], 7, 1, page), -TMEM_E_FULL);
+	CHECK_EQ(get(s, pools[1], 7, 1, 0), -TMEM_E_NOT_FOUND);
+	tmem_get_stats(s, &st);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].reject_full, 2);
+	tmem_store_destroy(s);
+}
+
+/*
+ * Set one field of the defaults to @bad: tmem_config_check() must name that
+ * field and the rule @why, and tmem_store_create() must refuse it.
+ */
+#define CHECK_CONFIG(field, bad, expect, rule) do {			\
+	struct tmem_config c_;						\
+	struct tmem_store *t_ = NULL;					\
+	char why_[128] = "";						\
+									\
+	tmem_config_init(&c_);						\
+	c_.field = (bad);						\
+	CHECK_EQ(tmem_config_check(&c_, why_, sizeof(why_)), (expect));	\
+	CHECK(strcmp(why_, (rule)) == 0 ||				\
+	      !fprintf(stderr, "  why: '%s'\n", why_));			\
+	CHECK_EQ(tmem_config_check(&c_, NULL, 0), (expect));		\
+	CHECK_EQ(tmem_store_create(&c_, &t_), -TMEM_E_INVAL);		\
+	CHECK(t_ == NULL);						\
+} while (0)
+
+/* The defaults, each field's range and its message; the first bad field. */
+static void test_config_check(void)
+{
+	struct tmem_config cfg;
+	struct tmem_store *t;
+	char why[128] = "untouched";
+
+	tmem_config_init(&cfg);
+	CHECK_EQ(cfg.limit_bytes, TMEM_DEFAULT_LIMIT);
+	CHECK_EQ(cfg.compressor, TMEM_DEFAULT_COMPRESSOR);
+	CHECK_EQ(cfg.lz4_acceleration, TMEM_DEFAULT_LZ4_ACCEL);
+	CHECK_EQ(cfg.max_compressed, TMEM_DEFAULT_MAX_COMPRESSED);
+	CHECK_EQ(cfg.max_pools, TMEM_DEFAULT_MAX_POOLS);
+	CHECK_EQ(cfg.wb_high_pct, TMEM_DEFAULT_WB_HIGH_PCT);
+	CHECK_EQ(cfg.wb_low_pct, TMEM_DEFAULT_WB_LOW_PCT);
+	CHECK_EQ(tmem_config_check(&cfg, why, sizeof(why)), TMEM_CFG_OK);
+	CHECK(strcmp(why, "untouched") == 0);
+
+	CHECK_CONFIG(limit_bytes, TMEM_MIN_LIMIT - 1, TMEM_CFG_LIMIT,
+		     "must be between 1 MiB and 32 GiB");
+	CHECK_CONFIG(limit_bytes, TMEM_MAX_LIMIT + 1, TMEM_CFG_LIMIT,
+		     "must be between 1 MiB and 32 GiB");
+	CHECK_CONFIG(compressor, (enum tmem_compressor)7, TMEM_CFG_COMPRESSOR,
+		     "must be lz4 or none");
+	CHECK_CONFIG(lz4_acceleration, TMEM_LZ4_ACCEL_MIN - 1,
+		     TMEM_CFG_LZ4_ACCEL, "must be between 1 and 65537");
+	CHECK_CONFIG(lz4_acceleration, TMEM_LZ4_ACCEL_MAX + 1,
+		     TMEM_CFG_LZ4_ACCEL, "must be between 1 and 65537");
+	CHECK_CONFIG(max_compressed, TMEM_MAX_COMPRESSED_MIN - 1,
+		     TMEM_CFG_MAX_COMPRESSED, "must be between 64 and 4096");
+	CHECK_CONFIG(max_compressed, 5000, TMEM_CFG_MAX_COMPRESSED,
+		     "must be between 64 and 4096");
+	CHECK_CONFIG(max_pools, 0, TMEM_CFG_MAX_POOLS,
+		     "must be between 1 and 4096");
+	CHECK_CONFIG(max_pools, TMEM_MAX_POOLS + 1, TMEM_CFG_MAX_POOLS,
+		     "must be between 1 and 4096");
+	CHECK_CONFIG(wb_high_pct, 0, TMEM_CFG_WB_HIGH,
+		     "must be a percentage between 1 and 100");
+	CHECK_CONFIG(wb_high_pct, 101, TMEM_CFG_WB_HIGH,
+		     "must be a percentage between 1 and 100");
+	CHECK_CONFIG(wb_low_pct, TMEM_DEFAULT_WB_HIGH_PCT, TMEM_CFG_WB_LOW,
+		     "must be below the high watermark (90)");
+
+	/* The extremes of every range are accepted. */
+	tmem_config_init(&cfg);
+	cfg.limit_bytes = TMEM_MIN_LIMIT;
+	cfg.compressor = TMEM_COMP_NONE;
+	cfg.lz4_acceleration = TMEM_LZ4_ACCEL_MAX;
+	cfg.max_compressed = TMEM_MAX_COMPRESSED_MIN;
+	cfg.max_pools = TMEM_MIN_POOLS;
+	cfg.wb_high_pct = TMEM_WB_HIGH_PCT_MIN;
+	cfg.wb_low_pct = 0;
+	CHECK_EQ(tmem_config_check(&cfg, NULL, 0), TMEM_CFG_OK);
+	REQUIRE(tmem_store_create(&cfg, &t) == 0);
+	tmem_store_destroy(t);
+	tmem_config_init(&cfg);
+	cfg.limit_bytes = TMEM_MAX_LIMIT;
+	cfg.lz4_acceleration = TMEM_LZ4_ACCEL_MIN;
+	cfg.max_compressed = TMEM_MAX_COMPRESSED_MAX;
+	cfg.max_pools = TMEM_MAX_POOLS;
+	cfg.wb_high_pct = TMEM_WB_HIGH_PCT_MAX;
+	cfg.wb_low_pct = TMEM_WB_HIGH_PCT_MAX - 1;
+	CHECK_EQ(tmem_config_check(&cfg, NULL, 0), TMEM_CFG_OK);
+	REQUIRE(tmem_store_create(&cfg, &t) == 0);
+	tmem_store_destroy(t);
+
+	/* Pool tables count against the limit: max_pools is what is wrong. */
+	tmem_config_init(&cfg);
+	cfg.limit_bytes = TMEM_MIN_LIMIT;
+	cfg.max_pools = TMEM_MAX_POOLS;
+	CHECK_EQ(tmem_config_check(&cfg, why, sizeof(why)),
+		 TMEM_CFG_MAX_POOLS);
+	CHECK(strncmp(why, "must be at most ", 16) == 0);
+	cfg.max_pools = (unsigned int)strtoul(why + 16, NULL, 10);
+	CHECK(cfg.max_pools >= 1 && cfg.max_pools < TMEM_MAX_POOLS);
+	CHECK_EQ(tmem_config_check(&cfg, NULL, 0), TMEM_CFG_OK);
+	REQUIRE(tmem_store_create(&cfg, &t) == 0);
+	tmem_store_destroy(t);
+	cfg.max_pools++;
+	CHECK_EQ(tmem_config_check(&cfg, NULL, 0), TMEM_CFG_MAX_POOLS);
+	CHECK_EQ(tmem_store_create(&cfg, &t), -TMEM_E_INVAL);
+
+	/* The first bad field is named; a short buffer is cut, not overrun. */
+	tmem_config_init(&cfg);
+	cfg.lz4_acceleration = 0;
+	cfg.wb_low_pct = 100;
+	CHECK_EQ(tmem_config_check(&cfg, why, 8), TMEM_CFG_LZ4_ACCEL);
+	CHECK(strcmp(why, "must be") == 0);
 }
 
 /*
@@ -646,7 +897,7 @@ static void test_compressor_none(void)
 	struct tmem_stats st;
 	int pool;
 
-	tmem_config_default(&cfg);
+	tmem_config_init(&cfg);
 	cfg.compressor = TMEM_COMP_NONE;
 	cfg.limit_bytes = 4 << 20;
 	REQUIRE(tmem_store_create(&cfg, &s) == 0);
@@ -665,6 +916,7 @@ int main(void)
 	test_zbud_packing();
 	test_zbud_direct();
 	test_zbud_best_fit();
+	test_populate_bound();
 	test_slab_shards();
 	test_lru_and_limit();
 	test_zero_pages_hit_limit();
@@ -672,6 +924,8 @@ int main(void)
 	test_get_replace_flush();
 	test_scattered_buffers();
 	test_bad_arguments();
+	test_failed_put_removes();
+	test_config_check();
 	test_persistent_capacity();
 	test_compressor_none();
 	test_copy_nocache();

@@ -13,6 +13,15 @@
  *		 data or an error, never wrong data
  *   full	 the image's filesystem fills up (allocation capped): fewer
  *		 credits, nothing lost
+ *   enospc	 writes into allocated blocks fail with ENOSPC (btrfs, thin
+ *		 provisioning, NFS) while credits are outstanding: no
+ *		 credited put refused, nothing lost
+ *   trim	 the thread gives free image blocks back while no op runs:
+ *		 the capacity never drops meanwhile
+ *   idle	 nor while it writes frames back with no op running
+ *   open	 the image file: a second open of a live image is refused (its
+ *		 pages stay readable), so are a FIFO, a directory and a file
+ *		 with another hard link; an existing file ends up mode 0600
  *   corrupt	 a slot overwritten behind the store's back: the get fails
  *		 with an error, the checksum error is counted
  *   threads	 four threads on their own keys with writeback running
@@ -30,11 +39,12 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../check.h"
 #include "pages.h"
-#include "tmem.h"
+#include "store_internal.h"
 
 static char image_path[256];
 static uint64_t ops = 300000;
@@ -45,6 +55,8 @@ struct faults {
 	pthread_mutex_t lock;
 	uint64_t rng;
 	unsigned int write_pct, read_pct, alloc_pct;
+	int write_errno;	/* what a failed write returns (0: EIO) */
+	unsigned int write_delay_us;	/* each write takes this long */
 	uint64_t alloc_cap;	/* fallocate beyond this offset: ENOSPC */
 	uint64_t writes_failed, reads_failed, allocs_failed;
 };
@@ -68,8 +80,10 @@ static long f_pwrite(void *o, int fd, const void *buf, size_t len,
 		     uint64_t off)
 {
 	(void)o;
+	if (faults.write_delay_us)
+		usleep(faults.write_delay_us);
 	if (fault(faults.write_pct, &faults.writes_failed))
-		return -EIO;
+		return -(faults.write_errno ? faults.write_errno : EIO);
 	return pwrite(fd, buf, len, (off_t)off) < 0 ? -errno : (long)len;
 }
 
@@ -102,6 +116,48 @@ static const struct tmem_image_io fault_io = {
 	.pwrite = f_pwrite, .pread = f_pread, .fallocate = f_fallocate,
 };
 
+/*
+ * The device's side of the credit contract: credits outstanding never
+ * exceed the capacity they were granted against.
+ */
+struct credits {
+	uint64_t outstanding, granted;
+};
+
+static struct credits model_credits;	/* of model_run(); rig_open() */
+
+static void credits_grant(struct credits *c, struct tmem_store *s)
+{
+	uint64_t cap = tmem_persistent_capacity(s);
+
+	if (cap > c->outstanding) {
+		c->granted += cap - c->outstanding;
+		c->outstanding = cap;
+	}
+}
+
+/*
+ * Should every write fail from now on, each credited put may take up to
+ * PUT_WORST_BYTES, past the limit: the overdraft (a quarter of the limit)
+ * must take them all.  For a store without ephemeral pages, whose used
+ * bytes then all stay.
+ */
+static void credits_check_overdraft(const struct credits *c,
+				    struct tmem_store *s)
+{
+	struct tmem_stats st;
+	uint64_t most;
+
+	tmem_get_stats(s, &st);
+	most = st.limit_bytes + st.limit_bytes / 4;
+	if (st.used_bytes + c->outstanding * PUT_WORST_BYTES > most) {
+		fprintf(stderr, "%" PRIu64 " credits outstanding, %" PRIu64
+			" bytes used: beyond the overdraft\n", c->outstanding,
+			st.used_bytes);
+		CHECK(0);
+	}
+}
+
 /* ---- setup ----------------------------------------------------------------- */
 
 struct rig {
@@ -110,21 +166,33 @@ struct rig {
 	int eph, per;
 };
 
+/* Watermarks and reserve of the next rig_open() (0: defaults), then reset. */
+static unsigned int rig_wb_high, rig_wb_low;
+static uint64_t rig_reserve;
+
 static void rig_open(struct rig *r, uint64_t limit_mib, uint64_t image_mib,
 		     bool unlink_path)
 {
 	struct tmem_image_config ic = {
 		.path = image_path,
 		.size_bytes = image_mib << 20,
+		.reserve_bytes = rig_reserve,
 		.unlink_path = unlink_path,
 		.io = &fault_io,
 	};
 	struct tmem_config cfg;
 	int err;
 
-	tmem_config_default(&cfg);
+	tmem_config_init(&cfg);
 	cfg.limit_bytes = limit_mib << 20;
 	cfg.max_pools = 8;
+	if (rig_wb_high) {
+		cfg.wb_high_pct = rig_wb_high;
+		cfg.wb_low_pct = rig_wb_low;
+		rig_wb_high = rig_wb_low = 0;
+	}
+	rig_reserve = 0;
+	memset(&model_credits, 0, sizeof(model_credits));
 	REQUIRE(tmem_store_create(&cfg, &r->s) == 0);
 	REQUIRE(tmem_image_open(&ic, &r->img, &err) == 0);
 	REQUIRE(tmem_store_attach_image(r->s, r->img) == 0);
@@ -138,6 +206,8 @@ static void rig_close(struct rig *r)
 	tmem_store_destroy(r->s);
 	tmem_image_close(r->img);
 	memset(&faults.write_pct, 0, sizeof(unsigned int) * 3);
+	faults.write_errno = 0;
+	faults.write_delay_us = 0;
 	faults.alloc_cap = 0;
 }
 
@@ -272,9 +342,12 @@ static uint64_t rnd(uint64_t n)
 	return page_rng(&rng) % n;
 }
 
-/* Random ops; with @faulty, errors are allowed where the faults allow. */
 static uint64_t seq = 1;
 
+/*
+ * With @faulty, gets may fail with an I/O error.  Persistent puts follow
+ * the device's credit contract: one with a credit must succeed.
+ */
 static void model_run(struct rig *r, uint64_t n, bool faulty)
 {
 	uint64_t k, io_errors = 0;
@@ -287,16 +360,22 @@ static void model_run(struct rig *r, uint64_t n, bool faulty)
 		struct tmem_oid id = oid_of(o);
 
 		if (op < 50) {
-			uint64_t cap = per ? tmem_persistent_capacity(r->s) : 0;
-			int ret = put_seed(r, pool, o, i, seq);
+			bool credited = false;
+			int ret;
 
+			if (per) {
+				credits_grant(&model_credits, r->s);
+				credited = model_credits.outstanding > 0;
+				model_credits.outstanding -= credited;
+			}
+			ret = put_seed(r, pool, o, i, seq);
 			if (!ret) {
 				*m = seq;
 			} else {
 				*m = 0;
 				if (per) {
 					CHECK_EQ(ret, -TMEM_E_FULL);
-					CHECK_EQ(cap, 0);
+					CHECK(!credited);
 				}
 			}
 			seq++;
@@ -454,6 +533,251 @@ static void test_full(void)
 	printf("full: %" PRIu64 " pages stored before the filesystem filled\n",
 	       stored);
 	rig_close(&r);
+}
+
+/* ---- ENOSPC from writes into allocated blocks -------------------------- */
+
+static void test_enospc(void)
+{
+	uint64_t i, stored = 0, refused = 0;
+	struct credits c = { 0, 0 };
+	struct tmem_stats st;
+	struct rig r;
+
+	/*
+	 * The thread writes back only at the limit, so puts find the store
+	 * full and write back themselves: the outstanding credits are then
+	 * mostly counted against image slots.
+	 */
+	rig_wb_high = 100;
+	rig_wb_low = 99;
+	rig_open(&r, 2, 64, true);
+	for (i = 0; i < 2000; i++) {
+		credits_grant(&c, r.s);
+		credits_check_overdraft(&c, r.s);
+		REQUIRE(c.outstanding > 0);
+		c.outstanding--;
+		CHECK_EQ(put_seed(&r, r.per, i / 100, i % 100, i + 1), 0);
+	}
+	tmem_get_stats(r.s, &st);
+	CHECK(st.image.pages_in_image > 0);
+	/* The filesystem now refuses writes into its allocated blocks. */
+	faults.write_errno = ENOSPC;
+	faults.write_pct = 100;
+	for (stored = i; i < 40000; i++) {
+		credits_grant(&c, r.s);
+		credits_check_overdraft(&c, r.s);
+		if (!c.outstanding)
+			break;
+		c.outstanding--;
+		if (put_seed(&r, r.per, i / 100, i % 100, i + 1)) {
+			refused++;
+			break;
+		}
+		stored = i + 1;
+	}
+	CHECK_EQ(refused, 0);
+	CHECK(i < 40000);	/* credits ran out once writeback failed */
+	tmem_get_stats(r.s, &st);
+	stats_print("enospc", r.s);
+	CHECK(faults.writes_failed > 0);
+	CHECK(st.image.write_errors > 0);
+	CHECK(st.image.overdraft_puts > 0);
+	/* writes work again: every page stored reads back */
+	faults.write_pct = 0;
+	for (i = 0; i < stored; i++)
+		CHECK_EQ(get_seed(&r, r.per, i / 100, i % 100, i + 1, false),
+			 0);
+	printf("enospc: %" PRIu64 " credits granted, %" PRIu64
+	       " pages stored, %" PRIu64 " credited puts refused\n", c.granted,
+	       stored, refused);
+	rig_close(&r);
+}
+
+/* ---- trimming ---------------------------------------------------------- */
+
+/* Capacity now; CHECK-fails if it is below @prev although no put ran. */
+static uint64_t capacity_not_below(struct rig *r, uint64_t prev)
+{
+	uint64_t cap = tmem_persistent_capacity(r->s);
+
+	if (cap < prev) {
+		fprintf(stderr, "capacity fell from %" PRIu64 " to %" PRIu64
+			" without a put\n", prev, cap);
+		CHECK(0);
+	}
+	return cap;
+}
+
+static void test_trim(void)
+{
+	uint64_t i, cap, peak_alloc = 0;
+	struct tmem_stats st;
+	struct rig r;
+
+	/*
+	 * RAM full of persistent frames (puts write back themselves), a
+	 * reserve of 64 slots: the capacity then hangs on the image slots.
+	 */
+	rig_wb_high = 100;
+	rig_wb_low = 99;
+	rig_reserve = 64 * TMEM_PAGE_SIZE;
+	rig_open(&r, 2, 64, true);
+	for (i = 0; i < 20000; i++)
+		REQUIRE(put_seed(&r, r.per, i / 100, i % 100, i + 1) == 0);
+	/*
+	 * Flush the oldest pages, which are in the image: thousands of free
+	 * allocated slots that the thread punches out down to the reserve,
+	 * while the flushes (which never lower the capacity) go on.
+	 */
+	cap = tmem_persistent_capacity(r.s);
+	for (i = 0; i < 15000; i++) {
+		struct tmem_oid id = oid_of(i / 100);
+
+		CHECK_EQ(tmem_flush_page(r.s, (uint32_t)r.per, &id, i % 100),
+			 1);
+		cap = capacity_not_below(&r, cap);
+		tmem_get_stats(r.s, &st);
+		if (st.image.bytes_allocated > peak_alloc)
+			peak_alloc = st.image.bytes_allocated;
+	}
+	/* no op at all now, while the thread finishes trimming */
+	for (i = 0; i < 20000; i++) {
+		cap = capacity_not_below(&r, cap);
+		tmem_get_stats(r.s, &st);
+		if (st.image.bytes_allocated <=
+		    (st.image.slots_used + 64) * TMEM_PAGE_SIZE && i > 1000)
+			break;
+		usleep(100);
+	}
+	stats_print("trim", r.s);
+	printf("trim: %" PRIu64 " KiB allocated at most, capacity %" PRIu64
+	       "\n", peak_alloc >> 10, cap);
+	/* the thread did trim: far more was allocated than is now */
+	CHECK(peak_alloc > st.image.bytes_allocated + (1u << 20));
+	CHECK(cap > 0);
+	rig_close(&r);
+}
+
+/*
+ * No op either while the thread writes frames back from the high mark to
+ * the low one: a slot taken for a write is matched by the frame it frees.
+ */
+static void test_idle(void)
+{
+	uint64_t round, i, key = 0, cap, samples = 0;
+	struct tmem_stats st;
+	struct rig r;
+
+	rig_reserve = 64 * TMEM_PAGE_SIZE;
+	rig_open(&r, 2, 64, true);
+	/* slow writes, so that the capacity is read while one is in flight */
+	faults.write_delay_us = 1000;
+	for (round = 0; round < 5; round++) {
+		do {
+			REQUIRE(put_seed(&r, r.per, key / 100, key % 100,
+					 key + 1) == 0);
+			key++;
+			tmem_get_stats(r.s, &st);
+		} while (st.used_bytes < st.limit_bytes / 100 * 90);
+		cap = tmem_persistent_capacity(r.s);
+		for (i = 0; i < 1000000; i++) {
+			cap = capacity_not_below(&r, cap);
+			samples++;
+			if (i % 64 == 0) {
+				tmem_get_stats(r.s, &st);
+				if (st.used_bytes <= st.limit_bytes / 100 * 76)
+					break;
+			}
+		}
+	}
+	stats_print("idle", r.s);
+	printf("idle: %" PRIu64 " samples of the capacity\n", samples);
+	tmem_get_stats(r.s, &st);
+	CHECK(st.image.frames_written > 5 * 50);
+	rig_close(&r);
+}
+
+/* ---- opening the image ------------------------------------------------- */
+
+static int image_try(const char *path, char *why, size_t len, int *err)
+{
+	struct tmem_image_config ic = {
+		.path = path, .size_bytes = 4u << 20,
+		.why = why, .why_len = len,
+	};
+	struct tmem_image *img = NULL;
+	int ret;
+
+	if (why)
+		why[0] = 0;
+	ret = tmem_image_open(&ic, &img, err);
+	tmem_image_close(img);
+	return ret;
+}
+
+/* Open @path, which must be refused with a message naming it and @what. */
+static void image_refused(const char *path, const char *what)
+{
+	char why[512];
+	int err;
+
+	CHECK_EQ(image_try(path, why, sizeof(why), &err), -TMEM_E_IMAGE);
+	if (!strstr(why, path) || !strstr(why, what)) {
+		fprintf(stderr, "%s: '%s' should say '%s'\n", path, why, what);
+		CHECK(0);
+	}
+}
+
+static void test_open(void)
+{
+	char other[300], why[512];
+	struct tmem_stats st;
+	struct stat sb;
+	struct rig r;
+	uint64_t i;
+	int fd, err;
+
+	/* an existing world-readable file is taken over and made private */
+	fd = open(image_path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+	REQUIRE(fd >= 0 && fchmod(fd, 0644) == 0);
+	close(fd);
+	rig_open(&r, 2, 64, false);
+	REQUIRE(stat(image_path, &sb) == 0);
+	CHECK_EQ(sb.st_mode & 07777, 0600);
+	for (i = 0; i < 3000; i++)
+		CHECK_EQ(put_seed(&r, r.per, 1, i, i + 1), 0);
+	tmem_get_stats(r.s, &st);
+	CHECK(st.image.pages_in_image > 0);
+
+	/* a second image on the live one's path truncates nothing */
+	CHECK_EQ(image_try(image_path, why, sizeof(why), &err), -TMEM_E_IMAGE);
+	CHECK(err == EAGAIN || err == EACCES);
+	printf("open: second open refused: %s\n", why);
+	image_refused(image_path, "lock");
+	for (i = 0; i < 3000; i++)
+		CHECK_EQ(get_seed(&r, r.per, 1, i, i + 1, false), 0);
+	rig_close(&r);
+	/* the lock went with the image */
+	CHECK_EQ(image_try(image_path, NULL, 0, &err), 0);
+
+	/* another name would keep guest memory readable */
+	snprintf(other, sizeof(other), "%s.link", image_path);
+	unlink(other);
+	REQUIRE(link(image_path, other) == 0);
+	image_refused(image_path, "hard links");
+	image_refused(other, "hard links");
+	REQUIRE(unlink(other) == 0);
+	CHECK_EQ(image_try(image_path, NULL, 0, &err), 0);
+	REQUIRE(unlink(image_path) == 0);
+
+	/* not a regular file */
+	REQUIRE(mkfifo(other, 0600) == 0);
+	image_refused(other, "not a regular file");
+	REQUIRE(unlink(other) == 0);
+	REQUIRE(mkdir(other, 0700) == 0);
+	image_refused(other, "Is a directory");
+	REQUIRE(rmdir(other) == 0);
 }
 
 /* ---- corruption ------------------------------------------------------------ */
@@ -645,6 +969,9 @@ int main(int argc, char **argv)
 	} tests[] = {
 		{ "roundtrip", test_roundtrip }, { "model", test_model },
 		{ "faults", test_faults }, { "full", test_full },
+		{ "enospc", test_enospc }, { "trim", test_trim },
+		{ "idle", test_idle },
+		{ "open", test_open },
 		{ "corrupt", test_corrupt }, { "threads", test_threads },
 		{ "newest", test_newest },
 	};
@@ -654,8 +981,8 @@ int main(int argc, char **argv)
 	bool ran = false;
 
 	if (argc > 1 && !strcmp(argv[1], "--help")) {
-		printf("Usage: %s [roundtrip|model|faults|full|corrupt|threads|"
-		       "newest] [OPS]\n", argv[0]);
+		printf("Usage: %s [roundtrip|model|faults|full|enospc|trim|"
+		       "idle|open|corrupt|threads|newest] [OPS]\n", argv[0]);
 		return 0;
 	}
 	if (argc > 2)

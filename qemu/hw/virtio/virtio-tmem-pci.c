@@ -67,7 +67,12 @@ static void virtio_tmem_pci_instance_init(Object *obj)
 
     virtio_instance_init_common(obj, &dev->vdev, sizeof(dev->vdev),
                                 TYPE_VIRTIO_TMEM);
-    object_property_add_alias(obj, "stats", OBJECT(&dev->vdev), "stats");
+    /*
+     * Class properties of the device (x-stall included) are aliased by
+     * virtio_instance_init_common(); "stats" is an instance property.
+     */
+    object_property_add_alias(obj, VIRTIO_TMEM_STATS_PROP,
+                              OBJECT(&dev->vdev), VIRTIO_TMEM_STATS_PROP);
 }
 
 static const VirtioPCIDeviceTypeInfo virtio_tmem_pci_info = {

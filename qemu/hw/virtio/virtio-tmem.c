@@ -32,26 +32,52 @@
 #include "tmem.h"
 #include "vtmem_codec.h"
 
+/*
+ * The device's own defaults.  Those of the pool (compressor, LZ4
+ * acceleration, max-pools, writeback watermarks) are libtmem-pool's
+ * TMEM_DEFAULT_*; only size differs: the library's default suits its
+ * tests and tools, a guest's page cache and swap want more.
+ */
 #define VIRTIO_TMEM_DEFAULT_SIZE        (256 * MiB)
 #define VIRTIO_TMEM_DEFAULT_QUEUE_SIZE  256
 #define VIRTIO_TMEM_DEFAULT_MAX_BATCH   128
-#define VIRTIO_TMEM_DEFAULT_MAX_POOLS   32
 /* A page split over more descriptors than this goes through a bounce page. */
 #define VIRTIO_TMEM_PAGE_IOV_MAX        16
 
 /* ---- credits ------------------------------------------------------------- */
 
 /*
+ * Credits (docs/virtio-tmem-spec.md, "Credits") are counted twice:
+ *
+ * - credits_granted, under credit_lock, is the live count.  The queue
+ *   handler raises it after every batch (IOThread or main loop) and copies
+ *   it into each response header.
+ * - config_credits is what the configuration space shows.  It changes only
+ *   under the BQL and always together with vdev->generation, so that a
+ *   driver reading the 64-bit field as two 32-bit halves sees the
+ *   generation move and reads again (Linux: __virtio_cread_many()).  The
+ *   handler cannot bump the generation itself: vCPUs read it under the BQL
+ *   while the IOThread runs without it.
+ *
+ * config_credits <= credits_granted at all times: the configuration may lag
+ * the live count by one main loop iteration, never lead it.
+ */
+
+/*
+ * Context: IOThread or main loop (queue handler); main loop (features).
+ *
  * Grant whatever the pool can always accept beyond what is outstanding.
- * Returns true if the driver should be told through a config change: it may
- * have run out (fewer than max_batch credits were left before the grant).
+ * Returns true if anything was granted; sets config_notify if the driver
+ * may have run out (fewer than max_batch credits were left before the
+ * grant) and must hear of it through a configuration change interrupt.
  */
 static bool virtio_tmem_grant_credits(VirtIOTmem *s)
 {
     uint64_t capacity, outstanding, old_balance;
-    bool notify = false;
+    bool granted = false;
 
-    if (!(s->host_features & BIT_ULL(VIRTIO_TMEM_F_PERSISTENT)) || !s->store) {
+    /* Only a driver that negotiated PERSISTENT may have credits at all. */
+    if (!qatomic_read(&s->credits_enabled) || !s->store) {
         return false;
     }
     qemu_mutex_lock(&s->credit_lock);
@@ -60,14 +86,17 @@ static bool virtio_tmem_grant_credits(VirtIOTmem *s)
     if (capacity > outstanding) {
         old_balance = outstanding - s->credits_inflight;
         s->credits_granted += capacity - outstanding;
-        notify = old_balance < s->max_batch;
+        if (old_balance < s->max_batch) {
+            s->config_notify = true;
+        }
+        granted = true;
         trace_virtio_tmem_credits(s, s->credits_granted, s->credits_spent);
     }
     qemu_mutex_unlock(&s->credit_lock);
-    return notify;
+    return granted;
 }
 
-/* Take a credit for a persistent put; false if the driver has none. */
+/* Context: IOThread or main loop.  Take a credit for a persistent put. */
 static bool virtio_tmem_credit_take(VirtIOTmem *s)
 {
     bool ok;
@@ -81,7 +110,10 @@ static bool virtio_tmem_credit_take(VirtIOTmem *s)
     return ok;
 }
 
-/* The put holding a credit is done (stored or not): the credit is spent. */
+/*
+ * Context: IOThread or main loop.  The put holding a credit is done (stored
+ * or not): the credit is spent.
+ */
 static void virtio_tmem_credit_done(VirtIOTmem *s)
 {
     qemu_mutex_lock(&s->credit_lock);
@@ -90,6 +122,7 @@ static void virtio_tmem_credit_done(VirtIOTmem *s)
     qemu_mutex_unlock(&s->credit_lock);
 }
 
+/* Context: any.  The live count, for response headers and statistics. */
 static uint64_t virtio_tmem_credits(VirtIOTmem *s)
 {
     uint64_t credits;
@@ -100,9 +133,39 @@ static uint64_t virtio_tmem_credits(VirtIOTmem *s)
     return credits;
 }
 
+/*
+ * Context: main loop, BQL held.
+ *
+ * Show the live count in the configuration space.  A change always bumps
+ * the configuration generation; it also interrupts the driver if a grant
+ * asked for it and the driver is running (virtio_notify_config() bumps the
+ * generation itself, and does nothing before DRIVER_OK).
+ */
+static void virtio_tmem_publish_credits(VirtIOTmem *s)
+{
+    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+    bool changed, notify;
+
+    qemu_mutex_lock(&s->credit_lock);
+    changed = s->config_credits != s->credits_granted;
+    s->config_credits = s->credits_granted;
+    notify = s->config_notify;
+    s->config_notify = false;
+    qemu_mutex_unlock(&s->credit_lock);
+    if (!changed) {
+        return;
+    }
+    if (notify && (vdev->status & VIRTIO_CONFIG_S_DRIVER_OK)) {
+        virtio_notify_config(vdev);
+    } else {
+        vdev->generation++;
+    }
+}
+
+/* Context: main loop, BQL held; scheduled by the queue handler. */
 static void virtio_tmem_config_bh(void *opaque)
 {
-    virtio_notify_config(VIRTIO_DEVICE(opaque));
+    virtio_tmem_publish_credits(VIRTIO_TMEM(opaque));
 }
 
 /* ---- one batch ----------------------------------------------------------- */
@@ -116,9 +179,17 @@ typedef struct VirtIOTmemBatch {
     struct virtio_tmem_op *ops;
     struct virtio_tmem_op_status *statuses;
     uint8_t *bounce;
-    unsigned pages_written;
+    /*
+     * End of the last byte written into the writable part: the used
+     * length.  GET pages sit at fixed slots, so a hit after a miss ends
+     * past slots that were not written; the length must still cover it
+     * (the core marks only that many bytes dirty, and copies only that
+     * many back from a bounce buffer).
+     */
+    size_t written_end;
 } VirtIOTmemBatch;
 
+/* Context: IOThread or main loop, like every op_*() function below. */
 static void op_status(VirtIOTmemBatch *b, unsigned i, unsigned status,
                       uint64_t value)
 {
@@ -164,6 +235,11 @@ static void page_iov_finish(VirtIOTmemBatch *b, size_t offset,
     }
 }
 
+/*
+ * The status for a store error.  A persistent put that fails for room
+ * cannot be answered NO_SPACE: the driver has acknowledged its page
+ * already, so that would be a device failure (S_DEVICE_ERROR).
+ */
 static unsigned status_of_tmem_error(int err, bool persistent)
 {
     switch (-err) {
@@ -189,6 +265,11 @@ static unsigned status_of_tmem_error(int err, bool persistent)
     }
 }
 
+/*
+ * NEW_POOL.  A pool kind is allowed only if its feature was negotiated,
+ * not merely offered: a persistent pool without credits could take no
+ * page, a shared pool lets two guests' drivers meet by UUID.
+ */
 static void op_new_pool(VirtIOTmemBatch *b, unsigned i,
                         const struct vtmem_op_info *info)
 {
@@ -215,6 +296,7 @@ static void op_new_pool(VirtIOTmemBatch *b, unsigned i,
     ret = tmem_new_pool(b->s->store, flags,
                         (flags & TMEM_POOL_SHARED) ? &uuid : NULL);
     trace_virtio_tmem_new_pool(b->s, info->flags, ret);
+    /* For NEW_POOL, "full" means the pool table, not the memory */
     if (ret == -TMEM_E_FULL) {
         op_status(b, i, VIRTIO_TMEM_S_NO_POOLS, 0);
     } else if (ret < 0) {
@@ -224,6 +306,29 @@ static void op_new_pool(VirtIOTmemBatch *b, unsigned i,
     }
 }
 
+/*
+ * A PUT that is refused before it reaches the store (no credit, or
+ * malformed) must still leave no page under its key: the spec says a
+ * failed PUT removes the older page, and the driver relies on it.  A
+ * frontswap store that fails makes the kernel write the page to its swap
+ * device; if the older copy stayed here, a later load would return it.
+ * The store's own failure paths remove it themselves.
+ */
+static void put_refused(VirtIOTmemBatch *b, uint32_t pool_id,
+                        const struct vtmem_oid *key_oid, uint64_t index)
+{
+    struct tmem_oid oid;
+
+    memcpy(&oid, key_oid, sizeof(oid));
+    tmem_flush_page(b->s->store, pool_id, &oid, index);
+}
+
+/*
+ * PUT.  A persistent page needs a credit, taken before the store sees the
+ * page and counted as spent once it is done either way: a credit in flight
+ * is still outstanding, so the grant after this batch cannot hand its room
+ * out twice.
+ */
 static void op_put(VirtIOTmemBatch *b, unsigned i,
                    const struct vtmem_op_info *info)
 {
@@ -247,6 +352,7 @@ static void op_put(VirtIOTmemBatch *b, unsigned i,
                  virtio_tmem_credit_take(s);
         if (!credit) {
             qatomic_inc(&s->no_credit);
+            put_refused(b, info->pool_id, &info->oid, info->index);
             op_status(b, i, VIRTIO_TMEM_S_NO_CREDIT, 0);
             return;
         }
@@ -272,6 +378,11 @@ static void op_put(VirtIOTmemBatch *b, unsigned i,
     op_status(b, i, VIRTIO_TMEM_S_OK, replaced);
 }
 
+/*
+ * GET.  The page is decompressed straight into guest memory; a miss
+ * writes nothing into its slot (the status says so), a hit extends the
+ * used length to the end of its slot.
+ */
 static void op_get(VirtIOTmemBatch *b, unsigned i,
                    const struct vtmem_op_info *info)
 {
@@ -295,10 +406,15 @@ static void op_get(VirtIOTmemBatch *b, unsigned i,
         return;
     }
     page_iov_finish(b, off, iov);
-    b->pages_written++;
+    b->written_end = MAX(b->written_end, off + VIRTIO_TMEM_PAGE_SIZE);
     op_status(b, i, VIRTIO_TMEM_S_OK, excl);
 }
 
+/*
+ * FLUSH_PAGE, FLUSH_OBJECT, FLUSH_POOL and DESTROY_POOL: removals, whose
+ * value is the number of pages removed.  The room they free becomes
+ * credits after the batch, not here: one grant per batch.
+ */
 static void op_flush(VirtIOTmemBatch *b, unsigned i,
                      const struct vtmem_op_info *info)
 {
@@ -332,18 +448,45 @@ static void op_flush(VirtIOTmemBatch *b, unsigned i,
     }
 }
 
+/*
+ * A malformed op whose opcode is PUT still names a key: remove the page
+ * under it, as for any failed PUT.  The codec stops decoding at the first
+ * bad field, so the key is read from the op here.
+ */
+static void malformed_put(VirtIOTmemBatch *b, const struct virtio_tmem_op *op)
+{
+    struct vtmem_oid oid;
+    unsigned k;
+
+    for (k = 0; k < ARRAY_SIZE(oid.id); k++) {
+        oid.id[k] = le64_to_cpu(op->u.key.oid[k]);
+    }
+    put_refused(b, le32_to_cpu(op->pool_id), &oid,
+                le64_to_cpu(op->u.key.index));
+}
+
+/*
+ * Run the ops of a well-formed batch in array order.  Each op is decoded
+ * from the host copy made once by virtio_tmem_handle_batch(), never from
+ * guest memory again: the driver cannot change an op between its checks
+ * and its use.
+ */
 static void virtio_tmem_execute(VirtIOTmemBatch *b)
 {
     unsigned i, put = 0, get = 0;
 
     for (i = 0; i < b->p.nr_ops; i++) {
         int dir = vtmem_op_page_dir(b->ops[i].opcode);
+        /* A malformed PUT or GET still owns its page slot (spec 5.x.6.8) */
         int page = dir > 0 ? (int)put++ : dir < 0 ? (int)get++ : -1;
         struct vtmem_op_info info;
         unsigned status = vtmem_decode_op(&b->ops[i], page, &info);
 
         if (status != VIRTIO_TMEM_S_OK) {
             qatomic_inc(&b->s->bad_ops);
+            if (b->ops[i].opcode == VIRTIO_TMEM_OP_PUT) {
+                malformed_put(b, &b->ops[i]);
+            }
             op_status(b, i, status, 0);
             continue;
         }
@@ -364,7 +507,11 @@ static void virtio_tmem_execute(VirtIOTmemBatch *b)
     }
 }
 
-/* Answer a malformed batch: nothing was done. */
+/*
+ * Answer a malformed batch: nothing was done, not even the removals of
+ * failed PUTs (the batch's bytes cannot be trusted to say what its ops
+ * are).
+ */
 static void virtio_tmem_refuse(VirtIOTmemBatch *b, size_t in_len,
                                enum vtmem_batch_error err)
 {
@@ -383,8 +530,11 @@ static void virtio_tmem_refuse(VirtIOTmemBatch *b, size_t in_len,
 }
 
 /*
- * Run one descriptor chain.  Returns the bytes written into it, or -1 if
- * the chain cannot even carry a response (the device then needs a reset).
+ * Context: IOThread or main loop.
+ *
+ * Run one descriptor chain.  Returns the used length (the end of the last
+ * byte written), or -1 if the chain cannot even carry a response (the
+ * device then needs a reset).
  */
 static ssize_t virtio_tmem_handle_batch(VirtIOTmem *s, unsigned queue,
                                         VirtQueueElement *elem)
@@ -423,6 +573,10 @@ static ssize_t virtio_tmem_handle_batch(VirtIOTmem *s, unsigned queue,
     } else {
         virtio_tmem_refuse(&b, in_len, err);
     }
+    /*
+     * Room freed by this batch becomes credits now; the configuration
+     * space follows in the main loop (see "credits" above).
+     */
     if (virtio_tmem_grant_credits(s)) {
         qemu_bh_schedule(s->config_bh);
     }
@@ -435,10 +589,54 @@ static ssize_t virtio_tmem_handle_batch(VirtIOTmem *s, unsigned queue,
                  (size_t)b.p.nr_ops * sizeof(*b.statuses));
     iov_from_buf(elem->in_sg, elem->in_num, 0, &resp, sizeof(resp));
     qatomic_inc(&s->qstats[queue].batches);
-    return sizeof(resp) + (size_t)b.p.nr_ops * sizeof(*b.statuses) +
-           (size_t)b.pages_written * VIRTIO_TMEM_PAGE_SIZE;
+    return MAX(b.written_end,
+               sizeof(resp) + (size_t)b.p.nr_ops * sizeof(*b.statuses));
 }
 
+/*
+ * Context: IOThread or main loop.
+ *
+ * True if every buffer of @elem is guest RAM that the core mapped
+ * directly.  Anything else (a device's MMIO, this device's own BAR
+ * included) was mapped through a bounce buffer, which the core copies back
+ * into the region when the element is pushed: an MMIO write made from
+ * inside this handler.  Aimed at our own common configuration, that write
+ * resets the device under the handler's feet (in the IOThread,
+ * virtio_tmem_stop_ioeventfd() would then wait for itself and assert).
+ *
+ * The transport's MemReentrancyGuard is not the tool here.  It is a plain
+ * bool of the proxy, meant to be set under the BQL: set from the IOThread
+ * it would make a vCPU's concurrent configuration read fail.  And it would
+ * only drop the write-back after the batch's ops had run, leaving the
+ * guest with a used buffer that holds no response while, say, an
+ * exclusive GET took its page away.  Refusing the chain before any op
+ * runs fails the request cleanly in both contexts, and a tmem page or
+ * response in MMIO is a driver bug or an attack, never a use.
+ */
+static bool virtio_tmem_elem_in_ram(const VirtQueueElement *elem)
+{
+    ram_addr_t offset;
+    unsigned i;
+
+    for (i = 0; i < elem->out_num; i++) {
+        if (!memory_region_from_host(elem->out_sg[i].iov_base, &offset)) {
+            return false;
+        }
+    }
+    for (i = 0; i < elem->in_num; i++) {
+        if (!memory_region_from_host(elem->in_sg[i].iov_base, &offset)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * Context: IOThread or main loop (the queue's host notifier, see
+ * virtio_tmem_start_ioeventfd()), or the vCPU thread under the BQL when
+ * ioeventfd is off.  Every queue of the device is served in the same
+ * context, so handlers of two queues never run at once.
+ */
 static void virtio_tmem_handle_queue(VirtIODevice *vdev, VirtQueue *vq)
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
@@ -447,14 +645,45 @@ static void virtio_tmem_handle_queue(VirtIODevice *vdev, VirtQueue *vq)
     bool used = false;
 
     if (!s->store) {
+        /*
+         * The pool could not be re-created at the last reset (host out of
+         * memory): say so instead of leaving the driver waiting forever.
+         * Its credits were zeroed then; a reset tries again.
+         */
+        virtio_error(vdev, "virtio-tmem: no pool (its re-creation at reset "
+                     "failed); reset the device to try again");
         return;
     }
     qatomic_inc(&s->qstats[queue].notifications);
+    /*
+     * x-stall: leave every request on the ring.  Nothing is lost: the ring
+     * still holds them, and clearing x-stall kicks every queue again.
+     */
+    if (qatomic_read(&s->stall)) {
+        return;
+    }
+    /*
+     * Pop with notifications off, then turn them on and look again: a
+     * request made available between the last pop and the re-enable would
+     * otherwise wait for a kick the driver suppressed.
+     * virtio_queue_set_notification() has the barrier that orders the
+     * event write before the re-check (pairs with the driver's barrier
+     * between its avail index write and its event read).
+     */
     do {
         virtio_queue_set_notification(vq, 0);
         while ((elem = virtqueue_pop(vq, sizeof(VirtQueueElement)))) {
-            ssize_t len = virtio_tmem_handle_batch(s, queue, elem);
+            ssize_t len;
 
+            if (!virtio_tmem_elem_in_ram(elem)) {
+                virtio_error(vdev, "virtio-tmem: queue %u: a buffer of the "
+                             "request is not guest RAM", queue);
+                /* Used length 0: nothing is copied back from a bounce */
+                virtqueue_detach_element(vq, elem, 0);
+                g_free(elem);
+                return;
+            }
+            len = virtio_tmem_handle_batch(s, queue, elem);
             if (len < 0) {
                 virtqueue_detach_element(vq, elem, 0);
                 g_free(elem);
@@ -466,6 +695,11 @@ static void virtio_tmem_handle_queue(VirtIODevice *vdev, VirtQueue *vq)
         }
         virtio_queue_set_notification(vq, 1);
     } while (!virtio_queue_empty(vq) && !vdev->broken);
+    /*
+     * One interrupt per handler run, not per batch.  In the AioContext the
+     * irqfd path sends it without the BQL; without ioeventfd (vCPU thread,
+     * BQL held) the plain path does.
+     */
     if (used) {
         if (s->ioeventfd_started) {
             virtio_notify_irqfd(vdev, vq);
@@ -483,6 +717,10 @@ static AioContext *virtio_tmem_queue_context(VirtIOTmem *s)
                        : qemu_get_aio_context();
 }
 
+/*
+ * Context: the queues' AioContext (IOThread or main loop), run there by
+ * aio_wait_bh_oneshot() so that no handler is running while it detaches.
+ */
 static void virtio_tmem_detach_bh(void *opaque)
 {
     VirtQueue *vq = opaque;
@@ -492,6 +730,7 @@ static void virtio_tmem_detach_bh(void *opaque)
     virtio_queue_host_notifier_read(virtio_queue_get_host_notifier(vq));
 }
 
+/* Context: main loop, BQL held. */
 static void virtio_tmem_unset_host_notifiers(VirtIOTmem *s, unsigned n)
 {
     BusState *qbus = qdev_get_parent_bus(DEVICE(s));
@@ -509,6 +748,8 @@ static void virtio_tmem_unset_host_notifiers(VirtIOTmem *s, unsigned n)
 }
 
 /*
+ * Context: main loop, BQL held.
+ *
  * Called by the virtio bus whenever ioeventfd starts (DRIVER_OK, VM
  * resumed), so queue processing is tied to the transport's own notifier
  * lifecycle: no window in which a reset can run while a queue is still
@@ -546,14 +787,32 @@ static int virtio_tmem_start_ioeventfd(VirtIODevice *vdev)
         k->set_guest_notifiers(qbus->parent, s->num_queues, false);
         return -ENOSYS;
     }
+    /*
+     * No barrier needed before the handler reads this: attaching publishes
+     * the handler through the AioContext's handler list (qemu_lockcnt and
+     * an RCU list insertion, release semantics), and the handler only runs
+     * after the AioContext read that list (acquire).
+     */
     s->ioeventfd_started = true;
-    smp_wmb(); /* the queue handler must see ioeventfd_started */
     for (i = 0; i < s->num_queues; i++) {
         virtio_queue_aio_attach_host_notifier(s->vqs[i], ctx);
+    }
+    /*
+     * Serve what is on the rings already: requests made available while
+     * the VM was stopped, or left there by x-stall.  The handler finds an
+     * empty or unset ring harmless.
+     */
+    for (i = 0; i < s->num_queues; i++) {
+        event_notifier_set(virtio_queue_get_host_notifier(s->vqs[i]));
     }
     return 0;
 }
 
+/*
+ * Context: main loop, BQL held.  Called by the bus before a reset, an
+ * unplug or a VM stop; once it returns no handler runs or will run until
+ * the next start.
+ */
 static void virtio_tmem_stop_ioeventfd(VirtIODevice *vdev)
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
@@ -575,6 +834,7 @@ static void virtio_tmem_stop_ioeventfd(VirtIODevice *vdev)
 
 /* ---- configuration, features, reset -------------------------------------- */
 
+/* Context: main loop, BQL held (a vCPU's configuration read). */
 static void virtio_tmem_get_config(VirtIODevice *vdev, uint8_t *config_data)
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
@@ -583,7 +843,8 @@ static void virtio_tmem_get_config(VirtIODevice *vdev, uint8_t *config_data)
         .num_queues = cpu_to_le16(s->num_queues),
         .max_batch = cpu_to_le16(s->max_batch),
         .max_pools = cpu_to_le32(s->max_pools),
-        .credits = cpu_to_le64(virtio_tmem_credits(s)),
+        /* not the live count: see virtio_tmem_publish_credits() */
+        .credits = cpu_to_le64(s->config_credits),
         .pool_limit = cpu_to_le64(s->size),
     };
 
@@ -602,19 +863,67 @@ static uint64_t virtio_tmem_get_features(VirtIODevice *vdev, uint64_t features,
     return features;
 }
 
+/* Context: main loop, BQL held; the queues are not being served. */
+static void virtio_tmem_zero_credits(VirtIOTmem *s)
+{
+    qemu_mutex_lock(&s->credit_lock);
+    s->credits_granted = 0;
+    s->credits_spent = 0;
+    s->credits_inflight = 0;
+    s->config_notify = false;
+    qemu_mutex_unlock(&s->credit_lock);
+    virtio_tmem_publish_credits(s);
+}
+
+/*
+ * Context: main loop, BQL held.  Called by the core with the features the
+ * driver writes, until it sets FEATURES_OK, and with 0 at reset.
+ *
+ * Credits exist only for a driver that negotiated
+ * VIRTIO_TMEM_F_PERSISTENT: one that did not would see credits it can
+ * never spend (and the spec says credits stay 0 without it).  The driver
+ * may rewrite its features before FEATURES_OK, so a grant made for an
+ * earlier write is taken back; no request can have spent it (persistent
+ * pools need the feature, and the queues are not started yet).
+ */
+static void virtio_tmem_set_features(VirtIODevice *vdev, uint64_t features)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(vdev);
+    bool enabled = virtio_has_feature(features, VIRTIO_TMEM_F_PERSISTENT);
+
+    qatomic_set(&s->credits_enabled, enabled);
+    if (!enabled) {
+        virtio_tmem_zero_credits(s);
+        return;
+    }
+    virtio_tmem_grant_credits(s);
+    virtio_tmem_publish_credits(s);
+}
+
+/*
+ * The pool's settings: libtmem-pool's defaults, with the properties that
+ * map onto them.  Checked at realize by tmem_config_check(), used as they
+ * are by every store creation.
+ */
+static void virtio_tmem_pool_config(VirtIOTmem *s, struct tmem_config *cfg)
+{
+    tmem_config_init(cfg);
+    cfg->limit_bytes = s->size;
+    cfg->compressor = strcmp(s->compressor, "none") ? TMEM_COMP_LZ4 :
+                                                      TMEM_COMP_NONE;
+    cfg->lz4_acceleration = s->lz4_acceleration;
+    cfg->max_pools = s->max_pools;
+    cfg->wb_high_pct = s->writeback_high;
+    cfg->wb_low_pct = s->writeback_low;
+}
+
+/* Context: main loop, BQL held (realize, reset). */
 static int virtio_tmem_store_create(VirtIOTmem *s, Error **errp)
 {
     struct tmem_config cfg;
     int ret;
 
-    tmem_config_default(&cfg);
-    cfg.limit_bytes = s->size;
-    cfg.compressor = strcmp(s->compressor, "none") ? TMEM_COMP_LZ4 :
-                                                     TMEM_COMP_NONE;
-    cfg.lz4_acceleration = s->lz4_acceleration;
-    cfg.max_pools = s->max_pools;
-    cfg.wb_high_pct = s->writeback_high;
-    cfg.wb_low_pct = s->writeback_low;
+    virtio_tmem_pool_config(s, &cfg);
     ret = tmem_store_create(&cfg, &s->store);
     if (ret) {
         error_setg(errp, "virtio-tmem: cannot create a pool of size=%" PRIu64
@@ -633,89 +942,123 @@ static int virtio_tmem_store_create(VirtIOTmem *s, Error **errp)
             return ret;
         }
     }
-    qemu_mutex_lock(&s->credit_lock);
-    s->credits_granted = 0;
-    s->credits_spent = 0;
-    s->credits_inflight = 0;
-    qemu_mutex_unlock(&s->credit_lock);
-    virtio_tmem_grant_credits(s);
+    /* Credits come when the driver negotiates PERSISTENT (set_features) */
     return 0;
 }
 
+/*
+ * Context: main loop, BQL held.  The transport stopped ioeventfd before
+ * calling this, so no queue handler runs (see virtio_tmem_stop_ioeventfd()).
+ */
 static void virtio_tmem_reset(VirtIODevice *vdev)
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
     Error *err = NULL;
 
     trace_virtio_tmem_reset(s);
+    /*
+     * Credits first: if the new store cannot be created, no credit of the
+     * old one may survive, or the driver would keep accepting persistent
+     * pages that nothing can hold.
+     */
+    qatomic_set(&s->credits_enabled, false);
+    virtio_tmem_zero_credits(s);
     tmem_store_destroy(s->store);
     s->store = NULL;
     if (virtio_tmem_store_create(s, &err)) {
-        /* Only a host out of memory gets here: refuse service, loudly. */
+        /*
+         * Only a host out of memory gets here.  virtio_error() now would
+         * be undone by virtio_reset() once we return; the queue handler
+         * raises it at the driver's first request instead, and the next
+         * reset tries again.
+         */
         error_report_err(err);
     }
 }
 
 /* ---- properties and statistics ------------------------------------------- */
 
+/* A pool setting tmem_config_check() refused, as "property=value". */
+static char *virtio_tmem_pool_prop(VirtIOTmem *s, enum tmem_config_field f)
+{
+    switch (f) {
+    case TMEM_CFG_LIMIT:
+        return g_strdup_printf(VIRTIO_TMEM_SIZE_PROP "=%" PRIu64, s->size);
+    case TMEM_CFG_COMPRESSOR:
+        return g_strdup_printf(VIRTIO_TMEM_COMPRESSOR_PROP "=%s",
+                               s->compressor);
+    case TMEM_CFG_LZ4_ACCEL:
+        return g_strdup_printf(VIRTIO_TMEM_LZ4_ACCEL_PROP "=%" PRIu32,
+                               s->lz4_acceleration);
+    case TMEM_CFG_MAX_POOLS:
+        return g_strdup_printf(VIRTIO_TMEM_MAX_POOLS_PROP "=%" PRIu32,
+                               s->max_pools);
+    case TMEM_CFG_WB_HIGH:
+        return g_strdup_printf(VIRTIO_TMEM_WB_HIGH_PROP "=%u",
+                               s->writeback_high);
+    case TMEM_CFG_WB_LOW:
+        return g_strdup_printf(VIRTIO_TMEM_WB_LOW_PROP "=%u",
+                               s->writeback_low);
+    default:
+        /* max_compressed and others the device leaves at their default */
+        return g_strdup_printf("pool setting %d", f);
+    }
+}
+
+/*
+ * The pool's settings are judged by libtmem-pool itself, so that its
+ * ranges are written in one place; the device adds the name the user gave
+ * the setting.  The queue and image properties are the device's own.
+ */
 static bool virtio_tmem_check_props(VirtIOTmem *s, Error **errp)
 {
+    struct tmem_config cfg;
+    enum tmem_config_field f;
+    char why[160];
+
     if (!s->compressor) {
         s->compressor = g_strdup("lz4");
     }
-    if (s->size < TMEM_MIN_LIMIT || s->size > TMEM_MAX_LIMIT) {
-        error_setg(errp, "virtio-tmem: size=%" PRIu64 " must be between "
-                   "%llu MiB and %llu GiB", s->size, TMEM_MIN_LIMIT / MiB,
-                   TMEM_MAX_LIMIT / GiB);
-        return false;
-    }
+    /* tmem_config knows the compressor as an enum: the name is ours */
     if (strcmp(s->compressor, "lz4") && strcmp(s->compressor, "none")) {
-        error_setg(errp, "virtio-tmem: compressor=%s: must be 'lz4' or "
-                   "'none'", s->compressor);
+        error_setg(errp, "virtio-tmem: " VIRTIO_TMEM_COMPRESSOR_PROP
+                   "=%s: must be 'lz4' or 'none'", s->compressor);
         return false;
     }
-    if (s->lz4_acceleration < 1 || s->lz4_acceleration > 65537) {
-        error_setg(errp, "virtio-tmem: lz4-acceleration=%" PRIu32 " must be "
-                   "between 1 and 65537", s->lz4_acceleration);
+    virtio_tmem_pool_config(s, &cfg);
+    f = tmem_config_check(&cfg, why, sizeof(why));
+    if (f != TMEM_CFG_OK) {
+        g_autofree char *prop = virtio_tmem_pool_prop(s, f);
+
+        error_setg(errp, "virtio-tmem: %s %s", prop, why);
         return false;
     }
     if (s->num_queues < 1 || s->num_queues > VIRTIO_TMEM_MAX_QUEUES) {
-        error_setg(errp, "virtio-tmem: num-queues=%" PRIu16 " must be "
-                   "between 1 and %u", s->num_queues, VIRTIO_TMEM_MAX_QUEUES);
+        error_setg(errp, "virtio-tmem: " VIRTIO_TMEM_NUM_QUEUES_PROP
+                   "=%" PRIu16 " must be between 1 and %u", s->num_queues,
+                   VIRTIO_TMEM_MAX_QUEUES);
         return false;
     }
     if (s->queue_size < 2 || s->queue_size > VIRTQUEUE_MAX_SIZE ||
         !is_power_of_2(s->queue_size)) {
-        error_setg(errp, "virtio-tmem: queue-size=%" PRIu16 " must be a "
-                   "power of 2 between 2 and %d", s->queue_size,
+        error_setg(errp, "virtio-tmem: " VIRTIO_TMEM_QUEUE_SIZE_PROP
+                   "=%" PRIu16 " must be a power of 2 between 2 and %d",
+                   s->queue_size,
                    VIRTQUEUE_MAX_SIZE);
         return false;
     }
     if (s->max_batch < 1 || s->max_batch > VIRTIO_TMEM_MAX_BATCH_LIMIT) {
-        error_setg(errp, "virtio-tmem: max-batch=%" PRIu16 " must be "
-                   "between 1 and %u", s->max_batch,
+        error_setg(errp, "virtio-tmem: " VIRTIO_TMEM_MAX_BATCH_PROP
+                   "=%" PRIu16 " must be between 1 and %u", s->max_batch,
                    VIRTIO_TMEM_MAX_BATCH_LIMIT);
-        return false;
-    }
-    if (s->max_pools < 1 || s->max_pools > TMEM_MAX_POOLS) {
-        error_setg(errp, "virtio-tmem: max-pools=%" PRIu32 " must be "
-                   "between 1 and %u", s->max_pools, TMEM_MAX_POOLS);
-        return false;
-    }
-    if (s->writeback_high < 1 || s->writeback_high > 100) {
-        error_setg(errp, "virtio-tmem: writeback-high=%u must be a "
-                   "percentage between 1 and 100", s->writeback_high);
-        return false;
-    }
-    if (s->writeback_low >= s->writeback_high) {
-        error_setg(errp, "virtio-tmem: writeback-low=%u must be below "
-                   "writeback-high=%u", s->writeback_low, s->writeback_high);
         return false;
     }
     if (!s->swap_image && (s->swap_image_size || s->swap_image_unlink ||
                            s->swap_image_direct)) {
-        error_setg(errp, "virtio-tmem: swap-image-size, swap-image-unlink "
-                   "and swap-image-direct need swap-image=");
+        error_setg(errp, "virtio-tmem: " VIRTIO_TMEM_SWAP_IMAGE_SIZE_PROP ", "
+                   VIRTIO_TMEM_SWAP_IMAGE_UNLINK_PROP " and "
+                   VIRTIO_TMEM_SWAP_IMAGE_DIRECT_PROP " need "
+                   VIRTIO_TMEM_SWAP_IMAGE_PROP "=");
         return false;
     }
     if (s->swap_image && !s->swap_image_size) {
@@ -724,20 +1067,26 @@ static bool virtio_tmem_check_props(VirtIOTmem *s, Error **errp)
     if (s->swap_image && (s->swap_image_size < TMEM_MIN_IMAGE ||
                           s->swap_image_size > TMEM_MAX_IMAGE ||
                           s->swap_image_size % VIRTIO_TMEM_PAGE_SIZE)) {
-        error_setg(errp, "virtio-tmem: swap-image-size=%" PRIu64 " must be "
-                   "a multiple of 4 KiB between %llu MiB and %llu TiB",
+        error_setg(errp, "virtio-tmem: " VIRTIO_TMEM_SWAP_IMAGE_SIZE_PROP
+                   "=%" PRIu64 " must be a multiple of 4 KiB between %llu MiB "
+                   "and %llu TiB",
                    s->swap_image_size, TMEM_MIN_IMAGE / MiB,
                    TMEM_MAX_IMAGE / TiB);
         return false;
     }
     if (s->swap_image && !s->swap_image[0]) {
-        error_setg(errp, "virtio-tmem: swap-image= must name a file");
+        error_setg(errp, "virtio-tmem: " VIRTIO_TMEM_SWAP_IMAGE_PROP
+                   "= must name a file");
         return false;
     }
     return true;
 }
 
-/* From any thread: a failed image I/O (the library counts it too). */
+/*
+ * Context: any thread (the queue's, or the store's writeback thread).
+ * A failed image I/O: the library counts every one; the user hears of the
+ * first, so that a failing disk does not flood the log.
+ */
 static void virtio_tmem_image_report(void *opaque, const char *op,
                                      uint64_t offset, int err)
 {
@@ -860,6 +1209,11 @@ static bool visit_image_stats(Visitor *v, const struct tmem_image_stats *im,
     return visit_counters(v, "swap-image", f, ARRAY_SIZE(f), errp);
 }
 
+/*
+ * Context: main loop, BQL held (QMP qom-get).  The queues may be running
+ * in the IOThread: counters are read atomically one by one, so the
+ * dictionary is not a snapshot of one instant, only of each counter.
+ */
 static void virtio_tmem_get_stats(Object *obj, Visitor *v, const char *name,
                                   void *opaque, Error **errp)
 {
@@ -920,6 +1274,11 @@ out:
 
 /* ---- realize ------------------------------------------------------------- */
 
+/*
+ * Context: main loop, BQL held.  Everything that can fail (properties,
+ * migration blocker, image, store) comes before virtio_init(), so that a
+ * failed realize has no queue to undo.
+ */
 static void virtio_tmem_realize(DeviceState *dev, Error **errp)
 {
     VirtIODevice *vdev = VIRTIO_DEVICE(dev);
@@ -947,8 +1306,12 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
         s->image = NULL;
         return;
     }
-    s->config_bh = qemu_bh_new_guarded(virtio_tmem_config_bh, s,
-                                       &dev->mem_reentrancy_guard);
+    /*
+     * Guarded by the transport's MemReentrancyGuard (the proxy owns the
+     * MMIO regions, not this VirtIODevice): a config interrupt aimed by
+     * the guest at our own BAR is then blocked, not re-entered.
+     */
+    s->config_bh = virtio_bh_new_guarded(dev, virtio_tmem_config_bh, s);
     virtio_init(vdev, VIRTIO_ID_TMEM, sizeof(struct virtio_tmem_config));
     s->vqs = g_new0(VirtQueue *, s->num_queues);
     s->ops = g_new0(struct virtio_tmem_op *, s->num_queues);
@@ -964,6 +1327,7 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
     }
 }
 
+/* Context: main loop, BQL held; ioeventfd was stopped by the bus. */
 static void virtio_tmem_unrealize(DeviceState *dev)
 {
     VirtIODevice *vdev = VIRTIO_DEVICE(dev);
@@ -992,36 +1356,80 @@ static void virtio_tmem_unrealize(DeviceState *dev)
     migrate_del_blocker(&s->migration_blocker);
 }
 
+static bool virtio_tmem_get_stall(Object *obj, Error **errp)
+{
+    return qatomic_read(&VIRTIO_TMEM(obj)->stall);
+}
+
+/*
+ * Context: main loop, BQL held (QMP qom-set, or -device at creation).
+ *
+ * "x-stall" is a test hook (unstable, hence the x-): tests of the guest
+ * driver hold the device's answers back to make timeouts and races happen
+ * on demand.  Clearing it kicks every queue as a guest notification would,
+ * so that what arrived meanwhile is served in the queue's own context.
+ */
+static void virtio_tmem_set_stall(Object *obj, bool value, Error **errp)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(obj);
+    VirtIODevice *vdev = VIRTIO_DEVICE(obj);
+    unsigned i;
+
+    qatomic_set(&s->stall, value);
+    /*
+     * Not realized yet, or the VM is stopped: nothing to kick now.  When
+     * the VM runs again, start_ioeventfd kicks every queue itself.
+     */
+    if (value || !s->vqs || !vdev->vm_running) {
+        return;
+    }
+    /*
+     * virtio_queue_notify() sets the host notifier when ioeventfd is on
+     * (the IOThread or the main loop's AioContext then runs the handler)
+     * and calls the handler directly otherwise, as a vCPU's kick would.
+     * The eventfd write orders the store to stall before the handler's
+     * read of it.
+     */
+    for (i = 0; i < s->num_queues; i++) {
+        virtio_queue_notify(vdev, i);
+    }
+}
+
 static void virtio_tmem_instance_init(Object *obj)
 {
-    object_property_add(obj, "stats", "VirtioTmemStats",
+    object_property_add(obj, VIRTIO_TMEM_STATS_PROP, "VirtioTmemStats",
                         virtio_tmem_get_stats, NULL, NULL, NULL);
 }
 
 static const Property virtio_tmem_properties[] = {
-    DEFINE_PROP_SIZE("size", VirtIOTmem, size, VIRTIO_TMEM_DEFAULT_SIZE),
-    DEFINE_PROP_STRING("compressor", VirtIOTmem, compressor),
-    DEFINE_PROP_UINT32("lz4-acceleration", VirtIOTmem, lz4_acceleration, 1),
-    DEFINE_PROP_UINT16("num-queues", VirtIOTmem, num_queues, 1),
-    DEFINE_PROP_UINT16("queue-size", VirtIOTmem, queue_size,
+    DEFINE_PROP_SIZE(VIRTIO_TMEM_SIZE_PROP, VirtIOTmem, size,
+                     VIRTIO_TMEM_DEFAULT_SIZE),
+    DEFINE_PROP_STRING(VIRTIO_TMEM_COMPRESSOR_PROP, VirtIOTmem, compressor),
+    DEFINE_PROP_UINT32(VIRTIO_TMEM_LZ4_ACCEL_PROP, VirtIOTmem,
+                       lz4_acceleration, TMEM_DEFAULT_LZ4_ACCEL),
+    DEFINE_PROP_UINT16(VIRTIO_TMEM_NUM_QUEUES_PROP, VirtIOTmem, num_queues, 1),
+    DEFINE_PROP_UINT16(VIRTIO_TMEM_QUEUE_SIZE_PROP, VirtIOTmem, queue_size,
                        VIRTIO_TMEM_DEFAULT_QUEUE_SIZE),
-    DEFINE_PROP_UINT16("max-batch", VirtIOTmem, max_batch,
+    DEFINE_PROP_UINT16(VIRTIO_TMEM_MAX_BATCH_PROP, VirtIOTmem, max_batch,
                        VIRTIO_TMEM_DEFAULT_MAX_BATCH),
-    DEFINE_PROP_UINT32("max-pools", VirtIOTmem, max_pools,
-                       VIRTIO_TMEM_DEFAULT_MAX_POOLS),
-    DEFINE_PROP_STRING("swap-image", VirtIOTmem, swap_image),
-    DEFINE_PROP_SIZE("swap-image-size", VirtIOTmem, swap_image_size, 0),
-    DEFINE_PROP_BOOL("swap-image-unlink", VirtIOTmem, swap_image_unlink,
-                     false),
-    DEFINE_PROP_BOOL("swap-image-direct", VirtIOTmem, swap_image_direct,
-                     false),
-    DEFINE_PROP_UINT8("writeback-high", VirtIOTmem, writeback_high, 90),
-    DEFINE_PROP_UINT8("writeback-low", VirtIOTmem, writeback_low, 75),
-    DEFINE_PROP_LINK("iothread", VirtIOTmem, iothread, TYPE_IOTHREAD,
-                     IOThread *),
-    DEFINE_PROP_BIT64("persistent", VirtIOTmem, host_features,
+    DEFINE_PROP_UINT32(VIRTIO_TMEM_MAX_POOLS_PROP, VirtIOTmem, max_pools,
+                       TMEM_DEFAULT_MAX_POOLS),
+    DEFINE_PROP_STRING(VIRTIO_TMEM_SWAP_IMAGE_PROP, VirtIOTmem, swap_image),
+    DEFINE_PROP_SIZE(VIRTIO_TMEM_SWAP_IMAGE_SIZE_PROP, VirtIOTmem,
+                     swap_image_size, 0),
+    DEFINE_PROP_BOOL(VIRTIO_TMEM_SWAP_IMAGE_UNLINK_PROP, VirtIOTmem,
+                     swap_image_unlink, false),
+    DEFINE_PROP_BOOL(VIRTIO_TMEM_SWAP_IMAGE_DIRECT_PROP, VirtIOTmem,
+                     swap_image_direct, false),
+    DEFINE_PROP_UINT8(VIRTIO_TMEM_WB_HIGH_PROP, VirtIOTmem, writeback_high,
+                      TMEM_DEFAULT_WB_HIGH_PCT),
+    DEFINE_PROP_UINT8(VIRTIO_TMEM_WB_LOW_PROP, VirtIOTmem, writeback_low,
+                      TMEM_DEFAULT_WB_LOW_PCT),
+    DEFINE_PROP_LINK(VIRTIO_TMEM_IOTHREAD_PROP, VirtIOTmem, iothread,
+                     TYPE_IOTHREAD, IOThread *),
+    DEFINE_PROP_BIT64(VIRTIO_TMEM_PERSISTENT_PROP, VirtIOTmem, host_features,
                       VIRTIO_TMEM_F_PERSISTENT, true),
-    DEFINE_PROP_BIT64("shared", VirtIOTmem, host_features,
+    DEFINE_PROP_BIT64(VIRTIO_TMEM_SHARED_PROP, VirtIOTmem, host_features,
                       VIRTIO_TMEM_F_SHARED, true),
 };
 
@@ -1029,47 +1437,70 @@ static void virtio_tmem_class_init(ObjectClass *klass, void *data)
 {
     DeviceClass *dc = DEVICE_CLASS(klass);
     VirtioDeviceClass *vdc = VIRTIO_DEVICE_CLASS(klass);
+    g_autofree char *lz4 = g_strdup_printf(
+        "LZ4_compress_fast() acceleration, %d..%d (higher: faster, larger)",
+        TMEM_LZ4_ACCEL_MIN, TMEM_LZ4_ACCEL_MAX);
+    g_autofree char *pools = g_strdup_printf(
+        "most pools the guest may create, %u..%u", TMEM_MIN_POOLS,
+        TMEM_MAX_POOLS);
+    g_autofree char *queues = g_strdup_printf("request queues, 1..%u",
+                                              VIRTIO_TMEM_MAX_QUEUES);
+    g_autofree char *qsize = g_strdup_printf(
+        "descriptors per request queue, a power of 2 up to %d",
+        VIRTQUEUE_MAX_SIZE);
+    g_autofree char *batch = g_strdup_printf("most ops in one request, 1..%u",
+                                             VIRTIO_TMEM_MAX_BATCH_LIMIT);
 
     device_class_set_props(dc, virtio_tmem_properties);
-    object_class_property_set_description(klass, "size",
+    object_class_property_set_description(klass, VIRTIO_TMEM_SIZE_PROP,
         "host memory for the guest's pages, metadata included");
-    object_class_property_set_description(klass, "compressor",
+    object_class_property_set_description(klass, VIRTIO_TMEM_COMPRESSOR_PROP,
         "'lz4' (default) or 'none'");
-    object_class_property_set_description(klass, "lz4-acceleration",
-        "LZ4_compress_fast() acceleration, 1..65537 (higher: faster, larger)");
-    object_class_property_set_description(klass, "num-queues",
-        "request queues, 1..64");
-    object_class_property_set_description(klass, "queue-size",
-        "descriptors per request queue, a power of 2 up to 1024");
-    object_class_property_set_description(klass, "max-batch",
-        "most ops in one request, 1..512");
-    object_class_property_set_description(klass, "max-pools",
-        "most pools the guest may create");
-    object_class_property_set_description(klass, "swap-image",
+    object_class_property_set_description(klass, VIRTIO_TMEM_LZ4_ACCEL_PROP,
+                                          lz4);
+    object_class_property_set_description(klass, VIRTIO_TMEM_NUM_QUEUES_PROP,
+                                          queues);
+    object_class_property_set_description(klass, VIRTIO_TMEM_QUEUE_SIZE_PROP,
+                                          qsize);
+    object_class_property_set_description(klass, VIRTIO_TMEM_MAX_BATCH_PROP,
+                                          batch);
+    object_class_property_set_description(klass, VIRTIO_TMEM_MAX_POOLS_PROP,
+                                          pools);
+    object_class_property_set_description(klass, VIRTIO_TMEM_SWAP_IMAGE_PROP,
         "host file that persistent pages are written back to when the pool "
         "is full (created 0600 or truncated; holds guest memory)");
-    object_class_property_set_description(klass, "swap-image-size",
+    object_class_property_set_description(klass,
+        VIRTIO_TMEM_SWAP_IMAGE_SIZE_PROP,
         "most the swap image may grow to (default: 4 x size)");
-    object_class_property_set_description(klass, "swap-image-unlink",
+    object_class_property_set_description(klass,
+        VIRTIO_TMEM_SWAP_IMAGE_UNLINK_PROP,
         "remove the swap image's name once it is open");
-    object_class_property_set_description(klass, "swap-image-direct",
+    object_class_property_set_description(klass,
+        VIRTIO_TMEM_SWAP_IMAGE_DIRECT_PROP,
         "open the swap image with O_DIRECT (bypass the host page cache)");
-    object_class_property_set_description(klass, "writeback-high",
+    object_class_property_set_description(klass, VIRTIO_TMEM_WB_HIGH_PROP,
         "percentage of size at which background writeback starts");
-    object_class_property_set_description(klass, "writeback-low",
+    object_class_property_set_description(klass, VIRTIO_TMEM_WB_LOW_PROP,
         "percentage of size at which background writeback stops");
-    object_class_property_set_description(klass, "iothread",
+    object_class_property_set_description(klass, VIRTIO_TMEM_IOTHREAD_PROP,
         "IOThread that serves the request queues (default: main loop)");
-    object_class_property_set_description(klass, "persistent",
+    object_class_property_set_description(klass, VIRTIO_TMEM_PERSISTENT_PROP,
         "offer persistent pools (frontswap) with credits");
-    object_class_property_set_description(klass, "shared",
+    object_class_property_set_description(klass, VIRTIO_TMEM_SHARED_PROP,
         "offer pools shared by UUID");
+    object_class_property_add_bool(klass, VIRTIO_TMEM_STALL_PROP,
+                                   virtio_tmem_get_stall,
+                                   virtio_tmem_set_stall);
+    object_class_property_set_description(klass, VIRTIO_TMEM_STALL_PROP,
+        "test hook: while on, take no request off the queues "
+        "(settable at run time with qom-set)");
     set_bit(DEVICE_CATEGORY_MISC, dc->categories);
     dc->desc = "virtio transcendent memory (cleancache and frontswap pool)";
     vdc->realize = virtio_tmem_realize;
     vdc->unrealize = virtio_tmem_unrealize;
     vdc->get_config = virtio_tmem_get_config;
     vdc->get_features = virtio_tmem_get_features;
+    vdc->set_features = virtio_tmem_set_features;
     vdc->start_ioeventfd = virtio_tmem_start_ioeventfd;
     vdc->stop_ioeventfd = virtio_tmem_stop_ioeventfd;
     vdc->reset = virtio_tmem_reset;

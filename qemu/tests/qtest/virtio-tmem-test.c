@@ -22,7 +22,9 @@
 #include "libqos/virtio-tmem.h"
 #include "libqos/virtio-pci.h"
 #include "standard-headers/linux/virtio_config.h"
+#include "standard-headers/linux/virtio_pci.h"
 #include "standard-headers/linux/virtio_ring.h"
+#include <sys/resource.h>
 
 #include "vtmem_codec.h"
 
@@ -37,6 +39,7 @@ typedef struct TmemCtx {
     QGuestAllocator *alloc;
     QVirtQueue *vq;
     unsigned max_batch;
+    uint64_t credits;           /* highest credits seen in a response */
 } TmemCtx;
 
 /* One batch, host side: the codec's view plus the page contents. */
@@ -98,24 +101,55 @@ static void page_fill(uint8_t *p, uint64_t seed, int shape)
     }
 }
 
-static void ctx_start(TmemCtx *c, QVirtioTmem *tmem, QGuestAllocator *alloc)
+/* Negotiate every offered feature but those in @drop. */
+static void ctx_start_without(TmemCtx *c, QVirtioTmem *tmem,
+                              QGuestAllocator *alloc, uint64_t drop)
 {
     uint64_t features;
 
     c->qts = global_qtest;
     c->dev = tmem->vdev;
     c->alloc = alloc;
+    c->credits = 0;
     features = qvirtio_get_features(c->dev);
     g_assert(features & (1ull << VIRTIO_RING_F_INDIRECT_DESC));
     g_assert(features & (1ull << VIRTIO_TMEM_F_PERSISTENT));
     g_assert(features & (1ull << VIRTIO_TMEM_F_SHARED));
     g_assert(features & (1ull << VIRTIO_RING_F_EVENT_IDX));
     /* libqos waits for an interrupt per request; it never moves used_event */
-    features &= ~(QVIRTIO_F_BAD_FEATURE | (1ull << VIRTIO_RING_F_EVENT_IDX));
+    features &= ~(QVIRTIO_F_BAD_FEATURE | (1ull << VIRTIO_RING_F_EVENT_IDX) |
+                  drop);
     qvirtio_set_features(c->dev, features);
     c->vq = qvirtqueue_setup(c->dev, alloc, 0);
     qvirtio_set_driver_ok(c->dev);
     c->max_batch = qvirtio_config_readw(c->dev, 6);
+}
+
+static void ctx_start(TmemCtx *c, QVirtioTmem *tmem, QGuestAllocator *alloc)
+{
+    ctx_start_without(c, tmem, alloc, 0);
+}
+
+/*
+ * The driver's view of its credits: the highest of the configuration
+ * field and the response headers (the configuration may lag a little).
+ */
+static uint64_t credits_seen(TmemCtx *c)
+{
+    return MAX(c->credits, qvirtio_config_readq(c->dev, 16));
+}
+
+static QVirtioPCIDevice *pci_of(TmemCtx *c)
+{
+    return container_of(c->dev, QVirtioPCIDevice, vdev);
+}
+
+static uint8_t config_generation(TmemCtx *c)
+{
+    QVirtioPCIDevice *d = pci_of(c);
+
+    return qpci_io_readb(d->pdev, d->bar, d->common_cfg_offset +
+                         VIRTIO_PCI_COMMON_CFGGENERATION);
 }
 
 static void ctx_stop(TmemCtx *c)
@@ -205,6 +239,7 @@ static void run(TmemCtx *c, TmemBatch *t)
     }
     t->used_len = send_pieces(c, p, n);
     qtest_memread(c->qts, resp_addr, &t->resp, sizeof(t->resp));
+    c->credits = MAX(c->credits, le64_to_cpu(t->resp.credits));
     qtest_memread(c->qts, resp_addr + sizeof(t->resp), t->st,
                   t->b.nr_ops * sizeof(t->st[0]));
     for (i = 0; i < t->b.nr_get; i++) {
@@ -295,6 +330,16 @@ static uint64_t stat_of(QDict *s, const char *kind, const char *key)
 {
     return kind ? qdict_get_int(qdict_get_qdict(s, kind), key) :
                   qdict_get_int(s, key);
+}
+
+static void set_stall(bool on)
+{
+    QDict *r = qmp("{'execute': 'qom-set', 'arguments': "
+                   "{'path': '/machine/peripheral/tmem0', "
+                   "'property': 'x-stall', 'value': %i}}", on);
+
+    g_assert(qdict_haskey(r, "return"));
+    qobject_unref(r);
 }
 
 /* ---- tests --------------------------------------------------------------- */
@@ -565,7 +610,7 @@ static void test_pool_limit(void *obj, void *data, QGuestAllocator *alloc)
      * Spend credits on incompressible pages, as a driver would: only while
      * it has some.  Every credited put must succeed; none may be lost.
      */
-    credits = qvirtio_config_readq(c.dev, 16);
+    credits = credits_seen(&c);
     for (i = 0; i < 4096 && refused < 2; i++) {
         uint8_t page[PAGE];
 
@@ -580,7 +625,7 @@ static void test_pool_limit(void *obj, void *data, QGuestAllocator *alloc)
                              VIRTIO_TMEM_S_NO_CREDIT);
             refused++;
         }
-        credits = qvirtio_config_readq(c.dev, 16);
+        credits = credits_seen(&c);
     }
     g_assert_cmpuint(refused, ==, 2);
     g_assert_cmpuint(spent, >, 500);
@@ -617,13 +662,13 @@ static void test_writeback(void *obj, void *data, QGuestAllocator *alloc)
 
     ctx_start(&c, obj, alloc);
     per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
-    credits = qvirtio_config_readq(c.dev, 16);
+    credits = credits_seen(&c);
     for (i = 0; i < 3000 && spent < credits; i++) {
         page_fill(page, 9000 + i, i % 3 == 0);
         g_assert_cmpuint(put1(&c, per, 2, i, page, true), ==,
                          VIRTIO_TMEM_S_OK);
         spent++;
-        credits = qvirtio_config_readq(c.dev, 16);
+        credits = credits_seen(&c);
     }
     /* 2 MiB of RAM holds a few hundred such pages; the image the rest */
     g_assert_cmpuint(spent, ==, 3000);
@@ -843,6 +888,367 @@ static void test_malformed(void *obj, void *data, QGuestAllocator *alloc)
     ctx_stop(&c);
 }
 
+/*
+ * x-stall: while set, a kicked request is not used (nothing is lost);
+ * cleared, it completes.  Run in the main loop and with an iothread.
+ */
+static void test_stall(void *obj, void *data, QGuestAllocator *alloc)
+{
+    uint64_t req, pg, resp;
+    uint32_t head, desc_idx, len, pool;
+    QVRingIndirectDesc *ind;
+    gint64 end;
+    TmemCtx c;
+    QDict *s;
+
+    ctx_start(&c, obj, alloc);
+    pool = new_pool(&c, 0, NULL);
+    put_chain(&c, pool, &req, &pg, &resp);
+    set_stall(true);
+    ind = kick_pieces(&c, (Piece[]){ { req, 64, false }, { pg, PAGE, false },
+                                     { resp, 32, true } }, 3, &head);
+    /* notify again: a second kick must not get it through either */
+    c.dev->bus->virtqueue_kick(c.dev, c.vq);
+    end = g_get_monotonic_time() + 300 * 1000;
+    while (g_get_monotonic_time() < end) {
+        g_assert(!qvirtqueue_get_buf(c.qts, c.vq, &desc_idx, &len));
+        qtest_clock_step(c.qts, 100);
+        g_usleep(10 * 1000);
+    }
+    g_assert_cmphex(qtest_readl(c.qts, resp), ==, 0xeeeeeeee);
+    s = stats();
+    g_assert_cmpuint(stat_of(s, "queue0", "batches"), ==, 1);
+    qobject_unref(s);
+    set_stall(false);
+    qvirtio_wait_used_elem(c.qts, c.dev, c.vq, head, &len, TMEM_TIMEOUT_US);
+    g_assert_cmpuint(resp_status(&c, resp), ==, VIRTIO_TMEM_S_OK);
+    g_assert_cmpuint(len, ==, 32);
+    c.vq->free_head = 0;
+    c.vq->num_free = c.vq->size;
+    guest_free(c.alloc, ind->desc);
+    g_free(ind);
+    guest_free(c.alloc, req);
+    guest_free(c.alloc, pg);
+    guest_free(c.alloc, resp);
+    /* and requests flow as before */
+    assert_still_serving(&c, pool);
+    ctx_stop(&c);
+}
+
+/*
+ * The used length ends at the last byte written: a GET hit after a miss
+ * lies past the miss's unwritten slot, and must be inside the length.
+ */
+static void test_used_length(void *obj, void *data, QGuestAllocator *alloc)
+{
+    struct vtmem_oid hit = oid_of(1), miss = oid_of(2);
+    uint8_t page[PAGE];
+    size_t hdrs = sizeof(struct virtio_tmem_resp_hdr) +
+                  2 * sizeof(struct virtio_tmem_op_status);
+    uint32_t pool;
+    TmemBatch *t;
+    TmemCtx c;
+
+    ctx_start(&c, obj, alloc);
+    pool = new_pool(&c, 0, NULL);
+    page_fill(page, 21, 0);
+    g_assert_cmpuint(put1(&c, pool, 1, 0, page, false), ==, VIRTIO_TMEM_S_OK);
+    /* miss, then hit */
+    t = batch_new(c.max_batch, 60);
+    vtmem_batch_get(&t->b, pool, &miss, 0, false);
+    vtmem_batch_get(&t->b, pool, &hit, 0, false);
+    run(&c, t);
+    g_assert_cmpuint(st(t, 0), ==, VIRTIO_TMEM_S_NOT_FOUND);
+    g_assert_cmpuint(st(t, 1), ==, VIRTIO_TMEM_S_OK);
+    g_assert(!memcmp(t->get[1], page, PAGE));
+    g_assert_cmpuint(t->used_len, ==, hdrs + 2 * PAGE);
+    batch_free(t);
+    /* hit, then miss: the miss's slot is past the end */
+    t = batch_new(c.max_batch, 61);
+    vtmem_batch_get(&t->b, pool, &hit, 0, false);
+    vtmem_batch_get(&t->b, pool, &miss, 0, false);
+    run(&c, t);
+    g_assert_cmpuint(st(t, 0), ==, VIRTIO_TMEM_S_OK);
+    g_assert_cmpuint(t->used_len, ==, hdrs + PAGE);
+    batch_free(t);
+    /* two misses: only the header and statuses */
+    t = batch_new(c.max_batch, 62);
+    vtmem_batch_get(&t->b, pool, &miss, 0, false);
+    vtmem_batch_get(&t->b, pool, &miss, 1, false);
+    run(&c, t);
+    g_assert_cmpuint(t->used_len, ==, hdrs);
+    batch_free(t);
+    ctx_stop(&c);
+}
+
+/* Wait until the device sets DEVICE_NEEDS_RESET; QEMU must be alive. */
+static void wait_needs_reset(TmemCtx *c)
+{
+    gint64 start = g_get_monotonic_time();
+
+    while (!(c->dev->bus->get_status(c->dev) &
+             VIRTIO_CONFIG_S_NEEDS_RESET)) {
+        g_assert(g_get_monotonic_time() - start <= TMEM_TIMEOUT_US);
+        qtest_clock_step(c->qts, 100);
+    }
+}
+
+/* Kick a chain that is never used; free its indirect table. */
+static void kick_and_forget(TmemCtx *c, const Piece *p, unsigned n)
+{
+    uint32_t head;
+    QVRingIndirectDesc *ind = kick_pieces(c, p, n, &head);
+
+    wait_needs_reset(c);
+    guest_free(c->alloc, ind->desc);
+    g_free(ind);
+}
+
+/*
+ * A buffer aimed at the device's own BAR: the device_status register as
+ * the response, then the common configuration as the request.  Before
+ * the fix, pushing the response wrote 0 to device_status (a reset from
+ * inside the queue handler: an abort with iothread=).  Now the request is
+ * refused before any op runs and the device asks for a reset.
+ */
+static void test_bar_buffer(void *obj, void *data, QGuestAllocator *alloc)
+{
+    uint64_t req, pg, resp, status_reg;
+    QVirtioPCIDevice *d;
+    uint32_t pool;
+    TmemCtx c;
+
+    ctx_start(&c, obj, alloc);
+    d = pci_of(&c);
+    g_assert(!d->bar.is_io);
+    status_reg = d->bar.addr + d->common_cfg_offset +
+                 VIRTIO_PCI_COMMON_STATUS;
+    pool = new_pool(&c, 0, NULL);
+    put_chain(&c, pool, &req, &pg, &resp);
+    kick_and_forget(&c, (Piece[]){ { req, 64, false }, { pg, PAGE, false },
+                                   { status_reg, 32, true } }, 3);
+    ctx_stop(&c);
+    ctx_reset(&c, obj);
+    pool = new_pool(&c, 0, NULL);
+    assert_still_serving(&c, pool);
+    /* a device-readable buffer in the BAR is refused the same way */
+    kick_and_forget(&c, (Piece[]){ { d->bar.addr + d->common_cfg_offset, 64,
+                                     false },
+                                   { pg, PAGE, false },
+                                   { resp, 32, true } }, 3);
+    g_assert_cmphex(qtest_readl(c.qts, resp), ==, 0xeeeeeeee);
+    ctx_stop(&c);
+    ctx_reset(&c, obj);
+    pool = new_pool(&c, 0, NULL);
+    assert_still_serving(&c, pool);
+    guest_free(c.alloc, req);
+    guest_free(c.alloc, pg);
+    guest_free(c.alloc, resp);
+    ctx_stop(&c);
+}
+
+/*
+ * A PUT refused before it reaches the store (no credit, malformed) leaves
+ * no page under its key, as any failed PUT.
+ */
+static void test_refused_put(void *obj, void *data, QGuestAllocator *alloc)
+{
+    uint8_t a[PAGE], b[PAGE], out[PAGE];
+    struct vtmem_oid o = oid_of(8);
+    uint32_t per, eph, pool;
+    unsigned k;
+    TmemBatch *t;
+    TmemCtx c;
+
+    ctx_start(&c, obj, alloc);
+    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    eph = new_pool(&c, 0, NULL);
+    page_fill(a, 81, 0);
+    page_fill(b, 82, 0);
+    /* no credit */
+    g_assert_cmpuint(put1(&c, per, 8, 1, a, true), ==, VIRTIO_TMEM_S_OK);
+    g_assert_cmpuint(put1(&c, per, 8, 1, b, false), ==,
+                     VIRTIO_TMEM_S_NO_CREDIT);
+    g_assert_cmpuint(get1(&c, per, 8, 1, false, out), ==,
+                     VIRTIO_TMEM_S_NOT_FOUND);
+    /* malformed: reserved field, then unknown flag; in both pool kinds */
+    for (k = 0; k < 4; k++) {
+        pool = k & 2 ? eph : per;
+        g_assert_cmpuint(put1(&c, pool, 8, 2, a, pool == per), ==,
+                         VIRTIO_TMEM_S_OK);
+        t = batch_new(c.max_batch, 70 + k);
+        vtmem_batch_put(&t->b, pool, &o, 2, pool == per);
+        if (k & 1) {
+            t->ops[0].flags |= 0x80;
+        } else {
+            t->ops[0].reserved1 = cpu_to_le64(1);
+        }
+        memcpy(t->put[0], b, PAGE);
+        run(&c, t);
+        g_assert_cmpuint(st(t, 0), ==, k & 1 ? VIRTIO_TMEM_S_BAD_OP :
+                                               VIRTIO_TMEM_S_BAD_ARG);
+        batch_free(t);
+        g_assert_cmpuint(get1(&c, pool, 8, 2, false, out), ==,
+                         VIRTIO_TMEM_S_NOT_FOUND);
+    }
+    /* the slot of the refused page was kept: the next PUT got its own */
+    t = batch_new(c.max_batch, 80);
+    vtmem_batch_put(&t->b, eph, &o, 3, false);
+    t->ops[0].reserved0 = cpu_to_le16(1);
+    vtmem_batch_put(&t->b, eph, &o, 4, false);
+    memcpy(t->put[0], a, PAGE);
+    memcpy(t->put[1], b, PAGE);
+    run(&c, t);
+    g_assert_cmpuint(st(t, 0), ==, VIRTIO_TMEM_S_BAD_ARG);
+    g_assert_cmpuint(st(t, 1), ==, VIRTIO_TMEM_S_OK);
+    batch_free(t);
+    g_assert_cmpuint(get1(&c, eph, 8, 4, false, out), ==, VIRTIO_TMEM_S_OK);
+    g_assert(!memcmp(out, b, PAGE));
+    ctx_stop(&c);
+}
+
+/* Credits only for a driver that negotiated VIRTIO_TMEM_F_PERSISTENT. */
+static void test_credits_need_feature(void *obj, void *data,
+                                      QGuestAllocator *alloc)
+{
+    TmemBatch *t;
+    TmemCtx c;
+    QDict *s;
+
+    ctx_start_without(&c, obj, alloc, 1ull << VIRTIO_TMEM_F_PERSISTENT);
+    g_assert_cmpuint(qvirtio_config_readq(c.dev, 16), ==, 0);
+    t = batch_new(c.max_batch, 90);
+    vtmem_batch_new_pool(&t->b, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    vtmem_batch_new_pool(&t->b, 0, NULL);
+    run(&c, t);
+    g_assert_cmpuint(st(t, 0), ==, VIRTIO_TMEM_S_BAD_POOL);
+    g_assert_cmpuint(st(t, 1), ==, VIRTIO_TMEM_S_OK);
+    g_assert_cmpuint(le64_to_cpu(t->resp.credits), ==, 0);
+    batch_free(t);
+    s = stats();
+    g_assert_cmpuint(stat_of(s, NULL, "credits-granted"), ==, 0);
+    qobject_unref(s);
+    g_assert_cmpuint(qvirtio_config_readq(c.dev, 16), ==, 0);
+    ctx_stop(&c);
+    /* negotiated after a reset: granted */
+    qvirtio_reset(c.dev);
+    qvirtio_set_acknowledge(c.dev);
+    qvirtio_set_driver(c.dev);
+    ctx_start(&c, obj, alloc);
+    g_assert_cmpuint(qvirtio_config_readq(c.dev, 16), >, 0);
+    ctx_stop(&c);
+}
+
+/*
+ * The 64-bit credits field never changes without a configuration
+ * generation change, so that a driver reading it as two 32-bit halves
+ * notices a change in between and reads again.  Puts of zero pages take
+ * (almost) no room: their credits are granted back at once, while the
+ * driver has far more than max_batch left (no configuration interrupt).
+ */
+static void test_credits_generation(void *obj, void *data,
+                                    QGuestAllocator *alloc)
+{
+    uint64_t c0, c1;
+    gint64 start;
+    uint8_t g0, page[PAGE];
+    uint32_t per;
+    unsigned i;
+    TmemCtx c;
+
+    ctx_start(&c, obj, alloc);
+    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    c0 = qvirtio_config_readq(c.dev, 16);
+    g0 = config_generation(&c);
+    g_assert_cmpuint(c0, >, 4 * c.max_batch);
+    page_fill(page, 0, 2);
+    for (i = 0; i < 16; i++) {
+        g_assert_cmpuint(put1(&c, per, 9, i, page, true), ==,
+                         VIRTIO_TMEM_S_OK);
+    }
+    g_assert_cmpuint(c.credits, >, c0);
+    /* the configuration catches up with the responses */
+    start = g_get_monotonic_time();
+    while ((c1 = qvirtio_config_readq(c.dev, 16)) != c.credits) {
+        g_assert(g_get_monotonic_time() - start <= TMEM_TIMEOUT_US);
+        qtest_clock_step(c.qts, 100);
+    }
+    g_assert_cmpuint(config_generation(&c), !=, g0);
+    ctx_stop(&c);
+}
+
+/*
+ * A pool that cannot be re-created at reset: no credit of the old pool
+ * survives, and the device says it needs a reset instead of leaving the
+ * driver waiting.  QEMU's address space is capped (RLIMIT_AS) just below
+ * what it uses, so that the new pool's reservation fails once the old
+ * one is gone.
+ */
+static void test_reset_failure(void *obj, void *data, QGuestAllocator *alloc)
+{
+    pid_t pid = qtest_pid(global_qtest);
+    g_autofree char *path = g_strdup_printf("/proc/%d/status", (int)pid);
+    g_autofree char *status = NULL;
+    struct rlimit old, low;
+    uint8_t page[PAGE];
+    uint64_t req, pg, resp;
+    unsigned long vm_kb;
+    const char *line;
+    uint32_t pool;
+    TmemCtx c;
+    QDict *s;
+
+    ctx_start(&c, obj, alloc);
+    pool = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    page_fill(page, 3, 0);
+    g_assert_cmpuint(put1(&c, pool, 1, 1, page, true), ==, VIRTIO_TMEM_S_OK);
+    ctx_stop(&c);
+
+    g_assert(g_file_get_contents(path, &status, NULL, NULL));
+    line = strstr(status, "VmSize:");
+    g_assert(line && sscanf(line, "VmSize: %lu kB", &vm_kb) == 1);
+    g_assert_cmpint(prlimit(pid, RLIMIT_AS, NULL, &old), ==, 0);
+    low = old;
+    /* 256 MiB of pool reserve 320 MiB of address space: give back half */
+    low.rlim_cur = (rlim_t)vm_kb * 1024 - 160 * 1024 * 1024;
+    g_assert_cmpint(prlimit(pid, RLIMIT_AS, &low, NULL), ==, 0);
+    qvirtio_reset(c.dev);
+    g_assert_cmpint(prlimit(pid, RLIMIT_AS, &old, NULL), ==, 0);
+
+    /* the driver probes again: no credit, though PERSISTENT is negotiated */
+    qvirtio_set_acknowledge(c.dev);
+    qvirtio_set_driver(c.dev);
+    qvirtio_set_features(c.dev, qvirtio_get_features(c.dev) &
+                         ~(QVIRTIO_F_BAD_FEATURE |
+                           (1ull << VIRTIO_RING_F_EVENT_IDX)));
+    g_assert(c.dev->features & (1ull << VIRTIO_TMEM_F_PERSISTENT));
+    g_assert_cmpuint(qvirtio_config_readq(c.dev, 16), ==, 0);
+    s = stats();
+    g_assert_cmpuint(stat_of(s, NULL, "credits-granted"), ==, 0);
+    qobject_unref(s);
+    /*
+     * DRIVER_OK starts the queues, and the device says it needs a reset
+     * then, or at the latest at the first request: not silence.
+     * (qvirtio_set_driver_ok() would insist on the status it wrote.)
+     */
+    c.vq = qvirtqueue_setup(c.dev, alloc, 0);
+    c.dev->bus->set_status(c.dev, c.dev->bus->get_status(c.dev) |
+                           VIRTIO_CONFIG_S_DRIVER_OK);
+    put_chain(&c, 0, &req, &pg, &resp);
+    kick_and_forget(&c, (Piece[]){ { req, 64, false }, { pg, PAGE, false },
+                                   { resp, 32, true } }, 3);
+    guest_free(c.alloc, req);
+    guest_free(c.alloc, pg);
+    guest_free(c.alloc, resp);
+    /* the next reset creates the pool: service and credits are back */
+    ctx_stop(&c);
+    ctx_reset(&c, obj);
+    g_assert_cmpuint(qvirtio_config_readq(c.dev, 16), >, 0);
+    pool = new_pool(&c, 0, NULL);
+    assert_still_serving(&c, pool);
+    ctx_stop(&c);
+}
+
 /* num-queues=2: both queues serve, and count their own batches. */
 static void test_two_queues(void *obj, void *data, QGuestAllocator *alloc)
 {
@@ -974,6 +1380,20 @@ static void register_virtio_tmem_test(void)
     qos_add_test("iothread/malformed", "virtio-tmem", test_malformed,
                  &iothread);
     qos_add_test("two-queues", "virtio-tmem", test_two_queues, &two_queues);
+    qos_add_test("stall", "virtio-tmem", test_stall, NULL);
+    qos_add_test("iothread/stall", "virtio-tmem", test_stall, &iothread);
+    qos_add_test("used-length", "virtio-tmem", test_used_length, NULL);
+    qos_add_test("bar-buffer", "virtio-tmem", test_bar_buffer, NULL);
+    qos_add_test("iothread/bar-buffer", "virtio-tmem", test_bar_buffer,
+                 &iothread);
+    qos_add_test("refused-put", "virtio-tmem", test_refused_put, NULL);
+    qos_add_test("credits-need-feature", "virtio-tmem",
+                 test_credits_need_feature, NULL);
+    qos_add_test("credits-generation", "virtio-tmem",
+                 test_credits_generation, NULL);
+    qos_add_test("iothread/credits-generation", "virtio-tmem",
+                 test_credits_generation, &iothread);
+    qos_add_test("reset-failure", "virtio-tmem", test_reset_failure, NULL);
     qos_add_test("properties-and-migration", "virtio-tmem",
                  test_properties_and_migration, NULL);
     qos_add_test("hotplug", "virtio-tmem-pci", test_hotplug, NULL);

@@ -19,6 +19,30 @@
 #include "virtio_tmem.h"
 
 #define TYPE_VIRTIO_TMEM "virtio-tmem-device"
+
+/*
+ * Property names, for error messages and for users that set them (as
+ * virtio-mem.h does).  The pool settings' defaults and ranges come from
+ * libtmem-pool's tmem.h; the device adds only what is its own.
+ */
+#define VIRTIO_TMEM_SIZE_PROP "size"
+#define VIRTIO_TMEM_COMPRESSOR_PROP "compressor"
+#define VIRTIO_TMEM_LZ4_ACCEL_PROP "lz4-acceleration"
+#define VIRTIO_TMEM_NUM_QUEUES_PROP "num-queues"
+#define VIRTIO_TMEM_QUEUE_SIZE_PROP "queue-size"
+#define VIRTIO_TMEM_MAX_BATCH_PROP "max-batch"
+#define VIRTIO_TMEM_MAX_POOLS_PROP "max-pools"
+#define VIRTIO_TMEM_SWAP_IMAGE_PROP "swap-image"
+#define VIRTIO_TMEM_SWAP_IMAGE_SIZE_PROP "swap-image-size"
+#define VIRTIO_TMEM_SWAP_IMAGE_UNLINK_PROP "swap-image-unlink"
+#define VIRTIO_TMEM_SWAP_IMAGE_DIRECT_PROP "swap-image-direct"
+#define VIRTIO_TMEM_WB_HIGH_PROP "writeback-high"
+#define VIRTIO_TMEM_WB_LOW_PROP "writeback-low"
+#define VIRTIO_TMEM_IOTHREAD_PROP "iothread"
+#define VIRTIO_TMEM_PERSISTENT_PROP "persistent"
+#define VIRTIO_TMEM_SHARED_PROP "shared"
+#define VIRTIO_TMEM_STATS_PROP "stats"
+#define VIRTIO_TMEM_STALL_PROP "x-stall"
 OBJECT_DECLARE_SIMPLE_TYPE(VirtIOTmem, VIRTIO_TMEM)
 
 struct tmem_store;
@@ -66,11 +90,17 @@ struct VirtIOTmem {
      * Credits (see docs/virtio-tmem-spec.md, "Credits").  Invariant:
      * credits_granted - credits_spent <= tmem_persistent_capacity(store);
      * puts in flight are still counted as outstanding until they are done.
+     * credit_lock protects the counters below; config_credits is written
+     * only under the BQL as well (with a configuration generation bump).
      */
     QemuMutex credit_lock;
     uint64_t credits_granted;
     uint64_t credits_spent;
     uint64_t credits_inflight;
+    uint64_t config_credits;    /* shown in the configuration space */
+    bool config_notify;         /* the driver may have run out: interrupt */
+    /* The driver negotiated VIRTIO_TMEM_F_PERSISTENT (set by set_features) */
+    bool credits_enabled;
     QEMUBH *config_bh;
 
     /* Device counters; updated by the queue handler, read by "stats". */
@@ -80,6 +110,12 @@ struct VirtIOTmem {
     uint64_t no_credit;
 
     bool ioeventfd_started;
+    /*
+     * "x-stall" test hook: while true the queue handler takes no request
+     * off any ring (see virtio_tmem_set_stall()).  Written by QMP under
+     * the BQL, read by the handler in the IOThread or the main loop.
+     */
+    bool stall;
 };
 
 #endif
