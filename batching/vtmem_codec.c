@@ -466,6 +466,69 @@ unsigned int vtmem_decode_op(const struct virtio_tmem_op *op, int page,
 }
 
 /**
+ * vtmem_op_key() - the key an op names, without validating the op
+ * @op: op as built by vtmem_batch_*() (or copied out by the device)
+ * @key: filled with the pool, and the oid and index where the scope has
+ *	 them (the other fields are zeroed)
+ *
+ * Return: what the key covers; VTMEM_KEY_NONE for NEW_POOL and opcodes the
+ * codec does not know, whose @key is all zero.
+ */
+enum vtmem_key_scope vtmem_op_key(const struct virtio_tmem_op *op,
+				  struct vtmem_key *key)
+{
+	enum vtmem_key_scope scope;
+	int i;
+
+	vtmem_memset(key, 0, sizeof(*key));
+	switch (op->opcode) {
+	case VIRTIO_TMEM_OP_PUT:
+	case VIRTIO_TMEM_OP_GET:
+	case VIRTIO_TMEM_OP_FLUSH_PAGE:
+		scope = VTMEM_KEY_PAGE;
+		key->index = vtmem_le64_to_cpu(op->u.key.index);
+		break;
+	case VIRTIO_TMEM_OP_FLUSH_OBJECT:
+		scope = VTMEM_KEY_OBJECT;
+		break;
+	case VIRTIO_TMEM_OP_FLUSH_POOL:
+	case VIRTIO_TMEM_OP_DESTROY_POOL:
+		key->pool = vtmem_le32_to_cpu(op->pool_id);
+		return VTMEM_KEY_POOL;
+	default:
+		return VTMEM_KEY_NONE;
+	}
+	key->pool = vtmem_le32_to_cpu(op->pool_id);
+	for (i = 0; i < 3; i++)
+		key->oid.id[i] = vtmem_le64_to_cpu(op->u.key.oid[i]);
+	return scope;
+}
+
+/**
+ * vtmem_key_covers() - does a key of @scope include the page key @page?
+ * @scope: scope of @k, as vtmem_op_key() returned it
+ * @k: the op's key
+ * @page: a page's key (pool, oid, index)
+ *
+ * Return: true for the same page, a page of the same object (OBJECT) or of
+ * the same pool (POOL); false for VTMEM_KEY_NONE.
+ */
+bool vtmem_key_covers(enum vtmem_key_scope scope, const struct vtmem_key *k,
+		      const struct vtmem_key *page)
+{
+	int i;
+
+	if (scope == VTMEM_KEY_NONE || k->pool != page->pool)
+		return false;
+	if (scope == VTMEM_KEY_POOL)
+		return true;
+	for (i = 0; i < 3; i++)
+		if (k->oid.id[i] != page->oid.id[i])
+			return false;
+	return scope == VTMEM_KEY_OBJECT || k->index == page->index;
+}
+
+/**
  * vtmem_seg_copy() - copy bytes out of a scattered buffer
  * @dst: destination
  * @segs: segments

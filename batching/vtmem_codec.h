@@ -184,6 +184,31 @@ struct vtmem_op_info {
 
 unsigned int vtmem_decode_op(const struct virtio_tmem_op *op, int page,
 			     struct vtmem_op_info *info);
+
+/* What an op's key covers: see vtmem_op_key(). */
+enum vtmem_key_scope {
+	VTMEM_KEY_NONE = 0,	/* NEW_POOL, unknown opcodes */
+	VTMEM_KEY_PAGE,		/* PUT, GET, FLUSH_PAGE: pool, oid, index */
+	VTMEM_KEY_OBJECT,	/* FLUSH_OBJECT: pool, oid */
+	VTMEM_KEY_POOL,		/* FLUSH_POOL, DESTROY_POOL: pool */
+};
+
+/**
+ * struct vtmem_key - the key an op names, in host byte order
+ * @pool: pool id
+ * @oid: object id (zero unless the scope is PAGE or OBJECT)
+ * @index: page index (zero unless the scope is PAGE)
+ */
+struct vtmem_key {
+	__u32 pool;
+	struct vtmem_oid oid;
+	__u64 index;
+};
+
+enum vtmem_key_scope vtmem_op_key(const struct virtio_tmem_op *op,
+				  struct vtmem_key *key);
+bool vtmem_key_covers(enum vtmem_key_scope scope, const struct vtmem_key *k,
+		      const struct vtmem_key *page);
 int vtmem_op_page_dir(unsigned int opcode);
 
 size_t vtmem_seg_copy(void *dst, const struct vtmem_seg *segs,

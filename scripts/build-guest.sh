@@ -102,9 +102,11 @@ copy_if_changed() { # from to
 	cmp -s "$1" "$2" || cp "$1" "$2"
 }
 
-# The driver includes the codec; the header travels with it.
+# The module is the driver (virtio_tmem_main.c) linked with the batch
+# codec, which the device shares; the headers travel with them.
 overlay() {
-	copy_if_changed "$top/guest/drivers/virtio/virtio_tmem.c" "$src/drivers/virtio/virtio_tmem.c"
+	copy_if_changed "$top/guest/drivers/virtio/virtio_tmem_main.c" "$src/drivers/virtio/virtio_tmem_main.c"
+	rm -f "$src/drivers/virtio/virtio_tmem.c"	# the single-file driver of old
 	copy_if_changed "$top/batching/vtmem_codec.c" "$src/drivers/virtio/vtmem_codec.c"
 	copy_if_changed "$top/batching/vtmem_codec.h" "$src/drivers/virtio/vtmem_codec.h"
 	copy_if_changed "$top/batching/virtio_tmem.h" "$src/drivers/virtio/virtio_tmem.h"
@@ -150,10 +152,10 @@ if [ $module_only = 0 ]; then
 	[ "${PIPESTATUS[0]}" -eq 0 ] || die "kernel build failed in $build"
 fi
 if [ $w1 = 1 ]; then
-	rm -f "$build/drivers/virtio/virtio_tmem.o"
+	rm -f "$build"/drivers/virtio/{virtio_tmem,virtio_tmem_main,vtmem_codec}.o
 	out=$(kmake W=1 drivers/virtio/virtio_tmem.ko 2>&1) || { echo "$out"; die "driver build failed"; }
 	if grep -E "warning:" <<<"$out"; then
-		die "virtio_tmem.c: warnings with W=1"
+		die "virtio_tmem.ko: warnings with W=1"
 	fi
 	log "virtio_tmem.ko builds with W=1 without warnings"
 else

@@ -299,8 +299,60 @@ static void test_op_validation(void)
 	CHECK_EQ(vtmem_op_page_dir(0xff), 0);
 }
 
+/* vtmem_op_key() returns each op's key and scope; covers() matches them. */
+static void test_op_key(void)
+{
+	struct vtmem_oid oid = { { 0x1111, 0x2222222222ull, ~0ull } };
+	struct vtmem_oid other = { { 0x1111, 0x2222222222ull, 7 } };
+	struct vtmem_key k, same = { 9, oid, 77 }, next = { 9, oid, 78 };
+	struct vtmem_key far = { 9, other, 77 }, pool8 = { 8, oid, 77 };
+	struct vtmem_batch b;
+	enum vtmem_key_scope sc;
+	unsigned int i;
+
+	vtmem_batch_init(&b, &hdr, ops, MAX_BATCH, 1);
+	vtmem_batch_put(&b, 9, &oid, 77, true);
+	vtmem_batch_get(&b, 9, &oid, 77, false);
+	vtmem_batch_flush_page(&b, 9, &oid, 77);
+	vtmem_batch_flush_object(&b, 9, &oid);
+	vtmem_batch_flush_pool(&b, 9);
+	vtmem_batch_destroy_pool(&b, 9);
+	vtmem_batch_new_pool(&b, 0, NULL);
+	for (i = 0; i < 3; i++) {
+		CHECK_EQ(vtmem_op_key(&ops[i], &k), VTMEM_KEY_PAGE);
+		CHECK_EQ(k.pool, 9);
+		CHECK(!memcmp(&k.oid, &oid, sizeof(oid)));
+		CHECK_EQ(k.index, 77);
+		CHECK(vtmem_key_covers(VTMEM_KEY_PAGE, &k, &same));
+		CHECK(!vtmem_key_covers(VTMEM_KEY_PAGE, &k, &next));
+		CHECK(!vtmem_key_covers(VTMEM_KEY_PAGE, &k, &far));
+		CHECK(!vtmem_key_covers(VTMEM_KEY_PAGE, &k, &pool8));
+	}
+	sc = vtmem_op_key(&ops[3], &k);
+	CHECK_EQ(sc, VTMEM_KEY_OBJECT);
+	CHECK_EQ(k.index, 0);
+	CHECK(vtmem_key_covers(sc, &k, &same) && vtmem_key_covers(sc, &k, &next));
+	CHECK(!vtmem_key_covers(sc, &k, &far) && !vtmem_key_covers(sc, &k, &pool8));
+	for (i = 4; i < 6; i++) {
+		sc = vtmem_op_key(&ops[i], &k);
+		CHECK_EQ(sc, VTMEM_KEY_POOL);
+		CHECK_EQ(k.pool, 9);
+		CHECK_EQ(k.oid.id[0] | k.oid.id[1] | k.oid.id[2] | k.index, 0);
+		CHECK(vtmem_key_covers(sc, &k, &far));
+		CHECK(!vtmem_key_covers(sc, &k, &pool8));
+	}
+	sc = vtmem_op_key(&ops[6], &k);
+	CHECK_EQ(sc, VTMEM_KEY_NONE);
+	CHECK(!vtmem_key_covers(sc, &k, &same));
+	ops[7] = ops[0];
+	ops[7].opcode = 0xee;
+	CHECK_EQ(vtmem_op_key(&ops[7], &k), VTMEM_KEY_NONE);
+	CHECK_EQ(k.pool, 0);
+}
+
 int main(void)
 {
+	test_op_key();
 	test_round_trip_every_op();
 	test_batch_sizes();
 	test_malformed_chains();

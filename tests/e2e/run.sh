@@ -4,10 +4,11 @@
 #
 # Usage: tests/e2e/run.sh [--help] [SCENARIO...]
 # Scenarios: frontswap clients cleancache pool_full writeback toggles smp
-# reboot unplug (default: all), in two lanes side by side (E2E_JOBS=1: one).  E2E_KERNEL=debug boots
-# the debug kernel; the driver must run clean under it.  Each
-# checks the guest's own counters and the device's statistics; the output
-# ends with 'e2e: N passed, M failed'.
+# reboot unplug stall_invalidate stall_get stall_unplug mq_pools (default:
+# all), in two lanes side by side (E2E_JOBS=1: one).  E2E_KERNEL=debug
+# boots the debug kernel; the driver must run clean under it.  Each checks
+# the guest's own counters and the device's statistics; the output ends
+# with 'e2e: N passed, M failed'.
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -21,7 +22,7 @@ fail=0
 # sleeping in atomic context, VM_BUG, warnings) counts as a failure.
 KCHECK='echo KERNEL_ISSUES=$(dmesg | grep -cE "BUG:|WARNING:|KASAN|possible circular|possible recursive|inconsistent lock|sleeping function called|Call Trace")'
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
 
 ok() { pass=$((pass + 1)); echo "ok - $1"; }
 nok() { fail=$((fail + 1)); echo "not ok - $1"; }
@@ -384,12 +385,233 @@ scenario_writeback() {
 	rm -f "$img"
 }
 
+# The device's x-stall property: while true it processes no request.  The
+# guest prints STALL / UNSTALL; tmem-run sends the qom-set.
+stall_qmp() { # LINE value
+	echo "$1={\"execute\":\"qom-set\",\"arguments\":{\"path\":\"/machine/peripheral/tmem0\",\"property\":\"x-stall\",\"value\":$2}}"
+}
+STALL=(--qmp-on "$(stall_qmp STALL true)" --qmp-on "$(stall_qmp UNSTALL false)")
+check_stalled() { # name, log
+	check "$1: the device was stalled and resumed" \
+		"grep -aq 'STALL: .* -> {}' '$2' && grep -aq 'UNSTALL: .* -> {}' '$2'"
+}
+# Guest side, before STALL: batches of one op, so that four ops fill every
+# buffer of the queue; and run once every tool used while stalled (a
+# page-cache miss then waits for the device: a cleancache get).
+STALL_PREP='P=/sys/module/virtio_tmem/parameters D=/sys/kernel/debug/virtio_tmem
+	echo 1 > $P/batch_size
+	dd if=/dev/zero of=/dev/null count=1 2>/dev/null; truncate --help >/dev/null
+	cmp /dev/null /dev/null; sleep 0; cat /dev/null; memhog --help >/dev/null; seq 1 >/dev/null
+	ls /sys >/dev/null'
+# ...and after it: four single-page reads of files whose pages the host
+# holds; each get waits for the stalled device in its own batch.
+STALL_FILL='for i in 1 2 3 4; do cat /data/g$i > /dev/null & done; sleep 2'
+STALL_FILES='for i in 1 2 3 4; do yes "filler $i" | head -c 4096 > /data/g$i; done'
+# Pages reach cleancache when pages read from disk are evicted (written
+# ones are not PageMappedToDisk): read every file once, then drop them.
+# Only the page cache (1): evicting an inode flushes its object.
+TO_HOST='sync; echo 1 > /proc/sys/vm/drop_caches; cat /data/* > /dev/null 2>&1
+	echo 1 > /proc/sys/vm/drop_caches; sleep 1'
+
+# Defect 2: an invalidation issued while the host is slow (here: stalled,
+# every batch buffer in flight) must not be dropped.  An O_DIRECT write
+# invalidates the file's pages on the host (cleancache invalidate_inode,
+# which may sleep: it waits); a truncation within a page invalidates it in
+# the context the driver treats as atomic (held back, sent when a buffer
+# frees).  Before the fix the driver gave up after 5 s and the old page
+# came back from the host.
+scenario_stall_invalidate() {
+	local log=$out/stall-invalidate.log t0=$SECONDS
+	run --mem 256M --pool-size 64M --swap 0 --data-disk 64M "${STALL[@]}" -- '
+		mkfs.ext4 -q -b 4096 /dev/vdd && mkdir -p /data && mount /dev/vdd /data || exit 1
+		yes old | head -c 65536 > /data/f
+		yes "a file truncated within a page" | head -c 8192 > /data/t
+		'"$STALL_FILES"'
+		yes new | head -c 65536 > /tmp/new
+		head -c 5000 /data/t > /tmp/t-want
+		'"$TO_HOST"'
+		cat /data/t > /dev/null
+		'"$STALL_PREP"'
+		echo STALL
+		'"$STALL_FILL"'
+		dd if=/tmp/new of=/data/f bs=65536 count=1 oflag=direct conv=notrunc 2>/dev/null &
+		truncate -s 5000 /data/t &
+		sleep 8
+		echo UNSTALL
+		wait
+		echo 1 > /proc/sys/vm/drop_caches
+		cmp -s /data/f /tmp/new; echo F_RC=$?
+		cmp -s /data/t /tmp/t-want; echo T_RC=$?
+		echo PENDING=$(cat $D/pending_flushes)
+		echo HITS=$(cat $D/hits)
+		'"$KCHECK"'' > "$log" 2>&1
+	local rc=$?
+	echo "# stall_invalidate: $((SECONDS - t0))s"
+	check "stall_invalidate: guest command exit 0" "[ $rc -eq 0 ]"
+	check_stalled stall_invalidate "$log"
+	check "stall_invalidate: the O_DIRECT write reads back, not the host's old copy" \
+		"[ '$(gval "$log" F_RC)' = 0 ]"
+	check "stall_invalidate: the truncated file reads back" "[ '$(gval "$log" T_RC)' = 0 ]"
+	check "stall_invalidate: a flush was held back and sent ($(gval "$log" PENDING))" \
+		"[ '$(gval "$log" PENDING)' -gt 0 ] 2>/dev/null"
+	check "stall_invalidate: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
+}
+
+# Defect 7: a cleancache get that times out (30 s, the device stalled)
+# gives the page back to the kernel, which reads it from disk; the file is
+# then written through the page cache.  The device's late answer must not
+# land in that page.
+scenario_stall_get() {
+	local log=$out/stall-get.log t0=$SECONDS
+	run --mem 256M --pool-size 64M --swap 0 --data-disk 64M "${STALL[@]}" -- '
+		mkfs.ext4 -q -b 4096 /dev/vdd && mkdir -p /data && mount /dev/vdd /data || exit 1
+		yes old | head -c 4096 > /data/f
+		yes new | head -c 4096 > /tmp/new
+		'"$TO_HOST"'
+		'"$STALL_PREP"'
+		read g0 < $D/gets
+		echo STALL
+		cat /data/f > /dev/null
+		read g1 < $D/gets; echo GETS=$((g1 - g0))
+		dd if=/tmp/new of=/data/f bs=4096 count=1 conv=notrunc 2>/dev/null
+		echo UNSTALL
+		sleep 3
+		cmp -s /data/f /tmp/new; echo CACHED_RC=$?
+		sync; echo 3 > /proc/sys/vm/drop_caches
+		cmp -s /data/f /tmp/new; echo DISK_RC=$?
+		echo ERRORS=$(cat $D/errors)
+		'"$KCHECK"'' > "$log" 2>&1
+	local rc=$?
+	echo "# stall_get: $((SECONDS - t0))s"
+	check "stall_get: guest command exit 0" "[ $rc -eq 0 ]"
+	check_stalled stall_get "$log"
+	check "stall_get: the get timed out ($(gval "$log" ERRORS) errors)" \
+		"[ '$(gval "$log" ERRORS)' -gt 0 ] 2>/dev/null"
+	check "stall_get: the page written after the timeout kept its data" \
+		"[ '$(gval "$log" CACHED_RC)' = 0 ]"
+	check "stall_get: ... and reached the disk" "[ '$(gval "$log" DISK_RC)' = 0 ]"
+	check "stall_get: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
+}
+
+# Defect 3: the device is unplugged while swap stores sleep for a batch
+# buffer (the device stalled, every buffer in flight, frontswap holding no
+# page yet).  The driver must wait for those stores before it drains, or
+# their acknowledged pages go with the device.
+scenario_stall_unplug() {
+	local log=$out/stall-unplug.log t0=$SECONDS
+	run --mem 256M --pool-size 64M --swap 256M --data-disk 64M --hotpluggable "${STALL[@]}" \
+		--qmp-on 'UNPLUG-NOW={"execute":"device_del","arguments":{"id":"tmem0"}}' -- '
+		mkfs.ext4 -q -b 4096 /dev/vdd && mkdir -p /data && mount /dev/vdd /data || exit 1
+		'"$STALL_FILES"'
+		'"$TO_HOST"'
+		'"$STALL_PREP"'
+		echo STALL
+		'"$STALL_FILL"'
+		memhog --mib 4 --pageout --verify-passes 1 --ready-file /tmp/r \
+			--hold-file /tmp/go > /tmp/hog 2>&1 &
+		H=$!
+		sleep 3
+		read held < $D/frontswap_pages; echo HELD_AT_UNPLUG=$held
+		echo UNPLUG-NOW
+		for i in $(seq 1 100); do read v < $P/frontswap; [ $v = N ] && break; sleep 0.3; done
+		echo REMOVAL_STARTED=$v
+		sleep 3
+		echo UNSTALL
+		for i in $(seq 1 120); do
+			[ -z "$(ls /sys/bus/virtio/drivers/virtio_tmem | grep ^virtio)" ] && break
+			sleep 1
+		done
+		echo UNBOUND=$i
+		echo DRAIN_ERRORS=$(dmesg | grep -c "could not be brought back")
+		for i in $(seq 1 300); do
+			{ [ -f /tmp/r ] || ! kill -0 $H 2>/dev/null; } && break
+			sleep 0.2
+		done
+		[ -f /tmp/r ] || { echo "memhog not ready: $(cat /proc/$H/wchan)"; dmesg | tail -30; }
+		touch /tmp/go; wait $H; echo MEMHOG_RC=$?; tail -2 /tmp/hog
+		'"$KCHECK"'' > "$log" 2>&1
+	local rc=$?
+	echo "# stall_unplug: $((SECONDS - t0))s"
+	check "stall_unplug: guest command exit 0" "[ $rc -eq 0 ]"
+	check_stalled stall_unplug "$log"
+	check "stall_unplug: stores were waiting, none counted yet ($(gval "$log" HELD_AT_UNPLUG))" \
+		"[ '$(gval "$log" HELD_AT_UNPLUG)' = 0 ]"
+	check "stall_unplug: removal started while they waited" "[ '$(gval "$log" REMOVAL_STARTED)' = N ]"
+	check "stall_unplug: the driver let the device go" "[ '$(gval "$log" UNBOUND)' -lt 120 ] 2>/dev/null"
+	check "stall_unplug: every swap page came back first" "[ '$(gval "$log" DRAIN_ERRORS)' = 0 ]"
+	check "stall_unplug: the swapped memory verified (0 bad pages)" "[ '$(gval "$log" MEMHOG_RC)' = 0 ]"
+	check "stall_unplug: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
+}
+
+# Defects 11 and 12 (races that no stall makes deterministic: see
+# docs/guest-driver.md): two queues and two vCPUs; file systems mounted and
+# unmounted over and over (NEW_POOL, DESTROY_POOL, the host reusing ids),
+# cleancache switched off and on (FLUSH_POOL) while files are read on both
+# vCPUs; every read verified.  Then the device is unplugged during reads
+# (batch timers armed at removal).
+scenario_mq_pools() {
+	local log=$out/mq-pools.log t0=$SECONDS
+	run --mem 256M --smp 2 --pool-size 128M --swap 0 --data-disk 128M --hotpluggable \
+		--device-opts num-queues=2,max-pools=6 \
+		--qmp-on 'UNPLUG-NOW={"execute":"device_del","arguments":{"id":"tmem0"}}' -- '
+		P=/sys/module/virtio_tmem/parameters D=/sys/kernel/debug/virtio_tmem
+		mkfs.ext4 -q -b 4096 /dev/vdd && mkdir -p /data || exit 1
+		bad=0
+		for round in 1 2 3 4 5 6; do
+			mount /dev/vdd /data || exit 1
+			for i in $(seq 1 8); do yes "round $round file $i" | head -c 2M > /data/f$i; done
+			sync; echo 3 > /proc/sys/vm/drop_caches
+			# ro -> rw: init_fs again, the old id is forgotten; pools
+			# run out and are reclaimed (DESTROY while mounted)
+			for k in 1 2; do mount -o remount,ro /data; mount -o remount,rw /data; done
+			want=$(for i in 1 3 5 7 2 4 6 8; do yes "round $round file $i" | head -c 2M; done | md5sum)
+			for pass in 1 2; do
+				(for i in 1 3 5 7; do cat /data/f$i; done | md5sum > /tmp/a) &
+				(for i in 2 4 6 8; do cat /data/f$i; done | md5sum > /tmp/b) &
+				[ $pass = 2 ] && { echo 0 > $P/cleancache; echo 1 > $P/cleancache; }
+				wait
+				got=$( (for i in 1 3 5 7; do cat /data/f$i; done;
+					for i in 2 4 6 8; do cat /data/f$i; done) | md5sum)
+				[ "$got" = "$want" ] || bad=$((bad + 1))
+				echo 3 > /proc/sys/vm/drop_caches
+			done
+			umount /data
+		done
+		echo BAD_READS=$bad
+		echo RECLAIMS=$(cat $D/pool_reclaims)
+		echo HITS=$(cat $D/hits)
+		mount /dev/vdd /data
+		(while :; do cat /data/f* > /dev/null; echo 3 > /proc/sys/vm/drop_caches; done) &
+		R=$!
+		sleep 2
+		echo UNPLUG-NOW
+		for i in $(seq 1 120); do
+			[ -z "$(ls /sys/bus/virtio/drivers/virtio_tmem | grep ^virtio)" ] && break
+			sleep 1
+		done
+		kill $R; wait
+		echo UNBOUND=$i
+		'"$KCHECK"'' > "$log" 2>&1
+	local rc=$?
+	echo "# mq_pools: $((SECONDS - t0))s"
+	check "mq_pools: guest command exit 0" "[ $rc -eq 0 ]"
+	check "mq_pools: every read verified across remounts and toggles" \
+		"[ '$(gval "$log" BAD_READS)' = 0 ]"
+	check "mq_pools: cleancache hit ($(gval "$log" HITS))" "[ '$(gval "$log" HITS)' -gt 0 ] 2>/dev/null"
+	check "mq_pools: pools were reclaimed ($(gval "$log" RECLAIMS))" \
+		"[ '$(gval "$log" RECLAIMS)' -gt 0 ] 2>/dev/null"
+	check "mq_pools: the driver let the device go during reads" \
+		"[ '$(gval "$log" UNBOUND)' -lt 120 ] 2>/dev/null"
+	check "mq_pools: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
+}
+
 for a in "$@"; do
 	case "$a" in -h|--help) usage; exit 0 ;; esac
 done
 scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] ||
-	scenarios=(frontswap clients cleancache pool_full writeback toggles smp reboot unplug)
+	scenarios=(frontswap clients cleancache pool_full writeback toggles smp reboot unplug
+		   stall_invalidate stall_get stall_unplug mq_pools)
 for s in "${scenarios[@]}"; do
 	if ! declare -F "scenario_$s" >/dev/null; then
 		echo "run.sh: unknown scenario '$s' (see --help)" >&2
@@ -402,7 +624,7 @@ done
 # device, so both stay in lane 0.
 lane_of() {
 	case "$1" in
-	frontswap|pool_full|writeback|smp) echo 0 ;;
+	frontswap|pool_full|writeback|smp|stall_invalidate|stall_get) echo 0 ;;
 	*) echo 1 ;;
 	esac
 }

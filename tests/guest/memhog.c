@@ -13,10 +13,12 @@
  *
  * --ready-file F is created once everything is written; with --hold-file F
  * memhog then waits for F to exist before it verifies (so that a script
- * can act in between).
+ * can act in between).  --pageout pushes every page out to swap once it is
+ * written (madvise(MADV_PAGEOUT)): swap stores without memory pressure, in
+ * memhog's own context, so a script can tell when they run.
  *
  * Usage: memhog [--mib N] [--verify-passes N] [--seed N] [--pattern random|text]
- *               [--ready-file F] [--hold-file F]
+ *               [--ready-file F] [--hold-file F] [--pageout]
  * Exit status: 0 if every page verified, 1 if any page was bad, 2 on usage.
  */
 #include <getopt.h>
@@ -28,6 +30,9 @@
 #include <unistd.h>
 
 #define PAGE 4096UL
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21		/* Linux 5.4 */
+#endif
 
 static uint64_t word(uint64_t page, uint64_t i, uint64_t seed)
 {
@@ -55,11 +60,12 @@ static uint64_t expect(uint64_t page, uint64_t i, uint64_t seed)
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: memhog [--mib N] [--verify-passes N] [--seed N] [--pattern random|text]\n"
-		"              [--ready-file F] [--hold-file F]\n"
+		"              [--ready-file F] [--hold-file F] [--pageout]\n"
 		"Writes N MiB (default 512) of patterned data, verifies it N times\n"
 		"(default 2), prints bad pages; exit 1 if any.  --pattern text makes\n"
 		"pages compressible; --ready-file is created when all is written,\n"
-		"--hold-file must exist before verification starts.\n");
+		"--hold-file must exist before verification starts; --pageout\n"
+		"pushes the data out to swap once written.\n");
 }
 
 int main(int argc, char **argv)
@@ -71,22 +77,28 @@ int main(int argc, char **argv)
 		{ "pattern", required_argument, NULL, 'p' },
 		{ "ready-file", required_argument, NULL, 'r' },
 		{ "hold-file", required_argument, NULL, 'H' },
+		{ "pageout", no_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	unsigned long mib = 512, passes = 2, seed = 1, bad = 0;
 	const char *ready_file = NULL, *hold_file = NULL;
+	int pageout = 0;
 	uint64_t *mem, pages, p, i;
 	unsigned long pass;
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, "m:v:s:p:r:H:h", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "m:v:s:p:r:H:oh", lo, NULL)) != -1) {
 		char *end;
 		unsigned long v = 0;
 
 		if (ch == 'h') {
 			usage(stdout);
 			return 0;
+		}
+		if (ch == 'o') {
+			pageout = 1;
+			continue;
 		}
 		if (ch == 'r' || ch == 'H') {
 			*(ch == 'r' ? &ready_file : &hold_file) = optarg;
@@ -132,6 +144,10 @@ int main(int argc, char **argv)
 		if (p % 16384 == 0)
 			printf("memhog: wrote %lu MiB\n",
 			       (unsigned long)(p * PAGE >> 20)), fflush(stdout);
+	}
+	if (pageout && madvise(mem, pages * PAGE, MADV_PAGEOUT)) {
+		perror("memhog: madvise(MADV_PAGEOUT)");
+		return 2;
 	}
 	if (ready_file) {
 		FILE *f = fopen(ready_file, "w");

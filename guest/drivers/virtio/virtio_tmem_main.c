@@ -23,6 +23,7 @@
 
 #include <linux/cleancache.h>
 #include <linux/debugfs.h>
+#include <linux/delay.h>
 #include <linux/frontswap.h>
 #include <linux/hash.h>
 #include <linux/highmem.h>
@@ -39,25 +40,70 @@
 #include <linux/virtio_config.h>
 #include <linux/wait.h>
 
-#include "vtmem_codec.c"
+#include "vtmem_codec.h"
 
 #define VTMEM_REQS_PER_QUEUE	4
 #define VTMEM_WAIT_TIMEOUT	(30 * HZ)
-/* How long an op in atomic context may poll for a free batch buffer. */
-#define VTMEM_POLL_NS		(5 * NSEC_PER_SEC)
 #define VTMEM_MAX_POOLS		64	/* driver-side pool table */
 #define VTMEM_PREFETCH_SLOTS	64	/* read-ahead pages per queue */
+/* Flushes a queue can hold back in atomic context before it must grow. */
+#define VTMEM_PENDING_MIN	64U
 
 /* ---- parameters ---------------------------------------------------------- */
 
+/*
+ * Each parameter with its setter's declaration and its ops; the setters
+ * are with the code they drive (section "toggles").
+ */
+static int cleancache_param_set(const char *val, const struct kernel_param *kp);
 static bool cleancache_on = true;
+static const struct kernel_param_ops cleancache_param_ops = {
+	.set = cleancache_param_set,
+	.get = param_get_bool,
+};
+module_param_cb(cleancache, &cleancache_param_ops, &cleancache_on, 0644);
+MODULE_PARM_DESC(cleancache, "Put clean page-cache pages to the host (default: on)");
+
+/* Cleared while frontswap is being drained (off, device removal). */
+static int frontswap_param_set(const char *val, const struct kernel_param *kp);
 static bool frontswap_on = true;
+static const struct kernel_param_ops frontswap_param_ops = {
+	.set = frontswap_param_set,
+	.get = param_get_bool,
+};
+module_param_cb(frontswap, &frontswap_param_ops, &frontswap_on, 0644);
+MODULE_PARM_DESC(frontswap, "Put swap pages to the host; off brings them all back (default: on)");
+
+static int exclusive_param_set(const char *val, const struct kernel_param *kp);
 static bool exclusive_gets = true;
+static const struct kernel_param_ops exclusive_param_ops = {
+	.set = exclusive_param_set,
+	.get = param_get_bool,
+};
+module_param_cb(exclusive_gets, &exclusive_param_ops, &exclusive_gets, 0644);
+MODULE_PARM_DESC(exclusive_gets, "A swap page loaded from the host is removed there (default: on)");
+
+/* Read when a batch buffer is opened: a change applies to the next one. */
+static int batch_param_set(const char *val, const struct kernel_param *kp);
 static unsigned int batch_size = 64;
-static unsigned int flush_us = 2000;
+static const struct kernel_param_ops batch_param_ops = {
+	.set = batch_param_set,
+	.get = param_get_uint,
+};
+module_param_cb(batch_size, &batch_param_ops, &batch_size, 0644);
+MODULE_PARM_DESC(batch_size, "Ops per batch, capped by the device's max_batch (default: 64)");
+
 static unsigned int readahead = 31;
+module_param(readahead, uint, 0644);
+MODULE_PARM_DESC(readahead, "Pages after a missed get fetched in the same batch, 0..64 (default: 31)");
+
+static unsigned int flush_us = 2000;
+module_param(flush_us, uint, 0644);
+MODULE_PARM_DESC(flush_us, "Send a partly filled batch after this many microseconds (default: 2000)");
 
 /* ---- structures ---------------------------------------------------------- */
+
+enum vtmem_flush_kind { FLUSH_PAGE, FLUSH_OBJECT, FLUSH_POOL, DESTROY };
 
 /*
  * A page read ahead of a get: the next pages of the same object travel in
@@ -76,9 +122,29 @@ struct vtmem_prefetch {
 
 enum { PF_EMPTY, PF_PENDING, PF_VALID };
 
-/* A get waiting for its answer from the host. */
+/*
+ * A flush issued in atomic context while every batch buffer of its queue
+ * was in flight.  It is not dropped: lookups treat its keys as absent at
+ * once, and it goes out, before any later op of the queue, as soon as a
+ * buffer frees.
+ */
+struct vtmem_pending {
+	u32 pool;
+	u32 kind;		/* enum vtmem_flush_kind, never DESTROY */
+	struct vtmem_oid oid;	/* FLUSH_PAGE, FLUSH_OBJECT */
+	u64 index;		/* FLUSH_PAGE */
+};
+
+/*
+ * Someone waiting for the answer to one op.  A GET's page is written by
+ * the device into a driver-owned page and copied to @page on completion,
+ * under the queue lock: a waiter that gave up (timeout) is detached under
+ * that lock, so a late answer can never write into a page the kernel got
+ * back.
+ */
 struct vtmem_waiter {
 	struct completion done;
+	struct page *page;	/* GET: where the page goes; else NULL */
 	unsigned int status;
 	u32 value;
 };
@@ -92,8 +158,10 @@ struct vtmem_waiter {
  * @resp: response header
  * @ops: op array
  * @status: per-op statuses
- * @put_pages: staging pages, one per possible PUT
- * @get_pages: caller pages of the GET ops (not owned)
+ * @pages: max_batch driver pages: PUT sources from the front (k-th PUT in
+ *	@pages[k]), GET destinations from the back (see req_get_page());
+ *	nr_put + nr_get <= nr_ops <= max_batch, so they never meet
+ * @get_pages: the pages the device writes, one per GET op, in op order
  * @waiter: per op, who waits for its status (NEW_POOL, GET, sync points)
  * @pf: per op, the read-ahead entry a GET fills, and its generation
  * @pf_gen: see @pf
@@ -109,7 +177,7 @@ struct vtmem_req {
 	struct virtio_tmem_resp_hdr resp;
 	struct virtio_tmem_op *ops;
 	struct virtio_tmem_op_status *status;
-	struct page **put_pages;
+	struct page **pages;
 	struct page **get_pages;
 	struct vtmem_waiter **waiter;
 	struct vtmem_prefetch **pf;
@@ -130,6 +198,11 @@ struct vtmem_req {
  * @wait: woken when a batch completes
  * @timer: sends a partly filled batch after flush_us
  * @next_seq: number of the next batch
+ * @reaped: bumped whenever batches complete (for waiters on @wait)
+ * @pending: flushes held back in atomic context, oldest first (see
+ *	struct vtmem_pending); they are older than every staged op
+ * @nr_pending: entries used in @pending
+ * @max_pending: entries allocated in @pending
  * @pf_next: read-ahead slot to reuse next (round robin)
  * @pf: read-ahead cache
  * @ra: where the last hit was; a get at the next index reads ahead
@@ -145,6 +218,10 @@ struct vtmem_queue {
 	wait_queue_head_t wait;
 	struct hrtimer timer;
 	u64 next_seq;
+	u64 reaped;
+	struct vtmem_pending *pending;
+	unsigned int nr_pending;
+	unsigned int max_pending;
 	unsigned int pf_next;
 	struct vtmem_prefetch pf[VTMEM_PREFETCH_SLOTS];
 	struct {
@@ -168,12 +245,30 @@ struct vtmem_pool {
 	unsigned long last_used;
 };
 
+/* Counters shown in debugfs (virtio_tmem/<name>); only ever incremented. */
 struct vtmem_stats {
-	u64 puts, put_drops, gets, hits, staging_hits, flushes;
-	u64 stores, store_no_credit, loads, load_hits, invalidates;
-	u64 batches, batch_ops, staging_high, errors, lost_pages;
-	u64 readahead_sent, readahead_hits;
-	u64 poll_waits, poll_timeouts, pool_reclaims;
+	u64 puts;		/* cleancache puts tried */
+	u64 put_drops;		/* ... dropped: no batch buffer free */
+	u64 gets;		/* cleancache gets tried */
+	u64 hits;		/* ... that returned a page */
+	u64 staging_hits;	/* gets served from a staged, unsent PUT */
+	u64 flushes;		/* cleancache invalidations (page, inode) */
+	u64 stores;		/* frontswap stores tried */
+	u64 store_no_credit;	/* ... refused: no credit (went to disk) */
+	u64 loads;		/* frontswap loads */
+	u64 load_hits;		/* ... that returned a page */
+	u64 invalidates;	/* frontswap invalidations (page, area) */
+	u64 batches;		/* batches handed to the device */
+	u64 batch_ops;		/* ops in those batches */
+	u64 staging_high;	/* most PUT pages staged on one queue at once */
+	u64 errors;		/* unexpected statuses, timeouts, full rings */
+	u64 lost_pages;		/* acknowledged swap pages the device refused */
+	u64 readahead_sent;	/* read-ahead GETs sent */
+	u64 readahead_hits;	/* gets served from read-ahead */
+	u64 pending_flushes;	/* flushes held back: no buffer, atomic ctx */
+	u64 pending_high;	/* most flushes held back on one queue */
+	u64 pending_polls;	/* held back and no memory: polled for room */
+	u64 pool_reclaims;	/* cleancache pools given back for a new one */
 };
 
 struct vtmem_dev {
@@ -268,6 +363,12 @@ static void req_reset(struct vtmem_dev *d, struct vtmem_queue *q,
 	memset(r->pf, 0, d->max_batch * sizeof(*r->pf));
 }
 
+/* The driver page the device writes the next GET of @r into. */
+static struct page *req_get_page(struct vtmem_dev *d, struct vtmem_req *r)
+{
+	return r->pages[d->max_batch - 1 - r->b.nr_get];
+}
+
 /*
  * Hand a batch to the device: one scatterlist for the device-readable part
  * (header, ops, the PUT pages) and one for the device-writable part
@@ -284,7 +385,7 @@ static int req_submit(struct vtmem_dev *d, struct vtmem_queue *q,
 	sg_set_buf(&sg[n++], &r->hdr, sizeof(r->hdr));
 	sg_set_buf(&sg[n++], r->ops, r->b.nr_ops * sizeof(*r->ops));
 	for (i = 0; i < r->b.nr_put; i++)
-		sg_set_page(&sg[n++], r->put_pages[i], PAGE_SIZE, 0);
+		sg_set_page(&sg[n++], r->pages[i], PAGE_SIZE, 0);
 	sg_mark_end(&sg[n - 1]);
 	out = n;
 	sg_set_buf(&sg[n++], &r->resp, sizeof(r->resp));
@@ -310,12 +411,16 @@ static ktime_t flush_delay(void)
 	return ns_to_ktime((u64)max(READ_ONCE(flush_us), 1U) * NSEC_PER_USEC);
 }
 
-/* Send the batch being filled, if any.  Called with q->lock held. */
+/*
+ * Send the batch being filled, if any.  Called with q->lock held.  Once
+ * the device is dead nothing is submitted and the timer is not re-armed:
+ * removal cancels the timer and then frees the virtqueues.
+ */
 static void queue_flush_locked(struct vtmem_dev *d, struct vtmem_queue *q)
 {
 	struct vtmem_req *r = q->filling;
 
-	if (!r || !r->b.nr_ops)
+	if (!r || !r->b.nr_ops || d->dead)
 		return;
 	if (req_submit(d, q, r)) {
 		/* ring full: the timer tries again */
@@ -328,6 +433,78 @@ static void queue_flush_locked(struct vtmem_dev *d, struct vtmem_queue *q)
 	hrtimer_try_to_cancel(&q->timer);
 }
 
+/*
+ * The batch being filled if it has room for one more op, else a new one
+ * (the full one is sent first); NULL if every buffer is in use.  Never
+ * waits.  Called with q->lock held.
+ */
+static struct vtmem_req *queue_open_locked(struct vtmem_dev *d,
+					   struct vtmem_queue *q)
+{
+	struct vtmem_req *r = q->filling;
+
+	if (d->dead)
+		return NULL;
+	if (r && !vtmem_batch_full(&r->b))
+		return r;
+	if (r) {
+		queue_flush_locked(d, q);
+		if (q->filling)
+			return NULL;	/* the ring is full */
+	}
+	if (list_empty(&q->free))
+		return NULL;
+	r = list_first_entry(&q->free, struct vtmem_req, node);
+	list_del(&r->node);
+	req_reset(d, q, r);
+	q->filling = r;
+	hrtimer_start(&q->timer, flush_delay(), HRTIMER_MODE_REL);
+	return r;
+}
+
+static int batch_add_flush(struct vtmem_batch *b, enum vtmem_flush_kind kind,
+			   u32 pool, const struct vtmem_oid *oid, u64 index)
+{
+	switch (kind) {
+	case FLUSH_PAGE:
+		return vtmem_batch_flush_page(b, pool, oid, index);
+	case FLUSH_OBJECT:
+		return vtmem_batch_flush_object(b, pool, oid);
+	case FLUSH_POOL:
+		return vtmem_batch_flush_pool(b, pool);
+	case DESTROY:
+		return vtmem_batch_destroy_pool(b, pool);
+	}
+	return -EINVAL;
+}
+
+/*
+ * Move held-back flushes into batches, oldest first, and send them: they
+ * are late already.  Returns true when none is left.  Called with q->lock
+ * held.
+ */
+static bool pending_send_locked(struct vtmem_dev *d, struct vtmem_queue *q)
+{
+	unsigned int n = 0;
+
+	while (n < q->nr_pending) {
+		const struct vtmem_pending *p = &q->pending[n];
+		struct vtmem_req *r = queue_open_locked(d, q);
+
+		if (!r)
+			break;
+		batch_add_flush(&r->b, p->kind, p->pool, &p->oid, p->index);
+		n++;
+	}
+	if (!n)
+		return !q->nr_pending;
+	q->nr_pending -= n;
+	memmove(q->pending, q->pending + n,
+		q->nr_pending * sizeof(*q->pending));
+	queue_flush_locked(d, q);
+	return !q->nr_pending;
+}
+
 static void credits_update(struct vtmem_dev *d, u64 credits)
 {
 	unsigned long flags;
@@ -338,18 +515,25 @@ static void credits_update(struct vtmem_dev *d, u64 credits)
 	spin_unlock_irqrestore(&d->credit_lock, flags);
 }
 
-/* A used batch: hand statuses to waiters, count errors, free the buffer. */
+/*
+ * A used batch: hand statuses (and GET pages) to waiters, count errors,
+ * free the buffer.  Called with q->lock held.
+ */
 static void req_complete(struct vtmem_dev *d, struct vtmem_queue *q,
 			 struct vtmem_req *r)
 {
 	bool ok = le32_to_cpu(r->resp.status) == VIRTIO_TMEM_S_OK;
-	unsigned int i;
+	unsigned int i, nr_get = 0;
 
 	credits_update(d, le64_to_cpu(r->resp.credits));
 	for (i = 0; i < r->b.nr_ops; i++) {
 		unsigned int st = ok ? le32_to_cpu(r->status[i].status) :
 				       VIRTIO_TMEM_S_BAD_BATCH;
+		struct vtmem_waiter *w = r->waiter[i];
+		struct page *got = NULL;
 
+		if (r->ops[i].opcode == VIRTIO_TMEM_OP_GET)
+			got = r->get_pages[nr_get++];
 		if (r->ops[i].opcode == VIRTIO_TMEM_OP_PUT &&
 		    (r->ops[i].flags & VIRTIO_TMEM_PUT_CREDIT) &&
 		    st != VIRTIO_TMEM_S_OK) {
@@ -366,10 +550,12 @@ static void req_complete(struct vtmem_dev *d, struct vtmem_queue *q,
 		    r->pf[i]->state == PF_PENDING)
 			r->pf[i]->state = st == VIRTIO_TMEM_S_OK ? PF_VALID :
 							   PF_EMPTY;
-		if (r->waiter[i]) {
-			r->waiter[i]->status = st;
-			r->waiter[i]->value = le32_to_cpu(r->status[i].value);
-			complete(&r->waiter[i]->done);
+		if (w) {
+			if (w->page && got && st == VIRTIO_TMEM_S_OK)
+				copy_highpage(w->page, got);
+			w->status = st;
+			w->value = le32_to_cpu(r->status[i].value);
+			complete(&w->done);
 		}
 	}
 	list_del(&r->node);
@@ -377,8 +563,11 @@ static void req_complete(struct vtmem_dev *d, struct vtmem_queue *q,
 	list_add(&r->node, &q->free);
 }
 
-/* Collect used batches.  Called with q->lock held. */
-static void queue_reap_locked(struct vtmem_dev *d, struct vtmem_queue *q)
+/*
+ * Collect used batches; held-back flushes take the freed buffers first.
+ * Returns true if any batch completed.  Called with q->lock held.
+ */
+static bool queue_reap_locked(struct vtmem_dev *d, struct vtmem_queue *q)
 {
 	struct vtmem_req *r;
 	unsigned int len;
@@ -388,8 +577,12 @@ static void queue_reap_locked(struct vtmem_dev *d, struct vtmem_queue *q)
 		req_complete(d, q, r);
 		any = true;
 	}
-	if (any)
+	if (any) {
+		WRITE_ONCE(q->reaped, q->reaped + 1);
+		pending_send_locked(d, q);
 		wake_up_all(&q->wait);
+	}
+	return any;
 }
 
 static void vtmem_vq_done(struct virtqueue *vq)
@@ -426,60 +619,75 @@ static unsigned int staged_pages(struct vtmem_queue *q)
 }
 
 /*
- * Make room for one op (and one page if @page) in the batch being filled,
- * sending it first if it is full.  With @may_sleep the caller waits for a
- * buffer; in atomic context it polls the queue for up to VTMEM_POLL_NS when
- * @must (an op that may not be dropped), else gives up.  Called and returns
- * with q->lock held (it may drop it to sleep).
+ * A batch with room for one more op, after every held-back flush of the
+ * queue (ops of one queue reach the device in the order they were
+ * issued).  With @may_sleep the caller waits for a buffer; in atomic
+ * context it gets NULL when none is free.  NULL also once the device is
+ * dead.  Called and returns with q->lock held (it may drop it to sleep).
  */
 static struct vtmem_req *queue_room_locked(struct vtmem_dev *d,
-					   struct vtmem_queue *q, bool page,
-					   bool may_sleep, bool must,
+					   struct vtmem_queue *q,
+					   bool may_sleep,
 					   unsigned long *flags)
 {
-	u64 deadline = 0;
-
 	for (;;) {
-		struct vtmem_req *r = q->filling;
+		struct vtmem_req *r;
 
 		if (d->dead)
 			return NULL;
-		if (r && !vtmem_batch_full(&r->b) &&
-		    (!page || r->b.nr_put < r->b.max_ops))
-			return r;
-		if (r)
-			queue_flush_locked(d, q);
-		if (!q->filling && !list_empty(&q->free)) {
-			r = list_first_entry(&q->free, struct vtmem_req, node);
-			list_del(&r->node);
-			req_reset(d, q, r);
-			q->filling = r;
-			hrtimer_start(&q->timer,
-				      flush_delay(),
-				      HRTIMER_MODE_REL);
-			continue;
+		if (pending_send_locked(d, q)) {
+			r = queue_open_locked(d, q);
+			if (r)
+				return r;
 		}
+		if (queue_reap_locked(d, q))
+			continue;
+		if (!may_sleep)
+			return NULL;
+		spin_unlock_irqrestore(&q->lock, *flags);
+		wait_event_timeout(q->wait, !list_empty(&q->free) ||
+				   READ_ONCE(d->dead), HZ / 10);
+		spin_lock_irqsave(&q->lock, *flags);
+	}
+}
+
+/*
+ * Hold back a flush that found no room in atomic context.  The array
+ * grows (GFP_ATOMIC); if it cannot, the queue is polled for a buffer, with
+ * no deadline: a flush is never dropped, and the device must answer
+ * eventually (or be removed, which sets d->dead).  Called with q->lock
+ * held.
+ */
+static void pending_add_locked(struct vtmem_dev *d, struct vtmem_queue *q,
+			       enum vtmem_flush_kind kind, u32 pool,
+			       const struct vtmem_oid *oid, u64 index)
+{
+	struct vtmem_pending *p;
+
+	while (q->nr_pending == q->max_pending) {
+		unsigned int max = max(2 * q->max_pending, VTMEM_PENDING_MIN);
+
+		p = krealloc(q->pending, max * sizeof(*p),
+			     GFP_ATOMIC | __GFP_NOWARN);
+		if (p) {
+			q->pending = p;
+			q->max_pending = max;
+			break;
+		}
+		stat_inc(d, pending_polls);
+		if (d->dead)
+			return;
 		queue_reap_locked(d, q);
-		if (!q->filling && !list_empty(&q->free))
-			continue;
-		if (may_sleep) {
-			spin_unlock_irqrestore(&q->lock, *flags);
-			wait_event_timeout(q->wait, !list_empty(&q->free) ||
-					   READ_ONCE(d->dead), HZ / 10);
-			spin_lock_irqsave(&q->lock, *flags);
-			continue;
-		}
-		if (!must)
-			return NULL;
-		if (!deadline) {
-			deadline = ktime_get_ns() + VTMEM_POLL_NS;
-			stat_inc(d, poll_waits);
-		} else if (ktime_get_ns() > deadline) {
-			stat_inc(d, poll_timeouts);
-			return NULL;
-		}
 		cpu_relax();
 	}
+	p = &q->pending[q->nr_pending++];
+	p->kind = kind;
+	p->pool = pool;
+	p->oid = oid ? *oid : (struct vtmem_oid){ { 0 } };
+	p->index = index;
+	stat_inc(d, pending_flushes);
+	if (q->nr_pending > READ_ONCE(d->stats.pending_high))
+		WRITE_ONCE(d->stats.pending_high, q->nr_pending);
 }
 
 /* Forget a waiter whose op was not answered in time. */
@@ -495,6 +703,14 @@ static void waiter_detach_locked(struct vtmem_dev *d, struct vtmem_queue *q,
 				r->waiter[i] = NULL;
 }
 
+static void waiter_init(struct vtmem_waiter *w, struct page *page)
+{
+	init_completion(&w->done);
+	w->page = page;
+	w->status = VIRTIO_TMEM_S_DEVICE_ERROR;
+	w->value = 0;
+}
+
 /* Send what is queued on @q now and wait for @w's op to be answered. */
 static unsigned int queue_sync(struct vtmem_dev *d, struct vtmem_queue *q,
 			       struct vtmem_waiter *w, unsigned long *flags)
@@ -507,12 +723,72 @@ static unsigned int queue_sync(struct vtmem_dev *d, struct vtmem_queue *q,
 	spin_lock_irqsave(&q->lock, *flags);
 	if (left || completion_done(&w->done))
 		return w->status;
-	/* the device is wedged: nobody may complete @w once we return */
+	/*
+	 * The device is wedged: nobody may complete @w, nor write into its
+	 * page, once we return.  Its op stays in flight; a GET's page is the
+	 * driver's (req_get_page()).
+	 */
 	waiter_detach_locked(d, q, w);
 	stat_inc(d, errors);
 	dev_err_ratelimited(&d->vdev->dev, "no answer from the device in %d s\n",
 			    VTMEM_WAIT_TIMEOUT / HZ);
 	return VIRTIO_TMEM_S_DEVICE_ERROR;
+}
+
+/* True once every op issued on @q before batch @mark was numbered is done. */
+static bool queue_done_before(struct vtmem_dev *d, struct vtmem_queue *q,
+			      u64 mark)
+{
+	struct vtmem_req *r;
+	unsigned long flags;
+	bool done = true;
+
+	spin_lock_irqsave(&q->lock, flags);
+	queue_flush_locked(d, q);
+	if (q->filling && q->filling->b.nr_ops && q->filling->seq < mark)
+		done = false;
+	list_for_each_entry(r, &q->inflight, node)
+		if (r->seq < mark)
+			done = false;
+	spin_unlock_irqrestore(&q->lock, flags);
+	return done || READ_ONCE(d->dead);
+}
+
+/*
+ * Send every op issued on @q so far, held-back flushes included, and wait
+ * until the device has done them (ops issued meanwhile are not waited
+ * for).  Gives up after @timeout jiffies; returns false then.
+ */
+static bool queue_drain(struct vtmem_dev *d, struct vtmem_queue *q,
+			unsigned long timeout)
+{
+	unsigned long deadline = jiffies + timeout, flags;
+	bool forever = timeout == MAX_SCHEDULE_TIMEOUT;
+	bool sent;
+	u64 mark;
+
+	for (;;) {
+		spin_lock_irqsave(&q->lock, flags);
+		sent = d->dead || pending_send_locked(d, q);
+		mark = q->next_seq;
+		spin_unlock_irqrestore(&q->lock, flags);
+		if (sent)
+			break;
+		if (!forever && time_after(jiffies, deadline))
+			return false;
+		wait_event_timeout(q->wait, !list_empty(&q->free) ||
+				   READ_ONCE(d->dead), HZ / 10);
+	}
+	for (;;) {
+		u64 reaped = READ_ONCE(q->reaped);
+
+		if (queue_done_before(d, q, mark))
+			return true;
+		if (!forever && time_after(jiffies, deadline))
+			return false;
+		wait_event_timeout(q->wait, READ_ONCE(q->reaped) != reaped ||
+				   READ_ONCE(d->dead), HZ / 10);
+	}
 }
 
 /* ---- read-ahead ----------------------------------------------------------- */
@@ -619,19 +895,39 @@ static void pf_request_locked(struct vtmem_dev *d, struct vtmem_queue *q,
 
 /* ---- ops that go through the batches --------------------------------------- */
 
+static bool pending_covers(const struct vtmem_pending *p,
+			   const struct vtmem_key *page)
+{
+	static const enum vtmem_key_scope scope[] = {
+		[FLUSH_PAGE] = VTMEM_KEY_PAGE,
+		[FLUSH_OBJECT] = VTMEM_KEY_OBJECT,
+		[FLUSH_POOL] = VTMEM_KEY_POOL,
+		[DESTROY] = VTMEM_KEY_POOL,
+	};
+	struct vtmem_key k = { p->pool, p->oid, p->index };
+
+	return vtmem_key_covers(scope[p->kind], &k, page);
+}
+
 /*
- * Find the newest staged op on (pool, oid, index): a PUT whose page is still
- * in a staging buffer, or an op that makes the key absent.  Returns the
- * staging page of a PUT, ERR_PTR(-ENOENT) if the key is known absent, NULL
- * if the host must be asked.  Called with q->lock held.
+ * Find the newest op of the queue on (pool, oid, index): a PUT whose page
+ * is still in a staging buffer, or an op that makes the key absent (a
+ * held-back flush is newer than any staged op).  Returns the staging page
+ * of a PUT, ERR_PTR(-ENOENT) if the key is known absent, NULL if the host
+ * must be asked.  Called with q->lock held.
  */
 static struct page *staged_lookup(struct vtmem_queue *q, u32 pool,
 				  const struct vtmem_oid *oid, u64 index)
 {
+	const struct vtmem_key page = { pool, *oid, index };
 	struct vtmem_req *reqs[VTMEM_REQS_PER_QUEUE + 1];
 	struct vtmem_req *r;
 	int n = 0;
 
+	for (n = q->nr_pending; n--; )
+		if (pending_covers(&q->pending[n], &page))
+			return ERR_PTR(-ENOENT);
+	n = 0;
 	list_for_each_entry(r, &q->inflight, node)
 		reqs[n++] = r;
 	if (q->filling)
@@ -642,26 +938,19 @@ static struct page *staged_lookup(struct vtmem_queue *q, u32 pool,
 		r = reqs[n];
 		for (i = r->b.nr_ops - 1; i >= 0; i--) {
 			const struct virtio_tmem_op *op = &r->ops[i];
-			bool same_pool = le32_to_cpu(op->pool_id) == pool;
-			bool same_oid = same_pool &&
-				le64_to_cpu(op->u.key.oid[0]) == oid->id[0] &&
-				le64_to_cpu(op->u.key.oid[1]) == oid->id[1] &&
-				le64_to_cpu(op->u.key.oid[2]) == oid->id[2];
-			bool same_key = same_oid &&
-				le64_to_cpu(op->u.key.index) == index;
+			enum vtmem_key_scope scope;
+			struct vtmem_key k;
 
 			if (op->opcode == VIRTIO_TMEM_OP_PUT)
 				put--;
-			if (op->opcode == VIRTIO_TMEM_OP_PUT && same_key)
-				return r->put_pages[put];
-			if ((op->opcode == VIRTIO_TMEM_OP_FLUSH_PAGE && same_key) ||
-			    (op->opcode == VIRTIO_TMEM_OP_GET && same_key &&
-			     (op->flags & VIRTIO_TMEM_GET_EXCLUSIVE)) ||
-			    (op->opcode == VIRTIO_TMEM_OP_FLUSH_OBJECT &&
-			     same_oid) ||
-			    ((op->opcode == VIRTIO_TMEM_OP_FLUSH_POOL ||
-			      op->opcode == VIRTIO_TMEM_OP_DESTROY_POOL) &&
-			     same_pool))
+			scope = vtmem_op_key(op, &k);
+			if (!vtmem_key_covers(scope, &k, &page))
+				continue;
+			if (op->opcode == VIRTIO_TMEM_OP_PUT)
+				return r->pages[put];
+			/* a non-exclusive GET (read-ahead) leaves the key */
+			if (op->opcode != VIRTIO_TMEM_OP_GET ||
+			    (op->flags & VIRTIO_TMEM_GET_EXCLUSIVE))
 				return ERR_PTR(-ENOENT);
 		}
 	}
@@ -680,13 +969,13 @@ static int queue_put(struct vtmem_dev *d, u32 pool,
 	int slot;
 
 	spin_lock_irqsave(&q->lock, flags);
-	r = queue_room_locked(d, q, true, may_sleep, false, &flags);
+	r = queue_room_locked(d, q, may_sleep, &flags);
 	if (!r) {
 		spin_unlock_irqrestore(&q->lock, flags);
 		return -ENOSPC;
 	}
 	pf_invalidate_locked(q, pool, oid, index, false, false);
-	copy_highpage(r->put_pages[r->b.nr_put], page);
+	copy_highpage(r->pages[r->b.nr_put], page);
 	slot = vtmem_batch_put(&r->b, pool, oid, index, credit);
 	WARN_ON_ONCE(slot < 0);
 	staged = staged_pages(q);
@@ -698,66 +987,57 @@ static int queue_put(struct vtmem_dev *d, u32 pool,
 	return 0;
 }
 
-enum vtmem_flush_kind { FLUSH_PAGE, FLUSH_OBJECT, FLUSH_POOL, DESTROY };
-
 /*
- * Queue a flush.  Flushes are never dropped: in atomic context the caller
- * polls for a buffer.  With @sync, wait until the device has done it.
+ * Queue a flush.  Flushes are never dropped: with @may_sleep the caller
+ * waits for a buffer; in atomic context a flush that finds none is held
+ * back (pending_add_locked()) and its keys read as absent until it is
+ * sent.  With @sync (which needs @may_sleep), wait until the device has
+ * done it.  Read-ahead copies of the keys go at once, whatever happens.
  */
-static int queue_flush_op(struct vtmem_dev *d, enum vtmem_flush_kind kind,
-			  u32 pool, const struct vtmem_oid *oid, u64 index,
-			  bool sync)
+static void queue_flush_op(struct vtmem_dev *d, enum vtmem_flush_kind kind,
+			   u32 pool, const struct vtmem_oid *oid, u64 index,
+			   bool may_sleep, bool sync)
 {
 	static const struct vtmem_oid none;
 	struct vtmem_queue *q = queue_of(d, pool, oid ? oid : &none);
 	struct vtmem_waiter w;
 	unsigned long flags;
 	struct vtmem_req *r;
-	int slot = -1;
+	int slot;
 
 	spin_lock_irqsave(&q->lock, flags);
-	r = queue_room_locked(d, q, false, sync, true, &flags);
-	if (!r) {
-		spin_unlock_irqrestore(&q->lock, flags);
-		return -EIO;
-	}
+	r = queue_room_locked(d, q, may_sleep || sync, &flags);
+	/* after the wait: a read-ahead sent meanwhile holds old data too */
 	pf_invalidate_locked(q, pool, oid, index, kind != FLUSH_PAGE,
 			     kind == FLUSH_POOL || kind == DESTROY);
-	switch (kind) {
-	case FLUSH_PAGE:
-		slot = vtmem_batch_flush_page(&r->b, pool, oid, index);
-		break;
-	case FLUSH_OBJECT:
-		slot = vtmem_batch_flush_object(&r->b, pool, oid);
-		break;
-	case FLUSH_POOL:
-		slot = vtmem_batch_flush_pool(&r->b, pool);
-		break;
-	case DESTROY:
-		slot = vtmem_batch_destroy_pool(&r->b, pool);
-		break;
+	if (!r) {
+		if (!d->dead)
+			pending_add_locked(d, q, kind, pool, oid, index);
+		spin_unlock_irqrestore(&q->lock, flags);
+		return;
 	}
+	slot = batch_add_flush(&r->b, kind, pool, oid, index);
 	if (sync) {
-		init_completion(&w.done);
+		waiter_init(&w, NULL);
 		r->waiter[slot] = &w;
 		queue_sync(d, q, &w, &flags);
 	} else if (vtmem_batch_full(&r->b)) {
 		queue_flush_locked(d, q);
 	}
 	spin_unlock_irqrestore(&q->lock, flags);
-	return 0;
 }
 
 /*
  * Get a page: from staging if a put of it has not reached the host yet,
- * else from the host, in order behind everything queued before it.
- * Returns the op status (VIRTIO_TMEM_S_*).
+ * else from the host, in order behind everything queued before it.  May
+ * sleep.  Returns the op status (VIRTIO_TMEM_S_*).
  */
 static unsigned int queue_get(struct vtmem_dev *d, u32 pool,
 			      const struct vtmem_oid *oid, u64 index,
 			      struct page *page, bool exclusive)
 {
 	struct vtmem_queue *q = queue_of(d, pool, oid);
+	struct vtmem_prefetch *e = NULL;
 	struct vtmem_waiter w;
 	unsigned long flags;
 	struct vtmem_req *r;
@@ -771,39 +1051,36 @@ static unsigned int queue_get(struct vtmem_dev *d, u32 pool,
 		spin_unlock_irqrestore(&q->lock, flags);
 		return VIRTIO_TMEM_S_NOT_FOUND;
 	}
-	if (!staged) {
-		struct vtmem_prefetch *e = pf_take_locked(q, pool, oid, index);
-
+	if (staged) {
+		copy_highpage(page, staged);
+		stat_inc(d, staging_hits);
+	} else {
+		e = pf_take_locked(q, pool, oid, index);
 		if (e) {
 			copy_highpage(page, e->page);
 			e->state = PF_EMPTY;
 			e->gen++;
 			ra_hit_locked(q, pool, oid, index);
 			stat_inc(d, readahead_hits);
-			spin_unlock_irqrestore(&q->lock, flags);
-			/* the host kept its copy: drop it like a real get */
-			if (exclusive)
-				queue_flush_op(d, FLUSH_PAGE, pool, oid, index,
-					       false);
-			return VIRTIO_TMEM_S_OK;
 		}
 	}
-	if (staged) {
-		copy_highpage(page, staged);
-		stat_inc(d, staging_hits);
+	if (staged || e) {
 		spin_unlock_irqrestore(&q->lock, flags);
+		/* the host keeps its copy: drop it as a real get would */
 		if (exclusive)
-			queue_flush_op(d, FLUSH_PAGE, pool, oid, index, false);
+			queue_flush_op(d, FLUSH_PAGE, pool, oid, index, true,
+				       false);
 		return VIRTIO_TMEM_S_OK;
 	}
-	r = queue_room_locked(d, q, false, true, true, &flags);
+	r = queue_room_locked(d, q, true, &flags);
 	if (!r) {
 		spin_unlock_irqrestore(&q->lock, flags);
 		return VIRTIO_TMEM_S_DEVICE_ERROR;
 	}
-	r->get_pages[r->b.nr_get] = page;
+	/* the device writes a driver page; req_complete() copies it over */
+	r->get_pages[r->b.nr_get] = req_get_page(d, r);
 	slot = vtmem_batch_get(&r->b, pool, oid, index, exclusive);
-	init_completion(&w.done);
+	waiter_init(&w, page);
 	r->waiter[slot] = &w;
 	/* read ahead only where gets keep hitting: not on cold misses */
 	if (ra_wanted_locked(q, pool, oid, index))
@@ -828,13 +1105,13 @@ static int host_new_pool(struct vtmem_dev *d, unsigned int flags,
 	int slot;
 
 	spin_lock_irqsave(&q->lock, irqflags);
-	r = queue_room_locked(d, q, false, true, true, &irqflags);
+	r = queue_room_locked(d, q, true, &irqflags);
 	if (!r) {
 		spin_unlock_irqrestore(&q->lock, irqflags);
 		return -EIO;
 	}
 	slot = vtmem_batch_new_pool(&r->b, flags, uuid);
-	init_completion(&w.done);
+	waiter_init(&w, NULL);
 	r->waiter[slot] = &w;
 	st = queue_sync(d, q, &w, &irqflags);
 	spin_unlock_irqrestore(&q->lock, irqflags);
@@ -843,8 +1120,29 @@ static int host_new_pool(struct vtmem_dev *d, unsigned int flags,
 	return st == VIRTIO_TMEM_S_OK ? (int)w.value : -EIO;
 }
 
-/* Send everything queued on every queue and wait until it is done. */
-static void vtmem_sync_all(struct vtmem_dev *d)
+/*
+ * Send everything issued on every queue so far and wait until it is done
+ * (or @timeout jiffies per queue passed).  Returns false on a timeout.
+ */
+static bool vtmem_sync_all(struct vtmem_dev *d, unsigned long timeout)
+{
+	bool ok = true;
+	unsigned int i;
+
+	for (i = 0; i < d->nr_queues; i++)
+		ok &= queue_drain(d, &d->queues[i], timeout);
+	return ok;
+}
+
+/*
+ * Prepare a pool-wide op (FLUSH_POOL, DESTROY_POOL).  It travels on one
+ * queue, and the device orders ops only within a queue: so every op of
+ * the pool issued on any queue must be done first, and the pool's
+ * read-ahead copies go from every queue.  The caller makes sure that no op
+ * can name the pool meanwhile, or that those which do may come after.
+ * Sleeps.
+ */
+static void pool_quiesce(struct vtmem_dev *d, u32 pool)
 {
 	unsigned int i;
 
@@ -853,15 +1151,37 @@ static void vtmem_sync_all(struct vtmem_dev *d)
 		unsigned long flags;
 
 		spin_lock_irqsave(&q->lock, flags);
-		queue_flush_locked(d, q);
+		pf_invalidate_locked(q, pool, NULL, 0, true, true);
 		spin_unlock_irqrestore(&q->lock, flags);
-		wait_event_timeout(q->wait, list_empty(&q->inflight) ||
-				   READ_ONCE(d->dead), VTMEM_WAIT_TIMEOUT);
 	}
+	vtmem_sync_all(d, MAX_SCHEDULE_TIMEOUT);
+}
+
+/*
+ * Give a cleancache pool back to the host.  The id is cleared first and
+ * every op that may have read it is waited for (SRCU), so that once the
+ * host reuses the id for a new pool no op of the old file system can reach
+ * it.  Called with vtmem_mutex held, outside any SRCU read section.
+ */
+static void cc_pool_destroy(struct vtmem_dev *d, int pool)
+{
+	int host = d->pools[pool].host_id;
+
+	WRITE_ONCE(d->pools[pool].host_id, -1);
+	synchronize_srcu(&vtmem_srcu);
+	pool_quiesce(d, host);
+	queue_flush_op(d, DESTROY, host, NULL, 0, true, true);
 }
 
 /* ---- credits ---------------------------------------------------------------- */
 
+/*
+ * A frontswap store may be acknowledged only with a credit in hand: the
+ * device promised room for credits_seen pages, and every credited PUT in
+ * flight or stored uses one.  The device's count is the truth; ours only
+ * trails it (credits_update() keeps the largest value seen), so we never
+ * spend a credit the device has not granted.
+ */
 static bool credit_take(struct vtmem_dev *d)
 {
 	unsigned long flags;
@@ -885,6 +1205,11 @@ static void credit_refund(struct vtmem_dev *d)
 	spin_unlock_irqrestore(&d->credit_lock, flags);
 }
 
+/*
+ * The device raises a config change when it grants credits to a driver that
+ * may have run out (fewer than max_batch left): with no batch in flight no
+ * response header would bring them.
+ */
 static void vtmem_config_changed(struct virtio_device *vdev)
 {
 	struct vtmem_dev *d = vdev->priv;
@@ -916,8 +1241,7 @@ static int pool_reclaim_one(struct vtmem_dev *d)
 	}
 	if (lru < 0)
 		return -ENOSPC;
-	queue_flush_op(d, DESTROY, d->pools[lru].host_id, NULL, 0, true);
-	WRITE_ONCE(d->pools[lru].host_id, -1);
+	cc_pool_destroy(d, lru);
 	stat_inc(d, pool_reclaims);
 	return 0;
 }
@@ -951,7 +1275,8 @@ static int cc_new_pool(bool shared, const u8 *uuid)
 	if (host >= 0) {
 		id = pool_slot(d);
 		if (id < 0) {
-			queue_flush_op(d, DESTROY, host, NULL, 0, true);
+			/* never published: no op can name it */
+			queue_flush_op(d, DESTROY, host, NULL, 0, true, true);
 		} else {
 			d->pools[id].shared = shared;
 			d->pools[id].released = false;
@@ -1016,7 +1341,8 @@ static int vtmem_cc_get_page(int pool, struct cleancache_filekey key,
 		stat_inc(d, hits);
 		ret = 0;
 	} else if (st != VIRTIO_TMEM_S_NOT_FOUND) {
-		queue_flush_op(d, FLUSH_PAGE, host, &oid, index, false);
+		/* the host may still hold the page: it must not come back */
+		queue_flush_op(d, FLUSH_PAGE, host, &oid, index, true, false);
 	}
 out:
 	vtmem_put(idx);
@@ -1041,6 +1367,11 @@ static void vtmem_cc_put_page(int pool, struct cleancache_filekey key,
 	vtmem_put(idx);
 }
 
+/*
+ * invalidate_page runs under the mapping's i_pages lock (page cache
+ * deletion); invalidate_inode only from truncation and invalidate_bdev(),
+ * which sleep: it waits for a buffer instead of holding the flush back.
+ */
 static void cc_flush(int pool, const struct cleancache_filekey *key,
 		     pgoff_t index, enum vtmem_flush_kind kind)
 {
@@ -1052,7 +1383,8 @@ static void cc_flush(int pool, const struct cleancache_filekey *key,
 	host = cc_host_pool(d, pool);
 	if (host >= 0) {
 		stat_inc(d, flushes);
-		queue_flush_op(d, kind, host, &oid, index, false);
+		queue_flush_op(d, kind, host, &oid, index,
+			       kind == FLUSH_OBJECT, false);
 	}
 	vtmem_put(idx);
 }
@@ -1077,8 +1409,7 @@ static void vtmem_cc_invalidate_fs(int pool)
 	d = vtmem_locked();
 	host = cc_host_pool(d, pool);
 	if (host >= 0) {
-		queue_flush_op(d, DESTROY, host, NULL, 0, true);
-		WRITE_ONCE(d->pools[pool].host_id, -1);
+		cc_pool_destroy(d, pool);
 		d->pools[pool].released = true;
 	}
 	mutex_unlock(&vtmem_mutex);
@@ -1191,9 +1522,12 @@ static void vtmem_fs_invalidate(unsigned int type, pgoff_t offset, bool area)
 	host = d ? READ_ONCE(d->swap_pool) : -1;
 	if (host >= 0) {
 		stat_inc(d, invalidates);
-		/* never dropped: a lost invalidate would pin host memory */
+		/*
+		 * A page: from swap_range_free(), under the swap_info lock.
+		 * An area: swapoff, which sleeps and waits for it.
+		 */
 		queue_flush_op(d, area ? FLUSH_OBJECT : FLUSH_PAGE, host, &oid,
-			       offset, area);
+			       offset, area, area);
 	}
 	vtmem_put(idx);
 }
@@ -1218,16 +1552,23 @@ static struct frontswap_ops vtmem_frontswap_ops = {
 
 /* ---- toggles ---------------------------------------------------------------------- */
 
-/* Empty every cleancache pool (they stay, so that switching back works). */
+/*
+ * Empty every cleancache pool (they stay, so that switching back works).
+ * Puts that saw cleancache on have staged their pages once the SRCU grace
+ * period ends; each FLUSH_POOL then comes after them on every queue.
+ */
 static void cleancache_flush_all(struct vtmem_dev *d)
 {
 	int i;
 
+	synchronize_srcu(&vtmem_srcu);
 	for (i = 0; i < d->nr_pools; i++) {
 		int host = READ_ONCE(d->pools[i].host_id);
 
-		if (host >= 0)
-			queue_flush_op(d, FLUSH_POOL, host, NULL, 0, true);
+		if (host < 0)
+			continue;
+		pool_quiesce(d, host);
+		queue_flush_op(d, FLUSH_POOL, host, NULL, 0, true, true);
 	}
 }
 
@@ -1247,6 +1588,8 @@ static int cleancache_param_set(const char *val, const struct kernel_param *kp)
 	return 0;
 }
 
+/* One drain at a time: frontswap off and device removal may race. */
+static DEFINE_MUTEX(drain_mutex);
 static DECLARE_COMPLETION(drain_done);
 
 static int drain_thread(void *unused)
@@ -1273,10 +1616,13 @@ static unsigned long frontswap_drain(void)
 
 	if (!left)
 		return 0;
+	mutex_lock(&drain_mutex);
 	reinit_completion(&drain_done);
 	t = kthread_run(drain_thread, NULL, "vtmem-drain");
-	if (IS_ERR(t))
+	if (IS_ERR(t)) {
+		mutex_unlock(&drain_mutex);
 		return left;
+	}
 	while (!wait_for_completion_timeout(&drain_done, HZ / 10)) {
 		left = frontswap_curr_pages();
 		if (left != last) {
@@ -1289,6 +1635,7 @@ static unsigned long frontswap_drain(void)
 			break;
 		}
 	}
+	mutex_unlock(&drain_mutex);
 	return frontswap_curr_pages();
 }
 
@@ -1318,6 +1665,8 @@ static int frontswap_param_set(const char *val, const struct kernel_param *kp)
 	}
 	WRITE_ONCE(frontswap_on, false);
 	mutex_unlock(&vtmem_mutex);
+	/* a store that saw frontswap on has returned: its page is counted */
+	synchronize_srcu(&vtmem_srcu);
 	stored = frontswap_drain();
 	mutex_lock(&vtmem_mutex);
 	if (stored) {
@@ -1352,39 +1701,6 @@ static int batch_param_set(const char *val, const struct kernel_param *kp)
 	WRITE_ONCE(batch_size, v);	/* capped by max_batch at use */
 	return 0;
 }
-
-static const struct kernel_param_ops cleancache_param_ops = {
-	.set = cleancache_param_set,
-	.get = param_get_bool,
-};
-
-static const struct kernel_param_ops frontswap_param_ops = {
-	.set = frontswap_param_set,
-	.get = param_get_bool,
-};
-
-static const struct kernel_param_ops exclusive_param_ops = {
-	.set = exclusive_param_set,
-	.get = param_get_bool,
-};
-
-static const struct kernel_param_ops batch_param_ops = {
-	.set = batch_param_set,
-	.get = param_get_uint,
-};
-
-module_param_cb(cleancache, &cleancache_param_ops, &cleancache_on, 0644);
-MODULE_PARM_DESC(cleancache, "Put clean page-cache pages to the host (default: on)");
-module_param_cb(frontswap, &frontswap_param_ops, &frontswap_on, 0644);
-MODULE_PARM_DESC(frontswap, "Put swap pages to the host; off brings them all back (default: on)");
-module_param_cb(exclusive_gets, &exclusive_param_ops, &exclusive_gets, 0644);
-MODULE_PARM_DESC(exclusive_gets, "A swap page loaded from the host is removed there (default: on)");
-module_param_cb(batch_size, &batch_param_ops, &batch_size, 0644);
-MODULE_PARM_DESC(batch_size, "Ops per batch, capped by the device's max_batch (default: 64)");
-module_param(readahead, uint, 0644);
-MODULE_PARM_DESC(readahead, "Pages after a missed get fetched in the same batch, 0..64 (default: 31)");
-module_param(flush_us, uint, 0644);
-MODULE_PARM_DESC(flush_us, "Send a partly filled batch after this many microseconds (default: 2000)");
 
 /* ---- debugfs ----------------------------------------------------------------------- */
 
@@ -1421,9 +1737,9 @@ static void vtmem_debugfs_init(struct vtmem_dev *d)
 		F(puts), F(put_drops), F(gets), F(hits), F(staging_hits),
 		F(flushes), F(stores), F(store_no_credit), F(loads),
 		F(load_hits), F(invalidates), F(batches), F(batch_ops),
-		F(staging_high), F(errors), F(lost_pages), F(poll_waits),
-		F(poll_timeouts), F(pool_reclaims), F(readahead_sent),
-		F(readahead_hits),
+		F(staging_high), F(errors), F(lost_pages), F(readahead_sent),
+		F(readahead_hits), F(pending_flushes), F(pending_high),
+		F(pending_polls), F(pool_reclaims),
 #undef F
 	};
 	unsigned int i;
@@ -1447,16 +1763,17 @@ static void vtmem_free_queues(struct vtmem_dev *d)
 		struct vtmem_queue *q = &d->queues[i];
 
 		hrtimer_cancel(&q->timer);
+		kfree(q->pending);
 		for (j = 0; j < VTMEM_PREFETCH_SLOTS; j++)
 			if (q->pf[j].page)
 				__free_page(q->pf[j].page);
 		for (j = 0; j < VTMEM_REQS_PER_QUEUE; j++) {
 			struct vtmem_req *r = &q->reqs[j];
 
-			for (k = 0; r->put_pages && k < d->max_batch; k++)
-				if (r->put_pages[k])
-					__free_page(r->put_pages[k]);
-			kfree(r->put_pages);
+			for (k = 0; r->pages && k < d->max_batch; k++)
+				if (r->pages[k])
+					__free_page(r->pages[k]);
+			kfree(r->pages);
 			kfree(r->get_pages);
 			kfree(r->waiter);
 			kfree(r->pf);
@@ -1477,19 +1794,19 @@ static int vtmem_alloc_req(struct vtmem_dev *d, struct vtmem_req *r)
 
 	r->ops = kcalloc(n, sizeof(*r->ops), GFP_KERNEL);
 	r->status = kcalloc(n, sizeof(*r->status), GFP_KERNEL);
-	r->put_pages = kcalloc(n, sizeof(*r->put_pages), GFP_KERNEL);
+	r->pages = kcalloc(n, sizeof(*r->pages), GFP_KERNEL);
 	r->get_pages = kcalloc(n, sizeof(*r->get_pages), GFP_KERNEL);
 	r->waiter = kcalloc(n, sizeof(*r->waiter), GFP_KERNEL);
 	r->pf = kcalloc(n, sizeof(*r->pf), GFP_KERNEL);
 	r->pf_gen = kcalloc(n, sizeof(*r->pf_gen), GFP_KERNEL);
 	r->sg = kcalloc(4 + 2 * n, sizeof(*r->sg), GFP_KERNEL);
 	r->sgs = kcalloc(2, sizeof(*r->sgs), GFP_KERNEL);
-	if (!r->ops || !r->status || !r->put_pages || !r->get_pages ||
+	if (!r->ops || !r->status || !r->pages || !r->get_pages ||
 	    !r->waiter || !r->pf || !r->pf_gen || !r->sg || !r->sgs)
 		return -ENOMEM;
 	for (k = 0; k < n; k++) {
-		r->put_pages[k] = alloc_page(GFP_KERNEL);
-		if (!r->put_pages[k])
+		r->pages[k] = alloc_page(GFP_KERNEL);
+		if (!r->pages[k])
 			return -ENOMEM;
 	}
 	return 0;
@@ -1586,6 +1903,7 @@ static int vtmem_probe(struct virtio_device *vdev)
 	d->vdev = vdev;
 	vdev->priv = d;
 	d->max_batch = max_batch;
+	/* more queues than CPUs only splits batches: fewer ops per exit */
 	d->nr_queues = clamp_t(unsigned int, queues, 1,
 			       min_t(unsigned int, num_possible_cpus(),
 				     VIRTIO_TMEM_MAX_QUEUES));
@@ -1633,37 +1951,73 @@ fail:
 }
 
 /*
+ * Bring every frontswap page back, however long it takes: the device
+ * holds them and nothing else does, so it must not be reset before.  A
+ * guest that cannot make room keeps the device (the unplug waits).
+ */
+static void frontswap_drain_all(struct virtio_device *vdev)
+{
+	unsigned long left;
+
+	for (;;) {
+		left = frontswap_drain();
+		if (!left)
+			return;
+		dev_err(&vdev->dev, "removal waits: %lu swap pages could not be brought back yet\n",
+			left);
+		ssleep(1);
+	}
+}
+
+/* No op can submit, and no timer can fire, once this returns. */
+static void vtmem_kill_queues(struct vtmem_dev *d)
+{
+	unsigned int i;
+
+	for (i = 0; i < d->nr_queues; i++) {
+		struct vtmem_queue *q = &d->queues[i];
+		unsigned long flags;
+
+		spin_lock_irqsave(&q->lock, flags);
+		d->dead = true;
+		spin_unlock_irqrestore(&q->lock, flags);
+		/* a timer that ran before sees dead next time: none left */
+		hrtimer_cancel(&q->timer);
+		wake_up_all(&q->wait);
+	}
+}
+
+/*
  * Persistent pages must come back before the device goes: they exist
- * nowhere else.  frontswap_shrink(0) swaps every one of them in.
+ * nowhere else.  Order matters:
+ * 1. frontswap off, then an SRCU grace period: every store that saw it on
+ *    has staged its page and returned (its caller marks the slot before it
+ *    unlocks the page, with no sleep in between), and no new one succeeds;
+ * 2. drain until frontswap holds no page, then send everything staged;
+ *    a page that got counted meanwhile sends us back to draining;
+ * 3. unpublish the device and wait for the ops still inside (SRCU), send
+ *    what they staged, stop the queues and timers, and only then reset.
  */
 static void vtmem_remove(struct virtio_device *vdev)
 {
 	struct vtmem_dev *d = vdev->priv;
-	unsigned long left;
-	unsigned int i;
 
 	mutex_lock(&vtmem_mutex);
 	WRITE_ONCE(frontswap_on, false);
 	mutex_unlock(&vtmem_mutex);
-	left = frontswap_drain();
-	if (left)
-		dev_err(&vdev->dev, "%lu swap pages could not be brought back before removal\n",
-			left);
+	synchronize_srcu(&vtmem_srcu);
+	do {
+		frontswap_drain_all(vdev);
+		vtmem_sync_all(d, VTMEM_WAIT_TIMEOUT);
+	} while (frontswap_curr_pages());
+
 	mutex_lock(&vtmem_mutex);
-	vtmem_sync_all(d);
 	RCU_INIT_POINTER(vtmem, NULL);
 	mutex_unlock(&vtmem_mutex);
-	/* ops in flight still find their queues; then nobody can */
 	synchronize_srcu(&vtmem_srcu);
+	vtmem_sync_all(d, VTMEM_WAIT_TIMEOUT);
 
-	for (i = 0; i < d->nr_queues; i++) {
-		unsigned long flags;
-
-		spin_lock_irqsave(&d->queues[i].lock, flags);
-		d->dead = true;
-		spin_unlock_irqrestore(&d->queues[i].lock, flags);
-		wake_up_all(&d->queues[i].wait);
-	}
+	vtmem_kill_queues(d);
 	vdev->config->reset(vdev);
 	vdev->config->del_vqs(vdev);
 	debugfs_remove_recursive(d->debugfs);
