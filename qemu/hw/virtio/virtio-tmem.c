@@ -116,7 +116,11 @@ typedef struct VirtIOTmemBatch {
     struct virtio_tmem_op *ops;
     struct virtio_tmem_op_status *statuses;
     uint8_t *bounce;
-    unsigned pages_written;
+    /*
+     * End of the last GET page written: pages sit at fixed slots, so a
+     * miss before a hit leaves a hole that the used length must cover.
+     */
+    size_t get_end;
 } VirtIOTmemBatch;
 
 static void op_status(VirtIOTmemBatch *b, unsigned i, unsigned status,
@@ -295,7 +299,7 @@ static void op_get(VirtIOTmemBatch *b, unsigned i,
         return;
     }
     page_iov_finish(b, off, iov);
-    b->pages_written++;
+    b->get_end = off + VIRTIO_TMEM_PAGE_SIZE;
     op_status(b, i, VIRTIO_TMEM_S_OK, excl);
 }
 
@@ -435,8 +439,8 @@ static ssize_t virtio_tmem_handle_batch(VirtIOTmem *s, unsigned queue,
                  (size_t)b.p.nr_ops * sizeof(*b.statuses));
     iov_from_buf(elem->in_sg, elem->in_num, 0, &resp, sizeof(resp));
     qatomic_inc(&s->qstats[queue].batches);
-    return sizeof(resp) + (size_t)b.p.nr_ops * sizeof(*b.statuses) +
-           (size_t)b.pages_written * VIRTIO_TMEM_PAGE_SIZE;
+    return MAX(sizeof(resp) + (size_t)b.p.nr_ops * sizeof(*b.statuses),
+               b.get_end);
 }
 
 static void virtio_tmem_handle_queue(VirtIODevice *vdev, VirtQueue *vq)
