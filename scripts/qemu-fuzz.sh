@@ -13,21 +13,26 @@ set -uo pipefail
 usage() {
 	cat <<'USAGE'
 Usage: scripts/qemu-fuzz.sh [--help] [--seconds N] [--generic-seconds N]
-                            [--keep DIR] [--reproduce FILE]
+                            [--iothread-seconds N] [--keep DIR]
+                            [--reproduce FILE]
 
   --seconds N          time for virtio-tmem-fuzz (default 120)
   --generic-seconds N  time for generic-fuzz-virtio-tmem (default N/4;
                        0 skips it)
+  --iothread-seconds N time for virtio-tmem-iothread-fuzz, the queues
+                       served by an IOThread (default 0: skipped)
   --keep DIR           keep the corpus and logs in DIR (default: a
                        temporary directory, removed unless a run failed)
-  --reproduce FILE     run virtio-tmem-fuzz on FILE once and exit with
-                       its status
+  --reproduce FILE     run FILE once and exit with its status (with
+                       virtio-tmem-iothread-fuzz if its name starts
+                       with 'iothread-', else virtio-tmem-fuzz)
 Environment: VTMEM_CACHE (where build-qemu.sh built the fuzz variant).
 USAGE
 }
 
 secs=120
 gsecs=
+isecs=0
 keep=
 repro=
 while [ $# -gt 0 ]; do
@@ -35,6 +40,7 @@ while [ $# -gt 0 ]; do
 	-h|--help) usage; exit 0 ;;
 	--seconds) secs=${2:-}; shift ;;
 	--generic-seconds) gsecs=${2:-}; shift ;;
+	--iothread-seconds) isecs=${2:-}; shift ;;
 	--keep) keep=${2:-}; shift ;;
 	--reproduce) repro=${2:-}; shift ;;
 	*) echo "qemu-fuzz.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -44,6 +50,7 @@ done
 [[ "$secs" =~ ^[0-9]+$ ]] || { echo "qemu-fuzz.sh: --seconds needs a number" >&2; exit 2; }
 : "${gsecs:=$((secs / 4))}"
 [[ "$gsecs" =~ ^[0-9]+$ ]] || { echo "qemu-fuzz.sh: --generic-seconds needs a number" >&2; exit 2; }
+[[ "$isecs" =~ ^[0-9]+$ ]] || { echo "qemu-fuzz.sh: --iothread-seconds needs a number" >&2; exit 2; }
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 cache=${VTMEM_CACHE:-$HOME/.cache/virtio-tmem}
@@ -56,8 +63,18 @@ cd "$build"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 
+# The target a reproducer is for, from its name.
+target_of() { # file
+	case "$(basename "$1")" in
+	iothread-*) echo virtio-tmem-iothread-fuzz ;;
+	*) echo virtio-tmem-fuzz ;;
+	esac
+}
+
 if [ -n "$repro" ]; then
-	exec "$fuzzer" --fuzz-target=virtio-tmem-fuzz "$(realpath "$top/$repro" 2>/dev/null || realpath "$repro")"
+	f=$(realpath "$repro" 2>/dev/null) || f=$(realpath "$top/$repro") ||
+		{ echo "qemu-fuzz.sh: $repro: no such file" >&2; exit 2; }
+	exec "$fuzzer" --fuzz-target="$(target_of "$f")" -timeout=60 "$f"
 fi
 
 work=${keep:-$(mktemp -d "${TMPDIR:-/tmp}/vtmem-qemu-fuzz.XXXXXX")}
@@ -93,9 +110,9 @@ result() { # name, exit status, log
 # Each saved reproducer once.
 for f in "$top"/tests/qemu-fuzz/repro/*; do
 	[ -f "$f" ] || continue
-	case "$f" in *.md|*.txt) continue ;; esac
+	case "$f" in *.md) continue ;; esac
 	log=$work/repro-$(basename "$f").log
-	"$fuzzer" --fuzz-target=virtio-tmem-fuzz "$f" >"$log" 2>&1
+	"$fuzzer" --fuzz-target="$(target_of "$f")" -timeout=60 "$f" >"$log" 2>&1
 	result "reproducer $(basename "$f")" $? "$log"
 done
 
@@ -105,6 +122,16 @@ if [ "$secs" -gt 0 ]; then
 		-print_final_stats=1 -timeout=60 -max_len=8192 \
 		-artifact_prefix="$work/" "$work/corpus" "$work/seeds" >"$log" 2>&1
 	result "virtio-tmem-fuzz ${secs}s" $? "$log"
+fi
+
+if [ "$isecs" -gt 0 ]; then
+	log=$work/virtio-tmem-iothread-fuzz.log
+	mkdir -p "$work/corpus-iothread"
+	"$fuzzer" --fuzz-target=virtio-tmem-iothread-fuzz -max_total_time="$isecs" \
+		-print_final_stats=1 -timeout=60 -max_len=8192 \
+		-artifact_prefix="$work/iothread-" "$work/corpus-iothread" \
+		"$work/seeds" >"$log" 2>&1
+	result "virtio-tmem-iothread-fuzz ${isecs}s" $? "$log"
 fi
 
 if [ "$gsecs" -gt 0 ]; then

@@ -28,7 +28,7 @@ Usage: scripts/test.sh [--help] [--quick]
 
 Builds the project in build/{asan,tsan,release} and runs all tests.
   --quick   shorter fuzzing and model runs (for local iteration)
-Environment: FUZZ_SECONDS (default 60), QEMU_FUZZ_SECONDS (default 120),
+Environment: FUZZ_SECONDS (default 60), QEMU_FUZZ_SECONDS (default 90),
 MODEL_OPS (default 3000000), CONCURRENCY_OPS (default 150000 per thread).
 USAGE
 }
@@ -49,7 +49,7 @@ if [ $quick = 1 ]; then
 	: "${QEMU_FUZZ_SECONDS:=20}"
 else
 	: "${FUZZ_SECONDS:=60}" "${MODEL_OPS:=3000000}" "${CONCURRENCY_OPS:=150000}"
-	: "${QEMU_FUZZ_SECONDS:=120}"
+	: "${QEMU_FUZZ_SECONDS:=90}"
 fi
 
 passed=0

@@ -24,6 +24,7 @@
 #include "qemu/osdep.h"
 
 #include "qemu/bswap.h"
+#include "qemu/main-loop.h"
 #include "tests/qtest/libqtest.h"
 #include "tests/qtest/libqos/virtio.h"
 #include "tests/qtest/libqos/virtio-pci.h"
@@ -90,6 +91,8 @@ typedef struct TmemFuzz {
      */
     bool unchecked[TMEM_QUEUES];
     uint64_t seq;
+    /* queues served by an IOThread: used elements come asynchronously */
+    bool iothread;
 } TmemFuzz;
 
 typedef struct Input {
@@ -291,6 +294,34 @@ static int64_t used_drain(unsigned q, int head)
 static void run_main_loop(void)
 {
     flush_events(fz.qts);
+}
+
+/*
+ * After a notification of queue @q: run the main loop (where the queue
+ * handler runs without an IOThread) and, with one, wait for the IOThread
+ * to use every chain, fail the device, or take too long (the chains then
+ * stay unchecked: their descriptors may change under the device).
+ */
+static void queue_settle(unsigned q)
+{
+    gint64 deadline = g_get_monotonic_time() + 200 * 1000;
+
+    run_main_loop();
+    while (fz.iothread &&
+           qtest_readw(fz.qts, fz.vq[q]->used + 2) != fz.avail_idx[q]) {
+        if (fz.dev->bus->get_status(fz.dev) & VIRTIO_CONFIG_S_NEEDS_RESET) {
+            break;
+        }
+        if (g_get_monotonic_time() > deadline) {
+            fz.unchecked[q] = true;
+            break;
+        }
+        /* as a vCPU between accesses: the IOThread may need the BQL */
+        bql_unlock();
+        g_usleep(20);
+        bql_lock();
+        run_main_loop();
+    }
 }
 
 /* ---- batches ------------------------------------------------------------- */
@@ -593,7 +624,7 @@ static void cmd_batch(Input *in)
         return;
     }
     notify(q);
-    run_main_loop();
+    queue_settle(q);
     used = used_drain(q, head);
 
     if (used >= 0 && whole && valid_ops && nr && nr <= TMEM_MAX_BATCH &&
@@ -646,7 +677,7 @@ static void cmd_raw(Input *in)
     fz.next_desc[q] = (head + n) % TMEM_QUEUE_SIZE;
     avail_push(q, head, chain_in);
     notify(q);
-    run_main_loop();
+    queue_settle(q);
     used_drain(q, -1);
 }
 
@@ -689,6 +720,9 @@ static void virtio_tmem_fuzz(QTestState *s, const unsigned char *data,
             break;
         case 3:                 /* a notification, maybe of no queue */
             notify(cmd >> 3);
+            if (cmd >> 3 < fz.nr_queues) {
+                queue_settle(cmd >> 3);
+            }
             run_main_loop();
             for (q = 0; q < fz.nr_queues; q++) {
                 used_drain(q, -1);
@@ -731,6 +765,12 @@ static void virtio_tmem_pre_fuzz(QTestState *s)
     fz.arena = guest_alloc(fz.alloc, ARENA_SIZE);
 }
 
+static void virtio_tmem_iothread_pre_fuzz(QTestState *s)
+{
+    virtio_tmem_pre_fuzz(s);
+    fz.iothread = true;
+}
+
 static void register_virtio_tmem_fuzz_targets(void)
 {
     fuzz_add_qos_target(&(FuzzTarget){
@@ -748,6 +788,23 @@ static void register_virtio_tmem_fuzz_targets(void)
                     ",queue-size=" stringify(TMEM_QUEUE_SIZE)
                     ",max-batch=" stringify(TMEM_MAX_BATCH)
                     ",max-pools=" stringify(TMEM_MAX_POOLS),
+                });
+    fuzz_add_qos_target(&(FuzzTarget){
+                .name = "virtio-tmem-iothread-fuzz",
+                .description = "virtio-tmem-fuzz with the queues served "
+                "by an IOThread",
+                .pre_fuzz = virtio_tmem_iothread_pre_fuzz,
+                .fuzz = virtio_tmem_fuzz,
+                },
+                "virtio-tmem",
+                &(QOSGraphTestOptions){
+                    .edge.after_cmd_line = "-object iothread,id=tmem_fuzz_io",
+                    .edge.extra_device_opts = "size=" TMEM_SIZE
+                    ",num-queues=" stringify(TMEM_QUEUES)
+                    ",queue-size=" stringify(TMEM_QUEUE_SIZE)
+                    ",max-batch=" stringify(TMEM_MAX_BATCH)
+                    ",max-pools=" stringify(TMEM_MAX_POOLS)
+                    ",iothread=tmem_fuzz_io",
                 });
 }
 
