@@ -166,6 +166,7 @@ install_host_pool() {
 	if [ "$variant" = fuzz ]; then
 		b=$cache/host-pool-build-$variant
 		# fuzzer-no-link: the pool's branches count as coverage too.
+		# shellcheck disable=SC2054 # the comma belongs to the option
 		opts+=(-Db_sanitize=address,undefined -Db_lundef=false
 		       -Dc_args=-fsanitize=fuzzer-no-link)
 		local -x CC="ccache clang"

@@ -59,7 +59,7 @@ fuzzer=$build/qemu-fuzz-x86_64
 [ -x "$fuzzer" ] ||
 	{ echo "qemu-fuzz.sh: $fuzzer missing; run scripts/build-qemu.sh --variant fuzz" >&2; exit 1; }
 # QEMU finds its firmware next to the binary (build-qemu.sh links it).
-cd "$build"
+cd "$build" || exit 1
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 
