@@ -16,12 +16,16 @@ QEMU_ORIG_SHA256=0901da33844a331bf8b3602b9c1fbd178e60b737c8e3ade678255bd090c9b9f
 
 usage() {
 	cat <<'USAGE'
-Usage: scripts/build-qemu.sh [--help] [--variant release|asan] [--tests]
+Usage: scripts/build-qemu.sh [--help] [--variant release|fuzz|asan] [--tests]
                              [--print-binary]
 
 Builds qemu-system-x86_64 with -device virtio-tmem-pci under
 $VTMEM_CACHE/qemu-10.0.2/build-VARIANT (default variant: release).
-  --variant asan   a build with --enable-asan (for the ASan test job)
+  --variant fuzz   clang with --enable-fuzzing --enable-asan --enable-ubsan,
+                   the host pool built with ASan/UBSan too: the same
+                   qemu-system-x86_64 and qos-test serve the ASan qtests,
+                   and qemu-fuzz-x86_64 (libFuzzer) is built beside them
+  --variant asan   the same build as fuzz (one sanitizer build, not two)
   --tests          also build the qtest binaries (tests/qtest/qos-test)
   --print-binary   print the path of qemu-system-x86_64 and exit 0 if it
                    is up to date, 1 if it needs a build
@@ -46,8 +50,9 @@ while [ $# -gt 0 ]; do
 	shift
 done
 case "$variant" in
-release|asan) ;;
-*) echo "build-qemu.sh: --variant '$variant': must be release or asan" >&2; exit 2 ;;
+release|fuzz) ;;
+asan) variant=fuzz ;;
+*) echo "build-qemu.sh: --variant '$variant': must be release, fuzz or asan" >&2; exit 2 ;;
 esac
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -56,7 +61,10 @@ jobs=${JOBS:-$(nproc)}
 qdir=$cache/qemu-$QEMU_VERSION
 src=$qdir/src
 build=$qdir/build-$variant
+# The sanitized QEMU links a sanitized host pool: a bad access the device
+# causes inside the library is reported where it happens.
 prefix=$cache/host-pool-prefix
+[ "$variant" = release ] || prefix=$cache/host-pool-prefix-$variant
 binary=$build/qemu-system-x86_64
 
 log() { echo "build-qemu: $*"; }
@@ -154,13 +162,21 @@ overlay() {
 
 # libtmem-pool and the codec, installed where QEMU's pkg-config finds them.
 install_host_pool() {
-	local b=$cache/host-pool-build
+	local b=$cache/host-pool-build opts=(--buildtype=release)
+	if [ "$variant" = fuzz ]; then
+		b=$cache/host-pool-build-$variant
+		# fuzzer-no-link: the pool's branches count as coverage too.
+		# shellcheck disable=SC2054 # the comma belongs to the option
+		opts+=(-Db_sanitize=address,undefined -Db_lundef=false
+		       -Dc_args=-fsanitize=fuzzer-no-link)
+		local -x CC="ccache clang"
+	fi
 	log "building host-pool for QEMU ($b)"
 	if [ -f "$b/build.ninja" ]; then
-		meson setup --reconfigure "$b" "$top" --buildtype=release \
+		meson setup --reconfigure "$b" "$top" "${opts[@]}" \
 			--prefix="$prefix" --libdir=lib >/dev/null
 	else
-		meson setup "$b" "$top" --buildtype=release --prefix="$prefix" \
+		meson setup "$b" "$top" "${opts[@]}" --prefix="$prefix" \
 			--libdir=lib >/dev/null
 	fi
 	ninja -C "$b" >/dev/null
@@ -171,8 +187,16 @@ configure_qemu() {
 	local args=(--target-list=x86_64-softmmu --without-default-features
 		--enable-tcg --enable-kvm --disable-docs --disable-download
 		--disable-install-blobs --python=/usr/bin/python3
-		--cc="ccache gcc" --prefix=/usr/local)
-	[ "$variant" = asan ] && args+=(--enable-asan)
+		--prefix=/usr/local)
+	if [ "$variant" = fuzz ]; then
+		# As QEMU's scripts/oss-fuzz/build.sh: --enable-fuzzing compiles
+		# everything with -fsanitize=fuzzer-no-link, so qemu-system and
+		# the qtests still build and run as usual.
+		args+=(--cc="ccache clang" --cxx="ccache clang++" --enable-fuzzing
+		       --enable-asan --enable-ubsan)
+	else
+		args+=(--cc="ccache gcc")
+	fi
 	local want="${args[*]}"
 	if [ -f "$build/build.ninja" ] && [ "$(cat "$build/.vtmem-configure" 2>/dev/null)" = "$want" ]; then
 		return
@@ -199,6 +223,7 @@ link_firmware() {
 build_qemu() {
 	local targets=(qemu-system-x86_64)
 	[ $want_tests = 1 ] && targets+=(tests/qtest/qos-test)
+	[ "$variant" = fuzz ] && targets+=(qemu-fuzz-x86_64)
 	log "building ${targets[*]} ($variant, $jobs jobs; progress below)"
 	# Our library changed: make sure the emulator relinks against it.
 	rm -f "$binary"

@@ -7,7 +7,11 @@
 #   tsan       clang + TSan: the concurrency tests
 #   release    optimised build of the library, tools and benchmark
 #   qemu       QEMU with virtio-tmem (scripts/build-qemu.sh) and its qtests
-#   qemu-asan  the same QEMU and qtests built with --enable-asan
+#   qemu-fuzz  the same QEMU and qtests built with clang, --enable-fuzzing,
+#              --enable-asan and --enable-ubsan (one build for both jobs)
+#   fuzz-run   QEMU's fuzz targets for virtio-tmem, bounded in time
+#              (scripts/qemu-fuzz.sh: reproducers, virtio-tmem-fuzz and its
+#              IOThread variant, generic-fuzz)
 #   guest      the Linux 5.10 guest kernel and driver (W=1, no warnings)
 #   style      QEMU's checkpatch on qemu/, Linux's on guest/ (each from the
 #              source tree the qemu and guest stages extracted)
@@ -25,8 +29,8 @@ Usage: scripts/test.sh [--help] [--quick]
 
 Builds the project in build/{asan,tsan,release} and runs all tests.
   --quick   shorter fuzzing and model runs (for local iteration)
-Environment: FUZZ_SECONDS (default 60), MODEL_OPS (default 3000000),
-CONCURRENCY_OPS (default 150000 per thread).
+Environment: FUZZ_SECONDS (default 60), QEMU_FUZZ_SECONDS (default 90),
+MODEL_OPS (default 3000000), CONCURRENCY_OPS (default 150000 per thread).
 USAGE
 }
 
@@ -43,8 +47,10 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 if [ $quick = 1 ]; then
 	: "${FUZZ_SECONDS:=10}" "${MODEL_OPS:=300000}" "${CONCURRENCY_OPS:=20000}"
+	: "${QEMU_FUZZ_SECONDS:=20}"
 else
 	: "${FUZZ_SECONDS:=60}" "${MODEL_OPS:=3000000}" "${CONCURRENCY_OPS:=150000}"
+	: "${QEMU_FUZZ_SECONDS:=90}"
 fi
 
 passed=0
@@ -204,7 +210,11 @@ stage tsan tsan
 count_results build/tsan
 must release-build stage release release
 must qemu-build stage qemu qemu_stage release
-must qemu-asan-build stage qemu-asan qemu_stage asan
+# One clang build serves the ASan/UBSan qtests and the fuzz targets.
+must qemu-fuzz-build stage qemu-fuzz qemu_stage fuzz
+stage fuzz-run count_summary qemu-fuzz \
+	scripts/qemu-fuzz.sh --seconds "$QEMU_FUZZ_SECONDS" \
+	--iothread-seconds "$((QEMU_FUZZ_SECONDS / 3))"
 must guest-w1 stage guest scripts/build-guest.sh --w1
 # after the guest stage: Linux's checkpatch.pl comes with the kernel source
 stage style count_summary style checkpatch_all
