@@ -16,7 +16,8 @@
 #   style      QEMU's checkpatch on qemu/, Linux's on guest/ (each from the
 #              source tree the qemu and guest stages extracted)
 #   e2e        end-to-end scenarios in the real guest (tests/e2e/run.sh)
-#   e2e-debug  frontswap, toggles and unplug with the debug kernel (lockdep,
+#   e2e-debug  frontswap, toggles, unplug and stall_invalidate with the
+#              debug kernel (lockdep,
 #              DEBUG_ATOMIC_SLEEP, DEBUG_VM, KASAN): the log must stay clean
 #   libvirt    the domain XML schema and tool, and a guest started by a real
 #              libvirtd (tests/libvirt/run.sh)
@@ -219,9 +220,11 @@ must guest-w1 stage guest scripts/build-guest.sh --w1
 # after the guest stage: Linux's checkpatch.pl comes with the kernel source
 stage style count_summary style checkpatch_all
 must e2e-release stage e2e e2e_stage release
-# the debug kernel (KASAN, lockdep) runs 3x slower under TCG: the three
-# scenarios that exercise the most driver paths
-must e2e-debug stage e2e-debug e2e_stage debug frontswap toggles unplug
+# the debug kernel (KASAN, lockdep) runs 3x slower under TCG: the
+# scenarios that exercise the most driver paths, and the one whose
+# invalidations wait in atomic context
+must e2e-debug stage e2e-debug e2e_stage debug frontswap toggles unplug \
+	stall_invalidate
 stage libvirt count_summary libvirt tests/libvirt/run.sh
 
 echo "=== total: $(( $(date +%s) - t_all ))s"
