@@ -102,9 +102,20 @@ result() { # name, exit status, log
 	else
 		fail=$((fail + 1))
 		echo "not ok - $1 (exit $2)"
+		[ "$2" -eq 124 ] && echo "#   still running past its time limit: a hang (see the log's last lines)"
 		grep -E 'ERROR|SUMMARY|runtime error|Assertion|ERROR:|^    #[0-9]' "$3" | head -30 | sed 's/^/#   /'
 		echo "#   inputs and log kept in $work"
 	fi
+}
+
+# libFuzzer's own -timeout is a SIGALRM, which QEMU's threads block: a
+# deadlocked input (a thread waiting for the BQL that another holds while it
+# waits for the first) would hang the run for ever.  A hard limit per run
+# makes it a failure with the log kept.
+bounded() { # seconds, command...
+	local t=$1
+	shift
+	timeout -k 10 "$((t + 120))" "$@"
 }
 
 # Each saved reproducer once.
@@ -112,13 +123,13 @@ for f in "$top"/tests/qemu-fuzz/repro/*; do
 	[ -f "$f" ] || continue
 	case "$f" in *.md) continue ;; esac
 	log=$work/repro-$(basename "$f").log
-	"$fuzzer" --fuzz-target="$(target_of "$f")" -timeout=60 "$f" >"$log" 2>&1
+	bounded 60 "$fuzzer" --fuzz-target="$(target_of "$f")" -timeout=60 "$f" >"$log" 2>&1
 	result "reproducer $(basename "$f")" $? "$log"
 done
 
 if [ "$secs" -gt 0 ]; then
 	log=$work/virtio-tmem-fuzz.log
-	"$fuzzer" --fuzz-target=virtio-tmem-fuzz -max_total_time="$secs" \
+	bounded "$secs" "$fuzzer" --fuzz-target=virtio-tmem-fuzz -max_total_time="$secs" \
 		-print_final_stats=1 -timeout=60 -max_len=8192 \
 		-artifact_prefix="$work/" "$work/corpus" "$work/seeds" >"$log" 2>&1
 	result "virtio-tmem-fuzz ${secs}s" $? "$log"
@@ -127,7 +138,7 @@ fi
 if [ "$isecs" -gt 0 ]; then
 	log=$work/virtio-tmem-iothread-fuzz.log
 	mkdir -p "$work/corpus-iothread"
-	"$fuzzer" --fuzz-target=virtio-tmem-iothread-fuzz -max_total_time="$isecs" \
+	bounded "$isecs" "$fuzzer" --fuzz-target=virtio-tmem-iothread-fuzz -max_total_time="$isecs" \
 		-print_final_stats=1 -timeout=60 -max_len=8192 \
 		-artifact_prefix="$work/iothread-" "$work/corpus-iothread" \
 		"$work/seeds" >"$log" 2>&1
@@ -136,7 +147,7 @@ fi
 
 if [ "$gsecs" -gt 0 ]; then
 	log=$work/generic-fuzz.log
-	"$fuzzer" --fuzz-target=generic-fuzz-virtio-tmem -max_total_time="$gsecs" \
+	bounded "$gsecs" "$fuzzer" --fuzz-target=generic-fuzz-virtio-tmem -max_total_time="$gsecs" \
 		-print_final_stats=1 -timeout=60 \
 		-artifact_prefix="$work/generic-" "$work/generic" >"$log" 2>&1
 	result "generic-fuzz-virtio-tmem ${gsecs}s" $? "$log"
