@@ -47,8 +47,8 @@ release|debug) ;;
 *) echo "build-guest.sh: --variant '$variant': must be release or debug" >&2; exit 2 ;;
 esac
 
-top=$(cd "$(dirname "$0")/.." && pwd)
-cache=${VTMEM_CACHE:-$HOME/.cache/virtio-tmem}
+prog=build-guest
+. "$(dirname "$0")/lib.sh"
 kdir=$cache/linux-5.10
 src=$kdir/src
 build=$kdir/build-$variant
@@ -57,8 +57,6 @@ if [ $print_dir = 1 ]; then
 	echo "$build"
 	exit 0
 fi
-log() { echo "build-guest: $*"; }
-die() { echo "build-guest: $*" >&2; exit 1; }
 kmake() {
 	make -C "$src" O="$build" ARCH=x86_64 CC="ccache gcc" HOSTCC="ccache gcc" \
 		KBUILD_BUILD_TIMESTAMP="virtio-tmem" KBUILD_BUILD_USER=vtmem \
@@ -69,9 +67,7 @@ kmake() {
 
 # One build per tree at a time: e2e scenarios running side by side each
 # make sure the kernel is current.
-mkdir -p "$kdir"
-exec 9>"$kdir/.lock-$variant"
-flock 9
+lock_or_wait "$kdir/.lock-$variant"
 
 prepare_source() {
 	local tarball=/usr/src/linux-source-5.10.tar.xz phash
@@ -98,9 +94,6 @@ prepare_source() {
 	echo "$phash" > "$src/.vtmem-patches"
 }
 
-copy_if_changed() { # from to
-	cmp -s "$1" "$2" || cp "$1" "$2"
-}
 
 # The module is the driver (virtio_tmem_main.c) linked with the batch
 # codec, which the device shares; the headers travel with them.

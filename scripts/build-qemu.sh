@@ -55,8 +55,8 @@ asan) variant=fuzz ;;
 *) echo "build-qemu.sh: --variant '$variant': must be release, fuzz or asan" >&2; exit 2 ;;
 esac
 
-top=$(cd "$(dirname "$0")/.." && pwd)
-cache=${VTMEM_CACHE:-$HOME/.cache/virtio-tmem}
+prog=build-qemu
+. "$(dirname "$0")/lib.sh"
 jobs=${JOBS:-$(nproc)}
 qdir=$cache/qemu-$QEMU_VERSION
 src=$qdir/src
@@ -67,8 +67,6 @@ prefix=$cache/host-pool-prefix
 [ "$variant" = release ] || prefix=$cache/host-pool-prefix-$variant
 binary=$build/qemu-system-x86_64
 
-log() { echo "build-qemu: $*"; }
-die() { echo "build-qemu: $*" >&2; exit 1; }
 
 # Everything that goes into the binary, hashed.
 inputs_hash() {
@@ -87,9 +85,7 @@ if [ $print_only = 1 ]; then
 	exit
 fi
 # One build per variant at a time (e2e scenarios run side by side).
-mkdir -p "$cache"
-exec 9>"$cache/.lock-$variant"
-flock 9
+lock_or_wait "$cache/.lock-$variant"
 if [ -x "$binary" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$hash" ] &&
    { [ $want_tests = 0 ] || [ "$(cat "$tests_stamp" 2>/dev/null)" = "$hash" ]; }; then
 	log "up to date: $binary"
@@ -146,12 +142,6 @@ prepare_tree() {
 	echo "$phash" > "$src/.vtmem-patches"
 }
 
-copy_if_changed() { # from to
-	if ! cmp -s "$1" "$2"; then
-		mkdir -p "$(dirname "$2")"
-		cp "$1" "$2"
-	fi
-}
 
 overlay() {
 	local f

@@ -11,29 +11,20 @@
 # with 'e2e: N passed, M failed'.
 set -uo pipefail
 
-top=$(cd "$(dirname "$0")/../.." && pwd)
+prog=e2e suite=e2e
+. "$(dirname "$0")/../../scripts/lib.sh"
 kernel=${E2E_KERNEL:-release}
 run() { "$top/scripts/tmem-run" --kernel-variant "$kernel" "$@"; }
 out=${E2E_OUT:-$(mktemp -d /tmp/vtmem-e2e.XXXXXX)}
 mkdir -p "$out"
-pass=0
-fail=0
 # Anything the debug kernel reports about the guest (lockdep, KASAN,
 # sleeping in atomic context, VM_BUG, warnings) counts as a failure.
 KCHECK='echo KERNEL_ISSUES=$(dmesg | grep -cE "BUG:|WARNING:|KASAN|possible circular|possible recursive|inconsistent lock|sleeping function called|Call Trace")'
 
 usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
 
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-nok() { fail=$((fail + 1)); echo "not ok - $1"; }
-check() { # description, condition (shell expression)
-	if eval "$2"; then ok "$1"; else nok "$1 [$2]"; fi
-}
 jget() { # file, python expression over s (the stats dict)
 	python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print($2)" "$1"
-}
-gval() { # log, key: value printed by the guest as 'KEY=value'
-	grep -a -m1 "^$2=" "$1" | cut -d= -f2 | tr -d '\r'
 }
 
 # The guest side of a swap workload: memhog, then what the checks read.
@@ -664,5 +655,4 @@ for l in 0 1; do
 	fail=$((fail + ${f%% failed}))
 done
 echo "# logs in $out"
-echo "e2e: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+summary
