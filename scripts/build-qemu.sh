@@ -84,8 +84,10 @@ if [ $print_only = 1 ]; then
 	[ -x "$binary" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$hash" ]
 	exit
 fi
-# One build per variant at a time (e2e scenarios run side by side).
-lock_or_wait "$cache/.lock-$variant"
+# One build at a time, of any variant: all of them build from the one
+# source tree in $src (the patches applied, this worktree's files laid over
+# it), which a build from another worktree may re-extract or overlay.
+lock_or_wait "$qdir/.lock"
 if [ -x "$binary" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$hash" ] &&
    { [ $want_tests = 0 ] || [ "$(cat "$tests_stamp" 2>/dev/null)" = "$hash" ]; }; then
 	log "up to date: $binary"

@@ -5,8 +5,9 @@
 # libFuzzer, ASan, UBSan) for a fixed time: first every saved reproducer
 # once (tests/qemu-fuzz/repro/: inputs that found a bug must stay fixed),
 # then the virtio-tmem-fuzz target from the seeds of tests/qemu-fuzz/seeds.py,
-# then QEMU's generic-fuzz with the virtio-tmem config.  Prints executions,
-# exec/s and coverage (libFuzzer's cov/ft) of each run, and ends with
+# then (if asked) virtio-tmem-iothread-fuzz from the same seeds, then QEMU's
+# generic-fuzz with the virtio-tmem config.  Prints executions, exec/s and
+# coverage (libFuzzer's cov/ft) of each run, and ends with
 # 'qemu-fuzz: N passed, N failed'.  A crash keeps its input and log.
 set -uo pipefail
 

@@ -7,7 +7,8 @@ The input format is the one virtio-tmem-fuzz.c parses (see its comments):
 a feature byte, then commands.  Each seed reaches one part of the device
 that random bytes find slowly: a full put/get round trip, pages split at
 odd boundaries, an indirect table, the second queue, persistent pages
-with credits, the pool limit, resets and config reads, a raw chain.
+with credits, the pool limit, resets and config reads, a reset racing
+with a kick, a raw chain.
 """
 import os
 import sys
@@ -15,6 +16,8 @@ import sys
 NEW_POOL, DESTROY, PUT, GET, FLUSH_PAGE, FLUSH_OBJ, FLUSH_POOL = range(1, 8)
 ALL_FEATURES = 0x1F      # persistent, shared, mq, indirect, event idx
 MAL_INDIRECT = 0x40
+MAL_NO_KICK = 0x80
+NOTIFY_NO_WAIT = 0x83    # command 3, queue 0, not waited for
 
 
 def op(opcode, pool=0, key=0, flags=0):
@@ -82,6 +85,11 @@ def seeds():
             cfg += bytes([5, (off << 2) | w])
     cfg += bytes([4, 0x00]) + batch(pools[:1], []) + bytes([3, 3 | 8])
     s["config-reset"] = cfg
+    # a chain left on the ring, kicked without waiting, then a reset (as
+    # from another vCPU): the reset races with the queue handler
+    s["kick-reset"] = bytes([ALL_FEATURES]) + \
+        batch(pools[:1], [], mal=MAL_NO_KICK) + bytes([NOTIFY_NO_WAIT]) + \
+        bytes([4, ALL_FEATURES]) + batch(pools[:1], [])
     # a raw chain: two descriptors, a writable one aimed at the BAR
     s["raw"] = bytes([ALL_FEATURES, 7, 1,
                       1, 0, 16, 0, 0,

@@ -594,44 +594,6 @@ static ssize_t virtio_tmem_handle_batch(VirtIOTmem *s, unsigned queue,
 }
 
 /*
- * Context: IOThread or main loop.
- *
- * True if every buffer of @elem is guest RAM that the core mapped
- * directly.  Anything else (a device's MMIO, this device's own BAR
- * included) was mapped through a bounce buffer, which the core copies back
- * into the region when the element is pushed: an MMIO write made from
- * inside this handler.  Aimed at our own common configuration, that write
- * resets the device under the handler's feet (in the IOThread,
- * virtio_tmem_stop_ioeventfd() would then wait for itself and assert).
- *
- * The transport's MemReentrancyGuard is not the tool here.  It is a plain
- * bool of the proxy, meant to be set under the BQL: set from the IOThread
- * it would make a vCPU's concurrent configuration read fail.  And it would
- * only drop the write-back after the batch's ops had run, leaving the
- * guest with a used buffer that holds no response while, say, an
- * exclusive GET took its page away.  Refusing the chain before any op
- * runs fails the request cleanly in both contexts, and a tmem page or
- * response in MMIO is a driver bug or an attack, never a use.
- */
-static bool virtio_tmem_elem_in_ram(const VirtQueueElement *elem)
-{
-    ram_addr_t offset;
-    unsigned i;
-
-    for (i = 0; i < elem->out_num; i++) {
-        if (!memory_region_from_host(elem->out_sg[i].iov_base, &offset)) {
-            return false;
-        }
-    }
-    for (i = 0; i < elem->in_num; i++) {
-        if (!memory_region_from_host(elem->in_sg[i].iov_base, &offset)) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/*
  * Context: IOThread or main loop (the queue's host notifier, see
  * virtio_tmem_start_ioeventfd()), or the vCPU thread under the BQL when
  * ioeventfd is off.  Every queue of the device is served in the same
@@ -672,18 +634,10 @@ static void virtio_tmem_handle_queue(VirtIODevice *vdev, VirtQueue *vq)
      */
     do {
         virtio_queue_set_notification(vq, 0);
+        /* Only chains of guest RAM: see vdev->ram_only at realize */
         while ((elem = virtqueue_pop(vq, sizeof(VirtQueueElement)))) {
-            ssize_t len;
+            ssize_t len = virtio_tmem_handle_batch(s, queue, elem);
 
-            if (!virtio_tmem_elem_in_ram(elem)) {
-                virtio_error(vdev, "virtio-tmem: queue %u: a buffer of the "
-                             "request is not guest RAM", queue);
-                /* Used length 0: nothing is copied back from a bounce */
-                virtqueue_detach_element(vq, elem, 0);
-                g_free(elem);
-                return;
-            }
-            len = virtio_tmem_handle_batch(s, queue, elem);
             if (len < 0) {
                 virtqueue_detach_element(vq, elem, 0);
                 g_free(elem);
@@ -720,14 +674,21 @@ static AioContext *virtio_tmem_queue_context(VirtIOTmem *s)
 /*
  * Context: the queues' AioContext (IOThread or main loop), run there by
  * aio_wait_bh_oneshot() so that no handler is running while it detaches.
+ *
+ * A kick still pending is cleared, not served: the caller waits with the
+ * BQL held, and whatever stopped the queues (a reset, a VM stop, bus
+ * mastering turned off, an unplug) does not want requests served now.
+ * Nothing is lost: every way back to serving them goes through
+ * virtio_tmem_start_ioeventfd(), which kicks every queue.  (A kick that
+ * arrives after this, before the bus unassigns the ioeventfd, is served
+ * by virtio_bus_cleanup_host_notifier() in the main loop, under the BQL.)
  */
 static void virtio_tmem_detach_bh(void *opaque)
 {
     VirtQueue *vq = opaque;
 
     virtio_queue_aio_detach_host_notifier(vq, qemu_get_current_aio_context());
-    /* A kick that raced with the detach is consumed, not lost: reset follows */
-    virtio_queue_host_notifier_read(virtio_queue_get_host_notifier(vq));
+    event_notifier_test_and_clear(virtio_queue_get_host_notifier(vq));
 }
 
 /* Context: main loop, BQL held. */
@@ -1318,6 +1279,16 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
      */
     s->config_bh = virtio_bh_new_guarded(dev, virtio_tmem_config_bh, s);
     virtio_init(vdev, VIRTIO_ID_TMEM, sizeof(struct virtio_tmem_config));
+    /*
+     * The core refuses rings and buffers that are not guest RAM mapped
+     * directly (see virtqueue_map_desc()).  With iothread=, reaching MMIO
+     * from the queue handler would take the BQL and deadlock against a
+     * reset, which holds it while it waits for the handler.  In any
+     * context, a write-back through a bounce buffer into our own BAR
+     * would reset the device from inside its handler.  A tmem page or
+     * response outside RAM is a driver bug or an attack, never a use.
+     */
+    vdev->ram_only = true;
     s->vqs = g_new0(VirtQueue *, s->num_queues);
     s->ops = g_new0(struct virtio_tmem_op *, s->num_queues);
     s->statuses = g_new0(struct virtio_tmem_op_status *, s->num_queues);

@@ -1047,6 +1047,46 @@ static void test_bar_buffer(void *obj, void *data, QGuestAllocator *alloc)
     ctx_stop(&c);
 }
 
+/* Move a ring of queue 0 (@reg: its DESCLO, USEDLO...) to @addr; enable. */
+static void ring_move(TmemCtx *c, unsigned reg, uint64_t addr)
+{
+    QVirtioPCIDevice *d = pci_of(c);
+    uint64_t cfg = d->common_cfg_offset;
+
+    qpci_io_writew(d->pdev, d->bar, cfg + VIRTIO_PCI_COMMON_Q_SELECT, 0);
+    qpci_io_writel(d->pdev, d->bar, cfg + reg, addr);
+    qpci_io_writel(d->pdev, d->bar, cfg + reg + 4, addr >> 32);
+    qpci_io_writew(d->pdev, d->bar, cfg + VIRTIO_PCI_COMMON_Q_ENABLE, 1);
+}
+
+/*
+ * Rings outside guest RAM: the descriptor table in unassigned space, the
+ * used ring in the BIOS ROM (readable in place, not writable).  QEMU's
+ * core reads and writes such a ring by dispatching to the region, which
+ * takes the BQL: from the IOThread, a deadlock against a reset that holds
+ * it while it waits for the queue handler.  The device refuses such a
+ * ring when the queue is enabled and asks for a reset (before, it took
+ * them and served the queue through MMIO).
+ */
+static void test_mmio_ring(void *obj, void *data, QGuestAllocator *alloc)
+{
+    uint32_t pool;
+    TmemCtx c;
+
+    ctx_start(&c, obj, alloc);
+    ring_move(&c, VIRTIO_PCI_COMMON_Q_DESCLO, 1ULL << 40);
+    wait_needs_reset(&c);
+    ctx_stop(&c);
+    ctx_reset(&c, obj);
+    ring_move(&c, VIRTIO_PCI_COMMON_Q_USEDLO, 0xfffc0000ULL);
+    wait_needs_reset(&c);
+    ctx_stop(&c);
+    ctx_reset(&c, obj);
+    pool = new_pool(&c, 0, NULL);
+    assert_still_serving(&c, pool);
+    ctx_stop(&c);
+}
+
 /*
  * A PUT refused before it reaches the store (no credit, malformed) leaves
  * no page under its key, as any failed PUT.
@@ -1409,6 +1449,9 @@ static void register_virtio_tmem_test(void)
     qos_add_test("used-length", "virtio-tmem", test_used_length, NULL);
     qos_add_test("bar-buffer", "virtio-tmem", test_bar_buffer, NULL);
     qos_add_test("iothread/bar-buffer", "virtio-tmem", test_bar_buffer,
+                 &iothread);
+    qos_add_test("mmio-ring", "virtio-tmem", test_mmio_ring, NULL);
+    qos_add_test("iothread/mmio-ring", "virtio-tmem", test_mmio_ring,
                  &iothread);
     qos_add_test("refused-put", "virtio-tmem", test_refused_put, NULL);
     qos_add_test("credits-need-feature", "virtio-tmem",

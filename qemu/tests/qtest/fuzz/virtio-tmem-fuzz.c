@@ -5,8 +5,8 @@
  * request queues: batches of ops (well-formed and malformed), descriptor
  * chains split at any byte and aimed at RAM, at the device's own BAR, at
  * unmapped space or across the end of RAM, raw descriptor chains,
- * notifications of any queue index, device resets with any feature set,
- * config space reads and virtual clock steps.
+ * notifications of any queue index (waited for or not), device resets with
+ * any feature set, config space reads and virtual clock steps.
  *
  * Every input starts from a device reset, so an input replays alone.  The
  * device and its host pool run under ASan and UBSan; the target itself
@@ -719,9 +719,21 @@ static void virtio_tmem_fuzz(QTestState *s, const unsigned char *data,
             cmd_batch(&in);
             break;
         case 3:                 /* a notification, maybe of no queue */
-            notify(cmd >> 3);
-            if (cmd >> 3 < fz.nr_queues) {
-                queue_settle(cmd >> 3);
+            q = (cmd >> 3) & 15;
+            notify(q);
+            if (cmd & 0x80) {
+                /*
+                 * Not waited for: the next command (a reset, as from
+                 * another vCPU) races with the queue handler, which may
+                 * see the chains change under it.
+                 */
+                if (q < fz.nr_queues) {
+                    fz.unchecked[q] = true;
+                }
+                break;
+            }
+            if (q < fz.nr_queues) {
+                queue_settle(q);
             }
             run_main_loop();
             for (q = 0; q < fz.nr_queues; q++) {
