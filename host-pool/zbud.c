@@ -675,3 +675,28 @@ void zbud_list_del_locked(struct zbud *z, struct zlist *l, uint32_t fn)
 {
 	zlist_del(z, l, fn, LIST_LINKS);
 }
+
+/**
+ * zbud_lru_add_locked() - put a frame at the head of a list, linked by the
+ *			   frame's lru_prev/lru_next pair
+ * @z: allocator
+ * @l: list
+ * @fn: frame, on no lru_prev/lru_next list
+ *
+ * For data frames of other allocators over this frame space (zspage.c).
+ */
+void zbud_lru_add_locked(struct zbud *z, struct zlist *l, uint32_t fn)
+{
+	zlist_add_head(z, l, fn, LRU_LINKS);
+}
+
+/**
+ * zbud_lru_del_locked() - take a frame off a list linked by lru_prev/lru_next
+ * @z: allocator
+ * @l: list
+ * @fn: frame on @l
+ */
+void zbud_lru_del_locked(struct zbud *z, struct zlist *l, uint32_t fn)
+{
+	zlist_del(z, l, fn, LRU_LINKS);
+}
