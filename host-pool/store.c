@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 /*
- * store.c - tmem semantics on top of zbud: the store, its pools, and the
- * page API (put, get, flush) in call order.
+ * store.c - tmem semantics on top of a page allocator (zalloc.h): the
+ * store, its pools, and the page API (put, get, flush) in call order.
  *
  * The store is split by concern:
  *   store.c		the store, pools, put/get/flush, statistics
@@ -15,7 +15,8 @@
  *   store->pools_lock		pool table, pool identity (new/destroy)
  *     bucket->lock		objects and entries of one stripe of a pool
  *       shard->lock		slab objects of one shard of a cache (slab.h)
- *         zbud->lock		frames, LRUs, limit accounting
+ *         zbud->lock		frames, the allocator's lists and LRUs,
+ *				limit accounting
  *           img->lock		swap image slots (swapimg.c)
  *
  * image->lock (struct store_image: writebacks in flight, their outcome)
@@ -35,10 +36,6 @@
 #include "lock.h"
 #include "pageio.h"
 #include "store_internal.h"
-
-/* A buddy's padded copy (pageio_copy_nocache()) stays in its own chunks. */
-_Static_assert(ZBUD_CHUNK_SIZE % PAGEIO_LINE == 0,
-	       "chunks must be whole cache lines");
 
 static _Thread_local uint8_t tls_cbuf[TMEM_PAGE_SIZE];
 static _Thread_local uint8_t tls_bounce[TMEM_PAGE_SIZE];
@@ -121,7 +118,8 @@ int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out)
 		return -TMEM_E_NOMEM;
 	}
 	s->pools = calloc(cfg->max_pools, sizeof(*s->pools));
-	if (!s->pools) {
+	if (!s->pools || store_alloc_init(s)) {
+		free(s->pools);
 		zbud_fini(&s->zbud);
 		free(s);
 		return -TMEM_E_NOMEM;
@@ -171,6 +169,7 @@ void tmem_store_destroy(struct tmem_store *s)
 		}
 		pthread_mutex_destroy(&s->pools_lock);
 	}
+	free(s->zs);
 	zbud_fini(&s->zbud);
 	free(s);
 }
@@ -466,7 +465,6 @@ static struct tmem_entry *entry_new(struct tmem_store *s, struct op *op,
 	struct zbud_populate pop;
 	struct zbud_handle h;
 	bool settle, hot;
-	uint8_t *dst;
 	int ret;
 
 	if (!e)
@@ -481,12 +479,12 @@ static struct tmem_entry *entry_new(struct tmem_store *s, struct op *op,
 	settle = old || !radix_nodes_needed(&obj->root, index);
 	pthread_mutex_lock(&s->zbud.lock);
 	if (old && entry_has_frame(old)) {
-		zbud_free_locked(&s->zbud, entry_handle(old));
+		s->alloc->free_locked(s->alloc_priv, entry_handle(old));
 		*old_detached = true;
 	}
-	ret = zbud_alloc_locked(&s->zbud, op->kind, pd->size,
-				entry_ref(s, e), &h);
-	hot = !ret && zbud_frame_hot_locked(&s->zbud, h.frame);
+	ret = s->alloc->alloc_locked(s->alloc_priv, op->kind, pd->size,
+				     entry_ref(s, e), &h);
+	hot = !ret && s->alloc->hot_locked(s->alloc_priv, h);
 	if (!ret && settle) {
 		store_release_unused_locked(&s->zbud, op->kind, op->reserved);
 		op->reserved = 0;
@@ -499,17 +497,11 @@ static struct tmem_entry *entry_new(struct tmem_store *s, struct op *op,
 		return NULL;
 	}
 	/*
-	 * The buddy is ours and its frame cannot be freed under us, so the
-	 * copy needs only the bucket lock; whoever reads the frame's bytes
+	 * The object is ours and cannot be freed or moved under us, so the
+	 * copy needs only the bucket lock; whoever reads or moves its bytes
 	 * takes the owner's bucket lock first (see store_reclaim.c).
-	 * Only a frame the kernel just zeroed is in the cache; into any other
-	 * the copy streams, rather than read every line before writing it.
 	 */
-	dst = zbud_buddy_addr(&s->zbud, h, pd->size);
-	if (hot)
-		memcpy(dst, pd->data, pd->size);
-	else
-		pageio_copy_nocache(dst, pd->data, pd->size);
+	s->alloc->write(s->alloc_priv, h, pd->data, pd->size, hot);
 	e->where = h.frame;
 	e->buddy = h.buddy;
 	e->size = (uint16_t)pd->size;
@@ -527,7 +519,7 @@ static void entry_discard(struct tmem_store *s, const struct op *op,
 {
 	if (entry_has_frame(e)) {
 		pthread_mutex_lock(&s->zbud.lock);
-		zbud_free_locked(&s->zbud, entry_handle(e));
+		s->alloc->free_locked(s->alloc_priv, entry_handle(e));
 		pthread_mutex_unlock(&s->zbud.lock);
 	}
 	tmem_cache_free(&s->entries[op->kind], e);
@@ -645,9 +637,9 @@ int tmem_put(struct tmem_store *s, uint32_t pool_id,
 	ret = pageio_valid(iov, iovcnt) ? 0 : -TMEM_E_IOV;
 	if (!ret)
 		ret = page_prepare(s, kind, iov, iovcnt, &pd);
-	need = PUT_WORST_BYTES;
+	need = s->put_worst;
 	if (!ret && pd.state == ENTRY_FILLED)
-		need -= TMEM_PAGE_SIZE;
+		need -= (uint64_t)s->alloc->span_frames_max * TMEM_PAGE_SIZE;
 	if (!ret)
 		ret = store_reserve_room(s, kind, need);
 	if (ret) {
@@ -690,8 +682,6 @@ static int page_copy_locked(struct tmem_store *s, const struct tmem_entry *e,
 			    const struct iovec *iov, int iovcnt,
 			    struct page_copy *pc)
 {
-	const uint8_t *src;
-
 	pc->state = e->state;
 	pc->size = entry_size(e);
 	pc->pattern = e->where;
@@ -702,11 +692,12 @@ static int page_copy_locked(struct tmem_store *s, const struct tmem_entry *e,
 	}
 	if (!entry_has_frame(e))
 		return 0;
-	src = zbud_buddy_addr(&s->zbud, entry_handle(e), pc->size);
+	/* a raw page is a whole frame, the first of its unit (zalloc.h) */
 	if (e->state == ENTRY_RAW)
-		pageio_scatter(iov, iovcnt, src);
+		pageio_scatter(iov, iovcnt, zbud_frame_addr(&s->zbud, e->where));
 	else
-		memcpy(tls_cbuf, src, pc->size);
+		s->alloc->read(s->alloc_priv, entry_handle(e), tls_cbuf,
+			       pc->size);
 	return 0;
 }
 
@@ -939,6 +930,10 @@ void tmem_get_stats(struct tmem_store *s, struct tmem_stats *st)
 			 (z->slab_frames[0] + z->slab_frames[1]) *
 			 TMEM_PAGE_SIZE;
 	st->arenas = z->arenas_mapped;
+	if (s->zs) {
+		st->compact_moved = s->zs->moved;
+		st->compact_frames = s->zs->compacted;
+	}
 	pthread_mutex_unlock(&z->lock);
 	st->persistent_capacity = tmem_persistent_capacity(s);
 	if (s->image.img) {

@@ -13,15 +13,17 @@
 #include "radix.h"
 #include "slab.h"
 #include "tmem.h"
+#include "zalloc.h"
 #include "zbud.h"
 
 #define POOL_BUCKETS		32u	/* lock stripes per pool */
 #define BUCKET_CHAINS		32u	/* object trees per stripe */
 /*
- * Most one put can take: its data frame, a new entry slab, a new object
- * slab and node slabs for 2 * RADIX_MAX_HEIGHT nodes (30 per frame), plus
- * the descriptors of one newly mapped arena (frames come from the lowest
- * arena with room, so one put maps at most one).
+ * Most one put can take with zbud: its data frame, a new entry slab, a new
+ * object slab and node slabs for 2 * RADIX_MAX_HEIGHT nodes (30 per
+ * frame), plus the descriptors of one newly mapped arena (frames come from
+ * the lowest arena with room, so one put maps at most one).  An allocator
+ * whose units span more frames adds them (store_put_worst()).
  */
 #define PUT_WORST_FRAMES	8u
 #define PUT_WORST_BYTES		((uint64_t)PUT_WORST_FRAMES * TMEM_PAGE_SIZE + \
@@ -163,6 +165,10 @@ struct store_image {
  * @cfg: settings
  * @max_frames: frames the limit allows, plus the writeback overdraft
  * @zbud: pageframes (and the limit accounting, under zbud.lock)
+ * @alloc: the allocator of pages in frames (cfg.allocator)
+ * @alloc_priv: its state (&zbud, or @zs)
+ * @zs: the size classes, with TMEM_ALLOC_ZSMALLOC (else NULL)
+ * @put_worst: most bytes one put can take (store_put_worst())
  * @fixed_bytes: bytes charged for the store and its pool structures
  *		 (zbud.lock)
  * @persistent_waiting: persistent puts waiting for ephemeral reservations
@@ -189,6 +195,10 @@ struct tmem_store {
 	struct tmem_config cfg;
 	uint64_t max_frames;
 	struct zbud zbud;
+	const struct zalloc_ops *alloc;
+	void *alloc_priv;
+	struct zspool *zs;
+	uint64_t put_worst;
 	uint64_t fixed_bytes;
 	unsigned int persistent_waiting;
 	struct tmem_cache entries[TMEM_NR_KINDS];
@@ -240,7 +250,7 @@ static inline struct tmem_entry *entry_of_ref(const struct tmem_store *s,
 }
 
 /**
- * enum wb_result - what store_writeback_frame() did
+ * enum wb_result - what store_writeback_unit() did
  * @WB_IO_ERROR: the write failed, whatever its errno (ENOSPC too: a
  *		 filesystem may refuse a write into allocated blocks); the
  *		 frame stayed in RAM
@@ -307,6 +317,8 @@ static inline bool entry_has_frame(const struct tmem_entry *e)
 }
 
 /* store_limit.c */
+int store_alloc_init(struct tmem_store *s);
+uint64_t store_put_worst(const struct tmem_config *cfg);
 uint64_t store_max_frames(const struct tmem_config *cfg);
 uint64_t store_fixed_bytes(const struct tmem_config *cfg);
 uint64_t store_used_bytes_locked(const struct tmem_store *s);
@@ -351,13 +363,15 @@ int store_object_tree_check(const struct tmem_store *s,
 			    uint64_t *count);
 
 /* store_reclaim.c */
-long store_evict_ephemeral_frame(struct tmem_store *s);
+long store_evict_ephemeral_unit(struct tmem_store *s);
 long store_evict_ephemeral(struct tmem_store *s);
-enum wb_result store_writeback_frame(struct tmem_store *s);
+enum wb_result store_writeback_unit(struct tmem_store *s);
 bool store_writeback_wait_idle(struct tmem_store *s);
 bool store_writeback_failing(struct tmem_store *s);
 int store_image_read(struct tmem_store *s, const struct tmem_entry *e,
 		     uint8_t *cbuf, const struct iovec *iov, int iovcnt);
+void store_image_put(struct tmem_store *s, const struct tmem_entry *e);
+uint64_t store_compact(struct tmem_store *s, bool force);
 void store_image_detach(struct tmem_store *s);
 void store_image_stats(struct tmem_store *s, struct tmem_image_stats *st);
 

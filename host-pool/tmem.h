@@ -86,6 +86,19 @@ enum tmem_kind {
 #define TMEM_WB_HIGH_PCT_MAX		100u
 #define TMEM_DEFAULT_WB_HIGH_PCT	90u
 #define TMEM_DEFAULT_WB_LOW_PCT		75u
+#define TMEM_DEFAULT_ALLOCATOR		TMEM_ALLOC_ZBUD
+
+/**
+ * enum tmem_allocator - how compressed pages are laid out in frames
+ * @TMEM_ALLOC_ZBUD: at most two pages a frame (zbud.c): reclaim frees a
+ *		     frame by removing at most two pages
+ * @TMEM_ALLOC_ZSMALLOC: size classes every 16 bytes, pages packed back to
+ *			 back across frames (zspage.c), with compaction
+ */
+enum tmem_allocator {
+	TMEM_ALLOC_ZBUD = 0,
+	TMEM_ALLOC_ZSMALLOC,
+};
 
 /**
  * struct tmem_config - store settings
@@ -104,6 +117,7 @@ enum tmem_kind {
  *		 store uses this percentage of @limit_bytes
  *		 (TMEM_WB_HIGH_PCT_MIN..TMEM_WB_HIGH_PCT_MAX)
  * @wb_low_pct: ... and stops at this one (0..@wb_high_pct - 1)
+ * @allocator: enum tmem_allocator
  *
  * tmem_config_init() fills in the TMEM_DEFAULT_* values.
  */
@@ -114,6 +128,7 @@ struct tmem_config {
 	unsigned int max_compressed;
 	unsigned int max_pools;
 	unsigned int wb_high_pct, wb_low_pct;
+	enum tmem_allocator allocator;
 };
 
 /**
@@ -126,6 +141,7 @@ struct tmem_config {
  * @TMEM_CFG_MAX_POOLS: @max_pools
  * @TMEM_CFG_WB_HIGH: @wb_high_pct
  * @TMEM_CFG_WB_LOW: @wb_low_pct
+ * @TMEM_CFG_ALLOCATOR: @allocator
  */
 enum tmem_config_field {
 	TMEM_CFG_OK = 0,
@@ -136,6 +152,7 @@ enum tmem_config_field {
 	TMEM_CFG_MAX_POOLS,
 	TMEM_CFG_WB_HIGH,
 	TMEM_CFG_WB_LOW,
+	TMEM_CFG_ALLOCATOR,
 };
 
 struct tmem_uuid {
@@ -211,12 +228,15 @@ struct tmem_image_stats {
  * @pools: pools that exist
  * @arenas: mapped arenas
  * @persistent_capacity: tmem_persistent_capacity() at snapshot time
+ * @compact_moved: pages compaction moved (TMEM_ALLOC_ZSMALLOC)
+ * @compact_frames: frames compaction freed
  * @image: swap image counters (all zero without an image)
  */
 struct tmem_stats {
 	struct tmem_kind_stats kind[TMEM_NR_KINDS];
 	uint64_t limit_bytes, used_bytes, meta_bytes;
 	uint64_t pools, arenas, persistent_capacity;
+	uint64_t compact_moved, compact_frames;
 	struct tmem_image_stats image;
 };
 
@@ -315,6 +335,7 @@ int tmem_flush_pool(struct tmem_store *s, uint32_t pool_id,
 		    uint64_t *flushed);
 
 uint64_t tmem_persistent_capacity(struct tmem_store *s);
+uint64_t tmem_compact(struct tmem_store *s);
 void tmem_get_stats(struct tmem_store *s, struct tmem_stats *st);
 const char *tmem_strerror(int err);
 

@@ -20,6 +20,33 @@ static unsigned int class_size(unsigned int c)
 	return ZS_MIN_SIZE + c * ZS_ALIGN;
 }
 
+/*
+ * Classes are merged upwards where a larger class packs as many objects in
+ * as many frames (zsmalloc does the same): fewer classes, so fewer spans
+ * left partly filled, at no cost in density.  The table is the same for
+ * every store.
+ */
+static struct zs_geometry class_geom[ZS_NR_CLASSES];
+static uint8_t class_merged[ZS_NR_CLASSES];
+static pthread_once_t classes_once = PTHREAD_ONCE_INIT;
+
+static void class_geometry(struct zs_geometry *cls, unsigned int size);
+
+static void classes_init(void)
+{
+	unsigned int c = ZS_NR_CLASSES, up = ZS_NR_CLASSES;
+
+	while (c--) {
+		class_geometry(&class_geom[c], class_size(c));
+		if (up < ZS_NR_CLASSES &&
+		    class_geom[up].objs == class_geom[c].objs &&
+		    class_geom[up].frames == class_geom[c].frames)
+			class_merged[c] = (uint8_t)up;
+		else
+			class_merged[c] = (uint8_t)(up = c);
+	}
+}
+
 /**
  * zs_class_of() - the size class of a page stored in @size bytes
  * @size: 1..TMEM_PAGE_SIZE
@@ -35,7 +62,9 @@ unsigned int zs_class_of(unsigned int size)
 		return ZS_HUGE;
 	if (need < ZS_MIN_SIZE)
 		need = ZS_MIN_SIZE;
-	return (need - ZS_MIN_SIZE + ZS_ALIGN - 1) >> ZS_ALIGN_SHIFT;
+	pthread_once(&classes_once, classes_init);
+	return class_merged[(need - ZS_MIN_SIZE + ZS_ALIGN - 1) >>
+			    ZS_ALIGN_SHIFT];
 }
 
 /**
@@ -91,8 +120,8 @@ void zs_init(struct zspool *zs, struct zbud *z)
 
 	memset(zs, 0, sizeof(*zs));
 	zs->z = z;
-	for (c = 0; c < ZS_NR_CLASSES; c++)
-		class_geometry(&zs->geom[c], class_size(c));
+	pthread_once(&classes_once, classes_init);
+	memcpy(zs->geom, class_geom, sizeof(zs->geom));
 	for (k = 0; k < TMEM_NR_KINDS; k++) {
 		for (c = 0; c < ZS_NR_CLASSES; c++) {
 			for (g = 0; g < ZS_NR_GROUPS; g++)
@@ -151,6 +180,35 @@ unsigned int zs_span_objs(const struct zspool *zs, uint32_t head)
 	const struct zframe *d = desc(zs, head);
 
 	return d->span_class == ZS_HUGE ? 1 : zs->geom[d->span_class].objs;
+}
+
+/**
+ * zs_object_offset() - where object @slot of a span starts (its header), in
+ *			bytes from the span's first byte
+ * @zs: allocator
+ * @head: the span's first frame
+ * @slot: the object
+ *
+ * A huge object has no header: it is the whole frame, at 0.
+ */
+unsigned int zs_object_offset(const struct zspool *zs, uint32_t head,
+			      unsigned int slot)
+{
+	unsigned int c = desc(zs, head)->span_class;
+
+	return c == ZS_HUGE ? 0 : slot * zs->geom[c].size;
+}
+
+/**
+ * zs_span_object_bytes() - bytes each object of a span takes
+ * @zs: allocator
+ * @head: the span's first frame
+ */
+unsigned int zs_span_object_bytes(const struct zspool *zs, uint32_t head)
+{
+	unsigned int c = desc(zs, head)->span_class;
+
+	return c == ZS_HUGE ? TMEM_PAGE_SIZE : zs->geom[c].size;
 }
 
 /* The header of object @slot: never straddles, objects are 16-aligned. */
@@ -728,6 +786,23 @@ uint64_t zs_compact(struct zspool *zs, enum tmem_kind kind,
 	zs->compacted += freed;
 	pthread_mutex_unlock(&zs->z->lock);
 	return freed;
+}
+
+/**
+ * zs_free_bytes_locked() - room in a kind's spans not holding objects
+ * @zs: allocator
+ * @kind: which kind
+ *
+ * What compaction could at best give back, less the spans' tail waste.
+ */
+uint64_t zs_free_bytes_locked(const struct zspool *zs, enum tmem_kind kind)
+{
+	uint64_t bytes = 0;
+	unsigned int c;
+
+	for (c = 0; c < ZS_NR_CLASSES; c++)
+		bytes += zs->cls[kind][c].free_objs * zs->geom[c].size;
+	return bytes;
 }
 
 /* ---- checks ------------------------------------------------------------- */

@@ -133,12 +133,16 @@ uint32_t zs_reclaim_start_locked(struct zspool *zs, enum tmem_kind kind);
 unsigned int zs_span_objs(const struct zspool *zs, uint32_t head);
 unsigned int zs_span_frames(const struct zspool *zs, uint32_t head);
 uint32_t zs_span_frame(const struct zspool *zs, uint32_t head, unsigned int k);
+unsigned int zs_object_offset(const struct zspool *zs, uint32_t head,
+			      unsigned int slot);
+unsigned int zs_span_object_bytes(const struct zspool *zs, uint32_t head);
 uint32_t zs_owner_locked(const struct zspool *zs, uint32_t head,
 			 unsigned int slot);
 uint32_t zs_detach_locked(struct zspool *zs, uint32_t head, unsigned int slot);
 void zs_reclaim_finish_locked(struct zspool *zs, uint32_t head);
 void zs_reclaim_abort_locked(struct zspool *zs, uint32_t head);
 int zs_check_locked(const struct zspool *zs, enum tmem_kind kind);
+uint64_t zs_free_bytes_locked(const struct zspool *zs, enum tmem_kind kind);
 
 /* No lock: the caller owns the object. */
 void zs_write(const struct zspool *zs, struct zbud_handle h, const void *src,
