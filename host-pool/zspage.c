@@ -245,7 +245,7 @@ static uint32_t span_new_locked(struct zspool *zs, enum tmem_kind kind,
 				unsigned int c)
 {
 	unsigned int frames = c == ZS_HUGE ? 1 : zs->geom[c].frames;
-	uint32_t fn[ZS_SPAN_FRAMES_MAX];
+	uint32_t fn[ZS_SPAN_FRAMES_MAX] = { 0 };
 	unsigned int i;
 	struct zframe *d;
 
