@@ -13,6 +13,7 @@
  */
 #include <string.h>
 
+#include "zalloc.h"
 #include "zspage.h"
 
 static unsigned int class_size(unsigned int c)
@@ -881,3 +882,115 @@ int zs_check_locked(const struct zspool *zs, enum tmem_kind kind)
 			return -1;
 	return objs == zs->objs[kind] && frames == zs->frames[kind] ? 0 : -1;
 }
+
+/* ---- the allocator interface (zalloc.h): a unit is a span ------------- */
+
+static int zs_op_alloc(void *a, enum tmem_kind kind, unsigned int size,
+		       uint32_t owner, struct zbud_handle *h)
+{
+	return zs_alloc_locked(a, kind, size, owner, h);
+}
+
+static void zs_op_free(void *a, struct zbud_handle h)
+{
+	zs_free_locked(a, h);
+}
+
+static bool zs_op_hot(const void *a, struct zbud_handle h)
+{
+	return zs_handle_hot_locked(a, h);
+}
+
+/* Objects are 16-aligned, not line-aligned: no streaming copy. */
+static void zs_op_write(const void *a, struct zbud_handle h, const void *src,
+			unsigned int len, bool hot)
+{
+	(void)hot;
+	zs_write(a, h, src, len);
+}
+
+static void zs_op_read(const void *a, struct zbud_handle h, void *dst,
+		       unsigned int len)
+{
+	zs_read(a, h, dst, len);
+}
+
+static uint32_t zs_op_reclaim_start(void *a, enum tmem_kind kind)
+{
+	return zs_reclaim_start_locked(a, kind);
+}
+
+static unsigned int zs_op_unit_objs(const void *a, uint32_t unit)
+{
+	return zs_span_objs(a, unit);
+}
+
+static unsigned int zs_op_unit_frames(const void *a, uint32_t unit)
+{
+	return zs_span_frames(a, unit);
+}
+
+static uint32_t zs_op_unit_frame(const void *a, uint32_t unit, unsigned int k)
+{
+	return zs_span_frame(a, unit, k);
+}
+
+static void zs_op_unit_extent(const void *a, uint32_t unit, unsigned int i,
+			      unsigned int *off, unsigned int *len)
+{
+	*off = zs_object_offset(a, unit, i);
+	*len = zs_span_object_bytes(a, unit);
+}
+
+static unsigned int zs_op_obj_hdr(unsigned int size)
+{
+	return zs_class_of(size) == ZS_HUGE ? 0 : ZS_HDR_SIZE;
+}
+
+static uint32_t zs_op_owner(const void *a, uint32_t unit, unsigned int i)
+{
+	return zs_owner_locked(a, unit, i);
+}
+
+static uint32_t zs_op_detach(void *a, uint32_t unit, unsigned int i)
+{
+	return zs_detach_locked(a, unit, i);
+}
+
+static void zs_op_reclaim_finish(void *a, uint32_t unit)
+{
+	zs_reclaim_finish_locked(a, unit);
+}
+
+static void zs_op_reclaim_abort(void *a, uint32_t unit)
+{
+	zs_reclaim_abort_locked(a, unit);
+}
+
+static uint64_t zs_op_compact(void *a, enum tmem_kind kind,
+			      const struct zs_mover *m, void *arg)
+{
+	return zs_compact(a, kind, m, arg);
+}
+
+const struct zalloc_ops zs_zalloc_ops = {
+	.name = "zsmalloc",
+	.span_frames_max = ZS_SPAN_FRAMES_MAX,
+	.alloc_locked = zs_op_alloc,
+	.free_locked = zs_op_free,
+	.hot_locked = zs_op_hot,
+	.write = zs_op_write,
+	.read = zs_op_read,
+	.reclaim_start_locked = zs_op_reclaim_start,
+	.unit_objs = zs_op_unit_objs,
+	.unit_frames = zs_op_unit_frames,
+	.unit_frame = zs_op_unit_frame,
+	.unit_extent = zs_op_unit_extent,
+	.obj_bytes = zs_object_bytes,
+	.obj_hdr = zs_op_obj_hdr,
+	.owner_locked = zs_op_owner,
+	.detach_locked = zs_op_detach,
+	.reclaim_finish_locked = zs_op_reclaim_finish,
+	.reclaim_abort_locked = zs_op_reclaim_abort,
+	.compact = zs_op_compact,
+};
