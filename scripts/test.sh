@@ -226,6 +226,9 @@ must e2e-release stage e2e e2e_stage release
 # invalidations wait in atomic context
 must e2e-debug stage e2e-debug e2e_stage debug frontswap toggles unplug \
 	stall_invalidate
+# the other allocator, where it changes the most: swap, writeback, clients
+E2E_ALLOCATOR=zsmalloc stage e2e-zsmalloc e2e_stage release frontswap \
+	writeback clients
 stage libvirt count_summary libvirt tests/libvirt/run.sh
 
 echo "=== total: $(( $(date +%s) - t_all ))s"

@@ -6,22 +6,26 @@
 # Scenarios: frontswap clients cleancache pool_full writeback toggles smp
 # reboot unplug stall_invalidate stall_get stall_unplug mq_pools (default:
 # all), in two lanes side by side (E2E_JOBS=1: one).  E2E_KERNEL=debug
-# boots the debug kernel; the driver must run clean under it.  Each checks
-# the guest's own counters and the device's statistics; the output ends
-# with 'e2e: N passed, M failed'.
+# boots the debug kernel; the driver must run clean under it.
+# E2E_ALLOCATOR=zsmalloc runs them with the device's other allocator.  Each
+# checks the guest's own counters and the device's statistics; the output
+# ends with 'e2e: N passed, M failed'.
 set -uo pipefail
 
 prog=e2e suite=e2e
 . "$(dirname "$0")/../../scripts/lib.sh"
 kernel=${E2E_KERNEL:-release}
-run() { "$top/scripts/tmem-run" --kernel-variant "$kernel" "$@"; }
+run() {
+	"$top/scripts/tmem-run" --kernel-variant "$kernel" \
+		${E2E_ALLOCATOR:+--device-opts "allocator=$E2E_ALLOCATOR"} "$@"
+}
 out=${E2E_OUT:-$(mktemp -d /tmp/vtmem-e2e.XXXXXX)}
 mkdir -p "$out"
 # Anything the debug kernel reports about the guest (lockdep, KASAN,
 # sleeping in atomic context, VM_BUG, warnings) counts as a failure.
 KCHECK='echo KERNEL_ISSUES=$(dmesg | grep -cE "BUG:|WARNING:|KASAN|possible circular|possible recursive|inconsistent lock|sleeping function called|Call Trace")'
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 
 jget() { # file, python expression over s (the stats dict)
 	python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print($2)" "$1"
