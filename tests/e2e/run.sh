@@ -466,6 +466,10 @@ scenario_stall_get() {
 		'"$STALL_PREP"'
 		read g0 < $D/gets
 		echo STALL
+		# tmem-run stalls the device when it reads that line; the guest
+		# does not see when, so it leaves it time (a loaded host took
+		# longer than the next command once)
+		sleep 3
 		cat /data/f > /dev/null
 		read g1 < $D/gets; echo GETS=$((g1 - g0))
 		dd if=/tmp/new of=/data/f bs=4096 count=1 conv=notrunc 2>/dev/null
