@@ -220,15 +220,16 @@ stage fuzz-run count_summary qemu-fuzz \
 must guest-w1 stage guest scripts/build-guest.sh --w1
 # after the guest stage: Linux's checkpatch.pl comes with the kernel source
 stage style count_summary style checkpatch_all
-must e2e-release stage e2e e2e_stage release
+# every scenario, and those the allocator changes most with the other one
+must e2e-release stage e2e e2e_stage release frontswap clients cleancache \
+	pool_full writeback toggles smp reboot unplug stall_invalidate \
+	stall_get stall_unplug mq_pools frontswap@zsmalloc writeback@zsmalloc \
+	clients@zsmalloc
 # the debug kernel (KASAN, lockdep) runs 3x slower under TCG: the
 # scenarios that exercise the most driver paths, and the one whose
 # invalidations wait in atomic context
 must e2e-debug stage e2e-debug e2e_stage debug frontswap toggles unplug \
 	stall_invalidate
-# the other allocator, where it changes the most: swap, writeback, clients
-E2E_ALLOCATOR=zsmalloc stage e2e-zsmalloc e2e_stage release frontswap \
-	writeback clients
 stage libvirt count_summary libvirt tests/libvirt/run.sh
 
 echo "=== total: $(( $(date +%s) - t_all ))s"

@@ -6,10 +6,10 @@
 # Scenarios: frontswap clients cleancache pool_full writeback toggles smp
 # reboot unplug stall_invalidate stall_get stall_unplug mq_pools (default:
 # all), in two lanes side by side (E2E_JOBS=1: one).  E2E_KERNEL=debug
-# boots the debug kernel; the driver must run clean under it.
-# E2E_ALLOCATOR=zsmalloc runs them with the device's other allocator.  Each
-# checks the guest's own counters and the device's statistics; the output
-# ends with 'e2e: N passed, M failed'.
+# boots the debug kernel; the driver must run clean under it.  SCENARIO@A
+# runs a scenario with the device's allocator=A (E2E_ALLOCATOR=A: all of
+# them).  Each checks the guest's own counters and the device's statistics;
+# the output ends with 'e2e: N passed, M failed'.
 set -uo pipefail
 
 prog=e2e suite=e2e
@@ -612,7 +612,7 @@ scenarios=("$@")
 	scenarios=(frontswap clients cleancache pool_full writeback toggles smp reboot unplug
 		   stall_invalidate stall_get stall_unplug mq_pools)
 for s in "${scenarios[@]}"; do
-	if ! declare -F "scenario_$s" >/dev/null; then
+	if ! declare -F "scenario_${s%@*}" >/dev/null; then
 		echo "run.sh: unknown scenario '$s' (see --help)" >&2
 		exit 2
 	fi
@@ -623,15 +623,30 @@ done
 # device, so both stay in lane 0.
 lane_of() {
 	case "$1" in
-	frontswap|pool_full|writeback|smp|stall_invalidate|stall_get) echo 0 ;;
+	frontswap|pool_full|writeback|smp|stall_invalidate|stall_get|toggles) echo 0 ;;
+	frontswap@*|writeback@*) echo 0 ;;
 	*) echo 1 ;;
 	esac
+}
+# SCENARIO@ALLOCATOR: the scenario, its logs in $out/ALLOCATOR, with the
+# device's allocator=ALLOCATOR (run() reads E2E_ALLOCATOR).
+run_one() { # scenario[@allocator]
+	local s=${1%@*}
+	if [ "$s" != "$1" ]; then
+		local base=$out out=$out/${1#*@} E2E_ALLOCATOR=${1#*@}
+		mkdir -p "$out"
+		# writeback's bound reuses pool_full's run without the device
+		[ -f "$base/pool-full-nodev.json" ] &&
+			cp "$base/pool-full-nodev.json" "$out/"
+		echo "# $s with allocator=$E2E_ALLOCATOR"
+	fi
+	"scenario_$s"
 }
 run_lane() { # lane number, scenarios of that lane...
 	local lane=$1 s
 	shift
 	for s in "$@"; do
-		"scenario_$s"
+		run_one "$s"
 	done
 	echo "lane $lane: $pass passed, $fail failed"
 }
