@@ -36,12 +36,13 @@ static char image_path[256];
  * struct slot - a pool the ops use
  * @id: its id in the source, or -1 (none)
  * @persistent: its kind
+ * @shared: made with TMEM_POOL_SHARED
  * @refs: tmem_new_pool() calls not yet destroyed (shared pools join twice)
  * @uuid: shared pool's UUID, or all zero (private pool)
  */
 struct slot {
 	int id;
-	bool persistent;
+	bool persistent, shared;
 	unsigned int refs;
 	struct tmem_uuid uuid;
 };
@@ -188,6 +189,7 @@ static void slot_create(struct pair *pr, struct actor *a, unsigned int sl)
 		flags |= TMEM_POOL_SHARED;
 	}
 	s->persistent = flags & TMEM_POOL_PERSISTENT;
+	s->shared = shared;
 	s->id = tmem_new_pool(pr->src, flags, shared ? &s->uuid : NULL);
 	REQUIRE(s->id >= 0);
 	s->refs = 1;
@@ -272,6 +274,19 @@ static void op_recreate(struct pair *pr, struct actor *a, unsigned int sl)
 	slot_create(pr, a, sl);
 }
 
+/* Another guest joins a shared pool: only its references change. */
+static void op_join(struct pair *pr, unsigned int sl)
+{
+	struct slot *s = &slots[sl];
+
+	if (!s->shared)
+		return;
+	REQUIRE(tmem_new_pool(pr->src, TMEM_POOL_SHARED |
+			      (s->persistent ? TMEM_POOL_PERSISTENT : 0),
+			      &s->uuid) == s->id);
+	s->refs++;
+}
+
 /* What changes where a page is, never what it is: not logged. */
 static void op_move(struct pair *pr, struct actor *a)
 {
@@ -304,6 +319,8 @@ static void op_random(struct pair *pr, struct actor *a, unsigned int lo,
 		op_flush(pr, a, sl, o, i);
 	else if (r < 9773)
 		op_recreate(pr, a, sl);
+	else if (r < 9790)
+		op_join(pr, sl);
 	else
 		op_move(pr, a);
 }
@@ -393,6 +410,18 @@ static void finish_and_check(struct pair *pr)
 		CHECK_EQ(ds.kind[TMEM_EPHEMERAL].stored_pages,
 			 ss.kind[TMEM_EPHEMERAL].stored_pages);
 	CHECK(ds.used_bytes <= ds.limit_bytes);
+	/* the destination's pools have the source's references */
+	for (sl = 0; sl < NSLOTS; sl++) {
+		for (i = 1; i < slots[sl].refs; i++)
+			CHECK_EQ(tmem_destroy_pool(pr->dst,
+						   (uint32_t)slots[sl].id,
+						   NULL), 0);
+		CHECK(tmem_pool_kind(pr->dst, (uint32_t)slots[sl].id) >= 0);
+		CHECK_EQ(tmem_destroy_pool(pr->dst, (uint32_t)slots[sl].id,
+					   NULL), 0);
+		CHECK_EQ(tmem_pool_kind(pr->dst, (uint32_t)slots[sl].id),
+			 -TMEM_E_BAD_POOL);
+	}
 	printf("  %" PRIu64 " records, %" PRIu64 " bytes; source: %" PRIu64
 	       " persistent pages (%" PRIu64 " in the image), %" PRIu64
 	       " ephemeral (%" PRIu64 " evicted)\n", pr->records, pr->bytes,
