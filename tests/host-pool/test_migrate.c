@@ -172,6 +172,18 @@ static uint64_t send(struct pair *pr, uint64_t budget)
 
 /* ---- ops ---------------------------------------------------------------- */
 
+/* check.h's counters are not atomic: ops on worker threads count here. */
+static atomic_ulong op_failures;
+
+#define OP_CHECK(cond) do {						\
+	if (!(cond)) {							\
+		atomic_fetch_add(&op_failures, 1);			\
+		fprintf(stderr, "%s:%d: CHECK failed: %s\n",		\
+			__FILE__, __LINE__, #cond);			\
+	}								\
+} while (0)
+#define OP_CHECK_EQ(a, b)	OP_CHECK((long long)(a) == (long long)(b))
+
 static bool page_is(const uint8_t *buf, uint64_t seed);
 
 static void slot_create(struct pair *pr, struct actor *a, unsigned int sl)
@@ -221,7 +233,7 @@ static void op_put(struct pair *pr, struct actor *a, unsigned int sl,
 		     NULL);
 	model[key(sl, o, i)] = r ? 0 : seed;
 	if (r && slots[sl].persistent)
-		CHECK_EQ(r, -TMEM_E_FULL);
+		OP_CHECK_EQ(r, -TMEM_E_FULL);
 }
 
 static void op_get(struct pair *pr, struct actor *a, unsigned int sl,
@@ -238,9 +250,9 @@ static void op_get(struct pair *pr, struct actor *a, unsigned int sl,
 	if (!r && excl)
 		model[key(sl, o, i)] = 0;
 	if (slots[sl].persistent)
-		CHECK_EQ(r, want ? 0 : -TMEM_E_NOT_FOUND);
+		OP_CHECK_EQ(r, want ? 0 : -TMEM_E_NOT_FOUND);
 	if (!r)
-		CHECK(want && page_is(a->out, want));
+		OP_CHECK(want && page_is(a->out, want));
 }
 
 static void op_flush(struct pair *pr, struct actor *a, unsigned int sl,
@@ -252,14 +264,14 @@ static void op_flush(struct pair *pr, struct actor *a, unsigned int sl,
 	uint64_t r = rnd(a, 1000);
 
 	if (r < 985) {
-		CHECK(tmem_flush_page(pr->src, pid, &id, index_of(i)) >= 0);
+		OP_CHECK(tmem_flush_page(pr->src, pid, &id, index_of(i)) >= 0);
 		model[key(sl, o, i)] = 0;
 	} else if (r < 995) {
-		CHECK_EQ(tmem_flush_object(pr->src, pid, &id, NULL), 0);
+		OP_CHECK_EQ(tmem_flush_object(pr->src, pid, &id, NULL), 0);
 		for (j = 0; j < NIDX; j++)
 			model[key(sl, o, j)] = 0;
 	} else {
-		CHECK_EQ(tmem_flush_pool(pr->src, pid, NULL), 0);
+		OP_CHECK_EQ(tmem_flush_pool(pr->src, pid, NULL), 0);
 		slot_forget(sl);
 	}
 }
@@ -268,7 +280,7 @@ static void op_flush(struct pair *pr, struct actor *a, unsigned int sl,
 static void op_recreate(struct pair *pr, struct actor *a, unsigned int sl)
 {
 	while (slots[sl].refs--)
-		CHECK_EQ(tmem_destroy_pool(pr->src, (uint32_t)slots[sl].id,
+		OP_CHECK_EQ(tmem_destroy_pool(pr->src, (uint32_t)slots[sl].id,
 					   NULL), 0);
 	slot_forget(sl);
 	slot_create(pr, a, sl);
@@ -807,6 +819,7 @@ int main(int argc, char **argv)
 			"[OPS]\n", argv[0]);
 		return 2;
 	}
+	check_failures += atomic_load(&op_failures);
 	printf("%lu checks, %lu failed\n", check_count, check_failures);
 	return check_failures ? 1 : 0;
 }
