@@ -34,11 +34,14 @@
 
 /*
  * Keys one stripe's log holds before it falls back to resending the
- * stripe: 40 bytes each, in a table at most half full, so at most
- * 320 KiB per stripe changed that much, freed when the stripe is sent.
+ * stripe: 40 bytes each, in a table at most half full (at most 320 KiB).
+ * All logs together take at most 1/MIG_LOG_SHARE of the store's limit
+ * (outside it), whatever the number of pools: past that, stripes fall
+ * back too.  The memory goes when the stripe's keys are sent.
  */
 #define MIG_LOG_MIN	16u
 #define MIG_LOG_MAX	4096u
+#define MIG_LOG_SHARE	32u
 
 /**
  * struct mig_key - a logged change
@@ -60,11 +63,13 @@ struct mig_key {
  * @cap: 0 or a power of two; kept at most half full
  * @reset: send the whole stripe again (after a FLUSH_BUCKET unless @clean)
  * @clean: the destination holds nothing of the stripe
+ * @m: the migration, for its memory budget
  */
 struct mig_log {
 	struct mig_key *keys;
 	uint32_t nr, cap;
 	bool reset, clean;
+	struct tmem_migration *m;
 };
 
 /**
@@ -114,6 +119,8 @@ struct mig_walk {
  * @batch_cap: slots of @batch
  * @batch_at: next slot of @batch to send
  * @scan: next stripe to look for work in
+ * @log_bytes: memory of the logs' tables and of @batch
+ * @log_budget: most @log_bytes may reach (1/MIG_LOG_SHARE of the limit)
  */
 struct tmem_migration {
 	struct tmem_store *s;
@@ -126,6 +133,8 @@ struct tmem_migration {
 	struct mig_key *batch;
 	uint32_t batch_cap, batch_at;
 	uint32_t scan;
+	atomic_uint_fast64_t log_bytes;
+	uint64_t log_budget;
 };
 
 /* ---- change log ------------------------------------------------------- */
@@ -159,8 +168,14 @@ static void table_add(struct mig_key *t, uint32_t cap, uint32_t *nr,
 	(*nr)++;
 }
 
+static void log_bytes_put(struct tmem_migration *m, uint32_t cap)
+{
+	atomic_fetch_sub(&m->log_bytes, (uint64_t)cap * sizeof(struct mig_key));
+}
+
 static void log_clear(struct mig_log *log)
 {
+	log_bytes_put(log->m, log->cap);
 	free(log->keys);
 	log->keys = NULL;
 	log->nr = 0;
@@ -171,13 +186,22 @@ static void log_clear(struct mig_log *log)
 static bool log_grow(struct mig_log *log)
 {
 	uint32_t cap = log->cap ? log->cap * 2 : MIG_LOG_MIN, i, nr = 0;
+	uint64_t bytes = (uint64_t)cap * sizeof(struct mig_key);
+	struct tmem_migration *m = log->m;
 	struct mig_key *t;
 
 	if (cap > 2 * MIG_LOG_MAX)
 		return false;
-	t = calloc(cap, sizeof(*t));
-	if (!t)
+	if (atomic_fetch_add(&m->log_bytes, bytes) + bytes > m->log_budget) {
+		log_bytes_put(m, cap);
 		return false;
+	}
+	t = calloc(cap, sizeof(*t));
+	if (!t) {
+		log_bytes_put(m, cap);
+		return false;
+	}
+	log_bytes_put(m, log->cap);
 	for (i = 0; i < log->cap; i++)
 		if (log->keys[i].what)
 			table_add(t, cap, &nr, &log->keys[i].oid,
@@ -215,6 +239,14 @@ void mig_note(struct tmem_bucket *b, const struct tmem_oid *oid,
 	log->reset = true;
 }
 
+static void batch_free(struct tmem_migration *m)
+{
+	log_bytes_put(m, m->batch_cap);
+	free(m->batch);
+	m->batch = NULL;
+	m->batch_cap = 0;
+}
+
 /* ---- pools ------------------------------------------------------------ */
 
 static bool kind_migrated(const struct tmem_migration *m, enum tmem_kind kind)
@@ -250,10 +282,8 @@ static void pool_reset(struct tmem_migration *m, struct tmem_pool *p,
 	}
 	if (m->walk.kind != WALK_NONE && m->walk.pool == id)
 		m->walk.kind = WALK_NONE;
-	if (m->batch && m->scan / POOL_BUCKETS == id) {
-		free(m->batch);
-		m->batch = NULL;
-	}
+	if (m->batch && m->scan / POOL_BUCKETS == id)
+		batch_free(m);
 }
 
 static unsigned int pool_flags(const struct tmem_pool *p)
@@ -494,8 +524,7 @@ static int batch_next(struct tmem_migration *m, struct tmem_mig_record *rec,
 	while (m->batch_at < m->batch_cap && !m->batch[m->batch_at].what)
 		m->batch_at++;
 	if (m->batch_at == m->batch_cap) {
-		free(m->batch);
-		m->batch = NULL;
+		batch_free(m);
 		m->scan++;
 		return 0;
 	}
@@ -611,6 +640,7 @@ static int find_work(struct tmem_migration *m, struct tmem_mig_record *rec)
 int tmem_migration_start(struct tmem_store *s, unsigned int flags,
 			 struct tmem_migration **out)
 {
+	size_t stripes, i;
 	struct tmem_migration *m;
 	int ret = 0;
 
@@ -621,11 +651,14 @@ int tmem_migration_start(struct tmem_store *s, unsigned int flags,
 		return -TMEM_E_NOMEM;
 	m->s = s;
 	m->flags = flags;
+	m->log_budget = s->cfg.limit_bytes / MIG_LOG_SHARE;
+	stripes = (size_t)s->cfg.max_pools * POOL_BUCKETS;
 	m->pool = calloc(s->cfg.max_pools, sizeof(*m->pool));
-	m->log = calloc((size_t)s->cfg.max_pools * POOL_BUCKETS,
-			sizeof(*m->log));
+	m->log = calloc(stripes, sizeof(*m->log));
 	if (!m->pool || !m->log)
 		ret = -TMEM_E_NOMEM;
+	for (i = 0; !ret && i < stripes; i++)
+		m->log[i].m = m;
 	pthread_mutex_lock(&s->pools_lock);
 	if (!ret && s->mig)
 		ret = -TMEM_E_INVAL;
@@ -793,7 +826,7 @@ void tmem_migration_end(struct tmem_migration *m)
 	}
 	s->mig = NULL;
 	pthread_mutex_unlock(&s->pools_lock);
-	free(m->batch);
+	batch_free(m);
 	free(m->pool);
 	free(m->log);
 	free(m);

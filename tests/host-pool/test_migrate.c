@@ -6,7 +6,7 @@
  * reads back byte-identical from both stores and the destination holds no
  * key the source lacks.
  *
- * Usage: test-migrate [model|threads|refusal|radix|idle] [OPS]
+ * Usage: test-migrate [radix|refusal|idle|overflow|model|threads] [OPS]
  * OPS defaults to $TMEM_MIGRATE_OPS (model) or $TMEM_CONCURRENCY_OPS
  * (threads), else 200000.
  */
@@ -97,6 +97,7 @@ struct pair {
 	struct tmem_migration *m;
 	unsigned int mig_flags;
 	uint64_t records, bytes;
+	uint64_t by_type[TMEM_MIG_FLUSH_BUCKET + 1];
 };
 
 static struct tmem_store *store_new(uint64_t limit_mib)
@@ -165,6 +166,8 @@ static uint64_t send(struct pair *pr, uint64_t budget)
 		}
 		pr->records++;
 		pr->bytes += rec.len;
+		if (rec.type <= TMEM_MIG_FLUSH_BUCKET)
+			pr->by_type[rec.type]++;
 		n++;
 	}
 	return n;
@@ -724,6 +727,71 @@ static void test_idle(void)
 	pair_close(&pr);
 }
 
+/* ---- overflow ----------------------------------------------------------- */
+
+static void page_fill(uint8_t *page, uint32_t w)
+{
+	unsigned int k;
+
+	for (k = 0; k < TMEM_PAGE_SIZE; k += 4)
+		memcpy(page + k, &w, 4);
+}
+
+/*
+ * One object (one stripe) changes @changes pages after the full pass: its
+ * log overflows, by its own size or by the budget of a store of @mib, and
+ * the stripe is sent again after a FLUSH_BUCKET.
+ */
+static void overflow_run(uint64_t mib, unsigned int pages,
+			 unsigned int changes)
+{
+	static uint8_t page[TMEM_PAGE_SIZE], a[TMEM_PAGE_SIZE],
+		       b[TMEM_PAGE_SIZE];
+	struct tmem_oid id = oid_of(3);
+	struct iovec v = page_iov(page);
+	struct pair pr;
+	unsigned int i;
+	int pid;
+
+	pair_open(&pr, mib, 0);
+	pid = tmem_new_pool(pr.src, TMEM_POOL_PERSISTENT, NULL);
+	page_fill(page, 0);
+	for (i = 0; i < pages; i++)
+		REQUIRE(tmem_put(pr.src, (uint32_t)pid, &id, i, &v, 1,
+				 NULL) == 0);
+	REQUIRE(tmem_migration_start(pr.src, 0, &pr.m) == 0);
+	send(&pr, 0);
+	CHECK_EQ(pr.by_type[TMEM_MIG_FLUSH_BUCKET], 0);
+	for (i = 0; i < changes; i++) {	/* same-filled: metadata only */
+		page_fill(page, i + 1);
+		REQUIRE(tmem_put(pr.src, (uint32_t)pid, &id, i * 7 % pages,
+				 &v, 1, NULL) == 0);
+	}
+	tmem_flush_page(pr.src, (uint32_t)pid, &id, 1);
+	pr.records = 0;
+	send(&pr, 0);
+	CHECK_EQ(pr.by_type[TMEM_MIG_FLUSH_BUCKET], 1);
+	CHECK(pr.records >= pages - 1);
+	for (i = 0; i < pages; i++) {
+		v = page_iov(a);
+		CHECK_EQ(tmem_get(pr.src, (uint32_t)pid, &id, i, &v, 1, 0),
+			 i == 1 ? -TMEM_E_NOT_FOUND : 0);
+		v = page_iov(b);
+		CHECK_EQ(tmem_get(pr.dst, (uint32_t)pid, &id, i, &v, 1, 0),
+			 i == 1 ? -TMEM_E_NOT_FOUND : 0);
+		CHECK(i == 1 || !memcmp(a, b, TMEM_PAGE_SIZE));
+	}
+	printf("overflow: %u changes in a %" PRIu64 " MiB store: stripe "
+	       "sent again, %" PRIu64 " records\n", changes, mib, pr.records);
+	pair_close(&pr);
+}
+
+static void test_overflow(void)
+{
+	overflow_run(64, 12000, 5000);	/* MIG_LOG_MAX keys */
+	overflow_run(2, 3000, 1000);	/* 1/32 of 2 MiB */
+}
+
 /* ---- radix_next ---------------------------------------------------------- */
 
 static struct radix_node *node_alloc(void *opaque)
@@ -790,7 +858,8 @@ int main(int argc, char **argv)
 		void (*fn)(void);
 	} tests[] = {
 		{ "radix", test_radix }, { "refusal", test_refusal },
-		{ "idle", test_idle }, { "model", test_model },
+		{ "idle", test_idle }, { "overflow", test_overflow },
+		{ "model", test_model },
 		{ "threads", test_threads },
 	};
 	const char *env = getenv("TMEM_MIGRATE_OPS");
@@ -815,7 +884,8 @@ int main(int argc, char **argv)
 		ran = true;
 	}
 	if (!ran) {
-		fprintf(stderr, "usage: %s [radix|refusal|idle|model|threads] "
+		fprintf(stderr, "usage: %s [radix|refusal|idle|overflow|model|"
+			"threads] "
 			"[OPS]\n", argv[0]);
 		return 2;
 	}
