@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lz4.h>
@@ -698,8 +699,10 @@ static void test_idle(void)
 	struct tmem_oid id;
 	struct tmem_stats st;
 	struct iovec v = page_iov(page);
+	struct timespec t0, t1;
 	struct pair pr;
 	uint64_t i, stored;
+	double sec;
 	int pid;
 
 	pair_open(&pr, 64, 0);
@@ -717,13 +720,17 @@ static void test_idle(void)
 	tmem_migration_pending(pr.m, &pend);
 	CHECK_EQ(pend.records, st.kind[TMEM_PERSISTENT].stored_pages + 1);
 	CHECK_EQ(pend.bytes, stored);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	send(&pr, 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	sec = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 	CHECK_EQ(pr.records, st.kind[TMEM_PERSISTENT].stored_pages + 1);
 	CHECK_EQ(pr.bytes, stored);
 	printf("idle: %" PRIu64 " pages, %" PRIu64 " bytes stored (compressed "
 	       "and raw), %" PRIu64 " records and %" PRIu64 " data bytes "
-	       "sent (%.3f of stored)\n", st.kind[TMEM_PERSISTENT].stored_pages,
-	       stored, pr.records, pr.bytes, (double)pr.bytes / (double)stored);
+	       "sent (%.3f of stored), sent and installed in %.1f ms\n",
+	       st.kind[TMEM_PERSISTENT].stored_pages, stored, pr.records,
+	       pr.bytes, (double)pr.bytes / (double)stored, sec * 1e3);
 	pair_close(&pr);
 }
 
