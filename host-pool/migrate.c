@@ -704,10 +704,10 @@ int tmem_migration_next(struct tmem_migration *m, struct tmem_mig_record *rec,
 			ret = walk_next(m, rec, buf);
 		else if (m->batch)
 			ret = batch_next(m, rec, buf);
-		else if (find_work(m, rec) < 0)
-			return pools_sync(m, rec);
-		else
+		else if (find_work(m, rec) >= 0)
 			ret = rec->type ? 1 : 0;
+		else
+			return pools_sync(m, rec);
 		if (ret)
 			return ret;
 	}

@@ -141,7 +141,8 @@ int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out)
 
 /**
  * tmem_store_destroy() - free a store and everything in it
- * @s: store (NULL is ignored); no other call may be in progress
+ * @s: store (NULL is ignored); no other call may be in progress (a
+ *     migration still started is ended)
  */
 void tmem_store_destroy(struct tmem_store *s)
 {
@@ -150,6 +151,7 @@ void tmem_store_destroy(struct tmem_store *s)
 
 	if (!s)
 		return;
+	tmem_migration_end(s->mig);
 	store_image_detach(s);
 	for (i = 0; s->pools && i < s->cfg.max_pools; i++) {
 		struct tmem_pool *p = atomic_load(&s->pools[i]);

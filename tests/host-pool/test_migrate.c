@@ -682,10 +682,33 @@ static void test_corrupt(void)
 	tmem_store_destroy(dst);
 }
 
+/* A store destroyed mid-migration ends it (LeakSanitizer checks). */
+static void test_destroy_started(void)
+{
+	static uint8_t buf[TMEM_PAGE_SIZE];
+	struct tmem_store *s = store_new(16);
+	struct tmem_migration *m;
+	struct tmem_mig_record rec;
+	struct tmem_oid id = oid_of(1);
+	struct iovec v = page_iov(buf);
+	uint64_t i;
+	int pid = tmem_new_pool(s, TMEM_POOL_PERSISTENT, NULL);
+
+	for (i = 0; i < 100; i++)
+		REQUIRE(tmem_put(s, (uint32_t)pid, &id, i, &v, 1, NULL) == 0);
+	REQUIRE(tmem_migration_start(s, 0, &m) == 0);
+	for (i = 0; i < 50; i++)
+		REQUIRE(tmem_migration_next(m, &rec, buf) == 1);
+	for (i = 0; i < 100; i++)	/* logged */
+		REQUIRE(tmem_flush_page(s, (uint32_t)pid, &id, i) == 1);
+	tmem_store_destroy(s);
+}
+
 static void test_refusal(void)
 {
 	test_too_small();
 	test_corrupt();
+	test_destroy_started();
 }
 
 /* ---- idle --------------------------------------------------------------- */
