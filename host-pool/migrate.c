@@ -875,17 +875,27 @@ static int install_page(struct tmem_store *s,
 			const struct tmem_mig_record *rec, const void *data)
 {
 	struct tmem_pool *p = store_pool_get(s, rec->pool_id);
+	enum tmem_kind kind;
 	struct page_data pd;
 	bool replaced;
 	int ret;
 
 	if (!p)
 		return -TMEM_E_BAD_POOL;
+	kind = pool_kind(p);
 	ret = install_page_data(s, rec, data, &pd);
-	if (ret)
-		return ret;
-	return store_put_data(s, p, pool_kind(p), &rec->oid, rec->index, &pd,
-			      &replaced);
+	if (!ret)
+		ret = store_put_data(s, p, kind, &rec->oid, rec->index, &pd,
+				     &replaced);
+	/*
+	 * An ephemeral page may always be dropped, but not left older than
+	 * the source's: no room for it is no reason to give the stream up.
+	 */
+	if (ret == -TMEM_E_FULL && kind == TMEM_EPHEMERAL) {
+		ret = tmem_flush_page(s, rec->pool_id, &rec->oid, rec->index);
+		return ret < 0 ? ret : 0;
+	}
+	return ret;
 }
 
 /* Remove every page of a stripe (TMEM_MIG_FLUSH_BUCKET). */
@@ -924,10 +934,13 @@ static int install_flush_bucket(struct tmem_store *s,
  * A page is stored as it came, with no recompression, charged to the
  * limit as a put is.  A failure leaves the store as it was, except for a
  * page record failing with -TMEM_E_NOMEM, which leaves its key empty (as
- * a failed put does); the caller is expected to give up the stream.
+ * a failed put does); the caller is expected to give up the stream.  An
+ * ephemeral page that finds no room is dropped instead, with any older
+ * page at its key, and the call succeeds.
  *
  * Return: 0, or -TMEM_E_INVAL (malformed record, compressor not this
- * store's, pool descriptor in conflict), -TMEM_E_IO (compressed bytes that
+ * store's, compressed bytes longer than its max_compressed, pool
+ * descriptor in conflict), -TMEM_E_IO (compressed bytes that
  * do not decompress to a page), -TMEM_E_BAD_POOL, -TMEM_E_FULL (no room:
  * nothing was touched), -TMEM_E_NO_POOLS, -TMEM_E_NOMEM.
  */
