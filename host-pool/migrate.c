@@ -96,6 +96,8 @@ enum walk_kind { WALK_NONE, WALK_BUCKET, WALK_OBJECT };
  * @more: the object may hold pages at or after @index
  * @oid: object
  * @index: next page index to look at
+ * @sent: pages sent by the walk (for tmem_migration_pending())
+ * @sent_bytes: their data bytes
  */
 struct mig_walk {
 	enum walk_kind kind;
@@ -104,6 +106,7 @@ struct mig_walk {
 	bool have_oid, more;
 	struct tmem_oid oid;
 	uint64_t index;
+	uint64_t sent, sent_bytes;
 };
 
 /**
@@ -501,10 +504,13 @@ static int walk_next(struct tmem_migration *m, struct tmem_mig_record *rec,
 	pthread_mutex_lock(&b->lock);
 	if (pool_current(m, p, m->walk.pool))
 		e = walk_step(m, b);
-	if (e)
+	if (e) {
 		ret = page_record(m, m->walk.pool, e, rec, buf);
-	else
+		m->walk.sent++;
+		m->walk.sent_bytes += rec->len;
+	} else {
 		m->walk.kind = WALK_NONE;
+	}
 	pthread_mutex_unlock(&b->lock);
 	return ret ? ret : e != NULL;
 }
@@ -740,17 +746,21 @@ static void stripe_pending(struct tmem_migration *m, uint32_t at,
 {
 	const struct mig_log *log = &m->log[at];
 	uint64_t mean, all = stripe_bytes(&b->stats, &mean);
-	uint64_t keys = log->nr;
-	bool walking = m->walk.kind != WALK_NONE &&
-		       m->walk.pool * POOL_BUCKETS + m->walk.bucket == at;
+	uint64_t keys = log->nr, pages = b->stats.stored_pages;
+	const struct mig_walk *w = &m->walk;
 
-	if (b->stats.stored_pages)
-		mean = all / b->stats.stored_pages;
+	if (pages)
+		mean = all / pages;
 	if (m->batch && m->scan == at)
 		keys += batch_left(m);
-	if (log->reset || walking) {
-		pend->records += b->stats.stored_pages + !log->clean;
+	if (log->reset) {
+		pend->records += pages + !log->clean;
 		pend->bytes += all;
+	} else if (w->kind == WALK_BUCKET &&
+		   w->pool * POOL_BUCKETS + w->bucket == at) {
+		/* what the walk has not sent yet, as far as counts tell */
+		pend->records += pages > w->sent ? pages - w->sent : 0;
+		pend->bytes += all > w->sent_bytes ? all - w->sent_bytes : 0;
 	}
 	pend->records += keys;
 	pend->bytes += keys * mean;
