@@ -771,9 +771,11 @@ static void stripe_pending(struct tmem_migration *m, uint32_t at,
  * @m: migration
  * @pend: filled in
  *
- * Counts the logs, and stripes still to walk at their stored pages (a
- * walk in progress counts its whole stripe), under each stripe's lock in
- * turn: QEMU's pending estimate and its exact count alike.
+ * Counts a record per logged key, stripes still to walk at their stored
+ * pages, and a walk in progress at its stripe's pages less those it sent,
+ * under each stripe's lock in turn: QEMU's pending estimate and its exact
+ * count alike.  Exact while nothing changes; changes meanwhile make it an
+ * estimate (a logged object counts one record).
  */
 void tmem_migration_pending(struct tmem_migration *m,
 			    struct tmem_mig_pending *pend)

@@ -405,10 +405,11 @@ struct tmem_mig_record {
 
 /**
  * struct tmem_mig_pending - what a migration has still to send
- * @records: records, counted exactly but for stripes still to walk,
- *	     counted at their stored pages
- * @bytes: their data, estimated from the stripes' compressed sizes
- *	   (pages in the swap image at the stripe's mean compressed size)
+ * @records: records (exact while nothing changes; a logged object
+ *	     counts as one)
+ * @bytes: their data, from the stripes' compressed sizes (a logged key
+ *	   at its stripe's mean, pages in the swap image at the mean of
+ *	   the stripe's compressed pages in RAM)
  */
 struct tmem_mig_pending {
 	uint64_t records, bytes;
