@@ -9,6 +9,8 @@
  *   store_objects.c	stripes, object trees, entries
  *   store_reclaim.c	eviction and writeback through one reclaim path
  *   writeback.c		the background writeback thread and its policy
+ *   migrate.c		migration: the source's cursor and change logs, the
+ *			destination's install
  *
  * Lock order (outer first), for all of them:
  *
@@ -289,7 +291,7 @@ out:
 }
 
 /* Whether pool @p (alive) is what a pool descriptor describes. */
-static bool pool_is_locked(const struct tmem_pool *p, enum tmem_kind kind,
+static bool pool_matches_locked(const struct tmem_pool *p, enum tmem_kind kind,
 			   bool shared, const struct tmem_uuid *uuid)
 {
 	return pool_kind(p) == kind && p->shared == shared &&
@@ -326,7 +328,7 @@ int store_pool_restore(struct tmem_store *s, uint32_t pool_id,
 	pthread_mutex_lock(&s->pools_lock);
 	p = atomic_load(&s->pools[pool_id]);
 	if (p && atomic_load(&p->alive)) {
-		if (pool_is_locked(p, kind, shared, uuid))
+		if (pool_matches_locked(p, kind, shared, uuid))
 			p->refs = refs;
 		else
 			ret = -TMEM_E_INVAL;
