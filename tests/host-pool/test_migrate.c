@@ -196,6 +196,10 @@ static void slot_create(struct pair *pr, struct actor *a, unsigned int sl)
 	bool shared = rnd(a, 3) == 0;
 	unsigned int flags = rnd(a, 2) ? TMEM_POOL_PERSISTENT : 0;
 
+	/* slot 0 is always ephemeral, the last persistent, others change */
+	if (sl == 0 || sl == NSLOTS - 1)
+		flags = sl ? TMEM_POOL_PERSISTENT : 0;
+
 	memset(&s->uuid, 0, sizeof(s->uuid));
 	if (shared) {
 		uint64_t u = page_rng(&a->rng);
@@ -449,17 +453,22 @@ static void finish_and_check(struct pair *pr)
 
 /* ---- model ------------------------------------------------------------- */
 
+/*
+ * Ops interleaved with rounds of records; with @cancel, the migration is
+ * cancelled half-way (its destination thrown away) and started again.
+ */
 static void model_run(uint64_t src_mib, uint64_t image_mib, unsigned int flags,
-		      uint64_t seed)
+		      uint64_t seed, bool cancel)
 {
 	struct actor *a = calloc(1, sizeof(*a));
 	struct pair pr;
 	unsigned int sl;
 	uint64_t n;
 
-	printf("model: source %" PRIu64 " MiB, image %" PRIu64 " MiB, %s\n",
+	printf("model: source %" PRIu64 " MiB, image %" PRIu64 " MiB, %s%s\n",
 	       src_mib, image_mib, flags & TMEM_MIG_EPHEMERAL ?
-	       "ephemeral pages too" : "persistent pages");
+	       "ephemeral pages too" : "persistent pages",
+	       cancel ? ", cancelled and started again" : "");
 	REQUIRE(a);
 	a->rng = seed * 2 + 1;
 	a->seq = 1;
@@ -472,6 +481,13 @@ static void model_run(uint64_t src_mib, uint64_t image_mib, unsigned int flags,
 		if (n == ops / 8)
 			REQUIRE(tmem_migration_start(pr.src, flags, &pr.m) ==
 				0);
+		if (cancel && n == ops / 2) {
+			tmem_migration_end(pr.m);
+			tmem_store_destroy(pr.dst);
+			pr.dst = store_new(64);
+			REQUIRE(tmem_migration_start(pr.src, flags, &pr.m) ==
+				0);
+		}
 		if (pr.m && rnd(a, 100) == 0)
 			send(&pr, rnd(a, 4) ? rnd(a, 400) + 1 : 0);
 		op_random(&pr, a, 0, NSLOTS);
@@ -483,11 +499,11 @@ static void model_run(uint64_t src_mib, uint64_t image_mib, unsigned int flags,
 
 static void test_model(void)
 {
-	model_run(64, 0, TMEM_MIG_EPHEMERAL, 1);
-	model_run(64, 0, 0, 2);
+	model_run(64, 0, TMEM_MIG_EPHEMERAL, 1, false);
+	model_run(64, 0, 0, 2, true);
 	/* small: writeback moves pages to the image, eviction drops some */
-	model_run(4, 32, TMEM_MIG_EPHEMERAL, 3);
-	model_run(4, 32, 0, 4);
+	model_run(4, 32, TMEM_MIG_EPHEMERAL, 3, true);
+	model_run(4, 32, 0, 4, false);
 }
 
 /* ---- threads ------------------------------------------------------------ */
