@@ -9,6 +9,8 @@
  *   store_objects.c	stripes, object trees, entries
  *   store_reclaim.c	eviction and writeback through one reclaim path
  *   writeback.c		the background writeback thread and its policy
+ *   migrate.c		migration: the source's cursor and change logs, the
+ *			destination's install
  *
  * Lock order (outer first), for all of them:
  *
@@ -141,7 +143,8 @@ int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out)
 
 /**
  * tmem_store_destroy() - free a store and everything in it
- * @s: store (NULL is ignored); no other call may be in progress
+ * @s: store (NULL is ignored); no other call may be in progress (a
+ *     migration still started is ended)
  */
 void tmem_store_destroy(struct tmem_store *s)
 {
@@ -150,6 +153,7 @@ void tmem_store_destroy(struct tmem_store *s)
 
 	if (!s)
 		return;
+	tmem_migration_end(s->mig);
 	store_image_detach(s);
 	for (i = 0; s->pools && i < s->cfg.max_pools; i++) {
 		struct tmem_pool *p = atomic_load(&s->pools[i]);
@@ -278,10 +282,84 @@ int tmem_new_pool(struct tmem_store *s, unsigned int flags,
 		p->uuid = *uuid;
 	else
 		memset(&p->uuid, 0, sizeof(p->uuid));
+	atomic_fetch_add_explicit(&p->gen, 1, memory_order_relaxed);
 	atomic_store_explicit(&p->alive, 1, memory_order_release);
 out:
+	atomic_fetch_add(&s->pools_gen, 1);
 	pthread_mutex_unlock(&s->pools_lock);
 	return id;
+}
+
+/* Whether pool @p (alive) is what a pool descriptor describes. */
+static bool pool_matches_locked(const struct tmem_pool *p, enum tmem_kind kind,
+			   bool shared, const struct tmem_uuid *uuid)
+{
+	return pool_kind(p) == kind && p->shared == shared &&
+	       (!shared || !memcmp(&p->uuid, uuid, sizeof(*uuid)));
+}
+
+/**
+ * store_pool_restore() - make pool @pool_id what a migration stream says
+ * @s: store (the destination of a migration)
+ * @pool_id: the pool's id on the source
+ * @flags: TMEM_POOL_PERSISTENT, TMEM_POOL_SHARED
+ * @uuid: the shared pool's UUID, else NULL
+ * @refs: tmem_new_pool() calls not yet matched by a destroy on the source
+ *
+ * Creates the pool at @pool_id, or, if a pool of that identity is there
+ * already, sets its references.
+ *
+ * Return: 0, or -TMEM_E_INVAL (bad arguments, another pool at @pool_id or
+ * with @uuid), -TMEM_E_FULL, -TMEM_E_NOMEM.
+ */
+int store_pool_restore(struct tmem_store *s, uint32_t pool_id,
+		       unsigned int flags, const struct tmem_uuid *uuid,
+		       unsigned int refs)
+{
+	enum tmem_kind kind = (flags & TMEM_POOL_PERSISTENT) ?
+			      TMEM_PERSISTENT : TMEM_EPHEMERAL;
+	bool shared = flags & TMEM_POOL_SHARED;
+	struct tmem_pool *p;
+	int ret = 0;
+
+	if ((flags & ~(TMEM_POOL_PERSISTENT | TMEM_POOL_SHARED)) || !refs ||
+	    shared != (uuid != NULL) || pool_id >= s->cfg.max_pools)
+		return -TMEM_E_INVAL;
+	pthread_mutex_lock(&s->pools_lock);
+	p = atomic_load(&s->pools[pool_id]);
+	if (p && atomic_load(&p->alive)) {
+		if (pool_matches_locked(p, kind, shared, uuid))
+			p->refs = refs;
+		else
+			ret = -TMEM_E_INVAL;
+		goto out;
+	}
+	if (shared && pool_find_shared_locked(s, uuid) >= 0) {
+		ret = -TMEM_E_INVAL;
+		goto out;
+	}
+	if (!p) {
+		ret = store_charge_pool(s);
+		p = ret ? NULL : pool_alloc(pool_id);
+		if (!p) {
+			ret = ret ? ret : -TMEM_E_NOMEM;
+			goto out;
+		}
+		atomic_store_explicit(&s->pools[pool_id], p,
+				      memory_order_release);
+	}
+	atomic_store_explicit(&p->kind, kind, memory_order_relaxed);
+	p->shared = shared;
+	p->refs = refs;
+	memset(&p->uuid, 0, sizeof(p->uuid));
+	if (shared)
+		p->uuid = *uuid;
+	atomic_fetch_add_explicit(&p->gen, 1, memory_order_relaxed);
+	atomic_store_explicit(&p->alive, 1, memory_order_release);
+out:
+	atomic_fetch_add(&s->pools_gen, 1);
+	pthread_mutex_unlock(&s->pools_lock);
+	return ret;
 }
 
 static void stats_add(struct bucket_stats *dst, const struct bucket_stats *src)
@@ -306,6 +384,7 @@ static uint64_t pool_flush_all(struct tmem_store *s, struct tmem_pool *p,
 		uint64_t n = 0;
 
 		pthread_mutex_lock(&b->lock);
+		store_mig_note_bucket(b);
 		for (c = 0; c < BUCKET_CHAINS; c++) {
 			struct tmem_object *obj;
 
@@ -349,10 +428,38 @@ int tmem_destroy_pool(struct tmem_store *s, uint32_t pool_id,
 		atomic_store_explicit(&p->alive, 0, memory_order_release);
 		pages = pool_flush_all(s, p, true);
 	}
+	atomic_fetch_add(&s->pools_gen, 1);
 	pthread_mutex_unlock(&s->pools_lock);
 	zbud_clean(&s->zbud);
 	if (flushed)
 		*flushed = pages;
+	return ret;
+}
+
+/**
+ * store_pool_drop() - destroy a pool whatever its references
+ * @s: store (the destination of a migration: the source destroyed it)
+ * @pool_id: pool
+ *
+ * Return: 0, or -TMEM_E_BAD_POOL.
+ */
+int store_pool_drop(struct tmem_store *s, uint32_t pool_id)
+{
+	struct tmem_pool *p;
+	int ret = 0;
+
+	pthread_mutex_lock(&s->pools_lock);
+	p = store_pool_get(s, pool_id);
+	if (p) {
+		p->refs = 0;
+		atomic_store_explicit(&p->alive, 0, memory_order_release);
+		pool_flush_all(s, p, true);
+	} else {
+		ret = -TMEM_E_BAD_POOL;
+	}
+	atomic_fetch_add(&s->pools_gen, 1);
+	pthread_mutex_unlock(&s->pools_lock);
+	zbud_clean(&s->zbud);
 	return ret;
 }
 
@@ -396,20 +503,6 @@ int tmem_flush_pool(struct tmem_store *s, uint32_t pool_id, uint64_t *flushed)
 }
 
 /* ---- pages --------------------------------------------------------------- */
-
-/**
- * struct page_data - a page ready to be stored
- * @state: ENTRY_COMPRESSED, ENTRY_RAW or ENTRY_FILLED
- * @data: bytes to copy into the frame (compressed or raw)
- * @size: their length
- * @pattern: fill word (ENTRY_FILLED)
- */
-struct page_data {
-	enum entry_state state;
-	const uint8_t *data;
-	unsigned int size;
-	uint32_t pattern;
-};
 
 /*
  * Decide how a page is stored, compressing it straight from the caller's
@@ -582,6 +675,7 @@ static void put_refused(struct tmem_store *s, struct tmem_pool *p,
 
 	if (store_op_lock(p, oid, &op))
 		return;
+	store_mig_note(op.b, oid, index);
 	op.b->stats.puts++;
 	if (err == -TMEM_E_FULL)
 		op.b->stats.reject_full++;
@@ -593,6 +687,55 @@ static void put_refused(struct tmem_store *s, struct tmem_pool *p,
 	if (obj)
 		store_page_remove(s, &op, obj, index);
 	op_unlock(&op);
+}
+
+/**
+ * store_put_data() - store a prepared page, replacing any at the same key
+ * @s: store
+ * @p: pool from store_pool_get()
+ * @kind: its kind when it was looked up
+ * @oid: object id
+ * @index: page index
+ * @pd: the page as it will be stored
+ * @replaced: set to whether an older page was replaced
+ *
+ * Reserves the worst case of a put first: when that fails nothing was
+ * touched (tmem_install() relies on it; tmem_put() then removes the old
+ * page itself).  A failure once the bucket is locked (no memory for an
+ * index node) leaves the key empty.
+ *
+ * Return: 0, or -TMEM_E_BAD_POOL (destroyed meanwhile), -TMEM_E_FULL,
+ * -TMEM_E_NOMEM.
+ */
+int store_put_data(struct tmem_store *s, struct tmem_pool *p,
+		   enum tmem_kind kind, const struct tmem_oid *oid,
+		   uint64_t index, const struct page_data *pd, bool *replaced)
+{
+	uint64_t need = s->put_worst;
+	struct op op;
+	int ret;
+
+	if (pd->state == ENTRY_FILLED)
+		need -= (uint64_t)s->alloc->span_frames_max * TMEM_PAGE_SIZE;
+	ret = store_reserve_room(s, kind, need);
+	if (ret)
+		return ret;
+	op.reserved = need;
+	ret = store_op_lock(p, oid, &op);
+	if (!ret && op.kind != kind) {	/* destroyed and reused meanwhile */
+		op_unlock(&op);
+		ret = -TMEM_E_BAD_POOL;
+	} else if (!ret) {
+		store_mig_note(op.b, oid, index);
+		op.b->stats.puts++;
+		ret = put_locked(s, &op, oid, index, pd, replaced);
+		if (ret)
+			op.b->stats.reject_nomem++;
+		op_unlock(&op);
+	}
+	store_release_reservation(s, kind, op.reserved);
+	zbud_clean(&s->zbud);
+	return ret;
 }
 
 /**
@@ -620,9 +763,7 @@ int tmem_put(struct tmem_store *s, uint32_t pool_id,
 	enum tmem_kind kind;
 	struct page_data pd;
 	struct tmem_pool *p;
-	uint64_t need;
 	bool dummy;
-	struct op op;
 	int ret;
 
 	if (!replaced)
@@ -637,29 +778,12 @@ int tmem_put(struct tmem_store *s, uint32_t pool_id,
 	ret = pageio_valid(iov, iovcnt) ? 0 : -TMEM_E_IOV;
 	if (!ret)
 		ret = page_prepare(s, kind, iov, iovcnt, &pd);
-	need = s->put_worst;
-	if (!ret && pd.state == ENTRY_FILLED)
-		need -= (uint64_t)s->alloc->span_frames_max * TMEM_PAGE_SIZE;
 	if (!ret)
-		ret = store_reserve_room(s, kind, need);
-	if (ret) {
-		put_refused(s, p, oid, index, ret);
+		ret = store_put_data(s, p, kind, oid, index, &pd, replaced);
+	if (ret == -TMEM_E_BAD_POOL)
 		return ret;
-	}
-	op.reserved = need;
-	ret = store_op_lock(p, oid, &op);
-	if (!ret && op.kind != kind) {	/* destroyed and reused meanwhile */
-		op_unlock(&op);
-		ret = -TMEM_E_BAD_POOL;
-	} else if (!ret) {
-		op.b->stats.puts++;
-		ret = put_locked(s, &op, oid, index, &pd, replaced);
-		if (ret)
-			op.b->stats.reject_nomem++;
-		op_unlock(&op);
-	}
-	store_release_reservation(s, kind, op.reserved);
-	zbud_clean(&s->zbud);
+	if (ret && ret != -TMEM_E_NOMEM)
+		put_refused(s, p, oid, index, ret);
 	return ret;
 }
 
@@ -773,8 +897,10 @@ int tmem_get(struct tmem_store *s, uint32_t pool_id,
 		op.b->stats.hits++;
 		ret = page_copy_locked(s, e, iov, iovcnt, &pc);
 		/* An unreadable page stays: a later get may be luckier. */
-		if (!ret && (flags & TMEM_GET_EXCLUSIVE))
+		if (!ret && (flags & TMEM_GET_EXCLUSIVE)) {
+			store_mig_note(op.b, oid, index);
 			store_page_remove(s, &op, obj, index);
+		}
 	}
 	op_unlock(&op);
 	zbud_clean(&s->zbud);
@@ -807,6 +933,7 @@ int tmem_flush_page(struct tmem_store *s, uint32_t pool_id,
 	ret = store_op_lock(p, oid, &op);
 	if (ret)
 		return ret;
+	store_mig_note(op.b, oid, index);
 	op.b->stats.flushes++;
 	obj = store_object_find(s, &op, oid);
 	ret = obj ? store_page_remove(s, &op, obj, index) : 0;
@@ -844,6 +971,7 @@ int tmem_flush_object(struct tmem_store *s, uint32_t pool_id,
 	ret = store_op_lock(p, oid, &op);
 	if (ret)
 		return ret;
+	store_mig_note_object(op.b, oid);
 	op.b->stats.flush_objects++;
 	obj = store_object_find(s, &op, oid);
 	if (obj)

@@ -103,6 +103,8 @@ struct bucket_stats {
  * @recent: the object an op found or made last (pages come in runs)
  * @chain: object hash chains, each the root of a treap (0: empty)
  * @stats: counters of the ops on this stripe
+ * @log: while a migration tracks this stripe, its change log (migrate.c),
+ *	 else NULL: the one branch an op pays for migration
  */
 struct tmem_bucket {
 	pthread_mutex_t lock;
@@ -110,6 +112,7 @@ struct tmem_bucket {
 	struct tmem_object *recent;
 	uint32_t chain[BUCKET_CHAINS];
 	struct bucket_stats stats;
+	struct mig_log *log;
 };
 
 /**
@@ -122,6 +125,9 @@ struct tmem_bucket {
  * @shared: created with TMEM_POOL_SHARED
  * @refs: new_pool calls not yet matched by destroy_pool (shared pools)
  * @uuid: shared pools' UUID
+ * @gen: incarnation, bumped each time the id is (re)created (written under
+ *	 pools_lock before @alive is set; a migration compares it under a
+ *	 bucket lock to tell a recreated pool from the one it described)
  * @bucket: lock stripes
  */
 struct tmem_pool {
@@ -131,6 +137,7 @@ struct tmem_pool {
 	bool shared;
 	unsigned int refs;
 	struct tmem_uuid uuid;
+	atomic_uint gen;
 	struct tmem_bucket bucket[POOL_BUCKETS];
 };
 
@@ -190,6 +197,8 @@ struct store_image {
  *		     capacity sees no dip while a write is in flight
  *		     (zbud.lock)
  * @image: writeback to a swap image (image.img NULL: none)
+ * @pools_gen: bumped on every change of the pool table (pools_lock)
+ * @mig: the migration in progress, or NULL (pools_lock)
  */
 struct tmem_store {
 	struct tmem_config cfg;
@@ -213,6 +222,8 @@ struct tmem_store {
 	uint64_t evicted_frames;
 	uint64_t slots_in_flight;
 	struct store_image image;
+	atomic_uint pools_gen;
+	struct tmem_migration *mig;
 };
 
 /*
@@ -315,6 +326,63 @@ static inline bool entry_has_frame(const struct tmem_entry *e)
 {
 	return e->state == ENTRY_COMPRESSED || e->state == ENTRY_RAW;
 }
+
+/**
+ * struct page_data - a page ready to be stored
+ * @state: ENTRY_COMPRESSED, ENTRY_RAW or ENTRY_FILLED
+ * @data: bytes to copy into the frame (compressed or raw)
+ * @size: their length
+ * @pattern: fill word (ENTRY_FILLED)
+ */
+struct page_data {
+	enum entry_state state;
+	const uint8_t *data;
+	unsigned int size;
+	uint32_t pattern;
+};
+
+/* What a migration change log records (migrate.c). */
+enum mig_note {
+	MIG_NOTE_PAGE,		/* one key changed */
+	MIG_NOTE_OBJECT,	/* every page of an object went */
+	MIG_NOTE_BUCKET,	/* every page of the stripe went */
+};
+
+void mig_note(struct tmem_bucket *b, const struct tmem_oid *oid,
+	      uint64_t index, enum mig_note what);
+
+/*
+ * Hooks of the ops that change what a key holds, called under the key's
+ * bucket lock.  Without a migration they cost one predictable branch.
+ */
+static inline void store_mig_note(struct tmem_bucket *b,
+				  const struct tmem_oid *oid, uint64_t index)
+{
+	if (__builtin_expect(b->log != NULL, 0))
+		mig_note(b, oid, index, MIG_NOTE_PAGE);
+}
+
+static inline void store_mig_note_object(struct tmem_bucket *b,
+					 const struct tmem_oid *oid)
+{
+	if (__builtin_expect(b->log != NULL, 0))
+		mig_note(b, oid, 0, MIG_NOTE_OBJECT);
+}
+
+static inline void store_mig_note_bucket(struct tmem_bucket *b)
+{
+	if (__builtin_expect(b->log != NULL, 0))
+		mig_note(b, NULL, 0, MIG_NOTE_BUCKET);
+}
+
+/* store.c */
+int store_put_data(struct tmem_store *s, struct tmem_pool *p,
+		   enum tmem_kind kind, const struct tmem_oid *oid,
+		   uint64_t index, const struct page_data *pd, bool *replaced);
+int store_pool_restore(struct tmem_store *s, uint32_t pool_id,
+		       unsigned int flags, const struct tmem_uuid *uuid,
+		       unsigned int refs);
+int store_pool_drop(struct tmem_store *s, uint32_t pool_id);
 
 /* store_limit.c */
 int store_alloc_init(struct tmem_store *s);

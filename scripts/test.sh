@@ -129,7 +129,8 @@ asan() {
 tsan() {
 	CC=clang setup build/tsan -Db_sanitize=thread -Db_lundef=false &&
 	ninja -C build/tsan tests/test-pool-concurrency \
-		tests/test-pool-writeback-tsan tests/test-zspage-tsan &&
+		tests/test-pool-writeback-tsan tests/test-zspage-tsan \
+		tests/test-pool-migrate-tsan &&
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	TMEM_CONCURRENCY_OPS=$CONCURRENCY_OPS \
 	TMEM_WB_OPS=$((CONCURRENCY_OPS * 4)) \
