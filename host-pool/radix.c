@@ -393,3 +393,47 @@ void radix_drain(struct radix_root *root, const struct radix_alloc *a,
 	else
 		drain_node(ptr, height - 1, a, fn, arg);
 }
+
+static struct radix_item *next_below(const struct radix_node *node,
+				     unsigned int level, uint64_t index,
+				     bool bounded)
+{
+	unsigned int i = bounded ? slot_of(index, level) : 0;
+	struct radix_item *it;
+
+	for (; i < RADIX_SLOTS; i++) {
+		if (!node->slot[i])
+			continue;
+		if (!level)
+			return node->slot[i];
+		it = next_below(node->slot[i], level - 1, index,
+				bounded && i == slot_of(index, level));
+		if (it)
+			return it;
+	}
+	return NULL;
+}
+
+/**
+ * radix_next() - the item of least index at or after @index
+ * @root: tree
+ * @index: page index to start at
+ *
+ * Lets a cursor resume a walk in index order from where it stopped, with
+ * the tree changed meanwhile.  Takes at most RADIX_MAX_HEIGHT * RADIX_SLOTS
+ * steps down and across.
+ *
+ * Return: the item, or NULL if there is none at or after @index.
+ */
+struct radix_item *radix_next(const struct radix_root *root, uint64_t index)
+{
+	struct radix_item *it = root->ptr;
+
+	if (!it)
+		return NULL;
+	if (!root->height)
+		return it->index >= index ? it : NULL;
+	if (height_for(index) > root->height)
+		return NULL;
+	return next_below(root->ptr, root->height - 1, index, true);
+}

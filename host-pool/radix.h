@@ -56,5 +56,6 @@ struct radix_item *radix_delete(struct radix_root *root, uint64_t index,
 void radix_drain(struct radix_root *root, const struct radix_alloc *a,
 		 void (*fn)(struct radix_item *item, void *arg), void *arg);
 unsigned int radix_nodes_needed(const struct radix_root *root, uint64_t index);
+struct radix_item *radix_next(const struct radix_root *root, uint64_t index);
 
 #endif /* TMEM_RADIX_H */

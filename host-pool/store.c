@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 /*
- * store.c - tmem semantics on top of zbud: the store, its pools, and the
- * page API (put, get, flush) in call order.
+ * store.c - tmem semantics on top of a page allocator (zalloc.h): the
+ * store, its pools, and the page API (put, get, flush) in call order.
  *
  * The store is split by concern:
  *   store.c		the store, pools, put/get/flush, statistics
@@ -9,13 +9,16 @@
  *   store_objects.c	stripes, object trees, entries
  *   store_reclaim.c	eviction and writeback through one reclaim path
  *   writeback.c		the background writeback thread and its policy
+ *   migrate.c		migration: the source's cursor and change logs, the
+ *			destination's install
  *
  * Lock order (outer first), for all of them:
  *
  *   store->pools_lock		pool table, pool identity (new/destroy)
  *     bucket->lock		objects and entries of one stripe of a pool
  *       shard->lock		slab objects of one shard of a cache (slab.h)
- *         zbud->lock		frames, LRUs, limit accounting
+ *         zbud->lock		frames, the allocator's lists and LRUs,
+ *				limit accounting
  *           img->lock		swap image slots (swapimg.c)
  *
  * image->lock (struct store_image: writebacks in flight, their outcome)
@@ -35,10 +38,6 @@
 #include "lock.h"
 #include "pageio.h"
 #include "store_internal.h"
-
-/* A buddy's padded copy (pageio_copy_nocache()) stays in its own chunks. */
-_Static_assert(ZBUD_CHUNK_SIZE % PAGEIO_LINE == 0,
-	       "chunks must be whole cache lines");
 
 static _Thread_local uint8_t tls_cbuf[TMEM_PAGE_SIZE];
 static _Thread_local uint8_t tls_bounce[TMEM_PAGE_SIZE];
@@ -121,7 +120,8 @@ int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out)
 		return -TMEM_E_NOMEM;
 	}
 	s->pools = calloc(cfg->max_pools, sizeof(*s->pools));
-	if (!s->pools) {
+	if (!s->pools || store_alloc_init(s)) {
+		free(s->pools);
 		zbud_fini(&s->zbud);
 		free(s);
 		return -TMEM_E_NOMEM;
@@ -143,7 +143,8 @@ int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out)
 
 /**
  * tmem_store_destroy() - free a store and everything in it
- * @s: store (NULL is ignored); no other call may be in progress
+ * @s: store (NULL is ignored); no other call may be in progress (a
+ *     migration still started is ended)
  */
 void tmem_store_destroy(struct tmem_store *s)
 {
@@ -152,6 +153,7 @@ void tmem_store_destroy(struct tmem_store *s)
 
 	if (!s)
 		return;
+	tmem_migration_end(s->mig);
 	store_image_detach(s);
 	for (i = 0; s->pools && i < s->cfg.max_pools; i++) {
 		struct tmem_pool *p = atomic_load(&s->pools[i]);
@@ -171,6 +173,7 @@ void tmem_store_destroy(struct tmem_store *s)
 		}
 		pthread_mutex_destroy(&s->pools_lock);
 	}
+	free(s->zs);
 	zbud_fini(&s->zbud);
 	free(s);
 }
@@ -279,10 +282,84 @@ int tmem_new_pool(struct tmem_store *s, unsigned int flags,
 		p->uuid = *uuid;
 	else
 		memset(&p->uuid, 0, sizeof(p->uuid));
+	atomic_fetch_add_explicit(&p->gen, 1, memory_order_relaxed);
 	atomic_store_explicit(&p->alive, 1, memory_order_release);
 out:
+	atomic_fetch_add(&s->pools_gen, 1);
 	pthread_mutex_unlock(&s->pools_lock);
 	return id;
+}
+
+/* Whether pool @p (alive) is what a pool descriptor describes. */
+static bool pool_matches_locked(const struct tmem_pool *p, enum tmem_kind kind,
+			   bool shared, const struct tmem_uuid *uuid)
+{
+	return pool_kind(p) == kind && p->shared == shared &&
+	       (!shared || !memcmp(&p->uuid, uuid, sizeof(*uuid)));
+}
+
+/**
+ * store_pool_restore() - make pool @pool_id what a migration stream says
+ * @s: store (the destination of a migration)
+ * @pool_id: the pool's id on the source
+ * @flags: TMEM_POOL_PERSISTENT, TMEM_POOL_SHARED
+ * @uuid: the shared pool's UUID, else NULL
+ * @refs: tmem_new_pool() calls not yet matched by a destroy on the source
+ *
+ * Creates the pool at @pool_id, or, if a pool of that identity is there
+ * already, sets its references.
+ *
+ * Return: 0, or -TMEM_E_INVAL (bad arguments, another pool at @pool_id or
+ * with @uuid), -TMEM_E_FULL, -TMEM_E_NOMEM.
+ */
+int store_pool_restore(struct tmem_store *s, uint32_t pool_id,
+		       unsigned int flags, const struct tmem_uuid *uuid,
+		       unsigned int refs)
+{
+	enum tmem_kind kind = (flags & TMEM_POOL_PERSISTENT) ?
+			      TMEM_PERSISTENT : TMEM_EPHEMERAL;
+	bool shared = flags & TMEM_POOL_SHARED;
+	struct tmem_pool *p;
+	int ret = 0;
+
+	if ((flags & ~(TMEM_POOL_PERSISTENT | TMEM_POOL_SHARED)) || !refs ||
+	    shared != (uuid != NULL) || pool_id >= s->cfg.max_pools)
+		return -TMEM_E_INVAL;
+	pthread_mutex_lock(&s->pools_lock);
+	p = atomic_load(&s->pools[pool_id]);
+	if (p && atomic_load(&p->alive)) {
+		if (pool_matches_locked(p, kind, shared, uuid))
+			p->refs = refs;
+		else
+			ret = -TMEM_E_INVAL;
+		goto out;
+	}
+	if (shared && pool_find_shared_locked(s, uuid) >= 0) {
+		ret = -TMEM_E_INVAL;
+		goto out;
+	}
+	if (!p) {
+		ret = store_charge_pool(s);
+		p = ret ? NULL : pool_alloc(pool_id);
+		if (!p) {
+			ret = ret ? ret : -TMEM_E_NOMEM;
+			goto out;
+		}
+		atomic_store_explicit(&s->pools[pool_id], p,
+				      memory_order_release);
+	}
+	atomic_store_explicit(&p->kind, kind, memory_order_relaxed);
+	p->shared = shared;
+	p->refs = refs;
+	memset(&p->uuid, 0, sizeof(p->uuid));
+	if (shared)
+		p->uuid = *uuid;
+	atomic_fetch_add_explicit(&p->gen, 1, memory_order_relaxed);
+	atomic_store_explicit(&p->alive, 1, memory_order_release);
+out:
+	atomic_fetch_add(&s->pools_gen, 1);
+	pthread_mutex_unlock(&s->pools_lock);
+	return ret;
 }
 
 static void stats_add(struct bucket_stats *dst, const struct bucket_stats *src)
@@ -307,6 +384,7 @@ static uint64_t pool_flush_all(struct tmem_store *s, struct tmem_pool *p,
 		uint64_t n = 0;
 
 		pthread_mutex_lock(&b->lock);
+		store_mig_note_bucket(b);
 		for (c = 0; c < BUCKET_CHAINS; c++) {
 			struct tmem_object *obj;
 
@@ -350,10 +428,38 @@ int tmem_destroy_pool(struct tmem_store *s, uint32_t pool_id,
 		atomic_store_explicit(&p->alive, 0, memory_order_release);
 		pages = pool_flush_all(s, p, true);
 	}
+	atomic_fetch_add(&s->pools_gen, 1);
 	pthread_mutex_unlock(&s->pools_lock);
 	zbud_clean(&s->zbud);
 	if (flushed)
 		*flushed = pages;
+	return ret;
+}
+
+/**
+ * store_pool_drop() - destroy a pool whatever its references
+ * @s: store (the destination of a migration: the source destroyed it)
+ * @pool_id: pool
+ *
+ * Return: 0, or -TMEM_E_BAD_POOL.
+ */
+int store_pool_drop(struct tmem_store *s, uint32_t pool_id)
+{
+	struct tmem_pool *p;
+	int ret = 0;
+
+	pthread_mutex_lock(&s->pools_lock);
+	p = store_pool_get(s, pool_id);
+	if (p) {
+		p->refs = 0;
+		atomic_store_explicit(&p->alive, 0, memory_order_release);
+		pool_flush_all(s, p, true);
+	} else {
+		ret = -TMEM_E_BAD_POOL;
+	}
+	atomic_fetch_add(&s->pools_gen, 1);
+	pthread_mutex_unlock(&s->pools_lock);
+	zbud_clean(&s->zbud);
 	return ret;
 }
 
@@ -397,20 +503,6 @@ int tmem_flush_pool(struct tmem_store *s, uint32_t pool_id, uint64_t *flushed)
 }
 
 /* ---- pages --------------------------------------------------------------- */
-
-/**
- * struct page_data - a page ready to be stored
- * @state: ENTRY_COMPRESSED, ENTRY_RAW or ENTRY_FILLED
- * @data: bytes to copy into the frame (compressed or raw)
- * @size: their length
- * @pattern: fill word (ENTRY_FILLED)
- */
-struct page_data {
-	enum entry_state state;
-	const uint8_t *data;
-	unsigned int size;
-	uint32_t pattern;
-};
 
 /*
  * Decide how a page is stored, compressing it straight from the caller's
@@ -466,7 +558,6 @@ static struct tmem_entry *entry_new(struct tmem_store *s, struct op *op,
 	struct zbud_populate pop;
 	struct zbud_handle h;
 	bool settle, hot;
-	uint8_t *dst;
 	int ret;
 
 	if (!e)
@@ -481,12 +572,12 @@ static struct tmem_entry *entry_new(struct tmem_store *s, struct op *op,
 	settle = old || !radix_nodes_needed(&obj->root, index);
 	pthread_mutex_lock(&s->zbud.lock);
 	if (old && entry_has_frame(old)) {
-		zbud_free_locked(&s->zbud, entry_handle(old));
+		s->alloc->free_locked(s->alloc_priv, entry_handle(old));
 		*old_detached = true;
 	}
-	ret = zbud_alloc_locked(&s->zbud, op->kind, pd->size,
-				entry_ref(s, e), &h);
-	hot = !ret && zbud_frame_hot_locked(&s->zbud, h.frame);
+	ret = s->alloc->alloc_locked(s->alloc_priv, op->kind, pd->size,
+				     entry_ref(s, e), &h);
+	hot = !ret && s->alloc->hot_locked(s->alloc_priv, h);
 	if (!ret && settle) {
 		store_release_unused_locked(&s->zbud, op->kind, op->reserved);
 		op->reserved = 0;
@@ -499,17 +590,11 @@ static struct tmem_entry *entry_new(struct tmem_store *s, struct op *op,
 		return NULL;
 	}
 	/*
-	 * The buddy is ours and its frame cannot be freed under us, so the
-	 * copy needs only the bucket lock; whoever reads the frame's bytes
+	 * The object is ours and cannot be freed or moved under us, so the
+	 * copy needs only the bucket lock; whoever reads or moves its bytes
 	 * takes the owner's bucket lock first (see store_reclaim.c).
-	 * Only a frame the kernel just zeroed is in the cache; into any other
-	 * the copy streams, rather than read every line before writing it.
 	 */
-	dst = zbud_buddy_addr(&s->zbud, h, pd->size);
-	if (hot)
-		memcpy(dst, pd->data, pd->size);
-	else
-		pageio_copy_nocache(dst, pd->data, pd->size);
+	s->alloc->write(s->alloc_priv, h, pd->data, pd->size, hot);
 	e->where = h.frame;
 	e->buddy = h.buddy;
 	e->size = (uint16_t)pd->size;
@@ -527,7 +612,7 @@ static void entry_discard(struct tmem_store *s, const struct op *op,
 {
 	if (entry_has_frame(e)) {
 		pthread_mutex_lock(&s->zbud.lock);
-		zbud_free_locked(&s->zbud, entry_handle(e));
+		s->alloc->free_locked(s->alloc_priv, entry_handle(e));
 		pthread_mutex_unlock(&s->zbud.lock);
 	}
 	tmem_cache_free(&s->entries[op->kind], e);
@@ -590,6 +675,7 @@ static void put_refused(struct tmem_store *s, struct tmem_pool *p,
 
 	if (store_op_lock(p, oid, &op))
 		return;
+	store_mig_note(op.b, oid, index);
 	op.b->stats.puts++;
 	if (err == -TMEM_E_FULL)
 		op.b->stats.reject_full++;
@@ -601,6 +687,55 @@ static void put_refused(struct tmem_store *s, struct tmem_pool *p,
 	if (obj)
 		store_page_remove(s, &op, obj, index);
 	op_unlock(&op);
+}
+
+/**
+ * store_put_data() - store a prepared page, replacing any at the same key
+ * @s: store
+ * @p: pool from store_pool_get()
+ * @kind: its kind when it was looked up
+ * @oid: object id
+ * @index: page index
+ * @pd: the page as it will be stored
+ * @replaced: set to whether an older page was replaced
+ *
+ * Reserves the worst case of a put first: when that fails nothing was
+ * touched (tmem_install() relies on it; tmem_put() then removes the old
+ * page itself).  A failure once the bucket is locked (no memory for an
+ * index node) leaves the key empty.
+ *
+ * Return: 0, or -TMEM_E_BAD_POOL (destroyed meanwhile), -TMEM_E_FULL,
+ * -TMEM_E_NOMEM.
+ */
+int store_put_data(struct tmem_store *s, struct tmem_pool *p,
+		   enum tmem_kind kind, const struct tmem_oid *oid,
+		   uint64_t index, const struct page_data *pd, bool *replaced)
+{
+	uint64_t need = s->put_worst;
+	struct op op;
+	int ret;
+
+	if (pd->state == ENTRY_FILLED)
+		need -= (uint64_t)s->alloc->span_frames_max * TMEM_PAGE_SIZE;
+	ret = store_reserve_room(s, kind, need);
+	if (ret)
+		return ret;
+	op.reserved = need;
+	ret = store_op_lock(p, oid, &op);
+	if (!ret && op.kind != kind) {	/* destroyed and reused meanwhile */
+		op_unlock(&op);
+		ret = -TMEM_E_BAD_POOL;
+	} else if (!ret) {
+		store_mig_note(op.b, oid, index);
+		op.b->stats.puts++;
+		ret = put_locked(s, &op, oid, index, pd, replaced);
+		if (ret)
+			op.b->stats.reject_nomem++;
+		op_unlock(&op);
+	}
+	store_release_reservation(s, kind, op.reserved);
+	zbud_clean(&s->zbud);
+	return ret;
 }
 
 /**
@@ -628,9 +763,7 @@ int tmem_put(struct tmem_store *s, uint32_t pool_id,
 	enum tmem_kind kind;
 	struct page_data pd;
 	struct tmem_pool *p;
-	uint64_t need;
 	bool dummy;
-	struct op op;
 	int ret;
 
 	if (!replaced)
@@ -645,29 +778,12 @@ int tmem_put(struct tmem_store *s, uint32_t pool_id,
 	ret = pageio_valid(iov, iovcnt) ? 0 : -TMEM_E_IOV;
 	if (!ret)
 		ret = page_prepare(s, kind, iov, iovcnt, &pd);
-	need = PUT_WORST_BYTES;
-	if (!ret && pd.state == ENTRY_FILLED)
-		need -= TMEM_PAGE_SIZE;
 	if (!ret)
-		ret = store_reserve_room(s, kind, need);
-	if (ret) {
-		put_refused(s, p, oid, index, ret);
+		ret = store_put_data(s, p, kind, oid, index, &pd, replaced);
+	if (ret == -TMEM_E_BAD_POOL)
 		return ret;
-	}
-	op.reserved = need;
-	ret = store_op_lock(p, oid, &op);
-	if (!ret && op.kind != kind) {	/* destroyed and reused meanwhile */
-		op_unlock(&op);
-		ret = -TMEM_E_BAD_POOL;
-	} else if (!ret) {
-		op.b->stats.puts++;
-		ret = put_locked(s, &op, oid, index, &pd, replaced);
-		if (ret)
-			op.b->stats.reject_nomem++;
-		op_unlock(&op);
-	}
-	store_release_reservation(s, kind, op.reserved);
-	zbud_clean(&s->zbud);
+	if (ret && ret != -TMEM_E_NOMEM)
+		put_refused(s, p, oid, index, ret);
 	return ret;
 }
 
@@ -690,8 +806,6 @@ static int page_copy_locked(struct tmem_store *s, const struct tmem_entry *e,
 			    const struct iovec *iov, int iovcnt,
 			    struct page_copy *pc)
 {
-	const uint8_t *src;
-
 	pc->state = e->state;
 	pc->size = entry_size(e);
 	pc->pattern = e->where;
@@ -702,11 +816,12 @@ static int page_copy_locked(struct tmem_store *s, const struct tmem_entry *e,
 	}
 	if (!entry_has_frame(e))
 		return 0;
-	src = zbud_buddy_addr(&s->zbud, entry_handle(e), pc->size);
+	/* a raw page is a whole frame, the first of its unit (zalloc.h) */
 	if (e->state == ENTRY_RAW)
-		pageio_scatter(iov, iovcnt, src);
+		pageio_scatter(iov, iovcnt, zbud_frame_addr(&s->zbud, e->where));
 	else
-		memcpy(tls_cbuf, src, pc->size);
+		s->alloc->read(s->alloc_priv, entry_handle(e), tls_cbuf,
+			       pc->size);
 	return 0;
 }
 
@@ -782,8 +897,10 @@ int tmem_get(struct tmem_store *s, uint32_t pool_id,
 		op.b->stats.hits++;
 		ret = page_copy_locked(s, e, iov, iovcnt, &pc);
 		/* An unreadable page stays: a later get may be luckier. */
-		if (!ret && (flags & TMEM_GET_EXCLUSIVE))
+		if (!ret && (flags & TMEM_GET_EXCLUSIVE)) {
+			store_mig_note(op.b, oid, index);
 			store_page_remove(s, &op, obj, index);
+		}
 	}
 	op_unlock(&op);
 	zbud_clean(&s->zbud);
@@ -816,6 +933,7 @@ int tmem_flush_page(struct tmem_store *s, uint32_t pool_id,
 	ret = store_op_lock(p, oid, &op);
 	if (ret)
 		return ret;
+	store_mig_note(op.b, oid, index);
 	op.b->stats.flushes++;
 	obj = store_object_find(s, &op, oid);
 	ret = obj ? store_page_remove(s, &op, obj, index) : 0;
@@ -853,6 +971,7 @@ int tmem_flush_object(struct tmem_store *s, uint32_t pool_id,
 	ret = store_op_lock(p, oid, &op);
 	if (ret)
 		return ret;
+	store_mig_note_object(op.b, oid);
 	op.b->stats.flush_objects++;
 	obj = store_object_find(s, &op, oid);
 	if (obj)
@@ -939,6 +1058,10 @@ void tmem_get_stats(struct tmem_store *s, struct tmem_stats *st)
 			 (z->slab_frames[0] + z->slab_frames[1]) *
 			 TMEM_PAGE_SIZE;
 	st->arenas = z->arenas_mapped;
+	if (s->zs) {
+		st->compact_moved = s->zs->moved;
+		st->compact_frames = s->zs->compacted;
+	}
 	pthread_mutex_unlock(&z->lock);
 	st->persistent_capacity = tmem_persistent_capacity(s);
 	if (s->image.img) {

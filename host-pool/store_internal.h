@@ -13,15 +13,17 @@
 #include "radix.h"
 #include "slab.h"
 #include "tmem.h"
+#include "zalloc.h"
 #include "zbud.h"
 
 #define POOL_BUCKETS		32u	/* lock stripes per pool */
 #define BUCKET_CHAINS		32u	/* object trees per stripe */
 /*
- * Most one put can take: its data frame, a new entry slab, a new object
- * slab and node slabs for 2 * RADIX_MAX_HEIGHT nodes (30 per frame), plus
- * the descriptors of one newly mapped arena (frames come from the lowest
- * arena with room, so one put maps at most one).
+ * Most one put can take with zbud: its data frame, a new entry slab, a new
+ * object slab and node slabs for 2 * RADIX_MAX_HEIGHT nodes (30 per
+ * frame), plus the descriptors of one newly mapped arena (frames come from
+ * the lowest arena with room, so one put maps at most one).  An allocator
+ * whose units span more frames adds them (store_put_worst()).
  */
 #define PUT_WORST_FRAMES	8u
 #define PUT_WORST_BYTES		((uint64_t)PUT_WORST_FRAMES * TMEM_PAGE_SIZE + \
@@ -101,6 +103,8 @@ struct bucket_stats {
  * @recent: the object an op found or made last (pages come in runs)
  * @chain: object hash chains, each the root of a treap (0: empty)
  * @stats: counters of the ops on this stripe
+ * @log: while a migration tracks this stripe, its change log (migrate.c),
+ *	 else NULL: the one branch an op pays for migration
  */
 struct tmem_bucket {
 	pthread_mutex_t lock;
@@ -108,6 +112,7 @@ struct tmem_bucket {
 	struct tmem_object *recent;
 	uint32_t chain[BUCKET_CHAINS];
 	struct bucket_stats stats;
+	struct mig_log *log;
 };
 
 /**
@@ -120,6 +125,9 @@ struct tmem_bucket {
  * @shared: created with TMEM_POOL_SHARED
  * @refs: new_pool calls not yet matched by destroy_pool (shared pools)
  * @uuid: shared pools' UUID
+ * @gen: incarnation, bumped each time the id is (re)created (written under
+ *	 pools_lock before @alive is set; a migration compares it under a
+ *	 bucket lock to tell a recreated pool from the one it described)
  * @bucket: lock stripes
  */
 struct tmem_pool {
@@ -129,6 +137,7 @@ struct tmem_pool {
 	bool shared;
 	unsigned int refs;
 	struct tmem_uuid uuid;
+	atomic_uint gen;
 	struct tmem_bucket bucket[POOL_BUCKETS];
 };
 
@@ -163,6 +172,10 @@ struct store_image {
  * @cfg: settings
  * @max_frames: frames the limit allows, plus the writeback overdraft
  * @zbud: pageframes (and the limit accounting, under zbud.lock)
+ * @alloc: the allocator of pages in frames (cfg.allocator)
+ * @alloc_priv: its state (&zbud, or @zs)
+ * @zs: the size classes, with TMEM_ALLOC_ZSMALLOC (else NULL)
+ * @put_worst: most bytes one put can take (store_put_worst())
  * @fixed_bytes: bytes charged for the store and its pool structures
  *		 (zbud.lock)
  * @persistent_waiting: persistent puts waiting for ephemeral reservations
@@ -184,11 +197,17 @@ struct store_image {
  *		     capacity sees no dip while a write is in flight
  *		     (zbud.lock)
  * @image: writeback to a swap image (image.img NULL: none)
+ * @pools_gen: bumped on every change of the pool table (pools_lock)
+ * @mig: the migration in progress, or NULL (pools_lock)
  */
 struct tmem_store {
 	struct tmem_config cfg;
 	uint64_t max_frames;
 	struct zbud zbud;
+	const struct zalloc_ops *alloc;
+	void *alloc_priv;
+	struct zspool *zs;
+	uint64_t put_worst;
 	uint64_t fixed_bytes;
 	unsigned int persistent_waiting;
 	struct tmem_cache entries[TMEM_NR_KINDS];
@@ -203,6 +222,8 @@ struct tmem_store {
 	uint64_t evicted_frames;
 	uint64_t slots_in_flight;
 	struct store_image image;
+	atomic_uint pools_gen;
+	struct tmem_migration *mig;
 };
 
 /*
@@ -240,7 +261,7 @@ static inline struct tmem_entry *entry_of_ref(const struct tmem_store *s,
 }
 
 /**
- * enum wb_result - what store_writeback_frame() did
+ * enum wb_result - what store_writeback_unit() did
  * @WB_IO_ERROR: the write failed, whatever its errno (ENOSPC too: a
  *		 filesystem may refuse a write into allocated blocks); the
  *		 frame stayed in RAM
@@ -306,7 +327,66 @@ static inline bool entry_has_frame(const struct tmem_entry *e)
 	return e->state == ENTRY_COMPRESSED || e->state == ENTRY_RAW;
 }
 
+/**
+ * struct page_data - a page ready to be stored
+ * @state: ENTRY_COMPRESSED, ENTRY_RAW or ENTRY_FILLED
+ * @data: bytes to copy into the frame (compressed or raw)
+ * @size: their length
+ * @pattern: fill word (ENTRY_FILLED)
+ */
+struct page_data {
+	enum entry_state state;
+	const uint8_t *data;
+	unsigned int size;
+	uint32_t pattern;
+};
+
+/* What a migration change log records (migrate.c). */
+enum mig_note {
+	MIG_NOTE_PAGE,		/* one key changed */
+	MIG_NOTE_OBJECT,	/* every page of an object went */
+	MIG_NOTE_BUCKET,	/* every page of the stripe went */
+};
+
+void mig_note(struct tmem_bucket *b, const struct tmem_oid *oid,
+	      uint64_t index, enum mig_note what);
+
+/*
+ * Hooks of the ops that change what a key holds, called under the key's
+ * bucket lock.  Without a migration they cost one predictable branch.
+ */
+static inline void store_mig_note(struct tmem_bucket *b,
+				  const struct tmem_oid *oid, uint64_t index)
+{
+	if (__builtin_expect(b->log != NULL, 0))
+		mig_note(b, oid, index, MIG_NOTE_PAGE);
+}
+
+static inline void store_mig_note_object(struct tmem_bucket *b,
+					 const struct tmem_oid *oid)
+{
+	if (__builtin_expect(b->log != NULL, 0))
+		mig_note(b, oid, 0, MIG_NOTE_OBJECT);
+}
+
+static inline void store_mig_note_bucket(struct tmem_bucket *b)
+{
+	if (__builtin_expect(b->log != NULL, 0))
+		mig_note(b, NULL, 0, MIG_NOTE_BUCKET);
+}
+
+/* store.c */
+int store_put_data(struct tmem_store *s, struct tmem_pool *p,
+		   enum tmem_kind kind, const struct tmem_oid *oid,
+		   uint64_t index, const struct page_data *pd, bool *replaced);
+int store_pool_restore(struct tmem_store *s, uint32_t pool_id,
+		       unsigned int flags, const struct tmem_uuid *uuid,
+		       unsigned int refs);
+int store_pool_drop(struct tmem_store *s, uint32_t pool_id);
+
 /* store_limit.c */
+int store_alloc_init(struct tmem_store *s);
+uint64_t store_put_worst(const struct tmem_config *cfg);
 uint64_t store_max_frames(const struct tmem_config *cfg);
 uint64_t store_fixed_bytes(const struct tmem_config *cfg);
 uint64_t store_used_bytes_locked(const struct tmem_store *s);
@@ -351,13 +431,15 @@ int store_object_tree_check(const struct tmem_store *s,
 			    uint64_t *count);
 
 /* store_reclaim.c */
-long store_evict_ephemeral_frame(struct tmem_store *s);
+long store_evict_ephemeral_unit(struct tmem_store *s);
 long store_evict_ephemeral(struct tmem_store *s);
-enum wb_result store_writeback_frame(struct tmem_store *s);
+enum wb_result store_writeback_unit(struct tmem_store *s);
 bool store_writeback_wait_idle(struct tmem_store *s);
 bool store_writeback_failing(struct tmem_store *s);
 int store_image_read(struct tmem_store *s, const struct tmem_entry *e,
 		     uint8_t *cbuf, const struct iovec *iov, int iovcnt);
+void store_image_put(struct tmem_store *s, const struct tmem_entry *e);
+uint64_t store_compact(struct tmem_store *s, bool force);
 void store_image_detach(struct tmem_store *s);
 void store_image_stats(struct tmem_store *s, struct tmem_image_stats *st);
 

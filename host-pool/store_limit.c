@@ -4,8 +4,8 @@
  * and the persistent capacity (credits).
  *
  * Memory accounting: used = frames allocated * 4096 + fixed_bytes.  A put
- * first reserves the most it could allocate (PUT_WORST_BYTES, less the data
- * frame for a filled page), evicting ephemeral frames until the reservation
+ * first reserves the most it could allocate (store_put_worst(), less the
+ * data frames for a filled page), evicting ephemeral frames until the reservation
  * fits, so that used + reserved never exceeds the limit; every frame taken
  * then consumes its kind's reservation, and the rest is returned when the
  * put ends, or already in the hold of zbud->lock that allocates its buddy
@@ -15,6 +15,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store_internal.h"
@@ -27,7 +28,7 @@
  * @cfg: settings to fill
  *
  * 64 MiB, LZ4 at acceleration 1, incompressible above 3/4 page, 32 pools,
- * writeback from 90% down to 75% of the limit.
+ * writeback from 90% down to 75% of the limit, the zbud allocator.
  */
 void tmem_config_init(struct tmem_config *cfg)
 {
@@ -39,6 +40,45 @@ void tmem_config_init(struct tmem_config *cfg)
 	cfg->max_pools = TMEM_DEFAULT_MAX_POOLS;
 	cfg->wb_high_pct = TMEM_DEFAULT_WB_HIGH_PCT;
 	cfg->wb_low_pct = TMEM_DEFAULT_WB_LOW_PCT;
+	cfg->allocator = TMEM_DEFAULT_ALLOCATOR;
+}
+
+/**
+ * store_put_worst() - most bytes one put can take
+ * @cfg: settings
+ *
+ * PUT_WORST_BYTES, plus the frames beyond the first that a new unit of the
+ * allocator takes (a zspage span of up to ZS_SPAN_FRAMES_MAX frames).
+ */
+uint64_t store_put_worst(const struct tmem_config *cfg)
+{
+	unsigned int span = cfg->allocator == TMEM_ALLOC_ZSMALLOC ?
+			    ZS_SPAN_FRAMES_MAX : 1;
+
+	return PUT_WORST_BYTES + (uint64_t)(span - 1) * TMEM_PAGE_SIZE;
+}
+
+/**
+ * store_alloc_init() - set up the allocator a store's settings name
+ * @s: store being created, its frame space initialised
+ *
+ * Return: 0, or -TMEM_E_NOMEM.
+ */
+int store_alloc_init(struct tmem_store *s)
+{
+	s->put_worst = store_put_worst(&s->cfg);
+	if (s->cfg.allocator == TMEM_ALLOC_ZBUD) {
+		s->alloc = &zbud_zalloc_ops;
+		s->alloc_priv = &s->zbud;
+		return 0;
+	}
+	s->zs = malloc(sizeof(*s->zs));
+	if (!s->zs)
+		return -TMEM_E_NOMEM;
+	zs_init(s->zs, &s->zbud);
+	s->alloc = &zs_zalloc_ops;
+	s->alloc_priv = s->zs;
+	return 0;
 }
 
 /* Most a failing image may let persistent puts take beyond the limit. */
@@ -67,8 +107,11 @@ uint64_t store_max_frames(const struct tmem_config *cfg)
  */
 uint64_t store_fixed_bytes(const struct tmem_config *cfg)
 {
+	uint64_t classes = cfg->allocator == TMEM_ALLOC_ZSMALLOC ?
+			   sizeof(struct zspool) : 0;
+
 	return (uint64_t)cfg->max_pools * sizeof(struct tmem_pool *) +
-	       sizeof(struct tmem_store);
+	       sizeof(struct tmem_store) + classes;
 }
 
 /*
@@ -88,7 +131,7 @@ static uint64_t config_meta_bytes(const struct tmem_config *cfg)
 /* An empty store must hold at least one put in the worst case. */
 static bool config_meta_fits(const struct tmem_config *cfg)
 {
-	return config_meta_bytes(cfg) + PUT_WORST_BYTES <= cfg->limit_bytes;
+	return config_meta_bytes(cfg) + store_put_worst(cfg) <= cfg->limit_bytes;
 }
 
 static enum tmem_config_field config_why(enum tmem_config_field f,
@@ -191,6 +234,10 @@ enum tmem_config_field tmem_config_check(const struct tmem_config *cfg,
 		return config_why(TMEM_CFG_WB_LOW, why, len,
 				  "must be below the high watermark (%u)",
 				  cfg->wb_high_pct);
+	if (cfg->allocator != TMEM_ALLOC_ZBUD &&
+	    cfg->allocator != TMEM_ALLOC_ZSMALLOC)
+		return config_why(TMEM_CFG_ALLOCATOR, why, len,
+				  "must be zbud or zsmalloc");
 	return TMEM_CFG_OK;
 }
 
@@ -300,7 +347,7 @@ static bool wait_ephemeral_reservations(struct tmem_store *s, uint64_t bytes)
  */
 static enum wb_result reserve_by_writeback(struct tmem_store *s)
 {
-	enum wb_result ret = store_writeback_frame(s);
+	enum wb_result ret = store_writeback_unit(s);
 
 	if (ret == WB_NONE && store_writeback_wait_idle(s))
 		return WB_FREED;
@@ -364,6 +411,8 @@ int store_reserve_room(struct tmem_store *s, enum tmem_kind kind,
 			writeback_kick(s->image.wb, used);
 		if (ok)
 			return 0;
+		if (store_compact(s, false) > 0)
+			continue;
 		if (store_evict_ephemeral(s) > 0)
 			continue;
 		if (kind == TMEM_EPHEMERAL)
@@ -396,17 +445,21 @@ static bool image_counts_for_credits(struct tmem_store *s)
 
 /*
  * Caller holds zbud->lock: image slots a put may count on, allocated free
- * ones and those taken by writebacks whose frame is not freed yet (struct
+ * ones and those taken by writebacks whose unit is not freed yet (struct
  * tmem_store), read in one hold with the frames they stand for.  At most
- * the reserve (see swapimg_credit_slots()).
+ * the reserve (see swapimg_credit_slots()).  A writeback takes slots for
+ * the largest unit, u frames, so the last u - 1 may be of no use.
  */
 static uint64_t image_slots_locked(struct tmem_store *s)
 {
 	struct tmem_image *img = s->image.img;
 	uint64_t slots = swapimg_credit_slots(img) + s->slots_in_flight;
 	uint64_t reserve = swapimg_reserve_slots(img);
+	uint64_t spare = s->alloc->span_frames_max - 1;
 
-	return slots < reserve ? slots : reserve;
+	if (slots > reserve)
+		slots = reserve;
+	return slots > spare ? slots - spare : 0;
 }
 
 /**
@@ -419,17 +472,22 @@ static uint64_t image_slots_locked(struct tmem_store *s)
  *
  * With an image, n more puts fit when RAM can shed a frame for each frame
  * they bring beyond the free room F, with one allocated free slot S per
- * frame shed, among the D persistent frames in RAM plus the n new ones:
- * n * W <= F + 4096 * min(S, D + n), W being PUT_WORST_BYTES.  S counts
- * at most the reserve (see swapimg_credit_slots()).  And since every write
- * behind them may fail, the n puts must also fit the overdraft
- * (reserve_overdraft()): n * W <= F + overdraft_max().
+ * frame shed (writeback frees a unit of u frames into u slots), among the
+ * D persistent frames in RAM plus the n new ones:
+ * n * W <= F + 4096 * min(S, D + n), W being store_put_worst().  With units
+ * of up to u frames, a put brings up to u data frames, all of which can be
+ * shed, but needs them at once: n * (W - 4096 * u) + 4096 * (u - 1) <=
+ * F + 4096 * D (for zbud, u = 1, the same bound).  S counts at most the
+ * reserve (see swapimg_credit_slots()).  And since every write behind them
+ * may fail, the n puts must also fit the overdraft (reserve_overdraft()):
+ * n * W <= F + overdraft_max().
  */
 uint64_t tmem_persistent_capacity(struct tmem_store *s)
 {
 	bool image = image_counts_for_credits(s);
 	struct zbud *z = &s->zbud;
-	uint64_t committed, slots = 0, data, room;
+	uint64_t span = s->alloc->span_frames_max * TMEM_PAGE_SIZE;
+	uint64_t committed, slots = 0, data, room, shed, w = s->put_worst;
 	uint64_t n_slots, n_frames, n_over, most;
 
 	/*
@@ -448,12 +506,13 @@ uint64_t tmem_persistent_capacity(struct tmem_store *s)
 	room = committed >= s->cfg.limit_bytes ? 0 :
 	       s->cfg.limit_bytes - committed;
 	if (!slots)
-		return room / PUT_WORST_BYTES;
-	n_slots = (room + slots * TMEM_PAGE_SIZE) / PUT_WORST_BYTES;
-	n_frames = (room + data * TMEM_PAGE_SIZE) /
-		   (PUT_WORST_BYTES - TMEM_PAGE_SIZE);
+		return room / w;
+	n_slots = (room + slots * TMEM_PAGE_SIZE) / w;
+	shed = room + data * TMEM_PAGE_SIZE;
+	n_frames = shed < span - TMEM_PAGE_SIZE ? 0 :
+		   (shed - (span - TMEM_PAGE_SIZE)) / (w - span);
 	most = s->cfg.limit_bytes + overdraft_max(&s->cfg);
-	n_over = committed >= most ? 0 : (most - committed) / PUT_WORST_BYTES;
+	n_over = committed >= most ? 0 : (most - committed) / w;
 	if (n_slots > n_frames)
 		n_slots = n_frames;
 	return n_slots < n_over ? n_slots : n_over;

@@ -394,10 +394,10 @@ void store_entry_drop(struct tmem_store *s, struct tmem_bucket *b,
 {
 	if (entry_has_frame(e) && !detached) {
 		pthread_mutex_lock(&s->zbud.lock);
-		zbud_free_locked(&s->zbud, entry_handle(e));
+		s->alloc->free_locked(s->alloc_priv, entry_handle(e));
 		pthread_mutex_unlock(&s->zbud.lock);
 	} else if (e->state == ENTRY_IMAGE || e->state == ENTRY_IMAGE_RAW) {
-		swapimg_buddy_put(s->image.img, e->where, e->buddy);
+		store_image_put(s, e);
 	}
 	store_entry_account(b, e, -1);
 	tmem_cache_free(&s->entries[pool_kind(b->pool)], e);

@@ -29,156 +29,178 @@
 #include "store_internal.h"
 #include "swapimg.h"
 
-static _Thread_local _Alignas(TMEM_PAGE_SIZE) uint8_t tls_slot[TMEM_PAGE_SIZE];
+static _Thread_local _Alignas(TMEM_PAGE_SIZE) uint8_t tls_slot[2][TMEM_PAGE_SIZE];
+static _Thread_local _Alignas(TMEM_PAGE_SIZE)
+	uint8_t tls_unit[ZS_SPAN_FRAMES_MAX][TMEM_PAGE_SIZE];
 
 /* ---- reclaim ------------------------------------------------------------ */
 
 /**
- * struct reclaim_ops - what a reclaim does with its frame
- * @write: called with the frame's bytes stable (every copy into it has
+ * struct reclaim - one unit under reclaim (a zbud frame, a zspage span)
+ * @unit: as the allocator names it
+ * @objs: objects it has room for
+ * @frames: frames it spans
+ * @bucket: per object, the bucket of its owner when reclaim started, or
+ *	    NULL for a free object (none is allocated in the unit after)
+ */
+struct reclaim {
+	uint32_t unit;
+	unsigned int objs, frames;
+	struct tmem_bucket *bucket[ZS_SPAN_OBJS_MAX];
+};
+
+/**
+ * struct reclaim_ops - what a reclaim does with its unit
+ * @write: called with the unit's bytes stable (every copy into it has
  *	   finished) to save them; NULL when they are dropped (eviction).
- *	   An error aborts the reclaim: the frame goes back on its lists.
- * @owner: called for each buddy in turn: with the entry just detached
- *	   from it, under its bucket lock @b; or with @e NULL when the buddy
- *	   has no owner any more (@b locked, or NULL if none was noted)
- * @done_locked: called under zbud->lock in the hold that frees the frame
- *		 (@ret 1), puts it back (@ret from @write) or finds no frame
- *		 (@ret 0)
+ *	   An error aborts the reclaim: the unit goes back on its lists.
+ * @owner: called for each allocated object in turn: with the entry just
+ *	   detached from it, under its bucket lock @b; or with @e NULL when
+ *	   the object lost its owner meanwhile (@b locked)
+ * @done_locked: called under zbud->lock in the hold that frees the unit
+ *		 (@ret 1), puts it back (@ret from @write) or finds no unit
+ *		 (@ret 0, @r NULL)
  */
 struct reclaim_ops {
-	int (*write)(struct tmem_store *s, const uint8_t *frame, void *arg);
-	void (*owner)(struct tmem_store *s, struct tmem_bucket *b,
-		      struct tmem_entry *e, unsigned int buddy, void *arg);
-	void (*done_locked)(struct tmem_store *s, int ret, void *arg);
+	int (*write)(struct tmem_store *s, const struct reclaim *r, void *arg);
+	void (*owner)(struct tmem_store *s, const struct reclaim *r,
+		      struct tmem_bucket *b, struct tmem_entry *e,
+		      unsigned int i, void *arg);
+	void (*done_locked)(struct tmem_store *s, int ret,
+			    const struct reclaim *r, void *arg);
 };
 
 /*
- * Take the coldest frame of @kind off every list and note the buckets of
+ * Take the coldest unit of @kind off every list and note the buckets of
  * its owners (see the top of this file for why they may be locked later).
  */
-static uint32_t reclaim_start(struct tmem_store *s, enum tmem_kind kind,
-			      struct tmem_bucket *owner_bucket[2],
-			      const struct reclaim_ops *ops, void *arg)
+static bool reclaim_start(struct tmem_store *s, enum tmem_kind kind,
+			  struct reclaim *r, const struct reclaim_ops *ops,
+			  void *arg)
 {
+	const struct zalloc_ops *za = s->alloc;
 	struct zbud *z = &s->zbud;
 	unsigned int i;
-	uint32_t fn;
 
-	owner_bucket[0] = owner_bucket[1] = NULL;
 	pthread_mutex_lock(&z->lock);
-	fn = zbud_reclaim_start_locked(z, kind);
-	for (i = 0; fn != ZBUD_NIL && i < 2; i++)
-		if (z->desc[fn].owner[i] != ZBUD_NO_OWNER)
-			owner_bucket[i] = entry_of_ref(s,
-				z->desc[fn].owner[i])->obj->bucket;
-	if (fn == ZBUD_NIL)
-		ops->done_locked(s, 0, arg);
+	r->unit = za->reclaim_start_locked(s->alloc_priv, kind);
+	if (r->unit == ZBUD_NIL) {
+		ops->done_locked(s, 0, NULL, arg);
+		pthread_mutex_unlock(&z->lock);
+		return false;
+	}
+	r->objs = za->unit_objs(s->alloc_priv, r->unit);
+	r->frames = za->unit_frames(s->alloc_priv, r->unit);
+	for (i = 0; i < r->objs; i++) {
+		uint32_t owner = za->owner_locked(s->alloc_priv, r->unit, i);
+
+		r->bucket[i] = owner == ZBUD_NO_OWNER ? NULL :
+			       entry_of_ref(s, owner)->obj->bucket;
+	}
 	pthread_mutex_unlock(&z->lock);
-	return fn;
+	return true;
 }
 
 /*
- * Under reclaim no buddy can be allocated in the frame; wait out the
+ * Under reclaim no object can be allocated in the unit; wait out the
  * copies of puts that allocated before (they hold their bucket lock until
  * done), then its bytes no longer change.
  */
-static void reclaim_quiesce(struct tmem_bucket *owner_bucket[2])
+static void reclaim_quiesce(const struct reclaim *r)
 {
+	struct tmem_bucket *last = NULL;
 	unsigned int i;
 
-	for (i = 0; i < 2; i++)
-		if (owner_bucket[i]) {
-			pthread_mutex_lock(&owner_bucket[i]->lock);
-			pthread_mutex_unlock(&owner_bucket[i]->lock);
+	for (i = 0; i < r->objs; i++)
+		if (r->bucket[i] && r->bucket[i] != last) {
+			last = r->bucket[i];
+			pthread_mutex_lock(&last->lock);
+			pthread_mutex_unlock(&last->lock);
 		}
 }
 
-/* The caller holds the owner's bucket lock: take @buddy's owner off @fn. */
+/* The caller holds the owner's bucket lock: take object @i's owner off. */
 static struct tmem_entry *reclaim_detach_locked(struct tmem_store *s,
-						uint32_t fn,
-						unsigned int buddy)
+						const struct reclaim *r,
+						unsigned int i)
 {
-	struct tmem_entry *e;
+	uint32_t owner;
 
 	pthread_mutex_lock(&s->zbud.lock);
-	e = entry_of_ref(s, s->zbud.desc[fn].owner[buddy]);
-	s->zbud.desc[fn].owner[buddy] = ZBUD_NO_OWNER;
+	owner = s->alloc->detach_locked(s->alloc_priv, r->unit, i);
 	pthread_mutex_unlock(&s->zbud.lock);
-	return e;
+	return entry_of_ref(s, owner);
 }
 
-static void reclaim_owners(struct tmem_store *s, uint32_t fn,
-			   struct tmem_bucket *owner_bucket[2],
+static void reclaim_owners(struct tmem_store *s, const struct reclaim *r,
 			   const struct reclaim_ops *ops, void *arg)
 {
 	unsigned int i;
 
-	for (i = 0; i < 2; i++) {
-		struct tmem_bucket *b = owner_bucket[i];
+	for (i = 0; i < r->objs; i++) {
+		struct tmem_bucket *b = r->bucket[i];
 
-		if (!b) {
-			ops->owner(s, NULL, NULL, i, arg);
+		if (!b)
 			continue;
-		}
 		pthread_mutex_lock(&b->lock);
-		ops->owner(s, b, reclaim_detach_locked(s, fn, i), i, arg);
+		ops->owner(s, r, b, reclaim_detach_locked(s, r, i), i, arg);
 		pthread_mutex_unlock(&b->lock);
 	}
 }
 
 /**
- * reclaim_frame() - the one reclaim sequence, for eviction and writeback
+ * reclaim_unit() - the one reclaim sequence, for eviction and writeback
  * @s: store; the caller holds no lock
- * @kind: which LRU to take the coldest frame of
- * @ops: what to do with the frame and its owners
+ * @kind: which LRU to take the coldest unit of
+ * @ops: what to do with the unit and its owners
  * @arg: passed to @ops
  *
- * Takes a frame off every list, then (to save its bytes) cycles its
- * owners' bucket locks and writes it, detaches each owner under its bucket
- * lock, and frees the frame.
+ * Takes a unit off every list, then (to save its bytes) cycles its owners'
+ * bucket locks and writes it, detaches each owner under its bucket lock,
+ * and frees the unit.
  *
- * Return: 1 if a frame was freed, 0 if @kind has none, or the error of
- * @ops->write (the frame stayed).
+ * Return: frames freed, 0 if @kind has none, or the error of @ops->write
+ * (the unit stayed).
  */
-static int reclaim_frame(struct tmem_store *s, enum tmem_kind kind,
-			 const struct reclaim_ops *ops, void *arg)
+static int reclaim_unit(struct tmem_store *s, enum tmem_kind kind,
+			const struct reclaim_ops *ops, void *arg)
 {
-	struct tmem_bucket *owner_bucket[2];
 	struct zbud *z = &s->zbud;
-	uint32_t fn;
+	struct reclaim r;
 	int ret;
 
-	fn = reclaim_start(s, kind, owner_bucket, ops, arg);
-	if (fn == ZBUD_NIL)
+	if (!reclaim_start(s, kind, &r, ops, arg))
 		return 0;
 	if (ops->write) {
-		reclaim_quiesce(owner_bucket);
-		ret = ops->write(s, zbud_frame_addr(z, fn), arg);
+		reclaim_quiesce(&r);
+		ret = ops->write(s, &r, arg);
 		if (ret) {
 			pthread_mutex_lock(&z->lock);
-			zbud_reclaim_abort_locked(z, fn);
-			ops->done_locked(s, ret, arg);
+			s->alloc->reclaim_abort_locked(s->alloc_priv, r.unit);
+			ops->done_locked(s, ret, &r, arg);
 			pthread_mutex_unlock(&z->lock);
 			return ret;
 		}
 	}
-	reclaim_owners(s, fn, owner_bucket, ops, arg);
+	reclaim_owners(s, &r, ops, arg);
 	pthread_mutex_lock(&z->lock);
-	zbud_reclaim_finish_locked(z, fn);
-	ops->done_locked(s, 1, arg);
+	s->alloc->reclaim_finish_locked(s->alloc_priv, r.unit);
+	ops->done_locked(s, 1, &r, arg);
 	pthread_mutex_unlock(&z->lock);
-	return 1;
+	return (int)r.frames;
 }
 
 /* ---- eviction ----------------------------------------------------------- */
 
-static void evict_owner(struct tmem_store *s, struct tmem_bucket *b,
-			struct tmem_entry *e, unsigned int buddy, void *arg)
+static void evict_owner(struct tmem_store *s, const struct reclaim *r,
+			struct tmem_bucket *b, struct tmem_entry *e,
+			unsigned int i, void *arg)
 {
 	struct tmem_object *obj;
 	struct radix_alloc a;
 
-	(void)buddy;
+	(void)r;
+	(void)i;
 	(void)arg;
 	if (!e)
 		return;
@@ -190,10 +212,12 @@ static void evict_owner(struct tmem_store *s, struct tmem_bucket *b,
 	store_object_free_if_empty(s, obj);
 }
 
-static void evict_done_locked(struct tmem_store *s, int ret, void *arg)
+static void evict_done_locked(struct tmem_store *s, int ret,
+			      const struct reclaim *r, void *arg)
 {
 	(void)arg;
-	s->evicted_frames += ret == 1;
+	if (ret == 1)
+		s->evicted_frames += r->frames;
 }
 
 static const struct reclaim_ops evict_ops = {
@@ -202,18 +226,18 @@ static const struct reclaim_ops evict_ops = {
 };
 
 /**
- * store_evict_ephemeral_frame() - reclaim the least recently filled
- *				   ephemeral frame
+ * store_evict_ephemeral_unit() - reclaim the least recently filled
+ *				  ephemeral unit
  * @s: store; the caller holds no lock
  *
  * Gives frames freed before back to the OS first (zbud_clean()).
  *
- * Return: 1 if a frame was freed, 0 if there is no ephemeral frame.
+ * Return: frames freed, 0 if there is no ephemeral unit.
  */
-long store_evict_ephemeral_frame(struct tmem_store *s)
+long store_evict_ephemeral_unit(struct tmem_store *s)
 {
 	zbud_clean(&s->zbud);
-	return reclaim_frame(s, TMEM_EPHEMERAL, &evict_ops, NULL);
+	return reclaim_unit(s, TMEM_EPHEMERAL, &evict_ops, NULL);
 }
 
 /* Drop the objects of one stripe that hold filled pages. */
@@ -274,48 +298,155 @@ static long evict_filled(struct tmem_store *s)
  */
 long store_evict_ephemeral(struct tmem_store *s)
 {
-	long n = store_evict_ephemeral_frame(s);
+	long n = store_evict_ephemeral_unit(s);
 
 	return n ? n : evict_filled(s);
+}
+
+/* ---- compaction --------------------------------------------------------- */
+
+/*
+ * Compaction (zspage.c) moves a page's object under its owner's bucket
+ * lock, taken in the store's lock order: it notes the bucket under
+ * zbud->lock, as reclaim does, and re-checks the owner once both are held.
+ */
+static pthread_mutex_t *compact_owner_lock(void *arg, uint32_t owner)
+{
+	return &entry_of_ref(arg, owner)->obj->bucket->lock;
+}
+
+static void compact_moved(void *arg, uint32_t owner, struct zbud_handle to)
+{
+	struct tmem_entry *e = entry_of_ref(arg, owner);
+
+	e->where = to.frame;
+	e->buddy = to.buddy;
+}
+
+static const struct zs_mover compact_mover = {
+	.owner_lock_locked = compact_owner_lock,
+	.moved_locked = compact_moved,
+};
+
+/*
+ * Worth moving pages for: the kind's spans have free room of at least
+ * 1/16 of their frames, and of two of the largest spans.
+ */
+static bool compact_worth_locked(struct tmem_store *s, enum tmem_kind kind)
+{
+	uint64_t free = zs_free_bytes_locked(s->zs, kind);
+	uint64_t least = s->zs->frames[kind] * TMEM_PAGE_SIZE / 16;
+
+	if (least < 2 * ZS_SPAN_FRAMES_MAX * TMEM_PAGE_SIZE)
+		least = 2 * ZS_SPAN_FRAMES_MAX * TMEM_PAGE_SIZE;
+	return free >= least;
+}
+
+/**
+ * store_compact() - free the frames that flushes left sparse
+ * @s: store; the caller holds no lock
+ * @force: compact even where little would be gained
+ *
+ * Keeps every page (unlike eviction), so a full store tries it first.
+ * Nothing to do for an allocator that does not fragment (zbud).
+ *
+ * Return: frames freed.
+ */
+uint64_t store_compact(struct tmem_store *s, bool force)
+{
+	uint64_t freed = 0;
+	int k;
+
+	if (!s->alloc->compact)
+		return 0;
+	for (k = 0; k < TMEM_NR_KINDS; k++) {
+		bool worth;
+
+		pthread_mutex_lock(&s->zbud.lock);
+		worth = force || compact_worth_locked(s, (enum tmem_kind)k);
+		pthread_mutex_unlock(&s->zbud.lock);
+		if (worth)
+			freed += s->alloc->compact(s->alloc_priv,
+						   (enum tmem_kind)k,
+						   &compact_mover, s);
+	}
+	if (freed)
+		zbud_clean(&s->zbud);
+	return freed;
+}
+
+/**
+ * tmem_compact() - move pages out of sparse spans and free them
+ * @s: store
+ *
+ * The store compacts by itself when it is full; this is for callers that
+ * want the memory back now (and for measuring).
+ *
+ * Return: frames freed (always 0 with the zbud allocator).
+ */
+uint64_t tmem_compact(struct tmem_store *s)
+{
+	return s ? store_compact(s, true) : 0;
 }
 
 /* ---- writeback ---------------------------------------------------------- */
 
 /*
- * Writeback moves a whole persistent frame to the swap image: it is
- * written as it is (both buddies, still compressed) to a free slot, and
- * then each owner entry is switched to (slot, buddy) under its bucket lock
- * before the frame is freed.  Reclaiming one frame frees exactly one page
- * of host RAM.
+ * Writeback moves a whole persistent unit to the swap image: each of its
+ * frames is written as it is (its pages still compressed) to a free slot,
+ * the slots chained in the unit's order, and then each owner entry is
+ * switched to (slot, offset) under its bucket lock before the unit is
+ * freed.  A unit of n frames takes n slots and frees n pages of host RAM,
+ * whatever its pages' sizes.  A page of a span may straddle two of its
+ * frames, so in the image it may straddle a slot and its next one.
  *
- * Ordering with ops on the same keys: while the frame is being written its
+ * Ordering with ops on the same keys: while the unit is being written its
  * entries still point at it, and gets read it from RAM.  A flush, exclusive
- * get or replace meanwhile detaches its entry from the frame under
- * zbud->lock (zbud_free_locked() on a frame under reclaim clears only the
- * owner), so the switch finds no owner and frees that half of the slot
- * instead: no stale read, no lost update.  The slot's checksum is recorded
- * before any entry points at the slot.  A get of a written-back page reads
- * the slot under its bucket lock, so that slot half cannot be freed (and
- * the slot reused) during the read.  No store lock is held during the
- * write.
+ * get or replace meanwhile detaches its entry from the unit under
+ * zbud->lock (freeing an object of a unit under reclaim clears only its
+ * owner), so the switch finds no owner and gives that page's place in the
+ * slots back instead: no stale read, no lost update.  The slots' checksums
+ * and page counts are recorded before any entry points at them.  A get of
+ * a written-back page reads its slots under its bucket lock, so they cannot
+ * be freed (and reused) during the read.  No store lock is held during the
+ * writes.
  *
  * Written-back pages are not brought back into RAM on a get: frontswap
  * loads are followed by an invalidate of the swap slot, so the copy would
  * be freed right away.
  */
 
-/* Where a written-back buddy of @size bytes starts in its slot. */
-static unsigned int image_buddy_offset(unsigned int buddy, unsigned int size)
+#define IMAGE_OFFSET_SHIFT	4	/* an entry's offset in its slot / 16 */
+
+static unsigned int image_offset(const struct tmem_entry *e)
 {
-	return buddy == ZBUD_FIRST ? 0 :
-	       TMEM_PAGE_SIZE - (zbud_chunks(size) << ZBUD_CHUNK_SHIFT);
+	return (unsigned int)e->buddy << IMAGE_OFFSET_SHIFT;
+}
+
+/* Whether a written-back page goes on into its slot's next one. */
+static bool image_straddles(const struct tmem_store *s,
+			    const struct tmem_entry *e)
+{
+	return e->state == ENTRY_IMAGE &&
+	       image_offset(e) + s->alloc->obj_bytes(e->size) > TMEM_PAGE_SIZE;
+}
+
+/**
+ * store_image_put() - give a written-back page's place in the image back
+ * @s: store with an image
+ * @e: the entry (ENTRY_IMAGE or ENTRY_IMAGE_RAW), being dropped under its
+ *     bucket lock
+ */
+void store_image_put(struct tmem_store *s, const struct tmem_entry *e)
+{
+	swapimg_page_put(s->image.img, e->where, image_straddles(s, e));
 }
 
 /**
  * store_image_read() - read a written-back page
  * @s: store with an image
  * @e: the entry (ENTRY_IMAGE or ENTRY_IMAGE_RAW); its bucket is locked,
- *     so that its half of the slot cannot be freed during the read
+ *     so that its slots cannot be freed during the read
  * @cbuf: where the compressed bytes go (ENTRY_IMAGE)
  * @iov: where a raw page goes (ENTRY_IMAGE_RAW)
  * @iovcnt: pieces of @iov
@@ -325,67 +456,132 @@ static unsigned int image_buddy_offset(unsigned int buddy, unsigned int size)
 int store_image_read(struct tmem_store *s, const struct tmem_entry *e,
 		     uint8_t *cbuf, const struct iovec *iov, int iovcnt)
 {
-	if (swapimg_read(s->image.img, e->where, tls_slot))
+	struct tmem_image *img = s->image.img;
+	unsigned int off, first;
+
+	if (swapimg_read(img, e->where, tls_slot[0]))
 		return -TMEM_E_IO;
-	if (e->state == ENTRY_IMAGE_RAW)
-		pageio_scatter(iov, iovcnt, tls_slot);
-	else
-		memcpy(cbuf, tls_slot + image_buddy_offset(e->buddy, e->size),
-		       e->size);
+	if (e->state == ENTRY_IMAGE_RAW) {
+		pageio_scatter(iov, iovcnt, tls_slot[0]);
+		return 0;
+	}
+	off = image_offset(e) + s->alloc->obj_hdr(e->size);
+	first = off + e->size > TMEM_PAGE_SIZE ? TMEM_PAGE_SIZE - off :
+						 e->size;
+	memcpy(cbuf, tls_slot[0] + off, first);
+	if (first == e->size)
+		return 0;
+	if (swapimg_read(img, swapimg_next(img, e->where), tls_slot[1]))
+		return -TMEM_E_IO;
+	memcpy(cbuf + first, tls_slot[1], e->size - first);
 	return 0;
 }
 
 /**
- * struct wb_frame - one writeback in progress
- * @slot: the slot the frame goes to
- * @counted: @slot was an allocated free slot, counted in
+ * struct wb_unit - one writeback in progress
+ * @slot: the slots the unit's frames go to, in order
+ * @nr_slots: slots taken
+ * @counted: of them, allocated free slots counted in
  *	     store->slots_in_flight
- * @moved: entries switched to the slot
+ * @moved: entries switched to the slots
  */
-struct wb_frame {
-	uint64_t slot;
-	bool counted;
-	unsigned int moved;
+struct wb_unit {
+	uint64_t slot[ZS_SPAN_FRAMES_MAX];
+	unsigned int nr_slots, counted, moved;
 };
 
-static int wb_write(struct tmem_store *s, const uint8_t *frame, void *arg)
+/* Pages whose bytes lie in frame @k of the unit: its allocated objects'. */
+static unsigned int wb_frame_pages(struct tmem_store *s,
+				   const struct reclaim *r, unsigned int k)
 {
-	struct wb_frame *w = arg;
-	int ret = swapimg_write(s->image.img, w->slot, frame);
+	unsigned int i, off, len, n = 0;
+	unsigned int lo = k * TMEM_PAGE_SIZE, hi = lo + TMEM_PAGE_SIZE;
 
-	if (!ret)
-		swapimg_slot_commit(s->image.img, w->slot,
-				    swapimg_checksum(frame), 3);
-	return ret;
+	for (i = 0; i < r->objs; i++) {
+		if (!r->bucket[i])
+			continue;
+		s->alloc->unit_extent(s->alloc_priv, r->unit, i, &off, &len);
+		n += off < hi && off + len > lo;
+	}
+	return n;
 }
 
-/* Switch an owner to its half of the slot, or free a half nobody owns. */
-static void wb_owner(struct tmem_store *s, struct tmem_bucket *b,
-		     struct tmem_entry *e, unsigned int buddy, void *arg)
+/*
+ * The unit's bytes are copied out under zbud->lock, and written and
+ * checksummed from the copy: a free in a unit under reclaim still marks
+ * its object's header (zspage.c), and the checksum must be of what went
+ * to the disk.
+ */
+static void wb_snapshot(struct tmem_store *s, const struct reclaim *r)
 {
-	struct wb_frame *w = arg;
+	unsigned int k;
 
+	pthread_mutex_lock(&s->zbud.lock);
+	for (k = 0; k < r->frames; k++)
+		memcpy(tls_unit[k], zbud_frame_addr(&s->zbud,
+			s->alloc->unit_frame(s->alloc_priv, r->unit, k)),
+		       TMEM_PAGE_SIZE);
+	pthread_mutex_unlock(&s->zbud.lock);
+}
+
+static int wb_write(struct tmem_store *s, const struct reclaim *r, void *arg)
+{
+	struct wb_unit *w = arg;
+	unsigned int k;
+	int ret;
+
+	wb_snapshot(s, r);
+	for (k = 0; k < r->frames; k++) {
+		ret = swapimg_write(s->image.img, w->slot[k], tls_unit[k]);
+		if (ret)
+			return ret;
+	}
+	for (k = 0; k < r->frames; k++)
+		swapimg_slot_commit(s->image.img, w->slot[k],
+				    swapimg_checksum(tls_unit[k]),
+				    wb_frame_pages(s, r, k),
+				    k + 1 < r->frames ? w->slot[k + 1] :
+							SWAPIMG_NO_SLOT);
+	return 0;
+}
+
+/* Switch an owner to its place in the slots, or free a place nobody owns. */
+static void wb_owner(struct tmem_store *s, const struct reclaim *r,
+		     struct tmem_bucket *b, struct tmem_entry *e,
+		     unsigned int i, void *arg)
+{
+	struct wb_unit *w = arg;
+	unsigned int off, len;
+
+	s->alloc->unit_extent(s->alloc_priv, r->unit, i, &off, &len);
 	if (!e) {
-		swapimg_buddy_put(s->image.img, w->slot, buddy);
+		swapimg_page_put(s->image.img, w->slot[off / TMEM_PAGE_SIZE],
+				 off % TMEM_PAGE_SIZE + len > TMEM_PAGE_SIZE);
 		return;
 	}
 	store_entry_account(b, e, -1);
 	e->state = e->state == ENTRY_RAW ? ENTRY_IMAGE_RAW : ENTRY_IMAGE;
-	e->where = (uint32_t)w->slot;
+	e->where = (uint32_t)w->slot[off / TMEM_PAGE_SIZE];
+	e->buddy = (uint8_t)((off % TMEM_PAGE_SIZE) >> IMAGE_OFFSET_SHIFT);
 	store_entry_account(b, e, 1);
 	w->moved++;
 }
 
 /*
- * In the hold of zbud->lock that frees the frame, or that gives the slot
- * back: a slot counted in flight stops being so (see struct tmem_store).
+ * In the hold of zbud->lock that frees the unit, or that gives the slots
+ * back: slots counted in flight stop being so (see struct tmem_store).
+ * Slots the unit did not need (it had fewer frames than taken, or there
+ * was none) go back too.
  */
-static void wb_done_locked(struct tmem_store *s, int ret, void *arg)
+static void wb_done_locked(struct tmem_store *s, int ret,
+			   const struct reclaim *r, void *arg)
 {
-	struct wb_frame *w = arg;
+	struct wb_unit *w = arg;
+	unsigned int k, used = ret == 1 ? r->frames : 0;
 
-	if (ret != 1)
-		swapimg_slot_commit(s->image.img, w->slot, 0, 0);
+	for (k = used; k < w->nr_slots; k++)
+		swapimg_slot_commit(s->image.img, w->slot[k], 0, 0,
+				    SWAPIMG_NO_SLOT);
 	s->slots_in_flight -= w->counted;
 }
 
@@ -395,7 +591,7 @@ static const struct reclaim_ops wb_ops = {
 	.done_locked = wb_done_locked,
 };
 
-/* Caller holds image->lock: a frame in flight is done (or was never found). */
+/* Caller holds image->lock: a unit in flight is done (or was never found). */
 static void wb_in_flight_done_locked(struct store_image *image)
 {
 	image->in_flight--;
@@ -411,7 +607,7 @@ static void wb_account(struct store_image *image, int ret,
 		image->write_errors++;
 		image->failing = true;
 	} else if (ret > 0) {
-		image->frames_written++;
+		image->frames_written += (unsigned int)ret;
 		image->pages_written += pages;
 		image->failing = false;
 	}
@@ -419,44 +615,59 @@ static void wb_account(struct store_image *image, int ret,
 }
 
 /*
- * An allocated free slot that the capacity counts is taken in the same
- * hold of zbud->lock that counts it in flight (see struct tmem_store);
- * without one, a slot is allocated, which it never counted.
+ * Slots for the largest unit.  Allocated free slots that the capacity
+ * counts are taken in the same hold of zbud->lock that counts them in
+ * flight (see struct tmem_store); the rest are allocated, which they never
+ * counted.
  */
-static bool wb_slot_take(struct tmem_store *s, struct wb_frame *w)
+static bool wb_slots_take(struct tmem_store *s, struct wb_unit *w)
 {
+	unsigned int want = s->alloc->span_frames_max;
+
 	pthread_mutex_lock(&s->zbud.lock);
-	w->slot = swapimg_slot_take_backed(s->image.img);
-	w->counted = w->slot != SWAPIMG_NO_SLOT;
+	for (w->nr_slots = 0; w->nr_slots < want; w->nr_slots++) {
+		w->slot[w->nr_slots] = swapimg_slot_take_backed(s->image.img);
+		if (w->slot[w->nr_slots] == SWAPIMG_NO_SLOT)
+			break;
+	}
+	w->counted = w->nr_slots;
 	s->slots_in_flight += w->counted;
 	pthread_mutex_unlock(&s->zbud.lock);
-	if (!w->counted)
-		w->slot = swapimg_slot_get(s->image.img);
-	return w->slot != SWAPIMG_NO_SLOT;
+	for (; w->nr_slots < want; w->nr_slots++) {
+		w->slot[w->nr_slots] = swapimg_slot_get(s->image.img);
+		if (w->slot[w->nr_slots] == SWAPIMG_NO_SLOT)
+			break;
+	}
+	if (w->nr_slots == want)
+		return true;
+	pthread_mutex_lock(&s->zbud.lock);
+	wb_done_locked(s, 0, NULL, w);
+	pthread_mutex_unlock(&s->zbud.lock);
+	return false;
 }
 
 /**
- * store_writeback_frame() - write the coldest persistent frame to the image
+ * store_writeback_unit() - write the coldest persistent unit to the image
  * @s: store with an image
  *
  * Caller holds no lock.
  *
- * Return: WB_FREED, WB_NONE when the store has no persistent frame to
+ * Return: WB_FREED, WB_NONE when the store has no persistent unit to
  * write (but see store_writeback_wait_idle()), WB_NO_SLOT, or WB_IO_ERROR
  * (the errno went to the image's report callback).
  */
-enum wb_result store_writeback_frame(struct tmem_store *s)
+enum wb_result store_writeback_unit(struct tmem_store *s)
 {
 	struct store_image *image = &s->image;
-	struct wb_frame w = { .moved = 0 };
+	struct wb_unit w = { .moved = 0 };
 	int ret;
 
-	if (!wb_slot_take(s, &w))
+	if (!wb_slots_take(s, &w))
 		return WB_NO_SLOT;
 	pthread_mutex_lock(&image->lock);
 	image->in_flight++;
 	pthread_mutex_unlock(&image->lock);
-	ret = reclaim_frame(s, TMEM_PERSISTENT, &wb_ops, &w);
+	ret = reclaim_unit(s, TMEM_PERSISTENT, &wb_ops, &w);
 	wb_account(image, ret, w.moved);
 	if (ret < 0)
 		return WB_IO_ERROR;

@@ -2,7 +2,7 @@
 /*
  * swapimg.c - slots of the host swap image.
  *
- * Slot space is managed with two bitmaps: @used (a live buddy, or a write
+ * Slot space is managed with two bitmaps: @used (a live page, or a write
  * in progress) and @backed (blocks allocated).  Credits are granted only
  * against backed free slots (swapimg_reserve() allocates them ahead with
  * fallocate), so a writeback behind a credit always finds a slot (its
@@ -26,7 +26,6 @@
 #include "swapimg.h"
 
 #define WORD_BITS	64u
-#define ALL_LIVE	3u
 
 /* ---- the default I/O layer ---------------------------------------------- */
 
@@ -280,6 +279,7 @@ static void slot_take_locked(struct tmem_image *img, uint64_t slot)
 	bit_set(img->used, slot);
 	img->nr_used++;
 	img->live[slot] = 0;
+	img->next[slot] = SWAPIMG_NO_NEXT;
 }
 
 /**
@@ -413,34 +413,57 @@ uint64_t swapimg_trim(struct tmem_image *img)
  * @img: image
  * @slot: from swapimg_slot_get()
  * @csum: checksum of the frame written
- * @live: buddies that now live in the slot (0: the write failed or
- *	  nothing was left to move; the slot is freed)
+ * @live: pages whose bytes lie in the slot (0: the write failed or nothing
+ *	  was left to move; the slot is freed)
+ * @next: the slot the unit's next frame went to, or SWAPIMG_NO_SLOT
  */
 void swapimg_slot_commit(struct tmem_image *img, uint64_t slot, uint32_t csum,
-			 unsigned int live)
+			 unsigned int live, uint64_t next)
 {
 	pthread_mutex_lock(&img->lock);
 	img->csum[slot] = csum;
 	img->live[slot] = (uint8_t)live;
+	img->next[slot] = next == SWAPIMG_NO_SLOT ? SWAPIMG_NO_NEXT :
+						   (uint32_t)next;
 	if (!live)
 		slot_free_locked(img, slot);
 	pthread_mutex_unlock(&img->lock);
 }
 
+static void page_put_locked(struct tmem_image *img, uint64_t slot)
+{
+	if (!--img->live[slot])
+		slot_free_locked(img, slot);
+}
+
 /**
- * swapimg_buddy_put() - a page in the image was flushed or taken
+ * swapimg_page_put() - a page in the image was flushed or taken
  * @img: image
- * @slot: its slot
- * @buddy: its buddy (enum zbud_buddy)
+ * @slot: the slot its bytes start in
+ * @straddles: they go on into the slot's next one
  */
-void swapimg_buddy_put(struct tmem_image *img, uint64_t slot,
-		       unsigned int buddy)
+void swapimg_page_put(struct tmem_image *img, uint64_t slot, bool straddles)
 {
 	pthread_mutex_lock(&img->lock);
-	img->live[slot] &= (uint8_t)~(1u << buddy);
-	if (!img->live[slot])
-		slot_free_locked(img, slot);
+	if (straddles)
+		page_put_locked(img, img->next[slot]);
+	page_put_locked(img, slot);
 	pthread_mutex_unlock(&img->lock);
+}
+
+/**
+ * swapimg_next() - the slot that holds the bytes after @slot's
+ * @img: image
+ * @slot: a slot with a live page the caller owns
+ */
+uint64_t swapimg_next(struct tmem_image *img, uint64_t slot)
+{
+	uint32_t next;
+
+	pthread_mutex_lock(&img->lock);
+	next = img->next[slot];
+	pthread_mutex_unlock(&img->lock);
+	return next == SWAPIMG_NO_NEXT ? SWAPIMG_NO_SLOT : next;
 }
 
 /**
@@ -722,7 +745,8 @@ static bool image_config_valid(const struct tmem_image_config *cfg)
  * file, kept until tmem_image_close()); makes the file mode 0600.  On
  * TMEM_E_IMAGE, @cfg->why says what failed, naming the path.
  *
- * Host memory: 13 bytes per slot (bitmaps, checksum, live bits), allocated
+ * Host memory: 17 bytes per slot (bitmaps, checksum, page count, next
+ * slot), allocated
  * here and not charged to any store's limit.
  *
  * Return: 0, -TMEM_E_INVAL (bad settings), -TMEM_E_IMAGE (the file could
@@ -750,8 +774,10 @@ int tmem_image_open(const struct tmem_image_config *cfg,
 	img->backed = calloc(words, sizeof(uint64_t));
 	img->csum = calloc(img->nr_slots, sizeof(uint32_t));
 	img->live = calloc(img->nr_slots, 1);
+	img->next = calloc(img->nr_slots, sizeof(uint32_t));
 	img->fd = -1;
-	if (!img->used || !img->backed || !img->csum || !img->live) {
+	if (!img->used || !img->backed || !img->csum || !img->live ||
+	    !img->next) {
 		tmem_image_close(img);
 		return -TMEM_E_NOMEM;
 	}
@@ -790,5 +816,6 @@ void tmem_image_close(struct tmem_image *img)
 	free(img->backed);
 	free(img->csum);
 	free(img->live);
+	free(img->next);
 	free(img);
 }

@@ -3,10 +3,12 @@
  * swapimg.h - the host swap image: 4 KiB slots that hold written-back
  * pageframes.
  *
- * A slot holds one whole zbud frame (both buddies, still compressed, or one
- * raw page) and a checksum of it.  Each buddy of a slot is live until its
- * entry is flushed or taken by an exclusive get; a slot with no live buddy
- * is free again.  Slots whose blocks are allocated in the file ("backed")
+ * A slot holds one whole frame as it was in RAM (its pages still
+ * compressed, or one raw page) and a checksum of it.  The frames of a
+ * reclaim unit of several frames (a zspage span) go to slots chained
+ * through @next, since a page may straddle two of them.  A slot counts the
+ * pages whose bytes lie in it; each stays until its entry is flushed or
+ * taken by an exclusive get, and a slot with none is free again.  Slots whose blocks are allocated in the file ("backed")
  * are what credits are granted against: a write into a backed slot needs
  * no new space.  A filesystem may still fail it with ENOSPC (copy on
  * write, thin provisioning, NFS); the store treats that as an I/O error.
@@ -27,6 +29,7 @@
 #include "tmem.h"
 
 #define SWAPIMG_NO_SLOT		UINT64_MAX
+#define SWAPIMG_NO_NEXT		UINT32_MAX
 
 /**
  * struct tmem_image - see tmem.h
@@ -37,7 +40,9 @@
  * @used: bitmap, slot holds at least one live buddy (or is being written)
  * @backed: bitmap, slot's blocks are allocated in the file
  * @csum: per slot, checksum of the frame written there
- * @live: per slot, bit 0: FIRST buddy live, bit 1: LAST buddy live
+ * @live: per slot, pages whose bytes lie in it
+ * @next: per slot, the slot holding the unit's next frame, or
+ *	  SWAPIMG_NO_NEXT
  * @nr_used: slots set in @used
  * @nr_backed: slots set in @backed
  * @nr_trimming: of @nr_used, slots being punched out (not holding pages)
@@ -59,6 +64,7 @@ struct tmem_image {
 	uint64_t *backed;
 	uint32_t *csum;
 	uint8_t *live;
+	uint32_t *next;
 	uint64_t nr_used, nr_backed, nr_trimming, nr_backing;
 	uint64_t reserve_slots;
 	uint64_t cursor;
@@ -72,9 +78,9 @@ uint32_t swapimg_checksum(const uint8_t *frame);
 uint64_t swapimg_slot_take_backed(struct tmem_image *img);
 uint64_t swapimg_slot_get(struct tmem_image *img);
 void swapimg_slot_commit(struct tmem_image *img, uint64_t slot, uint32_t csum,
-			 unsigned int live);
-void swapimg_buddy_put(struct tmem_image *img, uint64_t slot,
-		       unsigned int buddy);
+			 unsigned int live, uint64_t next);
+void swapimg_page_put(struct tmem_image *img, uint64_t slot, bool straddles);
+uint64_t swapimg_next(struct tmem_image *img, uint64_t slot);
 void swapimg_reserve(struct tmem_image *img);
 uint64_t swapimg_credit_slots(struct tmem_image *img);
 uint64_t swapimg_trim(struct tmem_image *img);

@@ -86,6 +86,19 @@ enum tmem_kind {
 #define TMEM_WB_HIGH_PCT_MAX		100u
 #define TMEM_DEFAULT_WB_HIGH_PCT	90u
 #define TMEM_DEFAULT_WB_LOW_PCT		75u
+#define TMEM_DEFAULT_ALLOCATOR		TMEM_ALLOC_ZBUD
+
+/**
+ * enum tmem_allocator - how compressed pages are laid out in frames
+ * @TMEM_ALLOC_ZBUD: at most two pages a frame (zbud.c): reclaim frees a
+ *		     frame by removing at most two pages
+ * @TMEM_ALLOC_ZSMALLOC: size classes every 16 bytes, pages packed back to
+ *			 back across frames (zspage.c), with compaction
+ */
+enum tmem_allocator {
+	TMEM_ALLOC_ZBUD = 0,
+	TMEM_ALLOC_ZSMALLOC,
+};
 
 /**
  * struct tmem_config - store settings
@@ -104,6 +117,7 @@ enum tmem_kind {
  *		 store uses this percentage of @limit_bytes
  *		 (TMEM_WB_HIGH_PCT_MIN..TMEM_WB_HIGH_PCT_MAX)
  * @wb_low_pct: ... and stops at this one (0..@wb_high_pct - 1)
+ * @allocator: enum tmem_allocator
  *
  * tmem_config_init() fills in the TMEM_DEFAULT_* values.
  */
@@ -114,6 +128,7 @@ struct tmem_config {
 	unsigned int max_compressed;
 	unsigned int max_pools;
 	unsigned int wb_high_pct, wb_low_pct;
+	enum tmem_allocator allocator;
 };
 
 /**
@@ -126,6 +141,7 @@ struct tmem_config {
  * @TMEM_CFG_MAX_POOLS: @max_pools
  * @TMEM_CFG_WB_HIGH: @wb_high_pct
  * @TMEM_CFG_WB_LOW: @wb_low_pct
+ * @TMEM_CFG_ALLOCATOR: @allocator
  */
 enum tmem_config_field {
 	TMEM_CFG_OK = 0,
@@ -136,6 +152,7 @@ enum tmem_config_field {
 	TMEM_CFG_MAX_POOLS,
 	TMEM_CFG_WB_HIGH,
 	TMEM_CFG_WB_LOW,
+	TMEM_CFG_ALLOCATOR,
 };
 
 struct tmem_uuid {
@@ -211,12 +228,15 @@ struct tmem_image_stats {
  * @pools: pools that exist
  * @arenas: mapped arenas
  * @persistent_capacity: tmem_persistent_capacity() at snapshot time
+ * @compact_moved: pages compaction moved (TMEM_ALLOC_ZSMALLOC)
+ * @compact_frames: frames compaction freed
  * @image: swap image counters (all zero without an image)
  */
 struct tmem_stats {
 	struct tmem_kind_stats kind[TMEM_NR_KINDS];
 	uint64_t limit_bytes, used_bytes, meta_bytes;
 	uint64_t pools, arenas, persistent_capacity;
+	uint64_t compact_moved, compact_frames;
 	struct tmem_image_stats image;
 };
 
@@ -314,7 +334,103 @@ int tmem_flush_object(struct tmem_store *s, uint32_t pool_id,
 int tmem_flush_pool(struct tmem_store *s, uint32_t pool_id,
 		    uint64_t *flushed);
 
+/*
+ * Migration: a source store streams its pools and pages, as stored, into
+ * an empty destination store; see docs/design.md "Migration (library)".
+ */
+
+/* tmem_migration_start() flags */
+#define TMEM_MIG_EPHEMERAL	(1u << 0)	/* send ephemeral pages too */
+
+/**
+ * enum tmem_mig_type - what a migration record does on the destination
+ * @TMEM_MIG_POOL: create pool @pool_id as @pool_flags/@uuid with @refs
+ *		   references, or set the references of the pool there
+ * @TMEM_MIG_POOL_GONE: destroy pool @pool_id and every page in it
+ * @TMEM_MIG_PAGE: store the page at (@pool_id, @oid, @index), replacing
+ *		   any; the page is @form
+ * @TMEM_MIG_FLUSH_PAGE: remove the page at (@pool_id, @oid, @index)
+ * @TMEM_MIG_FLUSH_OBJECT: remove every page of (@pool_id, @oid)
+ * @TMEM_MIG_FLUSH_BUCKET: remove every page of the objects of @pool_id
+ *			   whose id hashes to lock stripe @bucket
+ */
+enum tmem_mig_type {
+	TMEM_MIG_POOL = 1,
+	TMEM_MIG_POOL_GONE,
+	TMEM_MIG_PAGE,
+	TMEM_MIG_FLUSH_PAGE,
+	TMEM_MIG_FLUSH_OBJECT,
+	TMEM_MIG_FLUSH_BUCKET,
+};
+
+/**
+ * enum tmem_mig_form - how a TMEM_MIG_PAGE record carries its page
+ * @TMEM_MIG_COMPRESSED: @len bytes of @compressor output
+ * @TMEM_MIG_RAW: the page itself, @len = TMEM_PAGE_SIZE
+ * @TMEM_MIG_FILLED: no bytes: the page is @fill repeated
+ */
+enum tmem_mig_form {
+	TMEM_MIG_COMPRESSED = 1,
+	TMEM_MIG_RAW,
+	TMEM_MIG_FILLED,
+};
+
+/**
+ * struct tmem_mig_record - one step of a migration stream
+ * @type: enum tmem_mig_type
+ * @form: enum tmem_mig_form (TMEM_MIG_PAGE)
+ * @compressor: enum tmem_compressor that produced compressed bytes
+ * @bucket: lock stripe (TMEM_MIG_FLUSH_BUCKET)
+ * @pool_id: pool
+ * @pool_flags: TMEM_POOL_* (TMEM_MIG_POOL)
+ * @refs: references (TMEM_MIG_POOL)
+ * @uuid: shared pool's UUID (TMEM_MIG_POOL with TMEM_POOL_SHARED)
+ * @oid: object id (pages and objects)
+ * @index: page index (pages)
+ * @len: bytes of data that go with the record (TMEM_MIG_PAGE)
+ * @fill: fill word (TMEM_MIG_FILLED)
+ *
+ * A library structure, not a wire format: whoever sends it encodes each
+ * field, and checks on receipt what tmem_install() cannot (lengths).
+ */
+struct tmem_mig_record {
+	uint8_t type, form, compressor;
+	uint16_t bucket;
+	uint32_t pool_id, pool_flags, refs;
+	struct tmem_uuid uuid;
+	struct tmem_oid oid;
+	uint64_t index;
+	uint32_t len, fill;
+};
+
+/**
+ * struct tmem_mig_pending - what a migration has still to send
+ * @records: records (exact while nothing changes; a logged object
+ *	     counts as one)
+ * @bytes: their data, from the stripes' compressed sizes (a logged key
+ *	   at its stripe's mean, pages in the swap image at the mean of
+ *	   the stripe's compressed pages in RAM)
+ */
+struct tmem_mig_pending {
+	uint64_t records, bytes;
+};
+
+struct tmem_migration;
+
+int tmem_migration_start(struct tmem_store *s, unsigned int flags,
+			 struct tmem_migration **out);
+int tmem_migration_next(struct tmem_migration *m, struct tmem_mig_record *rec,
+			uint8_t *buf);
+void tmem_migration_pending(struct tmem_migration *m,
+			    struct tmem_mig_pending *pend);
+void tmem_migration_end(struct tmem_migration *m);
+int tmem_install(struct tmem_store *s, const struct tmem_mig_record *rec,
+		 const void *data);
+int tmem_install_check_room(struct tmem_store *s, uint64_t pages,
+			    uint64_t credits, uint64_t *capacity);
+
 uint64_t tmem_persistent_capacity(struct tmem_store *s);
+uint64_t tmem_compact(struct tmem_store *s);
 void tmem_get_stats(struct tmem_store *s, struct tmem_stats *st);
 const char *tmem_strerror(int err);
 

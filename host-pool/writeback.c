@@ -5,8 +5,8 @@
  * The thread runs when the store uses wb_high_pct of its limit and works
  * until wb_low_pct: it evicts ephemeral frames first and writes back
  * persistent frames only when no ephemeral frame is left.  Both go through
- * the store's one reclaim path (store_evict_ephemeral_frame() and
- * store_writeback_frame(), see store_reclaim.c); this file never touches
+ * the store's one reclaim path (store_evict_ephemeral_unit() and
+ * store_writeback_unit(), see store_reclaim.c); this file never touches
  * entries, frames or slots.  After a failed writeback (the thread's or a put's) the
  * thread backs off, 10 ms doubling to 1 s.
  *
@@ -98,9 +98,9 @@ static bool writeback_run(struct tmem_writeback *wb)
 			break;
 		}
 		pthread_mutex_unlock(&wb->lock);
-		if (store_evict_ephemeral_frame(s) > 0)
+		if (store_evict_ephemeral_unit(s) > 0)
 			continue;
-		ret = store_writeback_frame(s);
+		ret = store_writeback_unit(s);
 		if (ret != WB_FREED)
 			break;
 	}

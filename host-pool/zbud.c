@@ -28,6 +28,8 @@
 #endif
 
 #include "lock.h"
+#include "pageio.h"
+#include "zalloc.h"
 #include "zbud.h"
 
 /* Bytes this thread took since zbud_bytes_taken(true). */
@@ -675,3 +677,167 @@ void zbud_list_del_locked(struct zbud *z, struct zlist *l, uint32_t fn)
 {
 	zlist_del(z, l, fn, LIST_LINKS);
 }
+
+/**
+ * zbud_lru_add_locked() - put a frame at the head of a list, linked by the
+ *			   frame's lru_prev/lru_next pair
+ * @z: allocator
+ * @l: list
+ * @fn: frame, on no lru_prev/lru_next list
+ *
+ * For data frames of other allocators over this frame space (zspage.c).
+ */
+void zbud_lru_add_locked(struct zbud *z, struct zlist *l, uint32_t fn)
+{
+	zlist_add_head(z, l, fn, LRU_LINKS);
+}
+
+/**
+ * zbud_lru_del_locked() - take a frame off a list linked by lru_prev/lru_next
+ * @z: allocator
+ * @l: list
+ * @fn: frame on @l
+ */
+void zbud_lru_del_locked(struct zbud *z, struct zlist *l, uint32_t fn)
+{
+	zlist_del(z, l, fn, LRU_LINKS);
+}
+
+/* ---- the allocator interface (zalloc.h): a unit is a frame, its objects
+ * the two buddies ------------------------------------------------------- */
+
+static int zbud_op_alloc(void *a, enum tmem_kind kind, unsigned int size,
+			 uint32_t owner, struct zbud_handle *h)
+{
+	return zbud_alloc_locked(a, kind, size, owner, h);
+}
+
+static void zbud_op_free(void *a, struct zbud_handle h)
+{
+	zbud_free_locked(a, h);
+}
+
+static bool zbud_op_hot(const void *a, struct zbud_handle h)
+{
+	return zbud_frame_hot_locked(a, h.frame);
+}
+
+/*
+ * Only a frame the kernel just zeroed is in the cache; into any other the
+ * copy streams, rather than read every line before writing it.  A buddy
+ * is chunk-aligned and its padded copy stays in its chunks.
+ */
+_Static_assert(ZBUD_CHUNK_SIZE % PAGEIO_LINE == 0,
+	       "a buddy's padded copy must stay in its own chunks");
+
+static void zbud_op_write(const void *a, struct zbud_handle h,
+			  const void *src, unsigned int len, bool hot)
+{
+	uint8_t *dst = zbud_buddy_addr(a, h, len);
+
+	if (hot)
+		memcpy(dst, src, len);
+	else
+		pageio_copy_nocache(dst, src, len);
+}
+
+static void zbud_op_read(const void *a, struct zbud_handle h, void *dst,
+			 unsigned int len)
+{
+	memcpy(dst, zbud_buddy_addr(a, h, len), len);
+}
+
+static uint32_t zbud_op_reclaim_start(void *a, enum tmem_kind kind)
+{
+	return zbud_reclaim_start_locked(a, kind);
+}
+
+static unsigned int zbud_op_unit_objs(const void *a, uint32_t unit)
+{
+	(void)a;
+	(void)unit;
+	return 2;
+}
+
+static unsigned int zbud_op_unit_frames(const void *a, uint32_t unit)
+{
+	(void)a;
+	(void)unit;
+	return 1;
+}
+
+static uint32_t zbud_op_unit_frame(const void *a, uint32_t unit,
+				   unsigned int k)
+{
+	(void)a;
+	(void)k;
+	return unit;
+}
+
+/* A buddy's chunks stay recorded while its frame is under reclaim. */
+static void zbud_op_unit_extent(const void *a, uint32_t unit, unsigned int i,
+				unsigned int *off, unsigned int *len)
+{
+	const struct zframe *f = &((const struct zbud *)a)->desc[unit];
+	unsigned int chunks = i == ZBUD_FIRST ? f->first_chunks :
+						f->last_chunks;
+
+	*len = chunks << ZBUD_CHUNK_SHIFT;
+	*off = i == ZBUD_FIRST ? 0 : TMEM_PAGE_SIZE - *len;
+}
+
+static unsigned int zbud_op_obj_bytes(unsigned int size)
+{
+	return zbud_chunks(size) << ZBUD_CHUNK_SHIFT;
+}
+
+static unsigned int zbud_op_obj_hdr(unsigned int size)
+{
+	(void)size;
+	return 0;
+}
+
+static uint32_t zbud_op_owner(const void *a, uint32_t unit, unsigned int i)
+{
+	return ((const struct zbud *)a)->desc[unit].owner[i];
+}
+
+static uint32_t zbud_op_detach(void *a, uint32_t unit, unsigned int i)
+{
+	struct zbud *z = a;
+	uint32_t owner = z->desc[unit].owner[i];
+
+	z->desc[unit].owner[i] = ZBUD_NO_OWNER;
+	return owner;
+}
+
+static void zbud_op_reclaim_finish(void *a, uint32_t unit)
+{
+	zbud_reclaim_finish_locked(a, unit);
+}
+
+static void zbud_op_reclaim_abort(void *a, uint32_t unit)
+{
+	zbud_reclaim_abort_locked(a, unit);
+}
+
+const struct zalloc_ops zbud_zalloc_ops = {
+	.name = "zbud",
+	.span_frames_max = 1,
+	.alloc_locked = zbud_op_alloc,
+	.free_locked = zbud_op_free,
+	.hot_locked = zbud_op_hot,
+	.write = zbud_op_write,
+	.read = zbud_op_read,
+	.reclaim_start_locked = zbud_op_reclaim_start,
+	.unit_objs = zbud_op_unit_objs,
+	.unit_frames = zbud_op_unit_frames,
+	.unit_frame = zbud_op_unit_frame,
+	.unit_extent = zbud_op_unit_extent,
+	.obj_bytes = zbud_op_obj_bytes,
+	.obj_hdr = zbud_op_obj_hdr,
+	.owner_locked = zbud_op_owner,
+	.detach_locked = zbud_op_detach,
+	.reclaim_finish_locked = zbud_op_reclaim_finish,
+	.reclaim_abort_locked = zbud_op_reclaim_abort,
+};

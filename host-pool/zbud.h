@@ -50,6 +50,7 @@ enum zbud_frame_type {
 	ZF_FREE = 0,
 	ZF_DATA,		/* one or two buddies (a raw page is a full one) */
 	ZF_SLAB,		/* metadata objects, see slab.c */
+	ZF_SPAN,		/* a frame of a size-class span, see zspage.c */
 };
 
 enum zbud_buddy { ZBUD_FIRST = 0, ZBUD_LAST = 1 };
@@ -66,16 +67,25 @@ enum zbud_buddy { ZBUD_FIRST = 0, ZBUD_LAST = 1 };
  *	       ZBUD_SLAB_END (shares storage with @owner)
  * @slab_inuse: slab frames: objects in use
  * @slab_shard: slab frames: the cache shard the frame belongs to
+ * @span_next: span frames: the span's next frame, or ZBUD_NIL
+ * @span_inuse: span heads: objects allocated (detached ones included)
+ * @span_free: span heads: first free object, or ZS_SLOT_NONE
+ * @span_owner: span heads of the huge class: the one object's owner
  * @lru_prev: per-kind LRU links (data and raw frames)
  * @lru_next: see @lru_prev
  * @prev: unbuddied list, arena free list or slab partial list links
  * @next: see @prev
  * @first_chunks: chunks used by the FIRST buddy
  * @last_chunks: chunks used by the LAST buddy
+ * @span_class: span heads: size class (shares storage with @first_chunks)
+ * @span_group: span heads: fullness group it is filed under
  * @type: enum zbud_frame_type
  * @kind: enum tmem_kind of the frame's contents
  * @under_reclaim: taken off every list by reclaim; owners may still be
  *		   detached by flushes but the frame is freed by reclaim only
+ * @span_head: the first frame of a span (the one handles name)
+ * @isolated: span heads: off the class lists while compaction empties it;
+ *	      frees still free, but leave the lists to compaction
  */
 struct zframe {
 	union {
@@ -85,12 +95,29 @@ struct zframe {
 			uint16_t slab_inuse;
 			uint16_t slab_shard;
 		};
+		struct {
+			uint32_t span_next;
+			union {
+				struct {
+					uint16_t span_inuse;
+					uint16_t span_free;
+				};
+				uint32_t span_owner;
+			};
+		};
 	};
 	uint32_t lru_prev, lru_next;
 	uint32_t prev, next;
-	uint8_t first_chunks, last_chunks;
+	union {
+		struct {
+			uint8_t first_chunks, last_chunks;
+		};
+		struct {
+			uint8_t span_class, span_group;
+		};
+	};
 	uint8_t type;
-	uint8_t kind : 1, under_reclaim : 1;
+	uint8_t kind : 1, under_reclaim : 1, span_head : 1, isolated : 1;
 };
 
 #define ZBUD_ARENA_DESC_BYTES	(ZBUD_ARENA_FRAMES * sizeof(struct zframe))
@@ -226,6 +253,8 @@ void zbud_frame_free_locked(struct zbud *z, uint32_t fn);
 void zbud_list_add_locked(struct zbud *z, struct zlist *l, uint32_t fn);
 void zbud_list_del_locked(struct zbud *z, struct zlist *l, uint32_t fn);
 void zbud_list_init(struct zlist *l);
+void zbud_lru_add_locked(struct zbud *z, struct zlist *l, uint32_t fn);
+void zbud_lru_del_locked(struct zbud *z, struct zlist *l, uint32_t fn);
 uint32_t zbud_reclaim_start_locked(struct zbud *z, enum tmem_kind kind);
 void zbud_reclaim_finish_locked(struct zbud *z, uint32_t fn);
 void zbud_reclaim_abort_locked(struct zbud *z, uint32_t fn);

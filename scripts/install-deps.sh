@@ -17,6 +17,7 @@ Groups:
           root file system needs
   libvirt libvirtd, virsh and the QEMU driver (bookworm's libvirt 9.0),
           xmllint; no systemd units are used (see tests/libvirt/run.sh)
+  bench   gdb (gcore), python3 and perl for scripts/make-heap-corpus.sh
 Idempotent: packages already installed are skipped; apt-get update runs when
 a source was added or the lists are older than a day.
 USAGE
@@ -26,7 +27,7 @@ groups=()
 for a in "$@"; do
 	case "$a" in
 	-h|--help) usage; exit 0 ;;
-	build|qemu|guest|libvirt) groups+=("$a") ;;
+	build|qemu|guest|libvirt|bench) groups+=("$a") ;;
 	*) echo "install-deps.sh: unknown group '$a' (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -94,6 +95,9 @@ for g in "${groups[@]}"; do
 		       libglib2.0-dev zlib1g-dev libfdt-dev liblz4-dev bzip2
 		       xz-utils dpkg-dev rsync patch seabios ipxe-qemu qemu-system-data)
 		bpo_pkgs+=(meson python3-pycotap)
+		;;
+	bench)
+		pkgs+=(gdb python3 perl)
 		;;
 	libvirt)
 		pkgs+=(libvirt-daemon libvirt-clients libvirt-daemon-driver-qemu

@@ -129,7 +129,8 @@ asan() {
 tsan() {
 	CC=clang setup build/tsan -Db_sanitize=thread -Db_lundef=false &&
 	ninja -C build/tsan tests/test-pool-concurrency \
-		tests/test-pool-writeback-tsan &&
+		tests/test-pool-writeback-tsan tests/test-zspage-tsan \
+		tests/test-pool-migrate-tsan &&
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	TMEM_CONCURRENCY_OPS=$CONCURRENCY_OPS \
 	TMEM_WB_OPS=$((CONCURRENCY_OPS * 4)) \
@@ -222,7 +223,11 @@ stage fuzz-run count_summary qemu-fuzz \
 must guest-w1 stage guest scripts/build-guest.sh --w1
 # after the guest stage: Linux's checkpatch.pl comes with the kernel source
 stage style count_summary style checkpatch_all
-must e2e-release stage e2e e2e_stage release
+# every scenario, and those the allocator changes most with the other one
+must e2e-release stage e2e e2e_stage release frontswap clients cleancache \
+	pool_full writeback toggles smp reboot unplug stall_invalidate \
+	stall_get stall_unplug mq_pools frontswap@zsmalloc writeback@zsmalloc \
+	clients@zsmalloc
 # the debug kernel (KASAN, lockdep) runs 3x slower under TCG: the
 # scenarios that exercise the most driver paths, and the one whose
 # invalidations wait in atomic context

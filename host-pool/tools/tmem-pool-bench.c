@@ -49,7 +49,15 @@ static struct {
 	size_t max_pages;
 	int repeat;
 	int accel;
-} opt = { .max_pages = 65536, .repeat = 5, .accel = TMEM_DEFAULT_LZ4_ACCEL };
+	int allocator;		/* enum tmem_allocator, or -1: both */
+} opt = { .max_pages = 65536, .repeat = 5, .accel = TMEM_DEFAULT_LZ4_ACCEL,
+	  .allocator = -1 };
+
+static const char *const allocator_names[] = {
+	[TMEM_ALLOC_ZBUD] = "zbud",
+	[TMEM_ALLOC_ZSMALLOC] = "zsmalloc",
+};
+#define NR_ALLOCATORS	2
 
 static double now(void)
 {
@@ -421,7 +429,8 @@ static double pool_pass(struct tmem_store *s, int pool, const struct corpus *c,
 	return t;
 }
 
-static struct tmem_store *new_store(const struct corpus *c, int *pool)
+static struct tmem_store *new_store(const struct corpus *c, int *pool,
+				     enum tmem_allocator alloc)
 {
 	struct tmem_config cfg;
 	struct tmem_store *s;
@@ -429,6 +438,7 @@ static struct tmem_store *new_store(const struct corpus *c, int *pool)
 	int ret;
 
 	tmem_config_init(&cfg);
+	cfg.allocator = alloc;
 	cfg.limit_bytes = (uint64_t)c->nr * PAGE * 5 / 4 + (64ull << 20);
 	cfg.lz4_acceleration = opt.accel;
 	/* the limit follows the corpus size (--max-pages) */
@@ -471,12 +481,12 @@ static void pool_result_init(struct pool_result *pr)
 
 /* One timed pass of each pool figure; stats from the first 1-thread run. */
 static void pool_round(const struct corpus *c, struct pool_result *pr,
-		       bool keep_stats)
+		       bool keep_stats, enum tmem_allocator alloc)
 {
 	int threads, pool;
 
 	for (threads = 1; threads <= 2; threads++) {
-		struct tmem_store *s = new_store(c, &pool);
+		struct tmem_store *s = new_store(c, &pool, alloc);
 
 		keep_min(&pr->put_s[threads],
 			 pool_pass(s, pool, c, threads, false));
@@ -491,14 +501,14 @@ static void pool_round(const struct corpus *c, struct pool_result *pr,
 }
 
 /* Every page reads back as it went in (outside the timed passes). */
-static void verify(const struct corpus *c)
+static void verify(const struct corpus *c, enum tmem_allocator alloc)
 {
 	static uint8_t out[PAGE];
 	struct tmem_store *s;
 	size_t i;
 	int pool;
 
-	s = new_store(c, &pool);
+	s = new_store(c, &pool, alloc);
 	pool_pass(s, pool, c, 1, false);
 	for (i = 0; i < c->nr; i++) {
 		struct tmem_oid oid = { { c->file[i], 0, 0 } };
@@ -514,6 +524,54 @@ static void verify(const struct corpus *c)
 	tmem_store_destroy(s);
 }
 
+/*
+ * Fragmentation: every page put, then a pseudo-random half flushed; frames
+ * held against the live bytes, before and after tmem_compact().
+ */
+struct frag_result {
+	uint64_t before, after, live, moved;
+	double compact_s;
+};
+
+static bool frag_flushed(size_t i)
+{
+	return ((uint32_t)i * 2654435761u) >> 31;
+}
+
+static uint64_t live_bytes(const struct tmem_kind_stats *k)
+{
+	return k->compressed_bytes + k->raw_pages * PAGE;
+}
+
+static void frag_round(const struct corpus *c, struct frag_result *fr,
+		       enum tmem_allocator alloc)
+{
+	struct tmem_stats st;
+	struct tmem_store *s;
+	size_t i;
+	int pool;
+	double t;
+
+	s = new_store(c, &pool, alloc);
+	pool_pass(s, pool, c, 1, false);
+	for (i = 0; i < c->nr; i++) {
+		struct tmem_oid oid = { { c->file[i], 0, 0 } };
+
+		if (frag_flushed(i))
+			tmem_flush_page(s, (uint32_t)pool, &oid, c->index[i]);
+	}
+	tmem_get_stats(s, &st);
+	fr->before = st.kind[TMEM_PERSISTENT].frames;
+	fr->live = live_bytes(&st.kind[TMEM_PERSISTENT]);
+	t = now();
+	tmem_compact(s);
+	fr->compact_s = now() - t;
+	tmem_get_stats(s, &st);
+	fr->after = st.kind[TMEM_PERSISTENT].frames;
+	fr->moved = st.compact_moved;
+	tmem_store_destroy(s);
+}
+
 /* ---- report ---------------------------------------------------------------- */
 
 static const char *verdict(double v, double target, bool at_least)
@@ -522,7 +580,7 @@ static const char *verdict(double v, double target, bool at_least)
 }
 
 static void report(const struct corpus *c, const struct raw_result *r,
-		   const struct pool_result *pr)
+		   const struct pool_result *pr, enum tmem_allocator alloc)
 {
 	const struct tmem_kind_stats *k = &pr->st.kind[TMEM_PERSISTENT];
 	double n = (double)c->nr;
@@ -538,13 +596,7 @@ static void report(const struct corpus *c, const struct raw_result *r,
 	double stored_bytes = (double)r->compressed_bytes +
 			      (double)(c->nr - r->compressible) * PAGE;
 
-	printf("corpus: %zu files, %zu pages (%.1f MiB): %zu zero-filled and "
-	       "%zu same-filled (left out), %zu measured, of which %zu "
-	       "incompressible (> %d bytes)\n",
-	       c->files, c->nr + c->zero + c->same,
-	       (c->nr + c->zero + c->same) * (double)PAGE / (1 << 20),
-	       c->zero, c->same, c->nr, c->nr - r->compressible,
-	       max_compressed);
+	printf("\n=== allocator %s ===\n", allocator_names[alloc]);
 	printf("\n%-34s %12s %12s %8s %8s\n", "single thread", "pages/s",
 	       "limit", "ratio", "target");
 	printf("%-34s %12.0f %12.0f %8.2f %8s  %s (raw LZ4 compress)\n",
@@ -592,21 +644,106 @@ static void report(const struct corpus *c, const struct raw_result *r,
 	printf("%-34s %12.1f %12s %8s %8s  %s\n", "metadata bytes per page",
 	       (double)(pr->st.meta_bytes) / n, "", "", "<=64",
 	       verdict((double)pr->st.meta_bytes / n, 64, false));
-	printf("%-34s %12" PRIu64 " %12zu %8.3f %8s  %s (optimal pairing)\n",
-	       "zbud frames (compressed pages)", zframes, opt_frames,
-	       (double)zframes / (double)opt_frames, "<=1.10",
-	       verdict((double)zframes / (double)opt_frames, 1.10, false));
+	if (alloc == TMEM_ALLOC_ZBUD)
+		printf("%-34s %12" PRIu64 " %12zu %8.3f %8s  %s (optimal "
+		       "pairing)\n", "zbud frames (compressed pages)", zframes,
+		       opt_frames, (double)zframes / (double)opt_frames,
+		       "<=1.10", verdict((double)zframes / (double)opt_frames,
+					 1.10, false));
 	printf("\nmetadata: %" PRIu64 " bytes of pool tables and frame "
 	       "descriptors + %" PRIu64 " slab frames (entries, objects, index "
 	       "nodes)\n", pr->st.meta_bytes - k->meta_frames * PAGE,
 	       k->meta_frames);
 }
 
+static void report_corpus(const struct corpus *c, const struct raw_result *r)
+{
+	printf("corpus: %zu files, %zu pages (%.1f MiB): %zu zero-filled and "
+	       "%zu same-filled (left out), %zu measured, of which %zu "
+	       "incompressible (> %d bytes)\n",
+	       c->files, c->nr + c->zero + c->same,
+	       (c->nr + c->zero + c->same) * (double)PAGE / (1 << 20),
+	       c->zero, c->same, c->nr, c->nr - r->compressible,
+	       max_compressed);
+}
+
+/*
+ * The allocators side by side against byte-perfect packing (the sum of the
+ * stored sizes, raw pages at 4096) and against zbud's speed.
+ */
+static void report_density(const struct corpus *c, const struct raw_result *r,
+			   const struct pool_result *pr,
+			   const struct frag_result *fr, const bool *ran)
+{
+	double n = (double)c->nr;
+	double ideal = ((double)r->compressed_bytes +
+			(double)(c->nr - r->compressible) * PAGE) / PAGE;
+	const struct pool_result *zb = &pr[TMEM_ALLOC_ZBUD];
+	int a;
+
+	printf("\n=== density (persistent pool holding every measured page) "
+	       "===\n\n%-10s %9s %11s %11s %9s %8s %9s %9s %8s %8s\n",
+	       "allocator", "frames", "pages/frame", "host B/page", "vs ideal",
+	       "target", "put/s", "get/s", "put/zbud", "get/zbud");
+	printf("%-10s %9.0f %11.3f %11.0f %9s\n", "ideal", ideal, n / ideal,
+	       ideal * PAGE / n, "1.000");
+	for (a = 0; a < NR_ALLOCATORS; a++) {
+		const struct tmem_kind_stats *k = &pr[a].st.kind[TMEM_PERSISTENT];
+		double dens = ideal / (double)k->frames;
+		double put = n / pr[a].reput_s[1], get = n / pr[a].get_s[1];
+
+		if (!ran[a])
+			continue;
+		printf("%-10s %9" PRIu64 " %11.3f %11.0f %9.3f %8s %9.0f %9.0f",
+		       allocator_names[a], k->frames, n / (double)k->frames,
+		       (double)pr[a].st.used_bytes / n, dens,
+		       a == TMEM_ALLOC_ZSMALLOC ? ">=0.95" : "", put, get);
+		if (ran[TMEM_ALLOC_ZBUD])
+			printf(" %8.2f %8.2f", put * zb->reput_s[1] / n,
+			       get * zb->get_s[1] / n);
+		if (a == TMEM_ALLOC_ZSMALLOC)
+			printf("  %s", verdict(dens, 0.95, true));
+		printf("\n");
+	}
+	if (ran[TMEM_ALLOC_ZBUD] && ran[TMEM_ALLOC_ZSMALLOC]) {
+		double pr_put = pr[1].reput_s[1], pr_get = pr[1].get_s[1];
+
+		printf("zsmalloc against zbud: put %.2f (target >=0.90, %s), "
+		       "get %.2f (target >=0.90, %s); metadata %.1f B/page "
+		       "(target <=64, %s)\n",
+		       zb->reput_s[1] / pr_put,
+		       verdict(zb->reput_s[1] / pr_put, 0.90, true),
+		       zb->get_s[1] / pr_get,
+		       verdict(zb->get_s[1] / pr_get, 0.90, true),
+		       (double)pr[1].st.meta_bytes / n,
+		       verdict((double)pr[1].st.meta_bytes / n, 64, false));
+	}
+	printf("\n%-10s %9s %9s %9s %9s %8s %9s %12s\n", "half flushed",
+	       "live/4096", "frames", "compacted", "ratio", "target", "moved",
+	       "compact s");
+	for (a = 0; a < NR_ALLOCATORS; a++) {
+		double live = (double)fr[a].live / PAGE;
+
+		if (!ran[a])
+			continue;
+		printf("%-10s %9.0f %9" PRIu64 " %9" PRIu64 " %9.3f %8s %9"
+		       PRIu64 " %12.4f", allocator_names[a], live,
+		       fr[a].before, fr[a].after, (double)fr[a].after / live,
+		       a == TMEM_ALLOC_ZSMALLOC ? "<=1.10" : "", fr[a].moved,
+		       fr[a].compact_s);
+		if (a == TMEM_ALLOC_ZSMALLOC)
+			printf("  %s", verdict((double)fr[a].after / live,
+					       1.10, false));
+		printf("\n");
+	}
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: tmem-pool-bench [--corpus PATH]... [--max-pages N] "
-		"[--repeat N] [--accel N]\n\n"
+		"[--repeat N] [--accel N]\n"
+		"                       [--allocator zbud|zsmalloc]\n\n"
 		"Measures the virtio-tmem host pool (put, get, 1 and 2 threads,\n"
 		"space) on real pages, against raw LZ4 and memcpy on the same\n"
 		"pages.  PATH is a file or directory (default:\n"
@@ -614,7 +751,10 @@ static void usage(FILE *f)
 		"several paths share --max-pages equally.\n"
 		"  --max-pages N  corpus size in 4 KiB pages (default 65536)\n"
 		"  --repeat N     best of N timed rounds (default 5)\n"
-		"  --accel N      LZ4 acceleration (default 1)\n");
+		"  --accel N      LZ4 acceleration (default 1)\n"
+		"  --allocator A  measure only allocator A (default: both, side\n"
+		"                 by side, with a density table against\n"
+		"                 byte-perfect packing and a fragmentation run)\n");
 }
 
 int main(int argc, char **argv)
@@ -624,19 +764,33 @@ int main(int argc, char **argv)
 		{ "max-pages", required_argument, NULL, 'm' },
 		{ "repeat", required_argument, NULL, 'r' },
 		{ "accel", required_argument, NULL, 'a' },
+		{ "allocator", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct corpus c = { 0 };
 	struct raw_result r;
-	struct pool_result pr;
+	struct pool_result pr[NR_ALLOCATORS];
+	struct frag_result fr[NR_ALLOCATORS];
+	bool ran[NR_ALLOCATORS];
 	struct tmem_config cfg;
 	uint8_t *cbuf;
 	char *end;
-	int ch, i;
+	int ch, i, a;
 
-	while ((ch = getopt_long(argc, argv, "c:m:r:a:h", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:m:r:a:A:h", lo, NULL)) != -1) {
 		switch (ch) {
+		case 'A':
+			for (i = 0; i < NR_ALLOCATORS; i++)
+				if (!strcmp(optarg, allocator_names[i]))
+					opt.allocator = i;
+			if (opt.allocator < 0) {
+				fprintf(stderr, "tmem-pool-bench: bad value "
+					"'%s' for --allocator (zbud or "
+					"zsmalloc)\n", optarg);
+				return 2;
+			}
+			break;
 		case 'c':
 			if (opt.nr_paths == 16) {
 				fprintf(stderr, "tmem-pool-bench: at most 16 "
@@ -705,15 +859,28 @@ int main(int argc, char **argv)
 		"(best of %d)...\n", c.nr, opt.repeat);
 	/* limits and pool taken turn about, so that both see the same host */
 	cbuf = raw_setup(&c, &r);
-	pool_result_init(&pr);
+	for (a = 0; a < NR_ALLOCATORS; a++) {
+		ran[a] = opt.allocator < 0 || opt.allocator == a;
+		pool_result_init(&pr[a]);
+	}
 	for (i = 0; i < opt.repeat; i++) {
 		raw_round(&c, cbuf, &r);
 		fresh_round(c.nr, &r);
-		pool_round(&c, &pr, i == 0);
+		for (a = 0; a < NR_ALLOCATORS; a++)
+			if (ran[a])
+				pool_round(&c, &pr[a], i == 0,
+					   (enum tmem_allocator)a);
 	}
 	free(cbuf);
-	verify(&c);
-	report(&c, &r, &pr);
+	report_corpus(&c, &r);
+	for (a = 0; a < NR_ALLOCATORS; a++) {
+		if (!ran[a])
+			continue;
+		verify(&c, (enum tmem_allocator)a);
+		frag_round(&c, &fr[a], (enum tmem_allocator)a);
+		report(&c, &r, &pr[a], (enum tmem_allocator)a);
+	}
+	report_density(&c, &r, pr, fr, ran);
 	free(r.sizes);
 	free(c.pages);
 	free(c.file);

@@ -5,12 +5,15 @@
  * Each op takes 8 input bytes: op, pool, object, index, page shape, seed,
  * size, iov split.  Pool 0 is ephemeral, 1 persistent, 2 shared, 3 an id
  * that was never created.  Any failed put removes the older page; a get
- * into a buffer that is not one page changes nothing.
+ * into a buffer that is not one page changes nothing.  The bytes left over
+ * after the last whole op pick the allocator: an odd count zsmalloc, else
+ * zbud (TMEM_TEST_ALLOCATOR overrides), so one run covers both.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../host-pool/allocator.h"
 #include "../host-pool/pages.h"
 #include "tmem.h"
 
@@ -61,6 +64,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t at;
 
 	tmem_config_init(&cfg);
+	cfg.allocator = (size % 8) & 1 ? TMEM_ALLOC_ZSMALLOC : TMEM_ALLOC_ZBUD;
+	test_pick_allocator(&cfg);
 	cfg.limit_bytes = 1 << 20;
 	cfg.max_pools = 4;
 	if (tmem_store_create(&cfg, &s))

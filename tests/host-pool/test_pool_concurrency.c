@@ -19,6 +19,7 @@
 #include "../check.h"
 #include "pages.h"
 #include "tmem.h"
+#include "allocator.h"
 
 #define MAX_THREADS	8
 #define NIDX		512
@@ -195,6 +196,7 @@ int main(int argc, char **argv)
 		nthreads = (unsigned int)strtoul(argv[2], NULL, 0);
 	REQUIRE(nthreads >= 2 && nthreads <= MAX_THREADS);
 	tmem_config_init(&cfg);
+	test_pick_allocator(&cfg);
 	cfg.limit_bytes = 2 << 20;
 	REQUIRE(tmem_store_create(&cfg, &store) == 0);
 	shared_eph = tmem_new_pool(store, TMEM_POOL_SHARED, &u);
@@ -219,9 +221,10 @@ int main(int argc, char **argv)
 
 	tmem_get_stats(store, &st);
 	printf("%u threads x %" PRIu64 " ops: %" PRIu64 " puts, %" PRIu64
-	       " evicted, %" PRIu64 " persistent refused\n", nthreads,
-	       ops_per_thread, st.kind[0].puts + st.kind[1].puts,
-	       st.kind[0].evicted_pages, st.kind[1].reject_full);
+	       " evicted, %" PRIu64 " persistent refused, %" PRIu64
+	       " pages moved by compaction\n", nthreads, ops_per_thread,
+	       st.kind[0].puts + st.kind[1].puts, st.kind[0].evicted_pages,
+	       st.kind[1].reject_full, st.compact_moved);
 	CHECK(st.used_bytes <= st.limit_bytes);
 	CHECK(st.kind[0].evicted_pages > 0);
 	CHECK_EQ(atomic_load(&failures), 0);

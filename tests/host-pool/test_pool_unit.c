@@ -14,6 +14,7 @@
 #include "pageio.h"
 #include "pages.h"
 #include "store_internal.h"
+#include "allocator.h"
 
 static uint8_t page[TMEM_PAGE_SIZE], out[TMEM_PAGE_SIZE];
 
@@ -23,10 +24,20 @@ static struct tmem_store *store_new(uint64_t limit, unsigned int max_pools)
 	struct tmem_store *s;
 
 	tmem_config_init(&cfg);
+	test_pick_allocator(&cfg);
 	cfg.limit_bytes = limit;
 	cfg.max_pools = max_pools;
 	REQUIRE(tmem_store_create(&cfg, &s) == 0);
 	return s;
+}
+
+static enum tmem_allocator test_allocator(void)
+{
+	struct tmem_config cfg;
+
+	tmem_config_init(&cfg);
+	test_pick_allocator(&cfg);
+	return cfg.allocator;
 }
 
 static struct tmem_oid oid_n(uint64_t n)
@@ -56,9 +67,14 @@ static int get(struct tmem_store *s, int pool, uint64_t obj, uint64_t idx,
 
 static void test_zbud_packing(void)
 {
-	struct tmem_store *s = store_new(16 << 20, 4);
-	int pool = tmem_new_pool(s, TMEM_POOL_PERSISTENT, NULL);
+	struct tmem_store *s;
 	struct tmem_stats st;
+	int pool;
+
+	if (test_allocator() != TMEM_ALLOC_ZBUD)
+		return;
+	s = store_new(16 << 20, 4);
+	pool = tmem_new_pool(s, TMEM_POOL_PERSISTENT, NULL);
 
 	/* two pages of ~1.5 KiB share a frame, a third opens another */
 	page_make(page, SHAPE_SIZED, 1, 1500);
@@ -95,6 +111,93 @@ static void test_zbud_packing(void)
 	tmem_get_stats(s, &st);
 	CHECK_EQ(st.kind[TMEM_PERSISTENT].frames, 2);
 	CHECK_EQ(st.kind[TMEM_PERSISTENT].stored_pages, 3);
+	tmem_store_destroy(s);
+}
+
+/*
+ * zsmalloc packs pages of ~1.5 KiB eight to a span of three frames, where
+ * zbud takes a frame for two; flushing them all frees every span.
+ */
+static void test_zsmalloc_packing(void)
+{
+	struct tmem_store *s;
+	struct tmem_stats st;
+	unsigned int i;
+	int pool;
+
+	if (test_allocator() != TMEM_ALLOC_ZSMALLOC)
+		return;
+	s = store_new(16 << 20, 4);
+	pool = tmem_new_pool(s, TMEM_POOL_PERSISTENT, NULL);
+	for (i = 0; i < 64; i++) {
+		page_make(page, SHAPE_SIZED, i, 1500);
+		CHECK_EQ(put(s, pool, 1, i, page), 0);
+	}
+	tmem_get_stats(s, &st);
+	printf("packing: %llu bytes in %llu frames\n", (unsigned long long)st.kind[TMEM_PERSISTENT].compressed_bytes, (unsigned long long)st.kind[TMEM_PERSISTENT].frames);
+	CHECK(st.kind[TMEM_PERSISTENT].frames * TMEM_PAGE_SIZE <=
+	      (st.kind[TMEM_PERSISTENT].compressed_bytes + 64 * 20) * 105 /
+	      100 + 3 * TMEM_PAGE_SIZE);
+	CHECK(st.kind[TMEM_PERSISTENT].frames < 32);
+	for (i = 0; i < 64; i++) {
+		page_make(page, SHAPE_SIZED, i, 1500);
+		CHECK_EQ(get(s, pool, 1, i, 0), 0);
+		CHECK(!memcmp(page, out, TMEM_PAGE_SIZE));
+	}
+	CHECK_EQ(tmem_flush_object(s, pool, &(struct tmem_oid){ { 1, 3, ~1ull } },
+				   NULL), 0);
+	tmem_get_stats(s, &st);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].frames, 0);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].stored_pages, 0);
+	tmem_store_destroy(s);
+}
+
+/*
+ * After random flushes, compaction gives back the sparse spans' frames and
+ * every page still reads back (issue 16: within 10 % of the live bytes).
+ */
+static void test_zsmalloc_compaction(void)
+{
+	struct tmem_store *s;
+	struct tmem_stats st;
+	uint64_t before, freed, live;
+	unsigned int i;
+	int pool;
+
+	if (test_allocator() != TMEM_ALLOC_ZSMALLOC)
+		return;
+	s = store_new(96 << 20, 4);
+	pool = tmem_new_pool(s, TMEM_POOL_PERSISTENT, NULL);
+	for (i = 0; i < 20000; i++) {
+		page_make(page, SHAPE_SIZED, i, 300 + (i * 7919) % 2700);
+		CHECK_EQ(put(s, pool, 1, i, page), 0);
+	}
+	for (i = 0; i < 20000; i++)
+		if ((i * 2654435761u) >> 31)
+			CHECK_EQ(tmem_flush_page(s, pool, &(struct tmem_oid){
+				{ 1, 3, ~1ull } }, i), 1);
+	tmem_get_stats(s, &st);
+	before = st.kind[TMEM_PERSISTENT].frames;
+	freed = tmem_compact(s);
+	tmem_get_stats(s, &st);
+	live = st.kind[TMEM_PERSISTENT].compressed_bytes;
+	printf("compaction: %llu -> %llu frames, live %llu bytes\n", (unsigned long long)before, (unsigned long long)(before - freed), (unsigned long long)live);
+	CHECK(freed > 0);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].frames, before - freed);
+	CHECK_EQ(st.compact_frames, freed);
+	CHECK(st.kind[TMEM_PERSISTENT].frames * TMEM_PAGE_SIZE * 100 <=
+	      live * 110);
+	for (i = 0; i < 20000; i++) {
+		int r = get(s, pool, 1, i, 0);
+
+		if ((i * 2654435761u) >> 31) {
+			CHECK_EQ(r, -TMEM_E_NOT_FOUND);
+			continue;
+		}
+		CHECK_EQ(r, 0);
+		page_make(page, SHAPE_SIZED, i, 300 + (i * 7919) % 2700);
+		CHECK(!memcmp(page, out, TMEM_PAGE_SIZE));
+	}
 	tmem_store_destroy(s);
 }
 
@@ -791,6 +894,7 @@ static void test_config_check(void)
 
 	/* The extremes of every range are accepted. */
 	tmem_config_init(&cfg);
+	test_pick_allocator(&cfg);
 	cfg.limit_bytes = TMEM_MIN_LIMIT;
 	cfg.compressor = TMEM_COMP_NONE;
 	cfg.lz4_acceleration = TMEM_LZ4_ACCEL_MAX;
@@ -802,6 +906,7 @@ static void test_config_check(void)
 	REQUIRE(tmem_store_create(&cfg, &t) == 0);
 	tmem_store_destroy(t);
 	tmem_config_init(&cfg);
+	test_pick_allocator(&cfg);
 	cfg.limit_bytes = TMEM_MAX_LIMIT;
 	cfg.lz4_acceleration = TMEM_LZ4_ACCEL_MIN;
 	cfg.max_compressed = TMEM_MAX_COMPRESSED_MAX;
@@ -814,6 +919,7 @@ static void test_config_check(void)
 
 	/* Pool tables count against the limit: max_pools is what is wrong. */
 	tmem_config_init(&cfg);
+	test_pick_allocator(&cfg);
 	cfg.limit_bytes = TMEM_MIN_LIMIT;
 	cfg.max_pools = TMEM_MAX_POOLS;
 	CHECK_EQ(tmem_config_check(&cfg, why, sizeof(why)),
@@ -830,6 +936,7 @@ static void test_config_check(void)
 
 	/* The first bad field is named; a short buffer is cut, not overrun. */
 	tmem_config_init(&cfg);
+	test_pick_allocator(&cfg);
 	cfg.lz4_acceleration = 0;
 	cfg.wb_low_pct = 100;
 	CHECK_EQ(tmem_config_check(&cfg, why, 8), TMEM_CFG_LZ4_ACCEL);
@@ -898,6 +1005,7 @@ static void test_compressor_none(void)
 	int pool;
 
 	tmem_config_init(&cfg);
+	test_pick_allocator(&cfg);
 	cfg.compressor = TMEM_COMP_NONE;
 	cfg.limit_bytes = 4 << 20;
 	REQUIRE(tmem_store_create(&cfg, &s) == 0);
@@ -914,6 +1022,8 @@ static void test_compressor_none(void)
 int main(void)
 {
 	test_zbud_packing();
+	test_zsmalloc_packing();
+	test_zsmalloc_compaction();
 	test_zbud_direct();
 	test_zbud_best_fit();
 	test_populate_bound();

@@ -45,6 +45,7 @@
 #include "../check.h"
 #include "pages.h"
 #include "store_internal.h"
+#include "allocator.h"
 
 static char image_path[256];
 static uint64_t ops = 300000;
@@ -138,7 +139,7 @@ static void credits_grant(struct credits *c, struct tmem_store *s)
 
 /*
  * Should every write fail from now on, each credited put may take up to
- * PUT_WORST_BYTES, past the limit: the overdraft (a quarter of the limit)
+ * store_put_worst(), past the limit: the overdraft (a quarter of the limit)
  * must take them all.  For a store without ephemeral pages, whose used
  * bytes then all stay.
  */
@@ -150,7 +151,7 @@ static void credits_check_overdraft(const struct credits *c,
 
 	tmem_get_stats(s, &st);
 	most = st.limit_bytes + st.limit_bytes / 4;
-	if (st.used_bytes + c->outstanding * PUT_WORST_BYTES > most) {
+	if (st.used_bytes + c->outstanding * s->put_worst > most) {
 		fprintf(stderr, "%" PRIu64 " credits outstanding, %" PRIu64
 			" bytes used: beyond the overdraft\n", c->outstanding,
 			st.used_bytes);
@@ -184,6 +185,7 @@ static void rig_open(struct rig *r, uint64_t limit_mib, uint64_t image_mib,
 	int err;
 
 	tmem_config_init(&cfg);
+	test_pick_allocator(&cfg);
 	cfg.limit_bytes = limit_mib << 20;
 	cfg.max_pools = 8;
 	if (rig_wb_high) {
@@ -265,13 +267,16 @@ static void stats_print(const char *name, struct tmem_store *s)
 	       " read back; slots %" PRIu64 "/%" PRIu64 ", %" PRIu64
 	       " KiB allocated; errors w%" PRIu64 " r%" PRIu64 " c%" PRIu64
 	       " a%" PRIu64 "; overdraft %" PRIu64 "; used %" PRIu64 "/%" PRIu64
-	       "\n", name, st.kind[1].stored_pages, st.image.pages_in_image,
+	       "; compaction moved %" PRIu64 " pages, freed %" PRIu64
+	       " frames\n", name, st.kind[1].stored_pages,
+	       st.image.pages_in_image,
 	       st.image.frames_written, st.image.pages_written,
 	       st.image.pages_read, st.image.slots_used, st.image.slots_total,
 	       st.image.bytes_allocated >> 10, st.image.write_errors,
 	       st.image.read_errors, st.image.checksum_errors,
 	       st.image.reserve_errors, st.image.overdraft_puts,
-	       st.used_bytes, st.limit_bytes);
+	       st.used_bytes, st.limit_bytes, st.compact_moved,
+	       st.compact_frames);
 }
 
 /* ---- roundtrip -------------------------------------------------------------- */

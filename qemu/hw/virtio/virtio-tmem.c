@@ -873,6 +873,8 @@ static void virtio_tmem_pool_config(VirtIOTmem *s, struct tmem_config *cfg)
     cfg->compressor = strcmp(s->compressor, "none") ? TMEM_COMP_LZ4 :
                                                       TMEM_COMP_NONE;
     cfg->lz4_acceleration = s->lz4_acceleration;
+    cfg->allocator = strcmp(s->allocator, "zsmalloc") ? TMEM_ALLOC_ZBUD :
+                                                        TMEM_ALLOC_ZSMALLOC;
     cfg->max_pools = s->max_pools;
     cfg->wb_high_pct = s->writeback_high;
     cfg->wb_low_pct = s->writeback_low;
@@ -960,6 +962,9 @@ static char *virtio_tmem_pool_prop(VirtIOTmem *s, enum tmem_config_field f)
     case TMEM_CFG_WB_LOW:
         return g_strdup_printf(VIRTIO_TMEM_WB_LOW_PROP "=%u",
                                s->writeback_low);
+    case TMEM_CFG_ALLOCATOR:
+        return g_strdup_printf(VIRTIO_TMEM_ALLOCATOR_PROP "=%s",
+                               s->allocator);
     default:
         /* max_compressed and others the device leaves at their default */
         return g_strdup_printf("pool setting %d", f);
@@ -984,6 +989,15 @@ static bool virtio_tmem_check_props(VirtIOTmem *s, Error **errp)
     if (strcmp(s->compressor, "lz4") && strcmp(s->compressor, "none")) {
         error_setg(errp, "virtio-tmem: " VIRTIO_TMEM_COMPRESSOR_PROP
                    "=%s: must be 'lz4' or 'none'", s->compressor);
+        return false;
+    }
+    if (!s->allocator) {
+        s->allocator = g_strdup("zbud");
+    }
+    /* and the allocator too */
+    if (strcmp(s->allocator, "zbud") && strcmp(s->allocator, "zsmalloc")) {
+        error_setg(errp, "virtio-tmem: " VIRTIO_TMEM_ALLOCATOR_PROP
+                   "=%s: must be 'zbud' or 'zsmalloc'", s->allocator);
         return false;
     }
     virtio_tmem_pool_config(s, &cfg);
@@ -1215,6 +1229,8 @@ static void virtio_tmem_get_stats(Object *obj, Visitor *v, const char *name,
         !visit_type_uint64(v, "pools", &st.pools, errp) ||
         !visit_type_uint64(v, "persistent-capacity",
                            &st.persistent_capacity, errp) ||
+        !visit_type_uint64(v, "compact-moved", &st.compact_moved, errp) ||
+        !visit_type_uint64(v, "compact-frames", &st.compact_frames, errp) ||
         !visit_type_uint64(v, "credits-granted", &granted, errp) ||
         !visit_type_uint64(v, "credits-spent", &spent, errp) ||
         !visit_type_uint64(v, "notifications", &notifications, errp) ||
@@ -1382,6 +1398,7 @@ static const Property virtio_tmem_properties[] = {
     DEFINE_PROP_SIZE(VIRTIO_TMEM_SIZE_PROP, VirtIOTmem, size,
                      VIRTIO_TMEM_DEFAULT_SIZE),
     DEFINE_PROP_STRING(VIRTIO_TMEM_COMPRESSOR_PROP, VirtIOTmem, compressor),
+    DEFINE_PROP_STRING(VIRTIO_TMEM_ALLOCATOR_PROP, VirtIOTmem, allocator),
     DEFINE_PROP_UINT32(VIRTIO_TMEM_LZ4_ACCEL_PROP, VirtIOTmem,
                        lz4_acceleration, TMEM_DEFAULT_LZ4_ACCEL),
     DEFINE_PROP_UINT16(VIRTIO_TMEM_NUM_QUEUES_PROP, VirtIOTmem, num_queues, 1),
@@ -1433,6 +1450,9 @@ static void virtio_tmem_class_init(ObjectClass *klass, void *data)
         "host memory for the guest's pages, metadata included");
     object_class_property_set_description(klass, VIRTIO_TMEM_COMPRESSOR_PROP,
         "'lz4' (default) or 'none'");
+    object_class_property_set_description(klass, VIRTIO_TMEM_ALLOCATOR_PROP,
+        "'zbud' (default: two pages a frame) or 'zsmalloc' (size classes, "
+        "denser)");
     object_class_property_set_description(klass, VIRTIO_TMEM_LZ4_ACCEL_PROP,
                                           lz4);
     object_class_property_set_description(klass, VIRTIO_TMEM_NUM_QUEUES_PROP,

@@ -27,6 +27,7 @@
  */
 #define VIRTIO_TMEM_SIZE_PROP "size"
 #define VIRTIO_TMEM_COMPRESSOR_PROP "compressor"
+#define VIRTIO_TMEM_ALLOCATOR_PROP "allocator"
 #define VIRTIO_TMEM_LZ4_ACCEL_PROP "lz4-acceleration"
 #define VIRTIO_TMEM_NUM_QUEUES_PROP "num-queues"
 #define VIRTIO_TMEM_QUEUE_SIZE_PROP "queue-size"
@@ -61,6 +62,7 @@ struct VirtIOTmem {
     /* properties */
     uint64_t size;
     char *compressor;
+    char *allocator;
     uint32_t lz4_acceleration;
     uint16_t num_queues;
     uint16_t queue_size;
