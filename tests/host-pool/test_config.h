@@ -28,8 +28,9 @@ static inline void test_config_init(struct tmem_config *cfg)
 		if (c[4])
 			cfg->zstd_level = atoi(c + 5);
 	} else {
-		fprintf(stderr, "TMEM_TEST_COMPRESSOR=%s: must be lz4, "
-			"zstd[:LEVEL] or none\n", c);
+		fprintf(stderr,
+			"TMEM_TEST_COMPRESSOR=%s: must be lz4, zstd[:LEVEL] or none\n",
+			c);
 		exit(2);
 	}
 }
