@@ -5,8 +5,8 @@
  * A store holds pages for the pools of one virtual device: ephemeral pools
  * (clean page cache: the store may drop their pages) and persistent pools
  * (swap: a page stays until it is flushed).  Pages are compressed with LZ4
- * (or zstd) and packed two per 4 KiB pageframe by a zbud allocator; zero- and
- * same-filled pages cost only metadata.  Everything the store allocates,
+ * (or zstd) and packed two per 4 KiB pageframe by a zbud allocator; zero-
+ * and same-filled pages cost only metadata.  Everything the store allocates,
  * pageframes and metadata alike, is charged against one memory limit.
  *
  * All entry points are thread-safe and return 0 (or a non-negative value)
@@ -81,8 +81,10 @@ enum tmem_kind {
 #define TMEM_LZ4_ACCEL_MIN		1
 #define TMEM_LZ4_ACCEL_MAX		65537
 #define TMEM_DEFAULT_LZ4_ACCEL		1
-/* zstd's own levels (ZSTD_maxCLevel() is 22); its negative ones are slower
- * than LZ4 for less density. */
+/*
+ * zstd's levels 1..ZSTD_maxCLevel(); its negative ("fast") levels are left
+ * out: who wants speed before density has LZ4.
+ */
 #define TMEM_ZSTD_LEVEL_MIN		1
 #define TMEM_ZSTD_LEVEL_MAX		22
 #define TMEM_DEFAULT_ZSTD_LEVEL		3
