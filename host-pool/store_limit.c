@@ -26,7 +26,7 @@
  * tmem_config_init() - default settings (the TMEM_DEFAULT_* values)
  * @cfg: settings to fill
  *
- * 64 MiB, LZ4 at acceleration 1 (zstd at level 3 if chosen), incompressible
+ * 64 MiB, LZ4 at acceleration 1 (zstd at level 2 if chosen), incompressible
  * above 3/4 page, 32 pools, writeback from 90% down to 75% of the limit.
  */
 void tmem_config_init(struct tmem_config *cfg)

@@ -87,7 +87,8 @@ enum tmem_kind {
  */
 #define TMEM_ZSTD_LEVEL_MIN		1
 #define TMEM_ZSTD_LEVEL_MAX		22
-#define TMEM_DEFAULT_ZSTD_LEVEL		3
+/* The knee of density against CPU on real pages (docs/benchmarks.md) */
+#define TMEM_DEFAULT_ZSTD_LEVEL		2
 #define TMEM_MAX_COMPRESSED_MIN		64u
 #define TMEM_MAX_COMPRESSED_MAX		TMEM_PAGE_SIZE
 #define TMEM_DEFAULT_MAX_COMPRESSED	(TMEM_PAGE_SIZE * 3 / 4)
