@@ -25,11 +25,11 @@
  * concurrently with each other; store ops may run on any thread meanwhile.
  * Lock order as in store.c: pools_lock, then a bucket lock.
  */
-#include <lz4.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hash.h"
+#include "compress.h"
 #include "store_internal.h"
 
 /*
@@ -871,14 +871,10 @@ static int install_page_data(const struct tmem_store *s,
 	case TMEM_MIG_COMPRESSED:
 		pd->state = ENTRY_COMPRESSED;
 		if (rec->compressor != s->cfg.compressor ||
-		    rec->compressor != TMEM_COMP_LZ4 || !data || !rec->len ||
+		    rec->compressor == TMEM_COMP_NONE || !data || !rec->len ||
 		    rec->len > s->cfg.max_compressed)
 			return -TMEM_E_INVAL;
-		if (LZ4_decompress_safe((const char *)data, (char *)tls_check,
-					(int)rec->len, TMEM_PAGE_SIZE) !=
-		    TMEM_PAGE_SIZE)
-			return -TMEM_E_IO;
-		return 0;
+		return decompress_page(&s->cfg, data, rec->len, tls_check);
 	}
 	return -TMEM_E_INVAL;
 }

@@ -28,12 +28,12 @@
  * Reclaim goes from a frame to its owners' bucket locks, against this
  * order; store_reclaim.c says why that is safe.
  */
-#include <lz4.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
+#include "compress.h"
 #include "hash.h"
 #include "lock.h"
 #include "pageio.h"
@@ -513,25 +513,24 @@ static int page_prepare(struct tmem_store *s, enum tmem_kind kind,
 			struct page_data *pd)
 {
 	const uint8_t *src = pageio_source(iov, iovcnt, tls_bounce);
-	int clen = 0;
+	int clen;
 
 	memset(pd, 0, sizeof(*pd));
 	if (pageio_same_filled(src, &pd->pattern)) {
 		pd->state = ENTRY_FILLED;
 		return 0;
 	}
-	if (s->cfg.compressor == TMEM_COMP_LZ4)
-		clen = LZ4_compress_fast((const char *)src, (char *)tls_cbuf,
-					 TMEM_PAGE_SIZE,
-					 (int)s->cfg.max_compressed,
-					 s->cfg.lz4_acceleration);
+	clen = compress_page(&s->cfg, src, tls_cbuf);
 	if (clen > 0) {
 		pd->state = ENTRY_COMPRESSED;
 		pd->data = tls_cbuf;
 		pd->size = (unsigned int)clen;
 		return 0;
 	}
-	if (kind == TMEM_EPHEMERAL && s->cfg.compressor == TMEM_COMP_LZ4)
+	/* A persistent page is stored raw rather than refused, see tmem_put() */
+	if (kind == TMEM_EPHEMERAL && clen < 0)
+		return clen;
+	if (kind == TMEM_EPHEMERAL && s->cfg.compressor != TMEM_COMP_NONE)
 		return -TMEM_E_INCOMPRESSIBLE;
 	pd->state = ENTRY_RAW;
 	pd->data = src;
@@ -825,11 +824,11 @@ static int page_copy_locked(struct tmem_store *s, const struct tmem_entry *e,
 	return 0;
 }
 
-static int page_finish(const struct iovec *iov, int iovcnt,
-		       const struct page_copy *pc)
+static int page_finish(const struct tmem_store *s, const struct iovec *iov,
+		       int iovcnt, const struct page_copy *pc)
 {
 	uint8_t *dst;
-	int n;
+	int ret;
 
 	if (pc->state == ENTRY_FILLED) {
 		pageio_fill(iov, iovcnt, pc->pattern);
@@ -838,10 +837,9 @@ static int page_finish(const struct iovec *iov, int iovcnt,
 	if (pc->state == ENTRY_RAW)
 		return 0;
 	dst = pageio_dest(iov, iovcnt, tls_bounce);
-	n = LZ4_decompress_safe((const char *)tls_cbuf, (char *)dst,
-				(int)pc->size, TMEM_PAGE_SIZE);
-	if (n != TMEM_PAGE_SIZE)
-		return -TMEM_E_IO;
+	ret = decompress_page(&s->cfg, tls_cbuf, pc->size, dst);
+	if (ret)
+		return ret;
 	pageio_scatter(iov, iovcnt, dst);
 	return 0;
 }
@@ -868,7 +866,8 @@ static int lookup_locked(const struct tmem_store *s, const struct op *op,
  *
  * Return: 0, or -TMEM_E_INVAL, -TMEM_E_IOV, -TMEM_E_BAD_POOL,
  * -TMEM_E_NOT_FOUND, -TMEM_E_IO (stored data does not decompress; the
- * destination is then undefined).
+ * destination is then undefined), -TMEM_E_NOMEM (no memory for this
+ * thread's decompression state; the page stays).
  */
 int tmem_get(struct tmem_store *s, uint32_t pool_id,
 	     const struct tmem_oid *oid, uint64_t index,
@@ -888,6 +887,10 @@ int tmem_get(struct tmem_store *s, uint32_t pool_id,
 	p = store_pool_get(s, pool_id);
 	if (!p)
 		return -TMEM_E_BAD_POOL;
+	/* Before a page is taken out, so that page_finish() needs no memory */
+	ret = compress_thread_ready(&s->cfg);
+	if (ret)
+		return ret;
 	ret = store_op_lock(p, oid, &op);
 	if (ret)
 		return ret;
@@ -904,7 +907,7 @@ int tmem_get(struct tmem_store *s, uint32_t pool_id,
 	}
 	op_unlock(&op);
 	zbud_clean(&s->zbud);
-	return ret ? ret : page_finish(iov, iovcnt, &pc);
+	return ret ? ret : page_finish(s, iov, iovcnt, &pc);
 }
 
 /**

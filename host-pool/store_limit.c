@@ -27,8 +27,9 @@
  * tmem_config_init() - default settings (the TMEM_DEFAULT_* values)
  * @cfg: settings to fill
  *
- * 64 MiB, LZ4 at acceleration 1, incompressible above 3/4 page, 32 pools,
- * writeback from 90% down to 75% of the limit, the zbud allocator.
+ * 64 MiB, LZ4 at acceleration 1 (zstd at level 2 if chosen), incompressible
+ * above 3/4 page, 32 pools, writeback from 90% down to 75% of the limit,
+ * the zbud allocator.
  */
 void tmem_config_init(struct tmem_config *cfg)
 {
@@ -36,6 +37,7 @@ void tmem_config_init(struct tmem_config *cfg)
 	cfg->limit_bytes = TMEM_DEFAULT_LIMIT;
 	cfg->compressor = TMEM_DEFAULT_COMPRESSOR;
 	cfg->lz4_acceleration = TMEM_DEFAULT_LZ4_ACCEL;
+	cfg->zstd_level = TMEM_DEFAULT_ZSTD_LEVEL;
 	cfg->max_compressed = TMEM_DEFAULT_MAX_COMPRESSED;
 	cfg->max_pools = TMEM_DEFAULT_MAX_POOLS;
 	cfg->wb_high_pct = TMEM_DEFAULT_WB_HIGH_PCT;
@@ -201,14 +203,20 @@ enum tmem_config_field tmem_config_check(const struct tmem_config *cfg,
 	if (f != TMEM_CFG_OK)
 		return f;
 	if (cfg->compressor != TMEM_COMP_LZ4 &&
+	    cfg->compressor != TMEM_COMP_ZSTD &&
 	    cfg->compressor != TMEM_COMP_NONE)
 		return config_why(TMEM_CFG_COMPRESSOR, why, len,
-				  "must be lz4 or none");
+				  "must be lz4, zstd or none");
 	if (cfg->lz4_acceleration < TMEM_LZ4_ACCEL_MIN ||
 	    cfg->lz4_acceleration > TMEM_LZ4_ACCEL_MAX)
 		return config_why(TMEM_CFG_LZ4_ACCEL, why, len,
 				  "must be between %d and %d",
 				  TMEM_LZ4_ACCEL_MIN, TMEM_LZ4_ACCEL_MAX);
+	if (cfg->zstd_level < TMEM_ZSTD_LEVEL_MIN ||
+	    cfg->zstd_level > TMEM_ZSTD_LEVEL_MAX)
+		return config_why(TMEM_CFG_ZSTD_LEVEL, why, len,
+				  "must be between %d and %d",
+				  TMEM_ZSTD_LEVEL_MIN, TMEM_ZSTD_LEVEL_MAX);
 	if (cfg->max_compressed < TMEM_MAX_COMPRESSED_MIN ||
 	    cfg->max_compressed > TMEM_MAX_COMPRESSED_MAX)
 		return config_why(TMEM_CFG_MAX_COMPRESSED, why, len,

@@ -5,8 +5,8 @@
  * A store holds pages for the pools of one virtual device: ephemeral pools
  * (clean page cache: the store may drop their pages) and persistent pools
  * (swap: a page stays until it is flushed).  Pages are compressed with LZ4
- * and packed two per 4 KiB pageframe by a zbud allocator; zero- and
- * same-filled pages cost only metadata.  Everything the store allocates,
+ * (or zstd) and packed two per 4 KiB pageframe by a zbud allocator; zero-
+ * and same-filled pages cost only metadata.  Everything the store allocates,
  * pageframes and metadata alike, is charged against one memory limit.
  *
  * All entry points are thread-safe and return 0 (or a non-negative value)
@@ -44,9 +44,14 @@ enum tmem_error {
 	TMEM_E__MAX
 };
 
+/*
+ * Compressors: LZ4 (the default, fastest), zstd (denser, slower; see
+ * docs/benchmarks.md, "Compressors"), or none (pages stored raw).
+ */
 enum tmem_compressor {
 	TMEM_COMP_LZ4 = 0,
 	TMEM_COMP_NONE,
+	TMEM_COMP_ZSTD,
 };
 
 /* Pool flags */
@@ -76,6 +81,14 @@ enum tmem_kind {
 #define TMEM_LZ4_ACCEL_MIN		1
 #define TMEM_LZ4_ACCEL_MAX		65537
 #define TMEM_DEFAULT_LZ4_ACCEL		1
+/*
+ * zstd's levels 1..ZSTD_maxCLevel(); its negative ("fast") levels are left
+ * out: who wants speed before density has LZ4.
+ */
+#define TMEM_ZSTD_LEVEL_MIN		1
+#define TMEM_ZSTD_LEVEL_MAX		22
+/* The knee of density against CPU on real pages (docs/benchmarks.md) */
+#define TMEM_DEFAULT_ZSTD_LEVEL		2
 #define TMEM_MAX_COMPRESSED_MIN		64u
 #define TMEM_MAX_COMPRESSED_MAX		TMEM_PAGE_SIZE
 #define TMEM_DEFAULT_MAX_COMPRESSED	(TMEM_PAGE_SIZE * 3 / 4)
@@ -105,9 +118,11 @@ enum tmem_allocator {
  * @limit_bytes: pageframes plus metadata may not exceed this
  *		 (TMEM_MIN_LIMIT..TMEM_MAX_LIMIT), and must leave room for
  *		 the store's own metadata, which grows with @max_pools
- * @compressor: TMEM_COMP_LZ4 or TMEM_COMP_NONE
+ * @compressor: TMEM_COMP_LZ4, TMEM_COMP_ZSTD or TMEM_COMP_NONE
  * @lz4_acceleration: LZ4_compress_fast() acceleration,
- *		      TMEM_LZ4_ACCEL_MIN..TMEM_LZ4_ACCEL_MAX
+ *		      TMEM_LZ4_ACCEL_MIN..TMEM_LZ4_ACCEL_MAX (LZ4 only)
+ * @zstd_level: zstd compression level,
+ *		TMEM_ZSTD_LEVEL_MIN..TMEM_ZSTD_LEVEL_MAX (zstd only)
  * @max_compressed: a page compressing to more bytes than this is
  *		    incompressible: stored raw (persistent) or refused
  *		    (ephemeral);
@@ -125,6 +140,7 @@ struct tmem_config {
 	uint64_t limit_bytes;
 	enum tmem_compressor compressor;
 	int lz4_acceleration;
+	int zstd_level;
 	unsigned int max_compressed;
 	unsigned int max_pools;
 	unsigned int wb_high_pct, wb_low_pct;
@@ -137,6 +153,7 @@ struct tmem_config {
  * @TMEM_CFG_LIMIT: @limit_bytes
  * @TMEM_CFG_COMPRESSOR: @compressor
  * @TMEM_CFG_LZ4_ACCEL: @lz4_acceleration
+ * @TMEM_CFG_ZSTD_LEVEL: @zstd_level
  * @TMEM_CFG_MAX_COMPRESSED: @max_compressed
  * @TMEM_CFG_MAX_POOLS: @max_pools
  * @TMEM_CFG_WB_HIGH: @wb_high_pct
@@ -148,6 +165,7 @@ enum tmem_config_field {
 	TMEM_CFG_LIMIT,
 	TMEM_CFG_COMPRESSOR,
 	TMEM_CFG_LZ4_ACCEL,
+	TMEM_CFG_ZSTD_LEVEL,
 	TMEM_CFG_MAX_COMPRESSED,
 	TMEM_CFG_MAX_POOLS,
 	TMEM_CFG_WB_HIGH,

@@ -11,7 +11,8 @@ Usage: scripts/install-deps.sh [--help] [GROUP...]
 
 Install the Debian packages for the named groups (default: all groups).
 Groups:
-  build   compilers, meson (bookworm-backports), ninja, liblz4-dev, sanitizer runtimes
+  build   compilers, meson (bookworm-backports), ninja, liblz4-dev, libzstd-dev,
+          sanitizer runtimes
   qemu    what QEMU 10 needs to build from Debian's source, and its firmware
   guest   Linux 5.10 source (bullseye) and what building it and a Debian
           root file system needs
@@ -82,7 +83,7 @@ for g in "${groups[@]}"; do
 	case "$g" in
 	build)
 		pkgs+=(gcc clang libclang-rt-14-dev llvm ninja-build pkg-config
-		       liblz4-dev ccache python3)
+		       liblz4-dev libzstd-dev ccache python3)
 		bpo_pkgs+=(meson)
 		;;
 	guest)
@@ -92,7 +93,7 @@ for g in "${groups[@]}"; do
 		;;
 	qemu)
 		pkgs+=(gcc ninja-build pkg-config ccache python3 python3-venv
-		       libglib2.0-dev zlib1g-dev libfdt-dev liblz4-dev bzip2
+		       libglib2.0-dev zlib1g-dev libfdt-dev liblz4-dev libzstd-dev bzip2
 		       xz-utils dpkg-dev rsync patch seabios ipxe-qemu qemu-system-data)
 		bpo_pkgs+=(meson python3-pycotap)
 		;;

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: BSD-3-Clause
 /*
  * tmem-pool-bench - measure the host pool on real pages against the limits
- * set by raw LZ4 and memcpy on the same pages, in the same run.
+ * set by its raw compressor and memcpy on the same pages, in the same run,
+ * with both allocators against byte-perfect packing; or compare compressors
+ * (LZ4, zstd at some levels) on the same pages.
  *
  * The corpus is file contents (by default under /usr/lib/x86_64-linux-gnu
  * and /usr/share) read in sorted path order and cut into 4 KiB pages, a
@@ -15,7 +17,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <lz4.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "compress.h"
 #include "tmem.h"
 
 #define PAGE	TMEM_PAGE_SIZE
@@ -43,12 +45,28 @@ struct corpus {
 	size_t files;
 };
 
+#define MAX_COMPRESSORS	8
+
+/**
+ * struct bench_comp - a compressor to measure
+ * @comp: which
+ * @level: LZ4 acceleration or zstd level
+ * @name: as given, e.g. "zstd:3"
+ */
+struct bench_comp {
+	enum tmem_compressor comp;
+	int level;
+	char name[16];
+};
+
 static struct {
 	const char *paths[16];
 	int nr_paths;
 	size_t max_pages;
 	int repeat;
-	int accel;
+	int accel, level;
+	struct bench_comp comps[MAX_COMPRESSORS];
+	int nr_comps;
 	int allocator;		/* enum tmem_allocator, or -1: both */
 } opt = { .max_pages = 65536, .repeat = 5, .accel = TMEM_DEFAULT_LZ4_ACCEL,
 	  .allocator = -1 };
@@ -58,6 +76,21 @@ static const char *const allocator_names[] = {
 	[TMEM_ALLOC_ZSMALLOC] = "zsmalloc",
 };
 #define NR_ALLOCATORS	2
+
+/* The allocator of the stores being measured. */
+static enum tmem_allocator bench_alloc;
+
+/* The settings of the compressor being measured: raw limits and pool. */
+static struct tmem_config bench_cfg;
+
+/* This thread's CPU time: what a compressor costs on a host that is busy. */
+static double cpu_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 static double now(void)
 {
@@ -187,24 +220,27 @@ static void load_path(struct corpus *c, const char *path)
 	free(names);
 }
 
-/* ---- limits: raw LZ4 and memcpy on the same pages ----------------------- */
+/* ---- limits: the raw compressor and memcpy on the same pages ------------ */
 
 struct raw_result {
 	double compress_s, compress2_s, decompress_s, memcpy_s;
+	double compress_cpu, decompress_cpu;	/* CPU seconds, same passes */
 	double fresh_s, memset_s;	/* per 4 KiB page */
 	uint64_t compressed_bytes;	/* compressible pages only */
 	size_t compressible;
 	uint16_t *sizes;		/* per page, 0 = incompressible */
 };
 
-static int max_compressed;
-
 struct raw_part {
 	const struct corpus *c;
 	unsigned int part;
 };
 
-/* Raw LZ4 on every other file: the hardware's own two-thread scaling. */
+/*
+ * The raw compressor on every other file: the hardware's own two-thread
+ * scaling.  compress_page() is the store's own call, its per-thread state
+ * included.
+ */
 static void *raw_compress_part(void *arg)
 {
 	const struct raw_part *rp = arg;
@@ -214,9 +250,8 @@ static void *raw_compress_part(void *arg)
 	for (i = 0; i < rp->c->nr; i++) {
 		if (rp->c->file[i] % 2 != rp->part)
 			continue;
-		if (!LZ4_compress_fast((const char *)rp->c->pages + i * PAGE,
-				       (char *)dst, PAGE, max_compressed,
-				       opt.accel))
+		if (compress_page(&bench_cfg, rp->c->pages + i * PAGE,
+				  dst) <= 0)
 			memcpy(back, rp->c->pages + i * PAGE, PAGE);
 	}
 	return NULL;
@@ -245,14 +280,18 @@ static uint8_t *raw_setup(const struct corpus *c, struct raw_result *r)
 	r->sizes = calloc(c->nr, sizeof(*r->sizes));
 	r->compress_s = r->compress2_s = 1e30;
 	r->decompress_s = r->memcpy_s = 1e30;
+	r->compress_cpu = r->decompress_cpu = 1e30;
 	r->fresh_s = r->memset_s = 1e30;
 	r->compressed_bytes = 0;
 	r->compressible = 0;
 	for (i = 0; i < c->nr; i++) {
-		int n = LZ4_compress_fast((const char *)c->pages + i * PAGE,
-					  (char *)at, PAGE, max_compressed,
-					  opt.accel);
+		int n = compress_page(&bench_cfg, c->pages + i * PAGE, at);
 
+		if (n < 0) {
+			fprintf(stderr, "tmem-pool-bench: compress: %s\n",
+				tmem_strerror(n));
+			exit(1);
+		}
 		r->sizes[i] = (uint16_t)n;
 		if (n) {
 			r->compressed_bytes += (uint64_t)n;
@@ -275,27 +314,32 @@ static void raw_round(const struct corpus *c, const uint8_t *cbuf,
 {
 	static uint8_t dst[PAGE], back[PAGE];
 	size_t i, off;
-	double t;
+	double t, cpu;
 
 	t = now();
+	cpu = cpu_now();
 	for (i = 0; i < c->nr; i++)
 		/* an incompressible page is then copied raw */
-		if (!LZ4_compress_fast((const char *)c->pages + i * PAGE,
-				       (char *)dst, PAGE, max_compressed,
-				       opt.accel))
+		if (compress_page(&bench_cfg, c->pages + i * PAGE, dst) <= 0)
 			memcpy(back, c->pages + i * PAGE, PAGE);
+	keep_min(&r->compress_cpu, cpu_now() - cpu);
 	keep_min(&r->compress_s, now() - t);
 	keep_min(&r->compress2_s, raw_compress_two_threads(c));
 	t = now();
+	cpu = cpu_now();
 	for (i = 0, off = 0; i < c->nr; i++) {
 		if (!r->sizes[i]) {
 			memcpy(back, c->pages + i * PAGE, PAGE);
 			continue;
 		}
-		LZ4_decompress_safe((const char *)cbuf + off, (char *)back,
-				    r->sizes[i], PAGE);
+		if (decompress_page(&bench_cfg, cbuf + off, r->sizes[i],
+				    back)) {
+			fprintf(stderr, "tmem-pool-bench: decompress failed\n");
+			exit(1);
+		}
 		off += r->sizes[i];
 	}
+	keep_min(&r->decompress_cpu, cpu_now() - cpu);
 	keep_min(&r->decompress_s, now() - t);
 	t = now();
 	for (i = 0; i < c->nr; i++) {
@@ -429,23 +473,21 @@ static double pool_pass(struct tmem_store *s, int pool, const struct corpus *c,
 	return t;
 }
 
-static struct tmem_store *new_store(const struct corpus *c, int *pool,
-				     enum tmem_allocator alloc)
+static struct tmem_store *new_store(const struct corpus *c, int *pool)
 {
-	struct tmem_config cfg;
+	struct tmem_config cfg = bench_cfg;
 	struct tmem_store *s;
 	char why[128];
 	int ret;
 
-	tmem_config_init(&cfg);
-	cfg.allocator = alloc;
+	cfg.allocator = bench_alloc;
 	cfg.limit_bytes = (uint64_t)c->nr * PAGE * 5 / 4 + (64ull << 20);
-	cfg.lz4_acceleration = opt.accel;
 	/* the limit follows the corpus size (--max-pages) */
 	ret = tmem_config_check(&cfg, why, sizeof(why));
 	if (ret != TMEM_CFG_OK) {
 		fprintf(stderr, "tmem-pool-bench: %s %s\n",
-			ret == TMEM_CFG_LZ4_ACCEL ? "--accel" :
+			ret == TMEM_CFG_LZ4_ACCEL ? "--accel/--level" :
+			ret == TMEM_CFG_ZSTD_LEVEL ? "--level" :
 			"store size for --max-pages", why);
 		exit(2);
 	}
@@ -481,12 +523,12 @@ static void pool_result_init(struct pool_result *pr)
 
 /* One timed pass of each pool figure; stats from the first 1-thread run. */
 static void pool_round(const struct corpus *c, struct pool_result *pr,
-		       bool keep_stats, enum tmem_allocator alloc)
+		       bool keep_stats)
 {
 	int threads, pool;
 
 	for (threads = 1; threads <= 2; threads++) {
-		struct tmem_store *s = new_store(c, &pool, alloc);
+		struct tmem_store *s = new_store(c, &pool);
 
 		keep_min(&pr->put_s[threads],
 			 pool_pass(s, pool, c, threads, false));
@@ -501,14 +543,14 @@ static void pool_round(const struct corpus *c, struct pool_result *pr,
 }
 
 /* Every page reads back as it went in (outside the timed passes). */
-static void verify(const struct corpus *c, enum tmem_allocator alloc)
+static void verify(const struct corpus *c)
 {
 	static uint8_t out[PAGE];
 	struct tmem_store *s;
 	size_t i;
 	int pool;
 
-	s = new_store(c, &pool, alloc);
+	s = new_store(c, &pool);
 	pool_pass(s, pool, c, 1, false);
 	for (i = 0; i < c->nr; i++) {
 		struct tmem_oid oid = { { c->file[i], 0, 0 } };
@@ -543,8 +585,7 @@ static uint64_t live_bytes(const struct tmem_kind_stats *k)
 	return k->compressed_bytes + k->raw_pages * PAGE;
 }
 
-static void frag_round(const struct corpus *c, struct frag_result *fr,
-		       enum tmem_allocator alloc)
+static void frag_round(const struct corpus *c, struct frag_result *fr)
 {
 	struct tmem_stats st;
 	struct tmem_store *s;
@@ -552,7 +593,7 @@ static void frag_round(const struct corpus *c, struct frag_result *fr,
 	int pool;
 	double t;
 
-	s = new_store(c, &pool, alloc);
+	s = new_store(c, &pool);
 	pool_pass(s, pool, c, 1, false);
 	for (i = 0; i < c->nr; i++) {
 		struct tmem_oid oid = { { c->file[i], 0, 0 } };
@@ -579,16 +620,28 @@ static const char *verdict(double v, double target, bool at_least)
 	return (at_least ? v >= target : v <= target) ? "meets" : "MISSES";
 }
 
+static void report_corpus(const struct corpus *c, const struct raw_result *r)
+{
+	printf("corpus: %zu files, %zu pages (%.1f MiB): %zu zero-filled and "
+	       "%zu same-filled (left out), %zu measured, of which %zu "
+	       "incompressible (> %u bytes)\n",
+	       c->files, c->nr + c->zero + c->same,
+	       (c->nr + c->zero + c->same) * (double)PAGE / (1 << 20),
+	       c->zero, c->same, c->nr, c->nr - r->compressible,
+	       bench_cfg.max_compressed);
+}
+
 static void report(const struct corpus *c, const struct raw_result *r,
-		   const struct pool_result *pr, enum tmem_allocator alloc)
+		   const struct pool_result *pr, const char *name,
+		   enum tmem_allocator alloc)
 {
 	const struct tmem_kind_stats *k = &pr->st.kind[TMEM_PERSISTENT];
 	double n = (double)c->nr;
 	double put1 = n / pr->put_s[1], get1 = n / pr->get_s[1];
 	double put2 = n / pr->put_s[2], get2 = n / pr->get_s[2];
 	double reput1 = n / pr->reput_s[1], reput2 = n / pr->reput_s[2];
-	double lz4c = n / r->compress_s, lz4d = n / r->decompress_s;
-	double lz4c2 = n / r->compress2_s;
+	double rawc = n / r->compress_s, rawd = n / r->decompress_s;
+	double rawc2 = n / r->compress2_s;
 	double mcpy = n / r->memcpy_s;
 	uint64_t raw_frames = k->raw_pages;
 	uint64_t zframes = k->frames - raw_frames;
@@ -599,30 +652,30 @@ static void report(const struct corpus *c, const struct raw_result *r,
 	printf("\n=== allocator %s ===\n", allocator_names[alloc]);
 	printf("\n%-34s %12s %12s %8s %8s\n", "single thread", "pages/s",
 	       "limit", "ratio", "target");
-	printf("%-34s %12.0f %12.0f %8.2f %8s  %s (raw LZ4 compress)\n",
-	       "put, pool growing (fresh frames)", put1, lz4c, put1 / lz4c,
-	       ">=0.85", verdict(put1 / lz4c, 0.85, true));
-	printf("%-34s %12.0f %12.0f %8.2f %8s  %s (raw LZ4 compress)\n",
-	       "put, steady (frames recycled)", reput1, lz4c, reput1 / lz4c,
-	       ">=0.85", verdict(reput1 / lz4c, 0.85, true));
-	printf("%-34s %12.0f %12.0f %8.2f %8s  %s (raw LZ4 decompress)\n",
-	       "get", get1, lz4d, get1 / lz4d, ">=0.80",
-	       verdict(get1 / lz4d, 0.80, true));
+	printf("%-34s %12.0f %12.0f %8.2f %8s  %s (raw %s compress)\n",
+	       "put, pool growing (fresh frames)", put1, rawc, put1 / rawc,
+	       ">=0.85", verdict(put1 / rawc, 0.85, true), name);
+	printf("%-34s %12.0f %12.0f %8.2f %8s  %s (raw %s compress)\n",
+	       "put, steady (frames recycled)", reput1, rawc, reput1 / rawc,
+	       ">=0.85", verdict(reput1 / rawc, 0.85, true), name);
+	printf("%-34s %12.0f %12.0f %8.2f %8s  %s (raw %s decompress)\n",
+	       "get", get1, rawd, get1 / rawd, ">=0.80",
+	       verdict(get1 / rawd, 0.80, true), name);
 	printf("%-34s %12.0f %12s %8s %8s  (the limit for raw pages)\n",
 	       "memcpy (4 KiB)", mcpy, "", "", "");
 	if (r->fresh_s < 1e29) {
 		double fpp = (double)k->frames / n;
-		double grow_lim = 1 / (1 / lz4c + fpp * r->fresh_s);
+		double grow_lim = 1 / (1 / rawc + fpp * r->fresh_s);
 
 		printf("%-34s %12.0f ns/page, of which zeroing %.0f\n",
 		       "fresh memory from the kernel", r->fresh_s * 1e9,
 		       r->memset_s * 1e9);
-		printf("%-34s %12.0f %12.0f %8.2f          (raw LZ4 + %.2f "
+		printf("%-34s %12.0f %12.0f %8.2f          (raw %s + %.2f "
 		       "fresh frames/page)\n", "put, growing vs fresh memory", put1,
-		       grow_lim, put1 / grow_lim, fpp);
+		       grow_lim, put1 / grow_lim, name, fpp);
 	}
-	printf("%-34s %12.0f %12.0f %8.2f\n", "two threads, raw LZ4 compress",
-	       lz4c2, lz4c, lz4c2 / lz4c);
+	printf("%-34s %12.0f %12.0f %8.2f\n", "two threads, raw compress",
+	       rawc2, rawc, rawc2 / rawc);
 	printf("\n%-34s %12s %12s %8s %8s\n", "two threads", "pages/s",
 	       "1 thread", "ratio", "target");
 	printf("%-34s %12.0f %12.0f %8.2f %8s  %s\n",
@@ -635,7 +688,7 @@ static void report(const struct corpus *c, const struct raw_result *r,
 	       get2 / get1, ">=1.70", verdict(get2 / get1, 1.7, true));
 	printf("\n%-34s %12s %12s %8s %8s\n", "space", "value", "limit",
 	       "ratio", "target");
-	printf("%-34s %12.2f %12s\n", "compression ratio (LZ4 alone)",
+	printf("%-34s %12.2f %12s\n", "compression ratio (compressor)",
 	       n * PAGE / stored_bytes, "");
 	printf("%-34s %12.2f %12s\n", "compression ratio (pool, frames)",
 	       n * PAGE / ((double)k->frames * PAGE), "");
@@ -656,15 +709,51 @@ static void report(const struct corpus *c, const struct raw_result *r,
 	       k->meta_frames);
 }
 
-static void report_corpus(const struct corpus *c, const struct raw_result *r)
+/*
+ * One line per compressor: its density alone and in the pool, and its
+ * single-thread speed raw and through the pool.
+ */
+static void report_compressors(const struct corpus *c,
+			       const struct raw_result *r,
+			       const struct pool_result *pr)
 {
-	printf("corpus: %zu files, %zu pages (%.1f MiB): %zu zero-filled and "
-	       "%zu same-filled (left out), %zu measured, of which %zu "
-	       "incompressible (> %d bytes)\n",
-	       c->files, c->nr + c->zero + c->same,
-	       (c->nr + c->zero + c->same) * (double)PAGE / (1 << 20),
-	       c->zero, c->same, c->nr, c->nr - r->compressible,
-	       max_compressed);
+	double n = (double)c->nr;
+	int k;
+
+	report_corpus(c, &r[0]);
+	printf("\n%-8s %9s %7s %7s %7s %7s %9s %9s %9s %9s %9s\n",
+	       "", "bytes per", "incom-", "ratio", "pages/", "host B/",
+	       "raw", "put", "put", "raw", "get");
+	printf("%-8s %9s %7s %7s %7s %7s %9s %9s %9s %9s %9s\n",
+	       "", "compr.pg", "press.", "alone", "frame", "page",
+	       "compress", "growing", "steady", "decompr.", "");
+	for (k = 0; k < opt.nr_comps; k++) {
+		const struct tmem_kind_stats *ks =
+			&pr[k].st.kind[TMEM_PERSISTENT];
+		double stored = (double)r[k].compressed_bytes +
+				(double)(c->nr - r[k].compressible) * PAGE;
+
+		printf("%-8s %9.0f %6.1f%% %7.2f %7.2f %7.0f %9.0f %9.0f "
+		       "%9.0f %9.0f %9.0f\n", opt.comps[k].name,
+		       (double)r[k].compressed_bytes /
+		       (double)(r[k].compressible ? r[k].compressible : 1),
+		       100.0 * (double)(c->nr - r[k].compressible) / n,
+		       n * PAGE / stored, n / (double)ks->frames,
+		       (double)pr[k].st.used_bytes / n,
+		       n / r[k].compress_s, n / pr[k].put_s[1],
+		       n / pr[k].reput_s[1], n / r[k].decompress_s,
+		       n / pr[k].get_s[1]);
+	}
+	printf("\n(pages/s, one thread; bytes per compressed page over the "
+	       "pages that compress\nto %u bytes or less; ratio alone: "
+	       "measured bytes / (compressed + raw bytes))\n",
+	       bench_cfg.max_compressed);
+	/* CPU time is what a busy host cannot inflate as it does wall time */
+	printf("\n%-8s %16s %16s\n", "raw", "compress", "decompress");
+	for (k = 0; k < opt.nr_comps; k++)
+		printf("%-8s %11.2f µs %11.2f µs  CPU time per page\n",
+		       opt.comps[k].name, r[k].compress_cpu * 1e6 / n,
+		       r[k].decompress_cpu * 1e6 / n);
 }
 
 /*
@@ -742,19 +831,99 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: tmem-pool-bench [--corpus PATH]... [--max-pages N] "
-		"[--repeat N] [--accel N]\n"
+		"[--repeat N]\n"
+		"                       [--compressor NAME[:LEVEL][,...]] "
+		"[--level N] [--accel N]\n"
 		"                       [--allocator zbud|zsmalloc]\n\n"
 		"Measures the virtio-tmem host pool (put, get, 1 and 2 threads,\n"
-		"space) on real pages, against raw LZ4 and memcpy on the same\n"
-		"pages.  PATH is a file or directory (default:\n"
-		"/usr/lib/x86_64-linux-gnu and /usr/share), read in sorted order;\n"
-		"several paths share --max-pages equally.\n"
+		"space) on real pages, against its raw compressor and memcpy on\n"
+		"the same pages; with several compressors, compares them on the\n"
+		"same pages, in turn in every round.  PATH is a file or\n"
+		"directory (default: /usr/lib/x86_64-linux-gnu and /usr/share),\n"
+		"read in sorted order; several paths share --max-pages equally.\n"
 		"  --max-pages N  corpus size in 4 KiB pages (default 65536)\n"
 		"  --repeat N     best of N timed rounds (default 5)\n"
-		"  --accel N      LZ4 acceleration (default 1)\n"
-		"  --allocator A  measure only allocator A (default: both, side\n"
-		"                 by side, with a density table against\n"
-		"                 byte-perfect packing and a fragmentation run)\n");
+		"  --compressor   lz4, zstd or none, each with its own :LEVEL if\n"
+		"                 wanted, e.g. lz4,zstd:1,zstd:3 (default lz4)\n"
+		"  --level N      zstd level where none is given (default 3)\n"
+		"  --accel N      LZ4 acceleration where none is given "
+		"(default 1)\n"
+		"  --allocator A  measure only allocator A (default: with one\n"
+		"                 compressor both, side by side, with a density\n"
+		"                 table against byte-perfect packing and a\n"
+		"                 fragmentation run; with several, zbud)\n");
+}
+
+/* "lz4", "zstd:3", ...: -1 if @s names no compressor. */
+static int parse_compressor(const char *s, struct bench_comp *bc)
+{
+	const char *colon = strchr(s, ':');
+	size_t len = colon ? (size_t)(colon - s) : strlen(s);
+	char *end;
+
+	if (len == 3 && !strncmp(s, "lz4", 3)) {
+		bc->comp = TMEM_COMP_LZ4;
+		bc->level = opt.accel;
+	} else if (len == 4 && !strncmp(s, "zstd", 4)) {
+		bc->comp = TMEM_COMP_ZSTD;
+		bc->level = opt.level;
+	} else if (len == 4 && !strncmp(s, "none", 4)) {
+		bc->comp = TMEM_COMP_NONE;
+		bc->level = 0;
+	} else {
+		return -1;
+	}
+	if (colon) {
+		long v = strtol(colon + 1, &end, 10);
+
+		if (*end || end == colon + 1 || v < 0 || v > 100000000)
+			return -1;
+		bc->level = (int)v;
+	}
+	if (bc->comp == TMEM_COMP_NONE)
+		snprintf(bc->name, sizeof(bc->name), "none");
+	else
+		snprintf(bc->name, sizeof(bc->name), "%.4s:%d", s, bc->level);
+	return 0;
+}
+
+static int parse_compressors(char *list)
+{
+	char *tok, *save = NULL;
+
+	for (tok = strtok_r(list, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		if (opt.nr_comps == MAX_COMPRESSORS ||
+		    parse_compressor(tok, &opt.comps[opt.nr_comps])) {
+			fprintf(stderr, "tmem-pool-bench: --compressor %s: "
+				"must be lz4, zstd or none with an optional "
+				":LEVEL, at most %d\n", tok, MAX_COMPRESSORS);
+			return -1;
+		}
+		opt.nr_comps++;
+	}
+	return opt.nr_comps ? 0 : -1;
+}
+
+/* bench_cfg for compressor @k, judged as the pool would judge it. */
+static void select_compressor(int k)
+{
+	const struct bench_comp *bc = &opt.comps[k];
+	char why[128];
+	int ret;
+
+	tmem_config_init(&bench_cfg);
+	bench_cfg.compressor = bc->comp;
+	if (bc->comp == TMEM_COMP_LZ4)
+		bench_cfg.lz4_acceleration = bc->level;
+	else if (bc->comp == TMEM_COMP_ZSTD)
+		bench_cfg.zstd_level = bc->level;
+	ret = tmem_config_check(&bench_cfg, why, sizeof(why));
+	if (ret != TMEM_CFG_OK) {
+		fprintf(stderr, "tmem-pool-bench: --compressor %s: %s\n",
+			bc->name, why);
+		exit(2);
+	}
 }
 
 int main(int argc, char **argv)
@@ -764,26 +933,31 @@ int main(int argc, char **argv)
 		{ "max-pages", required_argument, NULL, 'm' },
 		{ "repeat", required_argument, NULL, 'r' },
 		{ "accel", required_argument, NULL, 'a' },
+		{ "compressor", required_argument, NULL, 'C' },
+		{ "level", required_argument, NULL, 'l' },
 		{ "allocator", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct corpus c = { 0 };
-	struct raw_result r;
-	struct pool_result pr[NR_ALLOCATORS];
+	static struct raw_result r[MAX_COMPRESSORS];
+	static struct pool_result pr[MAX_COMPRESSORS][NR_ALLOCATORS];
+	static struct pool_result by_comp[MAX_COMPRESSORS];
 	struct frag_result fr[NR_ALLOCATORS];
 	bool ran[NR_ALLOCATORS];
-	struct tmem_config cfg;
-	uint8_t *cbuf;
+	uint8_t *cbuf[MAX_COMPRESSORS];
+	struct corpus c = { 0 };
+	char *comps = NULL;
 	char *end;
-	int ch, i, a;
+	int ch, i, k, a;
 
-	while ((ch = getopt_long(argc, argv, "c:m:r:a:A:h", lo, NULL)) != -1) {
+	opt.level = TMEM_DEFAULT_ZSTD_LEVEL;
+	while ((ch = getopt_long(argc, argv, "c:m:r:a:C:l:A:h", lo, NULL)) !=
+	       -1) {
 		switch (ch) {
 		case 'A':
-			for (i = 0; i < NR_ALLOCATORS; i++)
-				if (!strcmp(optarg, allocator_names[i]))
-					opt.allocator = i;
+			for (a = 0; a < NR_ALLOCATORS; a++)
+				if (!strcmp(optarg, allocator_names[a]))
+					opt.allocator = a;
 			if (opt.allocator < 0) {
 				fprintf(stderr, "tmem-pool-bench: bad value "
 					"'%s' for --allocator (zbud or "
@@ -799,8 +973,12 @@ int main(int argc, char **argv)
 			}
 			opt.paths[opt.nr_paths++] = optarg;
 			break;
+		case 'C':
+			comps = optarg;
+			break;
 		case 'm':
 		case 'r':
+		case 'l':
 		case 'a': {
 			unsigned long v = strtoul(optarg, &end, 0);
 
@@ -808,13 +986,16 @@ int main(int argc, char **argv)
 				fprintf(stderr, "tmem-pool-bench: bad value "
 					"'%s' for --%s\n", optarg,
 					ch == 'm' ? "max-pages" :
-					ch == 'r' ? "repeat" : "accel");
+					ch == 'r' ? "repeat" :
+					ch == 'l' ? "level" : "accel");
 				return 2;
 			}
 			if (ch == 'm')
 				opt.max_pages = v;
 			else if (ch == 'r')
 				opt.repeat = (int)v;
+			else if (ch == 'l')
+				opt.level = (int)v;
 			else
 				opt.accel = (int)v;
 			break;
@@ -832,12 +1013,14 @@ int main(int argc, char **argv)
 			argv[optind]);
 		return 2;
 	}
+	if (parse_compressors(comps ? comps : (char[]){ "lz4" }))
+		return 2;
+	for (k = 0; k < opt.nr_comps; k++)
+		select_compressor(k);	/* refuses a bad level before loading */
 	if (!opt.nr_paths) {
 		opt.paths[opt.nr_paths++] = "/usr/lib/x86_64-linux-gnu";
 		opt.paths[opt.nr_paths++] = "/usr/share";
 	}
-	tmem_config_init(&cfg);
-	max_compressed = (int)cfg.max_compressed;
 	/* each path gets an equal share of the pages, in order */
 	for (i = 0; i < opt.nr_paths; i++) {
 		struct stat st;
@@ -857,31 +1040,66 @@ int main(int argc, char **argv)
 	}
 	fprintf(stderr, "tmem-pool-bench: %zu pages loaded; measuring "
 		"(best of %d)...\n", c.nr, opt.repeat);
-	/* limits and pool taken turn about, so that both see the same host */
-	cbuf = raw_setup(&c, &r);
-	for (a = 0; a < NR_ALLOCATORS; a++) {
-		ran[a] = opt.allocator < 0 || opt.allocator == a;
-		pool_result_init(&pr[a]);
+	/*
+	 * Limits and pool, and the compressors, take turns in every round,
+	 * so that all see the same host.
+	 */
+	/* with several compressors, one allocator: zbud unless told */
+	for (a = 0; a < NR_ALLOCATORS; a++)
+		ran[a] = opt.allocator < 0 ? opt.nr_comps == 1 ||
+					     a == TMEM_ALLOC_ZBUD :
+					     opt.allocator == a;
+	for (k = 0; k < opt.nr_comps; k++) {
+		select_compressor(k);
+		cbuf[k] = raw_setup(&c, &r[k]);
+		for (a = 0; a < NR_ALLOCATORS; a++)
+			pool_result_init(&pr[k][a]);
 	}
 	for (i = 0; i < opt.repeat; i++) {
-		raw_round(&c, cbuf, &r);
-		fresh_round(c.nr, &r);
-		for (a = 0; a < NR_ALLOCATORS; a++)
-			if (ran[a])
-				pool_round(&c, &pr[a], i == 0,
-					   (enum tmem_allocator)a);
+		for (k = 0; k < opt.nr_comps; k++) {
+			select_compressor(k);
+			raw_round(&c, cbuf[k], &r[k]);
+			if (opt.nr_comps == 1)
+				fresh_round(c.nr, &r[k]);
+			for (a = 0; a < NR_ALLOCATORS; a++) {
+				if (!ran[a])
+					continue;
+				bench_alloc = (enum tmem_allocator)a;
+				pool_round(&c, &pr[k][a], i == 0);
+			}
+		}
 	}
-	free(cbuf);
-	report_corpus(&c, &r);
-	for (a = 0; a < NR_ALLOCATORS; a++) {
-		if (!ran[a])
-			continue;
-		verify(&c, (enum tmem_allocator)a);
-		frag_round(&c, &fr[a], (enum tmem_allocator)a);
-		report(&c, &r, &pr[a], (enum tmem_allocator)a);
+	for (k = 0; k < opt.nr_comps; k++) {
+		select_compressor(k);
+		free(cbuf[k]);
+		for (a = 0; a < NR_ALLOCATORS; a++) {
+			if (!ran[a])
+				continue;
+			bench_alloc = (enum tmem_allocator)a;
+			verify(&c);
+		}
 	}
-	report_density(&c, &r, pr, fr, ran);
-	free(r.sizes);
+	if (opt.nr_comps == 1) {
+		report_corpus(&c, &r[0]);
+		for (a = 0; a < NR_ALLOCATORS; a++) {
+			if (!ran[a])
+				continue;
+			bench_alloc = (enum tmem_allocator)a;
+			frag_round(&c, &fr[a]);
+			report(&c, &r[0], &pr[0][a], opt.comps[0].name,
+			       (enum tmem_allocator)a);
+		}
+		report_density(&c, &r[0], pr[0], fr, ran);
+	} else {
+		for (a = 0; a < NR_ALLOCATORS && !ran[a]; a++)
+			;
+		printf("allocator: %s\n", allocator_names[a]);
+		for (k = 0; k < opt.nr_comps; k++)
+			by_comp[k] = pr[k][a];
+		report_compressors(&c, r, by_comp);
+	}
+	for (k = 0; k < opt.nr_comps; k++)
+		free(r[k].sizes);
 	free(c.pages);
 	free(c.file);
 	free(c.index);

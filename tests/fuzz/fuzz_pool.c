@@ -5,16 +5,17 @@
  * Each op takes 8 input bytes: op, pool, object, index, page shape, seed,
  * size, iov split.  Pool 0 is ephemeral, 1 persistent, 2 shared, 3 an id
  * that was never created.  Any failed put removes the older page; a get
- * into a buffer that is not one page changes nothing.  The bytes left over
- * after the last whole op pick the allocator: an odd count zsmalloc, else
- * zbud (TMEM_TEST_ALLOCATOR overrides), so one run covers both.
+ * into a buffer that is not one page changes nothing.  A last, partial op
+ * picks the store: its length, odd or even, the allocator (zsmalloc or
+ * zbud; TMEM_TEST_ALLOCATOR overrides), its first byte the compressor
+ * (pick_compressor()); programs of whole ops run with zbud and LZ4.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../host-pool/allocator.h"
 #include "../host-pool/pages.h"
+#include "../host-pool/test_config.h"
 #include "tmem.h"
 
 #define NOBJ 4
@@ -51,6 +52,23 @@ static int split(uint8_t *buf, uint8_t how, struct iovec *v)
 	return 2;
 }
 
+/* A partial op's first byte b: b % 3 = 1 zstd at level 1..9, 2 none. */
+static void pick_compressor(const uint8_t *data, size_t size,
+			    struct tmem_config *cfg)
+{
+	uint8_t b;
+
+	if (size % 8 == 0)
+		return;
+	b = data[size - size % 8];
+	if (b % 3 == 1) {
+		cfg->compressor = TMEM_COMP_ZSTD;
+		cfg->zstd_level = 1 + (b / 3) % 9;
+	} else if (b % 3 == 2) {
+		cfg->compressor = TMEM_COMP_NONE;
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -68,6 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	test_pick_allocator(&cfg);
 	cfg.limit_bytes = 1 << 20;
 	cfg.max_pools = 4;
+	pick_compressor(data, size, &cfg);
 	if (tmem_store_create(&cfg, &s))
 		abort();
 	pool[0] = tmem_new_pool(s, 0, NULL);

@@ -96,8 +96,17 @@ static int pool_seeds(const char *dir)
 		{ 0, 2, 3, 4, 0, 0, 0, 0 }, { 3, 1, 0, 0, 0, 0, 0, 0 },
 		{ 4, 0, 0, 0, 0, 0, 0, 0 }, { 5, 0, 0, 0, 0, 0, 0, 0 },
 	};
+	/* the same program with zstd (level 1) and with no compressor */
+	uint8_t with[sizeof(prog) + 1];
+	int err;
 
-	return write_file(dir, "program", prog, sizeof(prog));
+	memcpy(with, prog, sizeof(prog));
+	err = write_file(dir, "program", prog, sizeof(prog));
+	with[sizeof(prog)] = 1;
+	err |= write_file(dir, "program-zstd", with, sizeof(with));
+	with[sizeof(prog)] = 2;
+	err |= write_file(dir, "program-none", with, sizeof(with));
+	return err;
 }
 
 int main(int argc, char **argv)

@@ -23,7 +23,7 @@
 #include "../check.h"
 #include "pages.h"
 #include "store_internal.h"
-#include "allocator.h"
+#include "test_config.h"
 
 #define NSLOTS	4		/* pools the ops use at a time */
 #define NOBJS	24

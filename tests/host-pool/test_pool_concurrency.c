@@ -18,8 +18,8 @@
 
 #include "../check.h"
 #include "pages.h"
+#include "test_config.h"
 #include "tmem.h"
-#include "allocator.h"
 
 #define MAX_THREADS	8
 #define NIDX		512
@@ -195,8 +195,7 @@ int main(int argc, char **argv)
 	if (argc > 2)
 		nthreads = (unsigned int)strtoul(argv[2], NULL, 0);
 	REQUIRE(nthreads >= 2 && nthreads <= MAX_THREADS);
-	tmem_config_init(&cfg);
-	test_pick_allocator(&cfg);
+	test_config_init(&cfg);
 	cfg.limit_bytes = 2 << 20;
 	REQUIRE(tmem_store_create(&cfg, &store) == 0);
 	shared_eph = tmem_new_pool(store, TMEM_POOL_SHARED, &u);

@@ -17,8 +17,8 @@
 
 #include "../check.h"
 #include "pages.h"
+#include "test_config.h"
 #include "tmem.h"
-#include "allocator.h"
 
 #define NPOOLS	4		/* 0,1 ephemeral; 2,3 persistent */
 #define NOBJS	24
@@ -190,8 +190,7 @@ int main(int argc, char **argv)
 
 	if (argc > 2)
 		rng = strtoull(argv[2], NULL, 0) | 1;
-	tmem_config_init(&cfg);
-	test_pick_allocator(&cfg);
+	test_config_init(&cfg);
 	cfg.limit_bytes = limit;
 	cfg.max_pools = 8;
 	REQUIRE(tmem_store_create(&cfg, &s) == 0);

@@ -10,11 +10,12 @@
 #include <sys/mman.h>
 
 #include "../check.h"
+#include "compress.h"
 #include "hash.h"
 #include "pageio.h"
 #include "pages.h"
 #include "store_internal.h"
-#include "allocator.h"
+#include "test_config.h"
 
 static uint8_t page[TMEM_PAGE_SIZE], out[TMEM_PAGE_SIZE];
 
@@ -23,8 +24,7 @@ static struct tmem_store *store_new(uint64_t limit, unsigned int max_pools)
 	struct tmem_config cfg;
 	struct tmem_store *s;
 
-	tmem_config_init(&cfg);
-	test_pick_allocator(&cfg);
+	test_config_init(&cfg);
 	cfg.limit_bytes = limit;
 	cfg.max_pools = max_pools;
 	REQUIRE(tmem_store_create(&cfg, &s) == 0);
@@ -860,6 +860,7 @@ static void test_config_check(void)
 	CHECK_EQ(cfg.limit_bytes, TMEM_DEFAULT_LIMIT);
 	CHECK_EQ(cfg.compressor, TMEM_DEFAULT_COMPRESSOR);
 	CHECK_EQ(cfg.lz4_acceleration, TMEM_DEFAULT_LZ4_ACCEL);
+	CHECK_EQ(cfg.zstd_level, TMEM_DEFAULT_ZSTD_LEVEL);
 	CHECK_EQ(cfg.max_compressed, TMEM_DEFAULT_MAX_COMPRESSED);
 	CHECK_EQ(cfg.max_pools, TMEM_DEFAULT_MAX_POOLS);
 	CHECK_EQ(cfg.wb_high_pct, TMEM_DEFAULT_WB_HIGH_PCT);
@@ -872,11 +873,15 @@ static void test_config_check(void)
 	CHECK_CONFIG(limit_bytes, TMEM_MAX_LIMIT + 1, TMEM_CFG_LIMIT,
 		     "must be between 1 MiB and 32 GiB");
 	CHECK_CONFIG(compressor, (enum tmem_compressor)7, TMEM_CFG_COMPRESSOR,
-		     "must be lz4 or none");
+		     "must be lz4, zstd or none");
 	CHECK_CONFIG(lz4_acceleration, TMEM_LZ4_ACCEL_MIN - 1,
 		     TMEM_CFG_LZ4_ACCEL, "must be between 1 and 65537");
 	CHECK_CONFIG(lz4_acceleration, TMEM_LZ4_ACCEL_MAX + 1,
 		     TMEM_CFG_LZ4_ACCEL, "must be between 1 and 65537");
+	CHECK_CONFIG(zstd_level, TMEM_ZSTD_LEVEL_MIN - 1, TMEM_CFG_ZSTD_LEVEL,
+		     "must be between 1 and 22");
+	CHECK_CONFIG(zstd_level, TMEM_ZSTD_LEVEL_MAX + 1, TMEM_CFG_ZSTD_LEVEL,
+		     "must be between 1 and 22");
 	CHECK_CONFIG(max_compressed, TMEM_MAX_COMPRESSED_MIN - 1,
 		     TMEM_CFG_MAX_COMPRESSED, "must be between 64 and 4096");
 	CHECK_CONFIG(max_compressed, 5000, TMEM_CFG_MAX_COMPRESSED,
@@ -898,6 +903,7 @@ static void test_config_check(void)
 	cfg.limit_bytes = TMEM_MIN_LIMIT;
 	cfg.compressor = TMEM_COMP_NONE;
 	cfg.lz4_acceleration = TMEM_LZ4_ACCEL_MAX;
+	cfg.zstd_level = TMEM_ZSTD_LEVEL_MAX;
 	cfg.max_compressed = TMEM_MAX_COMPRESSED_MIN;
 	cfg.max_pools = TMEM_MIN_POOLS;
 	cfg.wb_high_pct = TMEM_WB_HIGH_PCT_MIN;
@@ -908,7 +914,9 @@ static void test_config_check(void)
 	tmem_config_init(&cfg);
 	test_pick_allocator(&cfg);
 	cfg.limit_bytes = TMEM_MAX_LIMIT;
+	cfg.compressor = TMEM_COMP_ZSTD;
 	cfg.lz4_acceleration = TMEM_LZ4_ACCEL_MIN;
+	cfg.zstd_level = TMEM_ZSTD_LEVEL_MIN;
 	cfg.max_compressed = TMEM_MAX_COMPRESSED_MAX;
 	cfg.max_pools = TMEM_MAX_POOLS;
 	cfg.wb_high_pct = TMEM_WB_HIGH_PCT_MAX;
@@ -1019,6 +1027,54 @@ static void test_compressor_none(void)
 	tmem_store_destroy(s);
 }
 
+/*
+ * The store compresses with the compressor and level of its settings
+ * (each stores its own size for the page) and refuses an ephemeral page
+ * that compressor cannot shrink.
+ */
+static void test_compressor_choice(void)
+{
+	static const struct {
+		enum tmem_compressor comp;
+		int level;
+	} choice[] = {
+		{ TMEM_COMP_LZ4, 1 }, { TMEM_COMP_ZSTD, 1 },
+		{ TMEM_COMP_ZSTD, 19 },
+	};
+	uint8_t cbuf[TMEM_PAGE_SIZE];
+	struct tmem_config cfg;
+	struct tmem_store *s;
+	struct tmem_stats st;
+	unsigned int i;
+	int pool, n;
+
+	page_make(page, SHAPE_SIZED, 3, 700);
+	for (i = 0; i < 3; i++) {
+		tmem_config_init(&cfg);
+		cfg.limit_bytes = 4 << 20;
+		cfg.compressor = choice[i].comp;
+		cfg.zstd_level = choice[i].level;
+		n = compress_page(&cfg, page, cbuf);
+		REQUIRE(n > 0);
+		REQUIRE(tmem_store_create(&cfg, &s) == 0);
+		pool = tmem_new_pool(s, 0, NULL);
+		CHECK_EQ(put(s, pool, 1, 1, page), 0);
+		tmem_get_stats(s, &st);
+		CHECK_EQ(st.kind[TMEM_EPHEMERAL].compressed_bytes, n);
+		CHECK_EQ(get(s, pool, 1, 1, 0), 0);
+		CHECK(!memcmp(page, out, TMEM_PAGE_SIZE));
+		page_make(page, SHAPE_RANDOM, 4, 0);
+		CHECK_EQ(put(s, pool, 1, 2, page), -TMEM_E_INCOMPRESSIBLE);
+		page_make(page, SHAPE_SIZED, 3, 700);
+		tmem_store_destroy(s);
+	}
+	/* zstd and its levels made different sizes: the choice mattered */
+	tmem_config_init(&cfg);
+	n = compress_page(&cfg, page, cbuf);
+	cfg.compressor = TMEM_COMP_ZSTD;
+	CHECK(compress_page(&cfg, page, cbuf) != n);
+}
+
 int main(void)
 {
 	test_zbud_packing();
@@ -1038,6 +1094,7 @@ int main(void)
 	test_config_check();
 	test_persistent_capacity();
 	test_compressor_none();
+	test_compressor_choice();
 	test_copy_nocache();
 	test_object_trees();
 	return check_report("test_pool_unit");

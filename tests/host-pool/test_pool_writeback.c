@@ -45,7 +45,7 @@
 #include "../check.h"
 #include "pages.h"
 #include "store_internal.h"
-#include "allocator.h"
+#include "test_config.h"
 
 static char image_path[256];
 static uint64_t ops = 300000;
@@ -184,8 +184,7 @@ static void rig_open(struct rig *r, uint64_t limit_mib, uint64_t image_mib,
 	struct tmem_config cfg;
 	int err;
 
-	tmem_config_init(&cfg);
-	test_pick_allocator(&cfg);
+	test_config_init(&cfg);
 	cfg.limit_bytes = limit_mib << 20;
 	cfg.max_pools = 8;
 	if (rig_wb_high) {

@@ -54,6 +54,7 @@ metadata typo|s/ size='32M'/ sise='32M'/|'sise' is not a virtio-tmem-pci propert
 metadata bad size|s/ size='32M'/ size='32X'/|size=32X: not a size
 metadata size too small|s/ size='32M'/ size='512K'/|size=512K: must be between 1M and 32G
 metadata watermarks|s/ num-queues='1'/ writeback-high='50' writeback-low='60'/|writeback-low=60 must be below writeback-high=50
+metadata zstd level|s/ num-queues='1'/ compressor='zstd' zstd-level='23'/|zstd-level=23: must be between 1 and 22
 metadata relative image|s#swap-image='/var/lib/virtio-tmem/vtmem-guest.swapimg'#swap-image='vm.img'#|swap-image=vm.img: must be an absolute path
 json typo|s/&quot;size&quot;:/\&quot;sise\&quot;:/|'sise' is not a virtio-tmem-pci property
 json size as text|s/&quot;size&quot;:33554432/\&quot;size\&quot;:\&quot;32M\&quot;/|must be a JSON number
@@ -85,6 +86,12 @@ check "the schema alone refuses an unknown JSON property" \
 	"! xmllint --noout --relaxng '$top/libvirt-xml/virtio-tmem.rng' '$work/bad-schema.xml' 2>/dev/null"
 check "apply refuses a bad description" \
 	"! '$tool' apply '$example' --device 'size=32M,num-queues=0' -o /dev/null 2>'$work/e' && grep -q 'num-queues=0: must be between 1 and 64' '$work/e'"
+sed "s/ num-queues='1'/ compressor='zstd' zstd-level='1'/" "$example" > "$work/zstd.xml"
+"$tool" apply "$work/zstd.xml" --emulator /usr/bin/qemu-system-x86_64 -o "$work/zstd-applied.xml" 2>>"$work/apply.err"
+check "compressor=zstd: the description and the applied entry validate" \
+	"'$tool' validate '$work/zstd.xml' >/dev/null 2>&1 && xmllint --noout --relaxng '$top/libvirt-xml/virtio-tmem.rng' '$work/zstd-applied.xml' 2>/dev/null"
+check "zstd and its level pass through" \
+	"[ \"\$('$tool' json --device 'id=tmem1,size=8M,compressor=zstd,zstd-level=1')\" = '{\"driver\":\"virtio-tmem-pci\",\"id\":\"tmem1\",\"bus\":\"pci.0\",\"size\":8388608,\"compressor\":\"zstd\",\"zstd-level\":1}' ]"
 check "json prints the device for device_add" \
 	"[ \"\$('$tool' json --device 'id=tmem1,addr=0x1d,size=8M')\" = '{\"driver\":\"virtio-tmem-pci\",\"id\":\"tmem1\",\"bus\":\"pci.0\",\"addr\":\"0x1d\",\"size\":8388608}' ]"
 

@@ -2,7 +2,8 @@
  * Virtio transcendent memory device
  *
  * Serves cleancache (ephemeral) and frontswap (persistent) pages of a guest
- * from a host pool of LZ4-compressed pages packed by zbud (libtmem-pool).
+ * from a host pool of LZ4- or zstd-compressed pages packed by zbud
+ * (libtmem-pool).
  * Ops arrive in batches, many per descriptor chain; see
  * docs/virtio-tmem-spec.md of the virtio-tmem sources.
  *
@@ -34,9 +35,9 @@
 
 /*
  * The device's own defaults.  Those of the pool (compressor, LZ4
- * acceleration, max-pools, writeback watermarks) are libtmem-pool's
- * TMEM_DEFAULT_*; only size differs: the library's default suits its
- * tests and tools, a guest's page cache and swap want more.
+ * acceleration, zstd level, max-pools, writeback watermarks) are
+ * libtmem-pool's TMEM_DEFAULT_*; only size differs: the library's default
+ * suits its tests and tools, a guest's page cache and swap want more.
  */
 #define VIRTIO_TMEM_DEFAULT_SIZE        (256 * MiB)
 #define VIRTIO_TMEM_DEFAULT_QUEUE_SIZE  256
@@ -861,6 +862,26 @@ static void virtio_tmem_set_features(VirtIODevice *vdev, uint64_t features)
     virtio_tmem_publish_credits(s);
 }
 
+/* The compressor property's values, as tmem_config knows them. */
+static const char *const virtio_tmem_compressors[] = {
+    [TMEM_COMP_LZ4] = "lz4",
+    [TMEM_COMP_ZSTD] = "zstd",
+    [TMEM_COMP_NONE] = "none",
+};
+
+/* The compressor called @name, or -1. */
+static int virtio_tmem_compressor(const char *name)
+{
+    int i;
+
+    for (i = 0; i < ARRAY_SIZE(virtio_tmem_compressors); i++) {
+        if (!g_strcmp0(name, virtio_tmem_compressors[i])) {
+            return i;
+        }
+    }
+    return -1;
+}
+
 /*
  * The pool's settings: libtmem-pool's defaults, with the properties that
  * map onto them.  Checked at realize by tmem_config_check(), used as they
@@ -870,11 +891,11 @@ static void virtio_tmem_pool_config(VirtIOTmem *s, struct tmem_config *cfg)
 {
     tmem_config_init(cfg);
     cfg->limit_bytes = s->size;
-    cfg->compressor = strcmp(s->compressor, "none") ? TMEM_COMP_LZ4 :
-                                                      TMEM_COMP_NONE;
+    cfg->compressor = virtio_tmem_compressor(s->compressor);
     cfg->lz4_acceleration = s->lz4_acceleration;
     cfg->allocator = strcmp(s->allocator, "zsmalloc") ? TMEM_ALLOC_ZBUD :
                                                         TMEM_ALLOC_ZSMALLOC;
+    cfg->zstd_level = s->zstd_level;
     cfg->max_pools = s->max_pools;
     cfg->wb_high_pct = s->writeback_high;
     cfg->wb_low_pct = s->writeback_low;
@@ -953,6 +974,9 @@ static char *virtio_tmem_pool_prop(VirtIOTmem *s, enum tmem_config_field f)
     case TMEM_CFG_LZ4_ACCEL:
         return g_strdup_printf(VIRTIO_TMEM_LZ4_ACCEL_PROP "=%" PRIu32,
                                s->lz4_acceleration);
+    case TMEM_CFG_ZSTD_LEVEL:
+        return g_strdup_printf(VIRTIO_TMEM_ZSTD_LEVEL_PROP "=%" PRIu32,
+                               s->zstd_level);
     case TMEM_CFG_MAX_POOLS:
         return g_strdup_printf(VIRTIO_TMEM_MAX_POOLS_PROP "=%" PRIu32,
                                s->max_pools);
@@ -986,15 +1010,15 @@ static bool virtio_tmem_check_props(VirtIOTmem *s, Error **errp)
         s->compressor = g_strdup("lz4");
     }
     /* tmem_config knows the compressor as an enum: the name is ours */
-    if (strcmp(s->compressor, "lz4") && strcmp(s->compressor, "none")) {
+    if (virtio_tmem_compressor(s->compressor) < 0) {
         error_setg(errp, "virtio-tmem: " VIRTIO_TMEM_COMPRESSOR_PROP
-                   "=%s: must be 'lz4' or 'none'", s->compressor);
+                   "=%s: must be 'lz4', 'zstd' or 'none'", s->compressor);
         return false;
     }
     if (!s->allocator) {
         s->allocator = g_strdup("zbud");
     }
-    /* and the allocator too */
+    /* so is the allocator's */
     if (strcmp(s->allocator, "zbud") && strcmp(s->allocator, "zsmalloc")) {
         error_setg(errp, "virtio-tmem: " VIRTIO_TMEM_ALLOCATOR_PROP
                    "=%s: must be 'zbud' or 'zsmalloc'", s->allocator);
@@ -1401,6 +1425,8 @@ static const Property virtio_tmem_properties[] = {
     DEFINE_PROP_STRING(VIRTIO_TMEM_ALLOCATOR_PROP, VirtIOTmem, allocator),
     DEFINE_PROP_UINT32(VIRTIO_TMEM_LZ4_ACCEL_PROP, VirtIOTmem,
                        lz4_acceleration, TMEM_DEFAULT_LZ4_ACCEL),
+    DEFINE_PROP_UINT32(VIRTIO_TMEM_ZSTD_LEVEL_PROP, VirtIOTmem,
+                       zstd_level, TMEM_DEFAULT_ZSTD_LEVEL),
     DEFINE_PROP_UINT16(VIRTIO_TMEM_NUM_QUEUES_PROP, VirtIOTmem, num_queues, 1),
     DEFINE_PROP_UINT16(VIRTIO_TMEM_QUEUE_SIZE_PROP, VirtIOTmem, queue_size,
                        VIRTIO_TMEM_DEFAULT_QUEUE_SIZE),
@@ -1434,6 +1460,9 @@ static void virtio_tmem_class_init(ObjectClass *klass, void *data)
     g_autofree char *lz4 = g_strdup_printf(
         "LZ4_compress_fast() acceleration, %d..%d (higher: faster, larger)",
         TMEM_LZ4_ACCEL_MIN, TMEM_LZ4_ACCEL_MAX);
+    g_autofree char *zstd = g_strdup_printf(
+        "zstd compression level, %d..%d (higher: denser, slower)",
+        TMEM_ZSTD_LEVEL_MIN, TMEM_ZSTD_LEVEL_MAX);
     g_autofree char *pools = g_strdup_printf(
         "most pools the guest may create, %u..%u", TMEM_MIN_POOLS,
         TMEM_MAX_POOLS);
@@ -1449,12 +1478,14 @@ static void virtio_tmem_class_init(ObjectClass *klass, void *data)
     object_class_property_set_description(klass, VIRTIO_TMEM_SIZE_PROP,
         "host memory for the guest's pages, metadata included");
     object_class_property_set_description(klass, VIRTIO_TMEM_COMPRESSOR_PROP,
-        "'lz4' (default) or 'none'");
+        "'lz4' (default, fastest), 'zstd' (denser) or 'none'");
     object_class_property_set_description(klass, VIRTIO_TMEM_ALLOCATOR_PROP,
         "'zbud' (default: two pages a frame) or 'zsmalloc' (size classes, "
         "denser)");
     object_class_property_set_description(klass, VIRTIO_TMEM_LZ4_ACCEL_PROP,
                                           lz4);
+    object_class_property_set_description(klass, VIRTIO_TMEM_ZSTD_LEVEL_PROP,
+                                          zstd);
     object_class_property_set_description(klass, VIRTIO_TMEM_NUM_QUEUES_PROP,
                                           queues);
     object_class_property_set_description(klass, VIRTIO_TMEM_QUEUE_SIZE_PROP,

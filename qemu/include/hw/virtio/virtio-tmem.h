@@ -29,6 +29,7 @@
 #define VIRTIO_TMEM_COMPRESSOR_PROP "compressor"
 #define VIRTIO_TMEM_ALLOCATOR_PROP "allocator"
 #define VIRTIO_TMEM_LZ4_ACCEL_PROP "lz4-acceleration"
+#define VIRTIO_TMEM_ZSTD_LEVEL_PROP "zstd-level"
 #define VIRTIO_TMEM_NUM_QUEUES_PROP "num-queues"
 #define VIRTIO_TMEM_QUEUE_SIZE_PROP "queue-size"
 #define VIRTIO_TMEM_MAX_BATCH_PROP "max-batch"
@@ -64,6 +65,7 @@ struct VirtIOTmem {
     char *compressor;
     char *allocator;
     uint32_t lz4_acceleration;
+    uint32_t zstd_level;
     uint16_t num_queues;
     uint16_t queue_size;
     uint16_t max_batch;
