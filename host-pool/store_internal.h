@@ -31,10 +31,10 @@
 
 enum entry_state {
 	ENTRY_FREE = 0,		/* never seen on a live entry */
-	ENTRY_COMPRESSED,	/* in a zbud buddy, @size bytes of LZ4 */
+	ENTRY_COMPRESSED,	/* an allocator object, @size compressed bytes */
 	ENTRY_RAW,		/* a full frame, uncompressed */
 	ENTRY_FILLED,		/* no frame: @where repeated over the page */
-	ENTRY_IMAGE,		/* written back: slot @where, buddy @buddy */
+	ENTRY_IMAGE,		/* written back: slot @where, at @buddy * 16 */
 	ENTRY_IMAGE_RAW,	/* written back raw: the whole slot @where */
 };
 
@@ -42,10 +42,11 @@ enum entry_state {
  * struct tmem_entry - one stored page (24 bytes)
  * @ri: the page index; first, see struct radix_item
  * @obj: object holding the page
- * @where: frame number (COMPRESSED, RAW), fill word (FILLED) or image
- *	   slot (IMAGE, IMAGE_RAW)
- * @size: bytes stored in the frame
- * @buddy: enum zbud_buddy
+ * @where: the handle's frame (COMPRESSED, RAW), fill word (FILLED) or
+ *	   image slot (IMAGE, IMAGE_RAW)
+ * @size: bytes stored
+ * @buddy: the handle's index in its unit (a zbud buddy, a span's object),
+ *	   or where the page starts in its image slot, in 16-byte units
  * @state: enum entry_state
  */
 struct tmem_entry {
@@ -62,6 +63,10 @@ _Static_assert(TMEM_PAGE_SIZE / sizeof(struct tmem_entry) <= 256,
 _Static_assert((TMEM_MAX_LIMIT / TMEM_PAGE_SIZE) * 5 / 4 + 1024 <=
 	       ZBUD_MAX_FRAMES,
 	       "frame numbers must fit an owner reference");
+/* ...and owner references stay below zspage's free-object tag. */
+_Static_assert((TMEM_MAX_LIMIT / TMEM_PAGE_SIZE) * 5 / 4 + 1024 <=
+	       ZS_MAX_FRAMES,
+	       "owner references must stay below ZS_FREE_TAG");
 
 /**
  * struct tmem_object - pages of one object id in one pool (64 bytes)
