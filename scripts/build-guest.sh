@@ -86,7 +86,12 @@ prepare_source() {
 			die "$p does not apply to linux-source-5.10"
 	done
 	if [ -d "$src" ]; then
-		rsync -a --checksum --delete "$src.new/" "$src/"
+		# Only files whose contents changed are copied, and they get
+		# the time of the copy (--no-times), never the tarball's: a
+		# file going back to its pristine contents when a patch is
+		# dropped is older than its object, and make would keep the
+		# object built from the patched source.
+		rsync -a --no-times --checksum --delete "$src.new/" "$src/"
 		rm -rf "$src.new"
 	else
 		mv "$src.new" "$src"

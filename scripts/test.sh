@@ -226,13 +226,13 @@ stage style count_summary style checkpatch_all
 # every scenario, and those the allocator changes most with the other one
 must e2e-release stage e2e e2e_stage release frontswap clients cleancache \
 	pool_full writeback toggles smp reboot unplug stall_invalidate \
-	stall_get stall_unplug mq_pools frontswap@zsmalloc writeback@zsmalloc \
-	clients@zsmalloc
+	stall_get stall_unplug mq_pools image_corrupt frontswap@zsmalloc \
+	writeback@zsmalloc clients@zsmalloc
 # the debug kernel (KASAN, lockdep) runs 3x slower under TCG: the
 # scenarios that exercise the most driver paths, and the one whose
 # invalidations wait in atomic context
 must e2e-debug stage e2e-debug e2e_stage debug frontswap toggles unplug \
-	stall_invalidate
+	stall_invalidate image_corrupt
 stage libvirt count_summary libvirt tests/libvirt/run.sh
 
 echo "=== total: $(( $(date +%s) - t_all ))s"

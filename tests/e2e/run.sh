@@ -4,12 +4,12 @@
 #
 # Usage: tests/e2e/run.sh [--help] [SCENARIO...]
 # Scenarios: frontswap clients cleancache pool_full writeback toggles smp
-# reboot unplug stall_invalidate stall_get stall_unplug mq_pools (default:
-# all), in two lanes side by side (E2E_JOBS=1: one).  E2E_KERNEL=debug
-# boots the debug kernel; the driver must run clean under it.  SCENARIO@A
-# runs a scenario with the device's allocator=A (E2E_ALLOCATOR=A: all of
-# them).  Each checks the guest's own counters and the device's statistics;
-# the output ends with 'e2e: N passed, M failed'.
+# reboot unplug stall_invalidate stall_get stall_unplug mq_pools
+# image_corrupt (default: all), in two lanes side by side (E2E_JOBS=1:
+# one).  E2E_KERNEL=debug boots the debug kernel; the driver must run clean
+# under it.  SCENARIO@A runs a scenario with the device's allocator=A
+# (E2E_ALLOCATOR=A: all of them).  Each checks the guest's own counters and
+# the device's statistics; the output ends with 'e2e: N passed, M failed'.
 set -uo pipefail
 
 prog=e2e suite=e2e
@@ -25,7 +25,7 @@ mkdir -p "$out"
 # sleeping in atomic context, VM_BUG, warnings) counts as a failure.
 KCHECK='echo KERNEL_ISSUES=$(dmesg | grep -cE "BUG:|WARNING:|KASAN|possible circular|possible recursive|inconsistent lock|sleeping function called|Call Trace")'
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
 jget() { # file, python expression over s (the stats dict)
 	python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print($2)" "$1"
@@ -385,6 +385,122 @@ scenario_writeback() {
 	rm -f "$img"
 }
 
+# Damage some written-back frames of a live swap image (as a failing disk
+# would, from the host, while the guest holds the pages) and print what was
+# done; then tell the guest through its data disk (/dev/vdd, sector 0).
+corrupt_image() { # image, data disk image, frames to damage
+	python3 - "$@" <<'PY'
+import os, sys
+img, data, want = sys.argv[1], sys.argv[2], int(sys.argv[3])
+fd = os.open(img, os.O_RDWR)
+frames, off = [], 0
+while True:                     # every written block: the image is sparse
+    try:
+        off = os.lseek(fd, off, os.SEEK_DATA)
+    except OSError:
+        break
+    end = os.lseek(fd, off, os.SEEK_HOLE)
+    frames += [b for b in range(off // 4096, end // 4096)
+               if any(os.pread(fd, 4096, b * 4096))]
+    off = end
+pick = frames[::max(1, len(frames) // want)][:want]
+for b in pick:                  # flip every bit: the checksum cannot match
+    os.pwrite(fd, bytes(x ^ 0xff for x in os.pread(fd, 4096, b * 4096)), b * 4096)
+os.fsync(fd)
+fd = os.open(data, os.O_WRONLY)
+os.pwrite(fd, b"IMAGE-CORRUPTED\n".ljust(4096, b"\0"), 0)
+os.fsync(fd)
+print(f"DAMAGED={len(pick)}")
+print(f"# image_corrupt: damaged {len(pick)} of {len(frames)} written frames")
+PY
+}
+# memhog's verdict in the guest's log: bad or lost pages of one pass.
+mh_count() { # log, memhog (A|B), pass, bad|lost
+	grep -a -m1 "^$2: memhog: pass $3: " "$1" | grep -oE "[0-9]+ $4" | cut -d' ' -f1
+}
+
+# Swap-image read faults: the pages of two memhogs are written back to a
+# swap image, then the host damages frames in it, so that their gets fail
+# their checksum (S_IO_ERROR).  The driver poisons those pages; the guest
+# kernel (guest/patches/0002) must never map them: memhog A's own faults
+# (do_swap_page) and memhog B's pages brought back by frontswap=0
+# (frontswap_shrink -> unuse_pte) each get SIGBUS (BUS_MCEERR_AR, si_code
+# 4), in every pass, and never read wrong data; the guest stays up.
+scenario_image_corrupt() {
+	local log=$out/image_corrupt.log js=$out/image_corrupt.json t0=$SECONDS
+	local img=$out/image_corrupt.img host=$out/image_corrupt.host
+	run --mem 256M --pool-size 32M --swap 1G --data-disk 4M --stats-json "$js" \
+		--device-opts "swap-image=$img,swap-image-size=1G" -- '
+		P=/sys/module/virtio_tmem/parameters D=/sys/kernel/debug/virtio_tmem
+		mh() { # name, seed
+			memhog --mib 64 --seed $2 --pageout --sigbus \
+				--ready-file /tmp/r$1 --hold-file /tmp/h$1 > /tmp/$1.out 2>&1 &
+			while [ ! -e /tmp/r$1 ]; do sleep 0.2; done
+		}
+		mh A 1; A=$!
+		mh B 2; B=$!
+		echo STORED=$(cat $D/frontswap_pages)
+		echo CORRUPT-NOW
+		i=0
+		until dd if=/dev/vdd bs=4096 count=1 iflag=direct 2>/dev/null |
+			grep -aq IMAGE-CORRUPTED; do
+			i=$((i + 1)); [ $i -lt 1200 ] || { echo NO_CORRUPTION; exit 1; }
+			sleep 0.5
+		done
+		touch /tmp/hA; wait $A; echo MEMHOG_A_RC=$?
+		sed "s/^/A: /" /tmp/A.out
+		echo 0 > $P/frontswap; echo FRONTSWAP_OFF_RC=$?
+		echo LEFT=$(cat $D/frontswap_pages)
+		touch /tmp/hB; wait $B; echo MEMHOG_B_RC=$?
+		sed "s/^/B: /" /tmp/B.out
+		echo ERRORS=$(cat $D/errors)
+		echo LOST=$(cat $D/lost_pages)
+		'"$KCHECK"'' > "$log" 2>&1 &
+	local pid=$!
+	until grep -aq '^CORRUPT-NOW' "$log"; do
+		kill -0 $pid 2>/dev/null || break
+		sleep 1
+	done
+	local data
+	data=$(grep -aoE 'file=[^,]*/data\.img' "$log" | head -1 | cut -d= -f2)
+	if grep -aq '^CORRUPT-NOW' "$log" && [ -f "$img" ] && [ -f "$data" ]; then
+		corrupt_image "$img" "$data" 256 > "$host" 2>&1
+	fi
+	wait $pid
+	local rc=$?
+	grep "^#" "$host" 2>/dev/null
+	echo "# image_corrupt: $((SECONDS - t0))s"
+	local damaged m verdict la lb
+	damaged=$(gval "$host" DAMAGED)
+	la=$(mh_count "$log" A 1 lost)
+	lb=$(mh_count "$log" B 1 lost)
+	check "image_corrupt: the host damaged written-back frames (${damaged:-none})" \
+		"[ '${damaged:-0}' -gt 0 ] 2>/dev/null"
+	check "image_corrupt: guest command exit 0, kernel up to the end" "[ $rc -eq 0 ]"
+	[ -f "$js" ] && check "image_corrupt: the device failed gets on checksums ($(jget "$js" "s['swap-image']['checksum-errors']"))" \
+		"[ $(jget "$js" "s['swap-image']['checksum-errors']") -gt 0 ]"
+	for m in A B; do
+		verdict="$(mh_count "$log" $m 1 bad)/$(mh_count "$log" $m 2 bad) bad, $(mh_count "$log" $m 1 lost)/$(mh_count "$log" $m 2 lost) lost"
+		check "image_corrupt: memhog $m read no wrong data ($verdict)" \
+			"[ '$(mh_count "$log" $m 1 bad)' = 0 ] && [ '$(mh_count "$log" $m 2 bad)' = 0 ] &&
+			 [ '$(gval "$log" MEMHOG_${m}_RC)' = 3 ]"
+		check "image_corrupt: memhog $m lost pages to SIGBUS, the same in both passes" \
+			"[ '$(mh_count "$log" $m 1 lost)' -gt 0 ] 2>/dev/null &&
+			 [ '$(mh_count "$log" $m 1 lost)' = '$(mh_count "$log" $m 2 lost)' ]"
+	done
+	check "image_corrupt: SIGBUS was BUS_MCEERR_AR (si_code 4), for a poisoned page" \
+		"! grep -a 'memhog: lost page' '$log' | grep -vq 'si_code 4)'"
+	check "image_corrupt: no more pages lost than the damaged frames hold ($((${la:-0} + ${lb:-0})))" \
+		"[ $((${la:-0} + ${lb:-0})) -le $((2 * ${damaged:-0})) ]"
+	check "image_corrupt: frontswap=0 brought every readable page back" \
+		"[ '$(gval "$log" FRONTSWAP_OFF_RC)' = 0 ] && [ '$(gval "$log" LEFT)' = 0 ]"
+	check "image_corrupt: the driver counted the failed gets ($(gval "$log" ERRORS))" \
+		"[ '$(gval "$log" ERRORS)' -gt 0 ] 2>/dev/null"
+	check "image_corrupt: no acknowledged page lost" "[ '$(gval "$log" LOST)' = 0 ]"
+	check "image_corrupt: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
+	rm -f "$img"
+}
+
 # The device's x-stall property: while true it processes no request.  The
 # guest prints STALL / UNSTALL; tmem-run sends the qom-set.
 stall_qmp() { # LINE value
@@ -615,7 +731,7 @@ done
 scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] ||
 	scenarios=(frontswap clients cleancache pool_full writeback toggles smp reboot unplug
-		   stall_invalidate stall_get stall_unplug mq_pools)
+		   stall_invalidate stall_get stall_unplug mq_pools image_corrupt)
 for s in "${scenarios[@]}"; do
 	if ! declare -F "scenario_${s%@*}" >/dev/null; then
 		echo "run.sh: unknown scenario '$s' (see --help)" >&2
@@ -633,7 +749,7 @@ lane_of() {
 		return
 	fi
 	case "$1" in
-	frontswap|pool_full|writeback|smp|stall_invalidate|stall_get|toggles) echo 0 ;;
+	frontswap|pool_full|writeback|smp|stall_invalidate|stall_get|image_corrupt) echo 0 ;;
 	frontswap@*|writeback@*) echo 0 ;;
 	*) echo 1 ;;
 	esac

@@ -17,11 +17,19 @@
  * written (madvise(MADV_PAGEOUT)): swap stores without memory pressure, in
  * memhog's own context, so a script can tell when they run.
  *
+ * --sigbus: a page whose read raises SIGBUS (the kernel lost its data, e.g.
+ * a swap-in that failed: BUS_MCEERR_AR) is counted as lost and skipped
+ * instead of killing memhog.  Lost is not bad: bad is data that came back
+ * wrong, which must never happen.
+ *
  * Usage: memhog [--mib N] [--verify-passes N] [--seed N] [--pattern random|text]
- *               [--ready-file F] [--hold-file F] [--pageout]
- * Exit status: 0 if every page verified, 1 if any page was bad, 2 on usage.
+ *               [--ready-file F] [--hold-file F] [--pageout] [--sigbus]
+ * Exit status: 0 if every page verified, 1 if any page was bad, 2 on usage,
+ * 3 if none was bad but some were lost (--sigbus).
  */
 #include <getopt.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,15 +65,57 @@ static uint64_t expect(uint64_t page, uint64_t i, uint64_t seed)
 	return w ^ (i & 0xff);
 }
 
+/* --sigbus: where a page check goes back to when its read raises SIGBUS */
+static sigjmp_buf bus_jmp;
+static volatile sig_atomic_t bus_armed;
+static volatile sig_atomic_t bus_code;
+
+static void on_sigbus(int sig, siginfo_t *si, void *ctx)
+{
+	(void)ctx;
+	if (!bus_armed) {
+		/* not in a page check: die of it, as without --sigbus */
+		signal(sig, SIG_DFL);
+		return;
+	}
+	bus_code = si->si_code;
+	siglongjmp(bus_jmp, 1);
+}
+
+enum { PAGE_OK, PAGE_BAD, PAGE_LOST };
+
+/*
+ * Check page @p; on PAGE_BAD *@word is the first wrong word.  Nothing that
+ * changes after sigsetjmp() is used once it has returned again.
+ */
+static int check_page(const uint64_t *pg, uint64_t p, uint64_t seed,
+		      uint64_t *word)
+{
+	uint64_t i;
+
+	if (sigsetjmp(bus_jmp, 0)) {
+		bus_armed = 0;
+		return PAGE_LOST;
+	}
+	bus_armed = 1;
+	for (i = 0; i < PAGE / 8; i++)
+		if (pg[i] != expect(p, i, seed))
+			break;
+	bus_armed = 0;
+	*word = i;
+	return i < PAGE / 8 ? PAGE_BAD : PAGE_OK;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: memhog [--mib N] [--verify-passes N] [--seed N] [--pattern random|text]\n"
-		"              [--ready-file F] [--hold-file F] [--pageout]\n"
+		"              [--ready-file F] [--hold-file F] [--pageout] [--sigbus]\n"
 		"Writes N MiB (default 512) of patterned data, verifies it N times\n"
 		"(default 2), prints bad pages; exit 1 if any.  --pattern text makes\n"
 		"pages compressible; --ready-file is created when all is written,\n"
 		"--hold-file must exist before verification starts; --pageout\n"
-		"pushes the data out to swap once written.\n");
+		"pushes the data out to swap once written; --sigbus counts a page\n"
+		"whose read raises SIGBUS as lost (exit 3 if no page was bad).\n");
 }
 
 int main(int argc, char **argv)
@@ -78,17 +128,18 @@ int main(int argc, char **argv)
 		{ "ready-file", required_argument, NULL, 'r' },
 		{ "hold-file", required_argument, NULL, 'H' },
 		{ "pageout", no_argument, NULL, 'o' },
+		{ "sigbus", no_argument, NULL, 'b' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	unsigned long mib = 512, passes = 2, seed = 1, bad = 0;
+	unsigned long mib = 512, passes = 2, seed = 1, bad = 0, lost = 0;
 	const char *ready_file = NULL, *hold_file = NULL;
-	int pageout = 0;
+	int pageout = 0, sigbus = 0;
 	uint64_t *mem, pages, p, i;
 	unsigned long pass;
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, "m:v:s:p:r:H:oh", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "m:v:s:p:r:H:obh", lo, NULL)) != -1) {
 		char *end;
 		unsigned long v = 0;
 
@@ -98,6 +149,10 @@ int main(int argc, char **argv)
 		}
 		if (ch == 'o') {
 			pageout = 1;
+			continue;
+		}
+		if (ch == 'b') {
+			sigbus = 1;
 			continue;
 		}
 		if (ch == 'r' || ch == 'H') {
@@ -128,6 +183,17 @@ int main(int argc, char **argv)
 			passes = v;
 		else
 			seed = v;
+	}
+	if (sigbus) {
+		struct sigaction sa = { .sa_sigaction = on_sigbus };
+
+		/* SA_NODEFER: siglongjmp() leaves the handler; SIGBUS stays open */
+		sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(SIGBUS, &sa, NULL)) {
+			perror("memhog: sigaction");
+			return 2;
+		}
 	}
 	pages = (uint64_t)mib * (1UL << 20) / PAGE;
 	mem = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE,
@@ -160,27 +226,37 @@ int main(int argc, char **argv)
 	while (hold_file && access(hold_file, F_OK))
 		usleep(100000);
 	for (pass = 1; pass <= passes; pass++) {
-		unsigned long pass_bad = 0;
+		unsigned long pass_bad = 0, pass_lost = 0;
 
 		for (p = 0; p < pages; p++) {
-			uint64_t *pg = mem + p * (PAGE / 8);
-
-			for (i = 0; i < PAGE / 8; i++)
-				if (pg[i] != expect(p, i, seed))
-					break;
-			if (i < PAGE / 8) {
+			switch (check_page(mem + p * (PAGE / 8), p, seed, &i)) {
+			case PAGE_BAD:
 				if (pass_bad < 10)
 					printf("memhog: bad page %lu (word %lu)\n",
 					       (unsigned long)p, (unsigned long)i);
 				pass_bad++;
+				break;
+			case PAGE_LOST:
+				if (pass_lost < 10)
+					printf("memhog: lost page %lu (SIGBUS, si_code %d)\n",
+					       (unsigned long)p, (int)bus_code);
+				pass_lost++;
+				break;
 			}
 		}
-		printf("memhog: pass %lu: %lu pages, %lu bad\n", pass,
+		printf("memhog: pass %lu: %lu pages, %lu bad", pass,
 		       (unsigned long)pages, pass_bad);
+		if (sigbus)
+			printf(", %lu lost", pass_lost);
+		printf("\n");
 		fflush(stdout);
 		bad += pass_bad;
+		lost += pass_lost;
 	}
-	printf("memhog: %lu MiB, %lu verify passes, %lu bad pages\n", mib,
+	printf("memhog: %lu MiB, %lu verify passes, %lu bad pages", mib,
 	       passes, bad);
-	return bad ? 1 : 0;
+	if (sigbus)
+		printf(", %lu lost pages", lost);
+	printf("\n");
+	return bad ? 1 : lost ? 3 : 0;
 }
