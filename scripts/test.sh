@@ -15,10 +15,11 @@
 #   guest      the Linux 5.10 guest kernel and driver (W=1, no warnings)
 #   style      QEMU's checkpatch on qemu/, Linux's on guest/ (each from the
 #              source tree the qemu and guest stages extracted)
-#   e2e        end-to-end scenarios in the real guest (tests/e2e/run.sh)
-#   e2e-debug  frontswap, toggles, unplug and stall_invalidate with the
-#              debug kernel (lockdep, DEBUG_ATOMIC_SLEEP, DEBUG_VM, KASAN):
-#              the log must stay clean
+#   e2e        end-to-end scenarios in the real guest (tests/e2e/run.sh),
+#              three of them again with allocator=zsmalloc
+#   e2e-debug  frontswap, toggles, unplug, stall_invalidate and
+#              image_corrupt with the debug kernel (lockdep,
+#              DEBUG_ATOMIC_SLEEP, DEBUG_VM, KASAN): the log must stay clean
 #   libvirt    the domain XML schema and tool, and a guest started by a real
 #              libvirtd (tests/libvirt/run.sh)
 # Ends with one line 'N passed, N failed' and exits non-zero on any failure.
