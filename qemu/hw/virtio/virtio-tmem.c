@@ -1522,6 +1522,7 @@ static void virtio_tmem_state_pending(void *opaque, uint64_t *must_precopy,
     if (s->mig) {
         tmem_migration_pending(s->mig, &pend);
     }
+    pend.records += s->mig_reset;
     qemu_mutex_unlock(&s->mig_lock);
     *must_precopy += pend.bytes + pend.records * VIRTIO_TMEM_MIG_REC_BYTES;
 }

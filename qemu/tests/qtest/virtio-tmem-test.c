@@ -1700,6 +1700,136 @@ static void test_migration_cancel(void *obj, void *data,
 }
 
 /*
+ * Wait until the source has sent its RAM and then @bytes more: of the
+ * pool, whose section follows RAM in every iteration.
+ */
+static void mig_wait_sent_after_ram(QTestState *qts, uint64_t bytes)
+{
+    gint64 end = g_get_monotonic_time() + 120 * G_USEC_PER_SEC;
+    int64_t base = -1;
+
+    for (;;) {
+        QDict *r = qtest_qmp(qts, "{'execute': 'query-migrate'}");
+        QDict *ram = qdict_get_qdict(qdict_get_qdict(r, "return"), "ram");
+        int64_t sent = ram ? qdict_get_int(ram, "transferred") : 0;
+        bool ram_done = ram && qdict_get_int(ram, "remaining") == 0;
+
+        qobject_unref(r);
+        if (ram_done && base < 0) {
+            base = sent;
+        }
+        if (base >= 0 && sent - base >= bytes) {
+            return;
+        }
+        g_assert(g_get_monotonic_time() < end);
+        g_usleep(10 * 1000);
+    }
+}
+
+/*
+ * Hold the source's migration still, or let it go at full speed.  qtest
+ * writes to the device even with the VM stopped, which a vCPU never does:
+ * a migration that converged while the test still made requests would
+ * leave their effect on the source only.  Frozen (10 bytes a 100 ms
+ * period: 1 B/s would round to 0, which means no limit; no downtime
+ * allowed), it cannot converge while anything is pending.
+ */
+static void mig_freeze(QTestState *qts, bool freeze)
+{
+    qtest_qmp_assert_success(qts, "{'execute': 'migrate-set-parameters', "
+                             "'arguments': {'max-bandwidth': %" PRId64 ", "
+                             "'downtime-limit': %d}}",
+                             freeze ? (int64_t)100 : (int64_t)1073741824,
+                             freeze ? 0 : 300);
+}
+
+static void flush1(TmemCtx *c, uint32_t pool, uint64_t obj, uint64_t idx)
+{
+    TmemBatch *t = batch_new(c->max_batch, 4);
+    struct vtmem_oid o = oid_of(obj);
+
+    vtmem_batch_flush_page(&t->b, pool, &o, idx);
+    run(c, t);
+    g_assert_cmpuint(st(t, 0), ==, VIRTIO_TMEM_S_OK);
+    batch_free(t);
+}
+
+/*
+ * Live migration over a unix socket while the guest replaces, flushes and
+ * takes pages: what the destination holds is what the source held at the
+ * switch-over, key by key.
+ */
+static void test_migration_live(void *obj, void *data, QGuestAllocator *alloc)
+{
+    g_autofree char *uri = g_strdup_printf("unix:%s/vtmem-qtest-live-%d.sock",
+                                           g_get_tmp_dir(), getpid());
+    QTestState *src = global_qtest, *dst;
+    g_autofree char *status = NULL;
+    enum { N = 1200 };
+    int64_t want[N];    /* page seed at each index, -1: no page */
+    uint8_t page[PAGE], out[PAGE];
+    uint64_t i, pool_bytes;
+    uint32_t per;
+    TmemCtx c;
+    QDict *s;
+
+    ctx_start(&c, obj, alloc);
+    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    mig_fill(&c, per, N);
+    for (i = 0; i < N; i++) {
+        want[i] = i;
+    }
+    s = stats();
+    pool_bytes = stat_of(s, "persistent", "compressed-bytes") +
+                 stat_of(s, "persistent", "raw-pages") * PAGE;
+    qobject_unref(s);
+    qtest_qmp_assert_success(src, "{'execute': 'migrate-set-parameters', "
+                             "'arguments': {'max-bandwidth': 1048576}}");
+    dst = mig_dest_start(NULL);
+    mig_incoming(dst, uri);
+    mig_start(src, uri);
+    /* a quarter of the pool is on the destination: change it all over */
+    mig_wait_sent_after_ram(src, pool_bytes / 4);
+    mig_freeze(src, true);
+    status = mig_status(src);
+    g_assert_cmpstr(status, ==, "active");
+
+    for (i = 0; i < N; i++) {
+        if (i % 5 == 0) {
+            mig_page(page, i + 7 * N);
+            g_assert_cmpuint(put1(&c, per, 5, i, page, true), ==,
+                             VIRTIO_TMEM_S_OK);
+            want[i] = i + 7 * N;
+        } else if (i % 7 == 0) {
+            flush1(&c, per, 5, i);
+            want[i] = -1;
+        } else if (i % 11 == 0) {
+            g_assert_cmpuint(get1(&c, per, 5, i, true, out), ==,
+                             VIRTIO_TMEM_S_OK);
+            want[i] = -1;
+        }
+    }
+    mig_freeze(src, false);
+    mig_wait(src, "completed");
+    mig_wait(dst, "completed");
+
+    ctx_move(&c, dst);
+    for (i = 0; i < N; i++) {
+        if (want[i] < 0) {
+            g_assert_cmpuint(get1(&c, per, 5, i, false, out), ==,
+                             VIRTIO_TMEM_S_NOT_FOUND);
+            continue;
+        }
+        mig_page(page, want[i]);
+        g_assert_cmpuint(get1(&c, per, 5, i, false, out), ==,
+                         VIRTIO_TMEM_S_OK);
+        g_assert(!memcmp(page, out, PAGE));
+    }
+    ctx_move(&c, src);
+    qtest_quit(dst);
+}
+
+/*
  * A device reset while the pool is being sent re-creates the source's
  * pool: the destination ends up with the new pool's pages, none of the
  * old ones.
@@ -1712,28 +1842,31 @@ static void test_migration_reset(void *obj, void *data,
     g_autofree char *uri = g_strdup_printf("file:%s", path);
     QTestState *src = global_qtest, *dst;
     g_autofree char *status = NULL;
+    uint64_t n, pool_bytes;
     uint32_t per;
-    uint64_t n;
     TmemCtx c;
     QDict *s;
 
     ctx_start(&c, obj, alloc);
     per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
-    mig_fill(&c, per, 300);
+    mig_fill(&c, per, 1200);
+    s = stats();
+    pool_bytes = stat_of(s, "persistent", "compressed-bytes") +
+                 stat_of(s, "persistent", "raw-pages") * PAGE;
+    qobject_unref(s);
     qtest_qmp_assert_success(src, "{'execute': 'migrate-set-parameters', "
-                             "'arguments': {'max-bandwidth': 4096}}");
+                             "'arguments': {'max-bandwidth': 1048576}}");
     mig_start(src, uri);
-    do {
-        g_free(status);
-        status = mig_status(src);
-    } while (!strcmp(status, "setup"));
+    /* a quarter of the old pool's pages reach the destination first */
+    mig_wait_sent_after_ram(src, pool_bytes / 4);
+    mig_freeze(src, true);
+    status = mig_status(src);
     g_assert_cmpstr(status, ==, "active");
 
     ctx_reset(&c, obj);
     per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
     n = mig_fill(&c, per, 20);
-    qtest_qmp_assert_success(src, "{'execute': 'migrate-set-parameters', "
-                             "'arguments': {'max-bandwidth': 1073741824}}");
+    mig_freeze(src, false);
     mig_wait(src, "completed");
 
     dst = mig_dest_start(NULL);
@@ -1872,6 +2005,7 @@ static void register_virtio_tmem_test(void)
                  &mig);
     qos_add_test("migration-reset", "virtio-tmem", test_migration_reset,
                  &mig);
+    qos_add_test("migration-live", "virtio-tmem", test_migration_live, &mig);
     qos_add_test("zsmalloc/round-trip", "virtio-tmem", test_round_trip, &zs);
     qos_add_test("zsmalloc/replace-exclusive-flush", "virtio-tmem",
                  test_replace_exclusive_flush, &zs);
