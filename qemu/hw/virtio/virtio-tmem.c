@@ -25,7 +25,10 @@
 #include "hw/virtio/virtio.h"
 #include "hw/virtio/virtio-bus.h"
 #include "hw/virtio/virtio-tmem.h"
-#include "migration/blocker.h"
+#include "migration/qemu-file.h"
+#include "migration/qemu-file-types.h"
+#include "migration/register.h"
+#include "migration/vmstate.h"
 #include "qapi/error.h"
 #include "qapi/visitor.h"
 #include "trace.h"
@@ -854,6 +857,10 @@ static void virtio_tmem_set_features(VirtIODevice *vdev, uint64_t features)
     bool enabled = virtio_has_feature(features, VIRTIO_TMEM_F_PERSISTENT);
 
     qatomic_set(&s->credits_enabled, enabled);
+    if (s->mig_loading) {
+        /* Incoming migration: the counters are the source's. */
+        return;
+    }
     if (!enabled) {
         virtio_tmem_zero_credits(s);
         return;
@@ -930,6 +937,8 @@ static int virtio_tmem_store_create(VirtIOTmem *s, Error **errp)
     return 0;
 }
 
+static void virtio_tmem_mig_restart(VirtIOTmem *s);
+
 /*
  * Context: main loop, BQL held.  The transport stopped ioeventfd before
  * calling this, so no queue handler runs (see virtio_tmem_stop_ioeventfd()).
@@ -938,6 +947,7 @@ static void virtio_tmem_reset(VirtIODevice *vdev)
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
     Error *err = NULL;
+    bool migrating;
 
     trace_virtio_tmem_reset(s);
     /*
@@ -946,7 +956,14 @@ static void virtio_tmem_reset(VirtIODevice *vdev)
      * pages that nothing can hold.
      */
     qatomic_set(&s->credits_enabled, false);
+    s->mig_loading = false;
     virtio_tmem_zero_credits(s);
+    qemu_mutex_lock(&s->mig_lock);
+    migrating = s->mig || s->mig_reset;
+    if (s->mig) {
+        tmem_migration_end(s->mig);
+        s->mig = NULL;
+    }
     tmem_store_destroy(s->store);
     s->store = NULL;
     if (virtio_tmem_store_create(s, &err)) {
@@ -958,6 +975,10 @@ static void virtio_tmem_reset(VirtIODevice *vdev)
          */
         error_report_err(err);
     }
+    if (migrating) {
+        virtio_tmem_mig_restart(s);
+    }
+    qemu_mutex_unlock(&s->mig_lock);
 }
 
 /* ---- properties and statistics ------------------------------------------- */
@@ -1278,11 +1299,615 @@ out:
     visit_end_struct(v, NULL);
 }
 
+/* ---- migration ----------------------------------------------------------- */
+
+/*
+ * The pool travels in a live section of its own, "virtio-tmem-pool",
+ * iteratively while the guest runs (docs/design.md, "Migration
+ * (library)"); the device state (virtio core, credit counters) follows in
+ * the stop-and-copy phase, after every iterable section, so the
+ * destination checks its credits against a pool that is already loaded.
+ *
+ * Each piece of the section (setup, every iteration, completion) is a
+ * sequence of records, each a type byte and the type's fields, big-endian,
+ * with explicit lengths, ended by VTMEM_REC_END.  The section's version is
+ * the stream's: a destination refuses any other.  Every field is checked
+ * before use: a corrupt or hostile stream fails the load, nothing else.
+ */
+#define VIRTIO_TMEM_MIG_SECTION "virtio-tmem-pool"
+#define VIRTIO_TMEM_MIG_VERSION 1
+/* Bytes of a page record besides its data, for the pending estimate. */
+#define VIRTIO_TMEM_MIG_REC_BYTES 47
+
+enum {
+    VTMEM_REC_END = 0,
+    VTMEM_REC_HEADER,       /* device configuration; first of the stream */
+    VTMEM_REC_RESET,        /* the source re-created its pool (device reset) */
+    VTMEM_REC_POOL,
+    VTMEM_REC_POOL_GONE,
+    VTMEM_REC_PAGE,
+    VTMEM_REC_FLUSH_PAGE,
+    VTMEM_REC_FLUSH_OBJECT,
+    VTMEM_REC_FLUSH_BUCKET,
+};
+
+static unsigned virtio_tmem_mig_flags(VirtIOTmem *s)
+{
+    return s->migrate_ephemeral ? TMEM_MIG_EPHEMERAL : 0;
+}
+
+static void virtio_tmem_put_key(QEMUFile *f, const struct tmem_mig_record *r,
+                                bool with_index)
+{
+    unsigned i;
+
+    qemu_put_be32(f, r->pool_id);
+    for (i = 0; i < ARRAY_SIZE(r->oid.id); i++) {
+        qemu_put_be64(f, r->oid.id[i]);
+    }
+    if (with_index) {
+        qemu_put_be64(f, r->index);
+    }
+}
+
+/* Context: migration thread, mig_lock held. */
+static void virtio_tmem_put_record(QEMUFile *f, const struct tmem_mig_record *r,
+                                   const uint8_t *data)
+{
+    switch (r->type) {
+    case TMEM_MIG_POOL:
+        qemu_put_byte(f, VTMEM_REC_POOL);
+        qemu_put_be32(f, r->pool_id);
+        qemu_put_be32(f, r->pool_flags);
+        qemu_put_be32(f, r->refs);
+        qemu_put_buffer(f, r->uuid.b, sizeof(r->uuid.b));
+        break;
+    case TMEM_MIG_POOL_GONE:
+        qemu_put_byte(f, VTMEM_REC_POOL_GONE);
+        qemu_put_be32(f, r->pool_id);
+        break;
+    case TMEM_MIG_PAGE:
+        qemu_put_byte(f, VTMEM_REC_PAGE);
+        virtio_tmem_put_key(f, r, true);
+        qemu_put_byte(f, r->form);
+        qemu_put_byte(f, r->compressor);
+        qemu_put_be32(f, r->fill);
+        qemu_put_be32(f, r->len);
+        qemu_put_buffer(f, data, r->len);
+        break;
+    case TMEM_MIG_FLUSH_PAGE:
+        qemu_put_byte(f, VTMEM_REC_FLUSH_PAGE);
+        virtio_tmem_put_key(f, r, true);
+        break;
+    case TMEM_MIG_FLUSH_OBJECT:
+        qemu_put_byte(f, VTMEM_REC_FLUSH_OBJECT);
+        virtio_tmem_put_key(f, r, false);
+        break;
+    case TMEM_MIG_FLUSH_BUCKET:
+        qemu_put_byte(f, VTMEM_REC_FLUSH_BUCKET);
+        qemu_put_be32(f, r->pool_id);
+        qemu_put_be16(f, r->bucket);
+        break;
+    default:
+        g_assert_not_reached();
+    }
+}
+
+/*
+ * Context: migration thread; BQL held (setup, completion) or not
+ * (iteration).  Send records until the rate limit says stop (unless
+ * @drain) or nothing is left now.  Returns 1 if nothing is left, 0 if the
+ * limit stopped it, or -EIO.
+ */
+static int virtio_tmem_send(VirtIOTmem *s, QEMUFile *f, bool drain)
+{
+    struct tmem_mig_record rec;
+    int ret = 1;
+
+    qemu_mutex_lock(&s->mig_lock);
+    if (!s->mig) {
+        /* A reset re-created the store and could not start it again. */
+        qemu_mutex_unlock(&s->mig_lock);
+        error_report("virtio-tmem: the pool was reset during migration and "
+                     "cannot be sent (host out of memory)");
+        return -EIO;
+    }
+    if (s->mig_reset) {
+        qemu_put_byte(f, VTMEM_REC_RESET);
+        s->mig_reset = false;
+    }
+    while (drain || !migration_rate_exceeded(f)) {
+        ret = tmem_migration_next(s->mig, &rec, s->mig_buf);
+        if (ret <= 0) {
+            break;
+        }
+        virtio_tmem_put_record(f, &rec, s->mig_buf);
+    }
+    qemu_mutex_unlock(&s->mig_lock);
+    qemu_put_byte(f, VTMEM_REC_END);
+    if (ret < 0) {
+        error_report("virtio-tmem: cannot migrate the pool: %s",
+                     tmem_strerror(ret));
+        return -EIO;
+    }
+    return ret == 0 ? 1 : 0;
+}
+
+/*
+ * Context: migration thread, BQL held.  The header carries what the
+ * destination must match (compressor, longest compressed page, pool ids)
+ * and what it must have room for (the source's persistent pages and the
+ * credits the guest holds now); the LZ4 acceleration and the allocator
+ * only shape future puts and may differ.
+ */
+static int virtio_tmem_save_setup(QEMUFile *f, void *opaque, Error **errp)
+{
+    VirtIOTmem *s = opaque;
+    struct tmem_config cfg;
+    struct tmem_stats st;
+    uint64_t credits;
+    int ret;
+
+    virtio_tmem_pool_config(s, &cfg);
+    qemu_mutex_lock(&s->mig_lock);
+    if (!s->store) {
+        qemu_mutex_unlock(&s->mig_lock);
+        error_setg(errp, "virtio-tmem: no pool to migrate (its re-creation "
+                   "at the last reset failed)");
+        return -EINVAL;
+    }
+    ret = tmem_migration_start(s->store, virtio_tmem_mig_flags(s), &s->mig);
+    if (ret) {
+        qemu_mutex_unlock(&s->mig_lock);
+        error_setg(errp, "virtio-tmem: cannot start migrating the pool: %s",
+                   tmem_strerror(ret));
+        return -ENOMEM;
+    }
+    s->mig_reset = false;
+    tmem_get_stats(s->store, &st);
+    qemu_mutex_unlock(&s->mig_lock);
+    s->mig_buf = g_malloc(VIRTIO_TMEM_PAGE_SIZE);
+
+    qemu_mutex_lock(&s->credit_lock);
+    credits = s->credits_granted - s->credits_spent;
+    qemu_mutex_unlock(&s->credit_lock);
+
+    qemu_put_byte(f, VTMEM_REC_HEADER);
+    qemu_put_byte(f, cfg.compressor);
+    qemu_put_be32(f, cfg.max_compressed);
+    qemu_put_be32(f, s->max_pools);
+    qemu_put_be64(f, st.kind[TMEM_PERSISTENT].stored_pages);
+    qemu_put_be64(f, credits);
+    qemu_put_byte(f, VTMEM_REC_END);
+    return 0;
+}
+
+/* Context: migration thread, BQL not held. */
+static int virtio_tmem_save_iterate(QEMUFile *f, void *opaque)
+{
+    return virtio_tmem_send(opaque, f, false);
+}
+
+/* Context: migration thread, BQL held, VM stopped: no request runs. */
+static int virtio_tmem_save_complete(QEMUFile *f, void *opaque)
+{
+    int ret = virtio_tmem_send(opaque, f, true);
+
+    return ret < 0 ? ret : 0;
+}
+
+/* Context: migration thread.  The library's exact count is cheap. */
+static void virtio_tmem_state_pending(void *opaque, uint64_t *must_precopy,
+                                      uint64_t *can_postcopy)
+{
+    VirtIOTmem *s = opaque;
+    struct tmem_mig_pending pend = { 0 };
+
+    qemu_mutex_lock(&s->mig_lock);
+    if (s->mig) {
+        tmem_migration_pending(s->mig, &pend);
+    }
+    pend.records += s->mig_reset;
+    qemu_mutex_unlock(&s->mig_lock);
+    *must_precopy += pend.bytes + pend.records * VIRTIO_TMEM_MIG_REC_BYTES;
+}
+
+/*
+ * Context: main loop or migration thread, BQL held.  Also after a cancel
+ * or a failure: the source stops logging and goes on with every page.
+ */
+static void virtio_tmem_save_cleanup(void *opaque)
+{
+    VirtIOTmem *s = opaque;
+
+    qemu_mutex_lock(&s->mig_lock);
+    if (s->mig) {
+        tmem_migration_end(s->mig);
+        s->mig = NULL;
+    }
+    s->mig_reset = false;
+    qemu_mutex_unlock(&s->mig_lock);
+    g_free(s->mig_buf);
+    s->mig_buf = NULL;
+}
+
+/*
+ * Context: main loop, BQL and mig_lock held.  A reset during an outgoing
+ * migration replaces the store under the stream: start it again on the
+ * new store, and tell the destination to empty its own first.
+ */
+static void virtio_tmem_mig_restart(VirtIOTmem *s)
+{
+    if (s->store &&
+        tmem_migration_start(s->store, virtio_tmem_mig_flags(s), &s->mig)) {
+        s->mig = NULL;
+    }
+    s->mig_reset = true;
+}
+
+/* Context: main loop, BQL held (destination). */
+static int virtio_tmem_mig_empty_store(VirtIOTmem *s)
+{
+    Error *err = NULL;
+
+    tmem_store_destroy(s->store);
+    s->store = NULL;
+    if (virtio_tmem_store_create(s, &err)) {
+        error_report_err(err);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static int virtio_tmem_load_header(VirtIOTmem *s, QEMUFile *f)
+{
+    struct tmem_config cfg;
+    uint8_t compressor;
+    uint32_t max_compressed, max_pools;
+    uint64_t pages, credits, room = 0;
+    int ret;
+
+    compressor = qemu_get_byte(f);
+    max_compressed = qemu_get_be32(f);
+    max_pools = qemu_get_be32(f);
+    pages = qemu_get_be64(f);
+    credits = qemu_get_be64(f);
+    ret = qemu_file_get_error(f);
+    if (ret) {
+        return ret;
+    }
+    if (s->mig_header_seen) {
+        error_report("virtio-tmem: migration stream has a second header");
+        return -EINVAL;
+    }
+    virtio_tmem_pool_config(s, &cfg);
+    if (compressor != cfg.compressor) {
+        error_report("virtio-tmem: " VIRTIO_TMEM_COMPRESSOR_PROP "=%s on the "
+                     "destination, the source's pages were compressed by "
+                     "compressor %u", s->compressor ? s->compressor : "lz4",
+                     compressor);
+        return -EINVAL;
+    }
+    if (max_compressed > cfg.max_compressed) {
+        error_report("virtio-tmem: the source stores compressed pages of up "
+                     "to %" PRIu32 " bytes, the destination of up to %u",
+                     max_compressed, cfg.max_compressed);
+        return -EINVAL;
+    }
+    if (max_pools > s->max_pools) {
+        error_report("virtio-tmem: " VIRTIO_TMEM_MAX_POOLS_PROP "=%" PRIu32
+                     " on the destination, the source has %" PRIu32,
+                     s->max_pools, max_pools);
+        return -EINVAL;
+    }
+    /* Whatever the destination held (loadvm) goes: the stream is all. */
+    ret = virtio_tmem_mig_empty_store(s);
+    if (ret) {
+        return ret;
+    }
+    /*
+     * Capacity counts every put at its worst case, and the source grants
+     * credits up to its own: room for pages + credits would refuse even a
+     * destination equal to the source.  What must hold already, before a
+     * page arrives, is room for the credits (installs only lower it); the
+     * pages are checked as they come, and the credits again once loaded.
+     */
+    if (tmem_install_check_room(s->store, 0, credits, &room)) {
+        error_report("virtio-tmem: " VIRTIO_TMEM_SIZE_PROP "=%" PRIu64
+                     " on the destination cannot honour the source's %" PRIu64
+                     " outstanding credits (room for %" PRIu64 " pages even "
+                     "empty; the source holds %" PRIu64 " persistent pages)",
+                     s->size, credits, room, pages);
+        return -ENOSPC;
+    }
+    s->mig_header_seen = true;
+    return 0;
+}
+
+static void virtio_tmem_get_key(QEMUFile *f, struct tmem_mig_record *r,
+                                bool with_index)
+{
+    unsigned i;
+
+    r->pool_id = qemu_get_be32(f);
+    for (i = 0; i < ARRAY_SIZE(r->oid.id); i++) {
+        r->oid.id[i] = qemu_get_be64(f);
+    }
+    if (with_index) {
+        r->index = qemu_get_be64(f);
+    }
+}
+
+/*
+ * Read the record of @type into @r and its data into s->mig_buf.  Lengths
+ * are checked here, before any byte is read into the buffer; the library
+ * checks the rest (pool ids, flags, forms, stripes, compressed bytes).
+ */
+static int virtio_tmem_get_record(VirtIOTmem *s, QEMUFile *f, int type,
+                                  struct tmem_mig_record *r)
+{
+    memset(r, 0, sizeof(*r));
+    switch (type) {
+    case VTMEM_REC_POOL:
+        r->type = TMEM_MIG_POOL;
+        r->pool_id = qemu_get_be32(f);
+        r->pool_flags = qemu_get_be32(f);
+        r->refs = qemu_get_be32(f);
+        qemu_get_buffer(f, r->uuid.b, sizeof(r->uuid.b));
+        break;
+    case VTMEM_REC_POOL_GONE:
+        r->type = TMEM_MIG_POOL_GONE;
+        r->pool_id = qemu_get_be32(f);
+        break;
+    case VTMEM_REC_PAGE:
+        r->type = TMEM_MIG_PAGE;
+        virtio_tmem_get_key(f, r, true);
+        r->form = qemu_get_byte(f);
+        r->compressor = qemu_get_byte(f);
+        r->fill = qemu_get_be32(f);
+        r->len = qemu_get_be32(f);
+        if (r->len > VIRTIO_TMEM_PAGE_SIZE) {
+            error_report("virtio-tmem: migration stream has a page record "
+                         "of %" PRIu32 " bytes", r->len);
+            return -EINVAL;
+        }
+        qemu_get_buffer(f, s->mig_buf, r->len);
+        break;
+    case VTMEM_REC_FLUSH_PAGE:
+        r->type = TMEM_MIG_FLUSH_PAGE;
+        virtio_tmem_get_key(f, r, true);
+        break;
+    case VTMEM_REC_FLUSH_OBJECT:
+        r->type = TMEM_MIG_FLUSH_OBJECT;
+        virtio_tmem_get_key(f, r, false);
+        break;
+    case VTMEM_REC_FLUSH_BUCKET:
+        r->type = TMEM_MIG_FLUSH_BUCKET;
+        r->pool_id = qemu_get_be32(f);
+        r->bucket = qemu_get_be16(f);
+        break;
+    default:
+        error_report("virtio-tmem: migration stream has a record of unknown "
+                     "type %d", type);
+        return -EINVAL;
+    }
+    return qemu_file_get_error(f);
+}
+
+static int virtio_tmem_load_record(VirtIOTmem *s, QEMUFile *f, int type)
+{
+    struct tmem_mig_record rec;
+    int ret;
+
+    if (type == VTMEM_REC_HEADER) {
+        return virtio_tmem_load_header(s, f);
+    }
+    if (!s->mig_header_seen) {
+        error_report("virtio-tmem: migration stream without a header");
+        return -EINVAL;
+    }
+    if (type == VTMEM_REC_RESET) {
+        return virtio_tmem_mig_empty_store(s);
+    }
+    ret = virtio_tmem_get_record(s, f, type, &rec);
+    if (ret) {
+        return ret;
+    }
+    ret = tmem_install(s->store, &rec, s->mig_buf);
+    if (ret == -TMEM_E_FULL) {
+        error_report("virtio-tmem: " VIRTIO_TMEM_SIZE_PROP "=%" PRIu64
+                     " on the destination is too small for the source's "
+                     "pages", s->size);
+        return -ENOSPC;
+    }
+    if (ret) {
+        error_report("virtio-tmem: migration stream: record of type %d, "
+                     "pool %" PRIu32 ": %s", type, rec.pool_id,
+                     tmem_strerror(ret));
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Context: main loop (incoming coroutine), BQL held. */
+static int virtio_tmem_load_state(QEMUFile *f, void *opaque, int version_id)
+{
+    VirtIOTmem *s = opaque;
+    int type, ret;
+
+    if (version_id != VIRTIO_TMEM_MIG_VERSION) {
+        error_report("virtio-tmem: migration stream version %d, this QEMU "
+                     "reads version %d", version_id, VIRTIO_TMEM_MIG_VERSION);
+        return -EINVAL;
+    }
+    if (!s->mig_buf) {
+        s->mig_buf = g_malloc(VIRTIO_TMEM_PAGE_SIZE);
+    }
+    for (;;) {
+        type = qemu_get_byte(f);
+        ret = qemu_file_get_error(f);
+        if (ret) {
+            return ret;
+        }
+        if (type == VTMEM_REC_END) {
+            return 0;
+        }
+        ret = virtio_tmem_load_record(s, f, type);
+        if (ret) {
+            return ret;
+        }
+    }
+}
+
+static int virtio_tmem_load_cleanup(void *opaque)
+{
+    VirtIOTmem *s = opaque;
+
+    g_free(s->mig_buf);
+    s->mig_buf = NULL;
+    s->mig_header_seen = false;
+    return 0;
+}
+
+static const SaveVMHandlers virtio_tmem_savevm_handlers = {
+    .save_setup = virtio_tmem_save_setup,
+    .save_live_iterate = virtio_tmem_save_iterate,
+    .save_live_complete_precopy = virtio_tmem_save_complete,
+    .state_pending_estimate = virtio_tmem_state_pending,
+    .state_pending_exact = virtio_tmem_state_pending,
+    .save_cleanup = virtio_tmem_save_cleanup,
+    .load_state = virtio_tmem_load_state,
+    .load_cleanup = virtio_tmem_load_cleanup,
+};
+
+/*
+ * Context: main loop, BQL held; the VM is stopped, so no put holds a
+ * credit (stopping the VM stopped ioeventfd, which waits for the handler).
+ */
+static int virtio_tmem_pre_save(void *opaque)
+{
+    VirtIOTmem *s = opaque;
+
+    if (s->credits_inflight) {
+        error_report("virtio-tmem: %" PRIu64 " puts still in flight",
+                     s->credits_inflight);
+        return -EBUSY;
+    }
+    return 0;
+}
+
+/* Context: main loop, BQL held: set_features() leaves the counters alone. */
+static int virtio_tmem_pre_load(void *opaque)
+{
+    VIRTIO_TMEM(opaque)->mig_loading = true;
+    return 0;
+}
+
+/*
+ * With a swap image, room comes from background writeback and from image
+ * space it reserves ahead, both behind the installs that just filled RAM
+ * as fast as the stream came: give the writeback thread a moment (it
+ * needs no lock of ours) before judging the credits.  Bounded, as it runs
+ * during the downtime.
+ */
+#define VIRTIO_TMEM_MIG_ROOM_WAIT_MS 2000
+
+static void virtio_tmem_wait_room(VirtIOTmem *s, uint64_t credits)
+{
+    unsigned ms;
+
+    for (ms = 0; ms < VIRTIO_TMEM_MIG_ROOM_WAIT_MS; ms++) {
+        if (!tmem_install_check_room(s->store, 0, credits, NULL)) {
+            return;
+        }
+        g_usleep(1000);
+    }
+}
+
+/*
+ * Context: main loop, BQL held, after the pool and the features.  The
+ * credits the guest holds must be honoured by this pool, whatever the
+ * packing of the pages it now holds.
+ */
+static int virtio_tmem_post_load(VirtIODevice *vdev)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(vdev);
+    uint64_t outstanding, room = 0;
+
+    s->mig_loading = false;
+    if (s->credits_spent > s->credits_granted ||
+        s->config_credits > s->credits_granted ||
+        (!s->credits_enabled && s->credits_granted)) {
+        error_report("virtio-tmem: migration stream has inconsistent credits "
+                     "(granted %" PRIu64 ", spent %" PRIu64 ", shown %" PRIu64
+                     ")", s->credits_granted, s->credits_spent,
+                     s->config_credits);
+        return -EINVAL;
+    }
+    outstanding = s->credits_granted - s->credits_spent;
+    if (s->store && s->image) {
+        virtio_tmem_wait_room(s, outstanding);
+    }
+    if (!s->store ||
+        tmem_install_check_room(s->store, 0, outstanding, &room)) {
+        error_report("virtio-tmem: " VIRTIO_TMEM_SIZE_PROP "=%" PRIu64
+                     " on the destination cannot honour the source's %" PRIu64
+                     " outstanding credits (room for %" PRIu64 " pages)",
+                     s->size, outstanding, room);
+        return -ENOSPC;
+    }
+    return 0;
+}
+
+static const VMStateDescription vmstate_virtio_tmem_device = {
+    .name = "virtio-tmem-device",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .pre_save = virtio_tmem_pre_save,
+    .pre_load = virtio_tmem_pre_load,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT64(credits_granted, VirtIOTmem),
+        VMSTATE_UINT64(credits_spent, VirtIOTmem),
+        VMSTATE_UINT64(config_credits, VirtIOTmem),
+        VMSTATE_UINT32(parent_obj.generation, VirtIOTmem),
+        VMSTATE_END_OF_LIST()
+    },
+};
+
+static const VMStateDescription vmstate_virtio_tmem = {
+    .name = "virtio-tmem",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = (const VMStateField[]) {
+        VMSTATE_VIRTIO_DEVICE,
+        VMSTATE_END_OF_LIST()
+    },
+};
+
+/* Context: main loop, BQL held (realize). */
+static void virtio_tmem_register_migration(VirtIOTmem *s)
+{
+    g_autofree char *oid = vmstate_if_get_id(VMSTATE_IF(s));
+    g_autofree char *id = oid ? g_strdup_printf("%s/" VIRTIO_TMEM_MIG_SECTION,
+                                                oid)
+                              : g_strdup(VIRTIO_TMEM_MIG_SECTION);
+
+    qemu_mutex_init(&s->mig_lock);
+    register_savevm_live(id, VMSTATE_INSTANCE_ID_ANY, VIRTIO_TMEM_MIG_VERSION,
+                         &virtio_tmem_savevm_handlers, s);
+}
+
+static void virtio_tmem_unregister_migration(VirtIOTmem *s)
+{
+    unregister_savevm(VMSTATE_IF(s), VIRTIO_TMEM_MIG_SECTION, s);
+    qemu_mutex_destroy(&s->mig_lock);
+}
+
 /* ---- realize ------------------------------------------------------------- */
 
 /*
  * Context: main loop, BQL held.  Everything that can fail (properties,
- * migration blocker, image, store) comes before virtio_init(), so that a
+ * image, store) comes before virtio_init(), so that a
  * failed realize has no queue to undo.
  */
 static void virtio_tmem_realize(DeviceState *dev, Error **errp)
@@ -1294,19 +1919,11 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
     if (!virtio_tmem_check_props(s, errp)) {
         return;
     }
-    error_setg(&s->migration_blocker, "virtio-tmem: migration is not "
-               "supported: persistent pages held for the guest would be "
-               "lost (device %s)", dev->id ? dev->id : "without id");
-    if (migrate_add_blocker(&s->migration_blocker, errp) < 0) {
-        return;
-    }
     if (!virtio_tmem_image_open(s, errp)) {
-        migrate_del_blocker(&s->migration_blocker);
         return;
     }
     qemu_mutex_init(&s->credit_lock);
     if (virtio_tmem_store_create(s, errp)) {
-        migrate_del_blocker(&s->migration_blocker);
         qemu_mutex_destroy(&s->credit_lock);
         tmem_image_close(s->image);
         s->image = NULL;
@@ -1317,6 +1934,7 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
      * MMIO regions, not this VirtIODevice): a config interrupt aimed by
      * the guest at our own BAR is then blocked, not re-entered.
      */
+    virtio_tmem_register_migration(s);
     s->config_bh = virtio_bh_new_guarded(dev, virtio_tmem_config_bh, s);
     virtio_init(vdev, VIRTIO_ID_TMEM, sizeof(struct virtio_tmem_config));
     /*
@@ -1369,7 +1987,7 @@ static void virtio_tmem_unrealize(DeviceState *dev)
     tmem_image_close(s->image);
     s->image = NULL;
     qemu_mutex_destroy(&s->credit_lock);
-    migrate_del_blocker(&s->migration_blocker);
+    virtio_tmem_unregister_migration(s);
 }
 
 static bool virtio_tmem_get_stall(Object *obj, Error **errp)
@@ -1451,6 +2069,8 @@ static const Property virtio_tmem_properties[] = {
                       VIRTIO_TMEM_F_PERSISTENT, true),
     DEFINE_PROP_BIT64(VIRTIO_TMEM_SHARED_PROP, VirtIOTmem, host_features,
                       VIRTIO_TMEM_F_SHARED, true),
+    DEFINE_PROP_BOOL(VIRTIO_TMEM_MIGRATE_EPHEMERAL_PROP, VirtIOTmem,
+                     migrate_ephemeral, false),
 };
 
 static void virtio_tmem_class_init(ObjectClass *klass, void *data)
@@ -1516,6 +2136,10 @@ static void virtio_tmem_class_init(ObjectClass *klass, void *data)
         "offer persistent pools (frontswap) with credits");
     object_class_property_set_description(klass, VIRTIO_TMEM_SHARED_PROP,
         "offer pools shared by UUID");
+    object_class_property_set_description(klass,
+        VIRTIO_TMEM_MIGRATE_EPHEMERAL_PROP,
+        "also send cleancache pages when migrating (default: only their "
+        "pools; the guest reads them from disk again)");
     object_class_property_add_bool(klass, VIRTIO_TMEM_STALL_PROP,
                                    virtio_tmem_get_stall,
                                    virtio_tmem_set_stall);
@@ -1532,6 +2156,9 @@ static void virtio_tmem_class_init(ObjectClass *klass, void *data)
     vdc->start_ioeventfd = virtio_tmem_start_ioeventfd;
     vdc->stop_ioeventfd = virtio_tmem_stop_ioeventfd;
     vdc->reset = virtio_tmem_reset;
+    vdc->post_load = virtio_tmem_post_load;
+    vdc->vmsd = &vmstate_virtio_tmem_device;
+    dc->vmsd = &vmstate_virtio_tmem;
 }
 
 static const TypeInfo virtio_tmem_info = {

@@ -1381,11 +1381,8 @@ static void assert_device_add_fails(const char *props, const char *needle)
     qobject_unref(r);
 }
 
-static void test_properties_and_migration(void *obj, void *data,
-                                          QGuestAllocator *alloc)
+static void test_properties(void *obj, void *data, QGuestAllocator *alloc)
 {
-    QDict *r;
-    const char *desc;
 
     assert_device_add_fails("'max-batch': 600", "max-batch=600");
     assert_device_add_fails("'num-queues': 0", "num-queues=0");
@@ -1405,14 +1402,567 @@ static void test_properties_and_migration(void *obj, void *data,
     assert_device_add_fails("'swap-image-unlink': true", "swap-image=");
     assert_device_add_fails("'writeback-low': 95", "writeback-low=95");
     assert_device_add_fails("'writeback-high': 0", "writeback-high=0");
+}
 
-    /* migration would lose persistent pages: it is refused */
-    r = qmp("{'execute': 'migrate', 'arguments': "
-            "{'uri': 'exec:cat > /dev/null'}}");
-    g_assert(qdict_haskey(r, "error"));
-    desc = qdict_get_str(qdict_get_qdict(r, "error"), "desc");
-    g_assert(strstr(desc, "virtio-tmem"));
+/* ---- migration ----------------------------------------------------------- */
+
+/*
+ * The destination is a second QEMU with the source's command line (saved
+ * by the test's "before" hook), the device's properties amended, started
+ * with -incoming defer.  The test's driver state (rings, allocator) lives
+ * in guest memory and in this process, so after the switch-over it drives
+ * the destination's device as it drove the source's.
+ */
+static char *mig_cmdline;
+
+static void *mig_save_cmdline(GString *cmd_line, void *arg)
+{
+    g_free(mig_cmdline);
+    mig_cmdline = g_strdup(cmd_line->str);
+    return arg;
+}
+
+static QTestState *mig_dest_start(const char *props)
+{
+    g_autofree char *cmd = g_strdup(mig_cmdline);
+    g_auto(GStrv) parts = NULL;
+
+    if (props) {
+        /* last in the device's options, so that they win */
+        char *id = strstr(cmd, "id=tmem0");
+        size_t end;
+
+        g_assert(id);
+        end = id - cmd + strcspn(id, " ");
+        parts = g_new0(char *, 3);
+        parts[0] = g_strndup(cmd, end);
+        parts[1] = g_strdup(cmd + end);
+        g_free(cmd);
+        cmd = g_strdup_printf("%s,%s%s", parts[0], props, parts[1]);
+    }
+    return qtest_initf("%s -incoming defer", cmd);
+}
+
+static void mig_incoming(QTestState *to, const char *uri)
+{
+    qtest_qmp_assert_success(to, "{'execute': 'migrate-incoming', "
+                             "'arguments': {'uri': %s, "
+                             "'exit-on-error': false}}", uri);
+}
+
+static void mig_start(QTestState *from, const char *uri)
+{
+    qtest_qmp_assert_success(from, "{'execute': 'migrate', "
+                             "'arguments': {'uri': %s}}", uri);
+}
+
+static char *mig_status(QTestState *qts)
+{
+    QDict *r = qtest_qmp(qts, "{'execute': 'query-migrate'}");
+    QDict *ret = qdict_get_qdict(r, "return");
+    char *status = g_strdup(qdict_haskey(ret, "status") ?
+                            qdict_get_str(ret, "status") : "none");
+
     qobject_unref(r);
+    return status;
+}
+
+/* Wait until the migration on @qts ended; assert it ended as @want. */
+static void mig_wait(QTestState *qts, const char *want)
+{
+    gint64 end = g_get_monotonic_time() + 120 * G_USEC_PER_SEC;
+
+    for (;;) {
+        g_autofree char *status = mig_status(qts);
+
+        if (!strcmp(status, "completed") || !strcmp(status, "failed") ||
+            !strcmp(status, "cancelled")) {
+            g_assert_cmpstr(status, ==, want);
+            return;
+        }
+        g_assert(g_get_monotonic_time() < end);
+        g_usleep(10 * 1000);
+    }
+}
+
+static void mig_return_path(QTestState *qts)
+{
+    qtest_qmp_assert_success(qts, "{'execute': 'migrate-set-capabilities', "
+                             "'arguments': {'capabilities': [{'capability': "
+                             "'return-path', 'state': true}]}}");
+}
+
+static bool vm_running(QTestState *qts)
+{
+    QDict *r = qtest_qmp(qts, "{'execute': 'query-status'}");
+    bool running = qdict_get_bool(qdict_get_qdict(r, "return"), "running");
+
+    qobject_unref(r);
+    return running;
+}
+
+/* Drive the device of @to from now on. */
+static void ctx_move(TmemCtx *c, QTestState *to)
+{
+    c->qts = to;
+    pci_of(c)->pdev->bus->qts = to;
+    global_qtest = to;
+}
+
+/* Page @i of a migration test, of every form the pool stores. */
+static void mig_page(uint8_t *p, uint64_t i)
+{
+    switch (i % 4) {
+    case 0:             /* compressed */
+    case 1:             /* raw */
+    case 2:             /* zero */
+        page_fill(p, 31000 + i, i % 4);
+        break;
+    default:            /* same-filled: one non-zero byte repeated */
+        memset(p, 0x11 * (1 + (i / 4) % 15), PAGE);
+    }
+}
+
+static uint64_t mig_fill(TmemCtx *c, uint32_t per, uint64_t n)
+{
+    uint8_t page[PAGE];
+    uint64_t i;
+
+    for (i = 0; i < n; i++) {
+        mig_page(page, i);
+        g_assert_cmpuint(put1(c, per, 5, i, page, true), ==,
+                         VIRTIO_TMEM_S_OK);
+    }
+    return n;
+}
+
+static void mig_check(TmemCtx *c, uint32_t per, uint64_t n)
+{
+    uint8_t page[PAGE], out[PAGE];
+    uint64_t i;
+
+    for (i = 0; i < n; i++) {
+        mig_page(page, i);
+        g_assert_cmpuint(get1(c, per, 5, i, false, out), ==,
+                         VIRTIO_TMEM_S_OK);
+        g_assert(!memcmp(page, out, PAGE));
+    }
+}
+
+/*
+ * Pages of every form (compressed, raw, zero, same-filled; with a swap
+ * image, many written back) migrate through a file and read back on the
+ * destination; the pools keep their ids, ephemeral pages stay behind.
+ */
+static void test_migration(void *obj, void *data, QGuestAllocator *alloc)
+{
+    g_autofree char *path = g_strdup_printf("%s/vtmem-qtest-mig-%d.state",
+                                            g_get_tmp_dir(), getpid());
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    g_autofree char *img = g_strdup_printf("swap-image=%s/vtmem-qtest-dst-%d"
+                                           ".img", g_get_tmp_dir(), getpid());
+    QTestState *src = global_qtest, *dst;
+    uint8_t page[PAGE], out[PAGE];
+    uint32_t per, eph;
+    uint64_t n;
+    TmemCtx c;
+    QDict *s;
+
+    ctx_start(&c, obj, alloc);
+    eph = new_pool(&c, 0, NULL);
+    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    page_fill(page, 1, 0);
+    g_assert_cmpuint(put1(&c, eph, 1, 0, page, false), ==, VIRTIO_TMEM_S_OK);
+    n = mig_fill(&c, per, 1500);
+    s = stats();
+    g_assert_cmpuint(stat_of(s, "persistent", "stored-pages"), ==, n);
+    g_assert_cmpuint(stat_of(s, "swap-image", "pages-in-image"), >, 100);
+    qobject_unref(s);
+
+    mig_start(src, uri);
+    mig_wait(src, "completed");
+    dst = mig_dest_start(img);
+    mig_incoming(dst, uri);
+    mig_wait(dst, "completed");
+    g_assert(vm_running(dst));
+
+    ctx_move(&c, dst);
+    mig_check(&c, per, n);
+    s = stats();
+    g_assert_cmpuint(stat_of(s, "persistent", "stored-pages"), ==, n);
+    g_assert_cmpuint(stat_of(s, "ephemeral", "stored-pages"), ==, 0);
+    qobject_unref(s);
+    /* the ephemeral pool is there, its page is not (migrate-ephemeral=off) */
+    g_assert_cmpuint(get1(&c, eph, 1, 0, false, out), ==,
+                     VIRTIO_TMEM_S_NOT_FOUND);
+    /* the credits the driver holds are good on the destination */
+    page_fill(page, 2, 1);
+    g_assert_cmpuint(put1(&c, per, 6, 0, page, true), ==, VIRTIO_TMEM_S_OK);
+    g_assert_cmpuint(get1(&c, per, 6, 0, true, out), ==, VIRTIO_TMEM_S_OK);
+    g_assert(!memcmp(page, out, PAGE));
+
+    ctx_move(&c, src);
+    qtest_quit(dst);
+    unlink(path);
+}
+
+/*
+ * A destination too small for the source's pages and credits refuses the
+ * stream; the source goes on running with every page.
+ */
+static void test_migration_refused(void *obj, void *data,
+                                   QGuestAllocator *alloc)
+{
+    g_autofree char *uri = g_strdup_printf("unix:%s/vtmem-qtest-mig-%d.sock",
+                                           g_get_tmp_dir(), getpid());
+    QTestState *src = global_qtest, *dst;
+    uint8_t page[PAGE];
+    uint32_t per;
+    uint64_t n;
+    TmemCtx c;
+
+    ctx_start(&c, obj, alloc);
+    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    n = mig_fill(&c, per, 400);
+
+    dst = mig_dest_start("size=4M");
+    /* with a return path the source hears of the refusal before it ends */
+    mig_return_path(dst);
+    mig_return_path(src);
+    mig_incoming(dst, uri);
+    mig_start(src, uri);
+    mig_wait(src, "failed");
+    mig_wait(dst, "failed");
+    qtest_quit(dst);
+
+    g_assert(vm_running(src));
+    mig_check(&c, per, n);
+    page_fill(page, 3, 0);
+    g_assert_cmpuint(put1(&c, per, 6, 0, page, true), ==, VIRTIO_TMEM_S_OK);
+    ctx_stop(&c);
+}
+
+static size_t find_bytes(const uint8_t *buf, size_t len, size_t from,
+                         const void *what, size_t n)
+{
+    size_t i;
+
+    for (i = from; i + n <= len; i++) {
+        if (!memcmp(buf + i, what, n)) {
+            return i;
+        }
+    }
+    return len;
+}
+
+/* Load @state with its byte at @off replaced by @val; assert the outcome. */
+static void mig_load_patched(const uint8_t *state, size_t len, size_t off,
+                             uint8_t val, const char *want)
+{
+    g_autofree char *path = g_strdup_printf("%s/vtmem-qtest-bad-%d.state",
+                                            g_get_tmp_dir(), getpid());
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    g_autofree uint8_t *copy = g_memdup2(state, len);
+    QTestState *dst;
+
+    g_assert_cmpuint(off, <, len);
+    copy[off] = val;
+    g_assert(g_file_set_contents(path, (const char *)copy, len, NULL));
+    dst = mig_dest_start(NULL);
+    mig_incoming(dst, uri);
+    mig_wait(dst, want);
+    qtest_quit(dst);
+    unlink(path);
+}
+
+/*
+ * A corrupt stream fails the load cleanly: a page length past a page, an
+ * unknown page form, a foreign compressor, an unknown stream version.
+ */
+static void test_migration_corrupt(void *obj, void *data,
+                                   QGuestAllocator *alloc)
+{
+    g_autofree char *path = g_strdup_printf("%s/vtmem-qtest-mig-%d.state",
+                                            g_get_tmp_dir(), getpid());
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    static const char marker[] = "virtio-tmem raw page marker";
+    static const char section[] = "virtio-tmem-pool";
+    g_autofree uint8_t *state = NULL;
+    uint8_t page[PAGE];
+    size_t len, rec, sec, hdr;
+    uint32_t per;
+    TmemCtx c;
+
+    ctx_start(&c, obj, alloc);
+    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    mig_fill(&c, per, 64);
+    page_fill(page, 77, 1);
+    memcpy(page, marker, sizeof(marker));
+    g_assert_cmpuint(put1(&c, per, 9, 0, page, true), ==, VIRTIO_TMEM_S_OK);
+    mig_start(global_qtest, uri);
+    mig_wait(global_qtest, "completed");
+    g_assert(g_file_get_contents(path, (char **)&state, &len, NULL));
+    unlink(path);
+
+    /* the raw page's record: form, compressor, fill, length 4096, bytes */
+    for (rec = 0; ; rec++) {
+        rec = find_bytes(state, len, rec, marker, sizeof(marker));
+        g_assert_cmpuint(rec, <, len);
+        if (rec >= 10 && !memcmp(state + rec - 4, "\0\0\x10\0", 4)) {
+            break;
+        }
+    }
+    /* the section's start: name, instance, version, then the header */
+    sec = find_bytes(state, len, 0, section, strlen(section));
+    g_assert_cmpuint(sec, <, len);
+    hdr = sec + strlen(section) + 8;
+    g_assert_cmpuint(state[hdr], ==, 1);        /* VTMEM_REC_HEADER */
+
+    mig_load_patched(state, len, 0, state[0], "completed");
+    mig_load_patched(state, len, rec - 3, 0x20, "failed");  /* length */
+    mig_load_patched(state, len, rec - 10, 9, "failed");    /* form */
+    mig_load_patched(state, len, hdr + 1, 9, "failed");     /* compressor */
+    mig_load_patched(state, len, hdr - 1, 2, "failed");     /* version */
+    ctx_stop(&c);
+}
+
+/*
+ * migrate_cancel half-way: the source keeps every page and serves on; a
+ * second migration then carries everything.
+ */
+static void test_migration_cancel(void *obj, void *data,
+                                  QGuestAllocator *alloc)
+{
+    g_autofree char *path = g_strdup_printf("%s/vtmem-qtest-mig-%d.state",
+                                            g_get_tmp_dir(), getpid());
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    QTestState *src = global_qtest, *dst;
+    g_autofree char *status = NULL;
+    uint8_t page[PAGE];
+    uint32_t per;
+    uint64_t n;
+    TmemCtx c;
+
+    ctx_start(&c, obj, alloc);
+    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    n = mig_fill(&c, per, 600);
+    qtest_qmp_assert_success(src, "{'execute': 'migrate-set-parameters', "
+                             "'arguments': {'max-bandwidth': 4096}}");
+    mig_start(src, "exec:cat > /dev/null");
+    do {
+        g_free(status);
+        status = mig_status(src);
+    } while (!strcmp(status, "setup"));
+    g_assert_cmpstr(status, ==, "active");
+    /* changes while the pool is being sent: logged, not lost */
+    page_fill(page, 4, 0);
+    g_assert_cmpuint(put1(&c, per, 5, 1, page, true), ==, VIRTIO_TMEM_S_OK);
+    qtest_qmp_assert_success(src, "{'execute': 'migrate_cancel'}");
+    mig_wait(src, "cancelled");
+    g_assert(vm_running(src));
+    g_assert_cmpuint(put1(&c, per, 5, 1, page, true), ==, VIRTIO_TMEM_S_OK);
+    page_fill(page, 5, 2);
+    g_assert_cmpuint(put1(&c, per, 5, 1, page, true), ==, VIRTIO_TMEM_S_OK);
+    mig_page(page, 1);
+    g_assert_cmpuint(put1(&c, per, 5, 1, page, true), ==, VIRTIO_TMEM_S_OK);
+    mig_check(&c, per, n);
+
+    qtest_qmp_assert_success(src, "{'execute': 'migrate-set-parameters', "
+                             "'arguments': {'max-bandwidth': 1073741824}}");
+    mig_start(src, uri);
+    mig_wait(src, "completed");
+    dst = mig_dest_start(NULL);
+    mig_incoming(dst, uri);
+    mig_wait(dst, "completed");
+    ctx_move(&c, dst);
+    mig_check(&c, per, n);
+    ctx_move(&c, src);
+    qtest_quit(dst);
+    unlink(path);
+}
+
+/*
+ * Wait until the source has sent its RAM and then @bytes more: of the
+ * pool, whose section follows RAM in every iteration.
+ */
+static void mig_wait_sent_after_ram(QTestState *qts, uint64_t bytes)
+{
+    gint64 end = g_get_monotonic_time() + 120 * G_USEC_PER_SEC;
+    int64_t base = -1;
+
+    for (;;) {
+        QDict *r = qtest_qmp(qts, "{'execute': 'query-migrate'}");
+        QDict *ram = qdict_get_qdict(qdict_get_qdict(r, "return"), "ram");
+        int64_t sent = ram ? qdict_get_int(ram, "transferred") : 0;
+        bool ram_done = ram && qdict_get_int(ram, "remaining") == 0;
+
+        qobject_unref(r);
+        if (ram_done && base < 0) {
+            base = sent;
+        }
+        if (base >= 0 && sent - base >= bytes) {
+            return;
+        }
+        g_assert(g_get_monotonic_time() < end);
+        g_usleep(10 * 1000);
+    }
+}
+
+/*
+ * Hold the source's migration still, or let it go at full speed.  qtest
+ * writes to the device even with the VM stopped, which a vCPU never does:
+ * a migration that converged while the test still made requests would
+ * leave their effect on the source only.  Frozen (10 bytes a 100 ms
+ * period: 1 B/s would round to 0, which means no limit; no downtime
+ * allowed), it cannot converge while anything is pending.
+ */
+static void mig_freeze(QTestState *qts, bool freeze)
+{
+    qtest_qmp_assert_success(qts, "{'execute': 'migrate-set-parameters', "
+                             "'arguments': {'max-bandwidth': %" PRId64 ", "
+                             "'downtime-limit': %d}}",
+                             freeze ? (int64_t)100 : (int64_t)1073741824,
+                             freeze ? 0 : 300);
+}
+
+static void flush1(TmemCtx *c, uint32_t pool, uint64_t obj, uint64_t idx)
+{
+    TmemBatch *t = batch_new(c->max_batch, 4);
+    struct vtmem_oid o = oid_of(obj);
+
+    vtmem_batch_flush_page(&t->b, pool, &o, idx);
+    run(c, t);
+    g_assert_cmpuint(st(t, 0), ==, VIRTIO_TMEM_S_OK);
+    batch_free(t);
+}
+
+/*
+ * Live migration over a unix socket while the guest replaces, flushes and
+ * takes pages: what the destination holds is what the source held at the
+ * switch-over, key by key.
+ */
+static void test_migration_live(void *obj, void *data, QGuestAllocator *alloc)
+{
+    g_autofree char *uri = g_strdup_printf("unix:%s/vtmem-qtest-live-%d.sock",
+                                           g_get_tmp_dir(), getpid());
+    QTestState *src = global_qtest, *dst;
+    g_autofree char *status = NULL;
+    enum { N = 1200 };
+    int64_t want[N];    /* page seed at each index, -1: no page */
+    uint8_t page[PAGE], out[PAGE];
+    uint64_t i, pool_bytes;
+    uint32_t per;
+    TmemCtx c;
+    QDict *s;
+
+    ctx_start(&c, obj, alloc);
+    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    mig_fill(&c, per, N);
+    for (i = 0; i < N; i++) {
+        want[i] = i;
+    }
+    s = stats();
+    pool_bytes = stat_of(s, "persistent", "compressed-bytes") +
+                 stat_of(s, "persistent", "raw-pages") * PAGE;
+    qobject_unref(s);
+    qtest_qmp_assert_success(src, "{'execute': 'migrate-set-parameters', "
+                             "'arguments': {'max-bandwidth': 1048576}}");
+    dst = mig_dest_start(NULL);
+    mig_incoming(dst, uri);
+    mig_start(src, uri);
+    /* a quarter of the pool is on the destination: change it all over */
+    mig_wait_sent_after_ram(src, pool_bytes / 4);
+    mig_freeze(src, true);
+    status = mig_status(src);
+    g_assert_cmpstr(status, ==, "active");
+
+    for (i = 0; i < N; i++) {
+        if (i % 5 == 0) {
+            mig_page(page, i + 7 * N);
+            g_assert_cmpuint(put1(&c, per, 5, i, page, true), ==,
+                             VIRTIO_TMEM_S_OK);
+            want[i] = i + 7 * N;
+        } else if (i % 7 == 0) {
+            flush1(&c, per, 5, i);
+            want[i] = -1;
+        } else if (i % 11 == 0) {
+            g_assert_cmpuint(get1(&c, per, 5, i, true, out), ==,
+                             VIRTIO_TMEM_S_OK);
+            want[i] = -1;
+        }
+    }
+    mig_freeze(src, false);
+    mig_wait(src, "completed");
+    mig_wait(dst, "completed");
+
+    ctx_move(&c, dst);
+    for (i = 0; i < N; i++) {
+        if (want[i] < 0) {
+            g_assert_cmpuint(get1(&c, per, 5, i, false, out), ==,
+                             VIRTIO_TMEM_S_NOT_FOUND);
+            continue;
+        }
+        mig_page(page, want[i]);
+        g_assert_cmpuint(get1(&c, per, 5, i, false, out), ==,
+                         VIRTIO_TMEM_S_OK);
+        g_assert(!memcmp(page, out, PAGE));
+    }
+    ctx_move(&c, src);
+    qtest_quit(dst);
+}
+
+/*
+ * A device reset while the pool is being sent re-creates the source's
+ * pool: the destination ends up with the new pool's pages, none of the
+ * old ones.
+ */
+static void test_migration_reset(void *obj, void *data,
+                                 QGuestAllocator *alloc)
+{
+    g_autofree char *path = g_strdup_printf("%s/vtmem-qtest-mig-%d.state",
+                                            g_get_tmp_dir(), getpid());
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    QTestState *src = global_qtest, *dst;
+    g_autofree char *status = NULL;
+    uint64_t n, pool_bytes;
+    uint32_t per;
+    TmemCtx c;
+    QDict *s;
+
+    ctx_start(&c, obj, alloc);
+    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    mig_fill(&c, per, 1200);
+    s = stats();
+    pool_bytes = stat_of(s, "persistent", "compressed-bytes") +
+                 stat_of(s, "persistent", "raw-pages") * PAGE;
+    qobject_unref(s);
+    qtest_qmp_assert_success(src, "{'execute': 'migrate-set-parameters', "
+                             "'arguments': {'max-bandwidth': 1048576}}");
+    mig_start(src, uri);
+    /* a quarter of the old pool's pages reach the destination first */
+    mig_wait_sent_after_ram(src, pool_bytes / 4);
+    mig_freeze(src, true);
+    status = mig_status(src);
+    g_assert_cmpstr(status, ==, "active");
+
+    ctx_reset(&c, obj);
+    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    n = mig_fill(&c, per, 20);
+    mig_freeze(src, false);
+    mig_wait(src, "completed");
+
+    dst = mig_dest_start(NULL);
+    mig_incoming(dst, uri);
+    mig_wait(dst, "completed");
+    ctx_move(&c, dst);
+    mig_check(&c, per, n);
+    s = stats();
+    g_assert_cmpuint(stat_of(s, "persistent", "stored-pages"), ==, n);
+    g_assert_cmpuint(stat_of(s, NULL, "pools"), ==, 1);
+    qobject_unref(s);
+    ctx_move(&c, src);
+    qtest_quit(dst);
+    unlink(path);
 }
 
 #define PCI_SLOT_HP 0x06
@@ -1492,6 +2042,14 @@ static void register_virtio_tmem_test(void)
     QOSGraphTestOptions zs_writeback = {
         .edge.extra_device_opts = zs_writeback_opts,
     };
+    /* migration tests start a destination with the source's command line */
+    QOSGraphTestOptions mig = {
+        .before = mig_save_cmdline,
+    };
+    QOSGraphTestOptions mig_writeback = {
+        .edge.extra_device_opts = writeback_opts,
+        .before = mig_save_cmdline,
+    };
 
     snprintf(writeback_opts, sizeof(writeback_opts),
              "size=2M,swap-image=%s/vtmem-qtest-%d.img,swap-image-size=64M,"
@@ -1536,8 +2094,17 @@ static void register_virtio_tmem_test(void)
     qos_add_test("iothread/credits-generation", "virtio-tmem",
                  test_credits_generation, &iothread);
     qos_add_test("reset-failure", "virtio-tmem", test_reset_failure, NULL);
-    qos_add_test("properties-and-migration", "virtio-tmem",
-                 test_properties_and_migration, NULL);
+    qos_add_test("properties", "virtio-tmem", test_properties, NULL);
+    qos_add_test("migration", "virtio-tmem", test_migration, &mig_writeback);
+    qos_add_test("migration-refused", "virtio-tmem", test_migration_refused,
+                 &mig);
+    qos_add_test("migration-corrupt", "virtio-tmem", test_migration_corrupt,
+                 &mig);
+    qos_add_test("migration-cancel", "virtio-tmem", test_migration_cancel,
+                 &mig);
+    qos_add_test("migration-reset", "virtio-tmem", test_migration_reset,
+                 &mig);
+    qos_add_test("migration-live", "virtio-tmem", test_migration_live, &mig);
     qos_add_test("zsmalloc/round-trip", "virtio-tmem", test_round_trip, &zs);
     qos_add_test("zsmalloc/replace-exclusive-flush", "virtio-tmem",
                  test_replace_exclusive_flush, &zs);

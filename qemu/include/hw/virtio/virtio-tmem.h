@@ -45,10 +45,12 @@
 #define VIRTIO_TMEM_SHARED_PROP "shared"
 #define VIRTIO_TMEM_STATS_PROP "stats"
 #define VIRTIO_TMEM_STALL_PROP "x-stall"
+#define VIRTIO_TMEM_MIGRATE_EPHEMERAL_PROP "migrate-ephemeral"
 OBJECT_DECLARE_SIMPLE_TYPE(VirtIOTmem, VIRTIO_TMEM)
 
 struct tmem_store;
 struct tmem_image;
+struct tmem_migration;
 
 /* Counters of one request queue. */
 typedef struct VirtIOTmemQueueStats {
@@ -78,6 +80,7 @@ struct VirtIOTmem {
     uint8_t writeback_high;
     uint8_t writeback_low;
     IOThread *iothread;
+    bool migrate_ephemeral;
 
     VirtQueue **vqs;
     /* Per-queue host copy of a batch's ops, read once from guest memory. */
@@ -88,7 +91,18 @@ struct VirtIOTmem {
 
     struct tmem_store *store;
     struct tmem_image *image;
-    Error *migration_blocker;
+
+    /*
+     * Migration of the pool (see "migration" in virtio-tmem.c).  mig_lock
+     * keeps the migration thread's calls on the stream out of a reset,
+     * which replaces the store under them; it protects mig and mig_reset.
+     */
+    QemuMutex mig_lock;
+    struct tmem_migration *mig;     /* source: the stream being sent */
+    bool mig_reset;                 /* source: the store was re-created */
+    bool mig_header_seen;           /* destination: the header arrived */
+    bool mig_loading;               /* destination: device state loading */
+    uint8_t *mig_buf;               /* one page of record data */
 
     /*
      * Credits (see docs/virtio-tmem-spec.md, "Credits").  Invariant:
