@@ -189,8 +189,19 @@ configure_qemu() {
 	else
 		args+=(--cc="ccache gcc")
 	fi
-	local want="${args[*]}"
+	local want="${args[*]}" pc
+	# meson caches what pkg-config said of tmem-pool: when the library's
+	# own dependencies change (libzstd came), it must look again, or the
+	# emulator links without them
+	pc=$(sha256sum < "$prefix/lib/pkgconfig/tmem-pool.pc" | cut -d' ' -f1)
 	if [ -f "$build/build.ninja" ] && [ "$(cat "$build/.vtmem-configure" 2>/dev/null)" = "$want" ]; then
+		[ "$(cat "$build/.vtmem-pc" 2>/dev/null)" = "$pc" ] && return
+		log "tmem-pool.pc changed: meson looks its dependencies up again"
+		(cd "$build" && PKG_CONFIG_PATH=$prefix/lib/pkgconfig \
+			./pyvenv/bin/meson setup --reconfigure --clearcache "$src" . \
+			> "$build/reconfigure.log" 2>&1) ||
+			{ tail -30 "$build/reconfigure.log"; die "reconfigure failed; see $build/reconfigure.log"; }
+		echo "$pc" > "$build/.vtmem-pc"
 		return
 	fi
 	log "configuring QEMU ($variant): ${args[*]}"
@@ -199,6 +210,7 @@ configure_qemu() {
 		> "$build/configure.log" 2>&1) ||
 		{ tail -30 "$build/configure.log"; die "configure failed; see $build/configure.log"; }
 	echo "$want" > "$build/.vtmem-configure"
+	echo "$pc" > "$build/.vtmem-pc"
 }
 
 # Firmware from Debian's seabios, ipxe-qemu and qemu-system-data, where a
