@@ -145,6 +145,20 @@ static int check(struct world *w)
 	return ret;
 }
 
+/* Every live object reads back and is freed: no frame may be left. */
+static void world_drain(struct world *w)
+{
+	unsigned int id;
+
+	for (id = 0; id < w->nr; id++)
+		if (w->objs[id].live) {
+			CHECK(obj_ok(w, id));
+			obj_free(w, id);
+		}
+	CHECK(w->z.frames_total == 0);
+	world_fini(w);
+}
+
 static void test_geometry(void)
 {
 	struct world w;
@@ -261,13 +275,7 @@ static void test_reclaim(void)
 	zs_reclaim_finish_locked(&w.zs, head);
 	pthread_mutex_unlock(&w.z.lock);
 	CHECK(!check(&w));
-	for (id = 0; id < w.nr; id++)
-		if (w.objs[id].live) {
-			CHECK(obj_ok(&w, id));
-			obj_free(&w, id);
-		}
-	CHECK(w.z.frames_total == 0);
-	world_fini(&w);
+	world_drain(&w);
 }
 
 static uint64_t live_bytes(const struct world *w)
@@ -313,13 +321,7 @@ static void test_compaction(void)
 	CHECK(after < before);
 	CHECK(after * 100 <= ideal * 110);
 	CHECK(!check(&w));
-	for (id = 0; id < w.nr; id++)
-		if (w.objs[id].live) {
-			CHECK(obj_ok(&w, id));
-			obj_free(&w, id);
-		}
-	CHECK(w.z.frames_total == 0);
-	world_fini(&w);
+	world_drain(&w);
 }
 
 /* ---- threads ------------------------------------------------------------ */
@@ -369,7 +371,7 @@ static void test_threads(void)
 	pthread_t t[3];
 	atomic_bool stop = false;
 	struct world w;
-	unsigned int i, id;
+	unsigned int i;
 
 	world_init(&w, 4000, 16384);
 	for (i = 0; i < 3; i++) {
@@ -388,13 +390,7 @@ static void test_threads(void)
 	       (unsigned long long)w.zs.moved,
 	       (unsigned long long)w.zs.compacted);
 	CHECK(!check(&w));
-	for (id = 0; id < w.nr; id++)
-		if (w.objs[id].live) {
-			CHECK(obj_ok(&w, id));
-			obj_free(&w, id);
-		}
-	CHECK(w.z.frames_total == 0);
-	world_fini(&w);
+	world_drain(&w);
 }
 
 int main(int argc, char **argv)
