@@ -25,6 +25,7 @@
 #include "hw/virtio/virtio.h"
 #include "hw/virtio/virtio-bus.h"
 #include "hw/virtio/virtio-tmem.h"
+#include "migration/misc.h"
 #include "migration/qemu-file.h"
 #include "migration/qemu-file-types.h"
 #include "migration/register.h"
@@ -1448,6 +1449,17 @@ static int virtio_tmem_save_setup(QEMUFile *f, void *opaque, Error **errp)
     uint64_t credits;
     int ret;
 
+    /*
+     * A background snapshot saves the devices with the VM stopped and the
+     * live sections while it runs again, with no completion step: the pool
+     * would be later than the RAM and the credits it goes with.
+     */
+    if (migrate_background_snapshot()) {
+        error_setg(errp, "virtio-tmem: background snapshots are not "
+                   "supported (the pool would be saved while the guest "
+                   "changes it)");
+        return -ENOTSUP;
+    }
     virtio_tmem_pool_config(s, &cfg);
     qemu_mutex_lock(&s->mig_lock);
     if (!s->store) {
