@@ -15,7 +15,7 @@ Groups:
           sanitizer runtimes
   qemu    what QEMU 10 needs to build from Debian's source, and its firmware
   guest   Linux 5.10 source (bullseye) and what building it and a Debian
-          root file system needs
+          root file system needs; qemu-img (the disks of migrating guests)
   libvirt libvirtd, virsh and the QEMU driver (bookworm's libvirt 9.0),
           xmllint; no systemd units are used (see tests/libvirt/run.sh)
   bench   gdb (gcore), python3 and perl for scripts/make-heap-corpus.sh
@@ -88,7 +88,7 @@ for g in "${groups[@]}"; do
 		;;
 	guest)
 		pkgs+=(gcc make bc flex bison libelf-dev libssl-dev cpio kmod
-		       ccache xz-utils rsync patch debootstrap e2fsprogs)
+		       ccache xz-utils rsync patch debootstrap e2fsprogs qemu-utils)
 		bullseye_pkgs+=(linux-source-5.10)
 		;;
 	qemu)

@@ -5,10 +5,10 @@
 # Usage: tests/e2e/run.sh [--help] [SCENARIO...]
 # Scenarios: frontswap clients cleancache pool_full writeback toggles smp
 # reboot unplug stall_invalidate stall_get stall_unplug mq_pools
-# image_corrupt (default: all), in two lanes side by side (E2E_JOBS=1:
-# one).  E2E_KERNEL=debug boots the debug kernel; the driver must run clean
-# under it.  SCENARIO@A runs a scenario with the device's allocator=A
-# (E2E_ALLOCATOR=A: all of them).  Each checks the guest's own counters and
+# image_corrupt migrate_idle migrate_live migrate_image (default: all), in
+# two lanes side by side (E2E_JOBS=1: one).  E2E_KERNEL=debug boots the
+# debug kernel; the driver must run clean under it.  SCENARIO@A runs a
+# scenario with the device's allocator=A (E2E_ALLOCATOR=A: all of them).  Each checks the guest's own counters and
 # the device's statistics; the output ends with 'e2e: N passed, M failed'.
 set -uo pipefail
 
@@ -725,13 +725,184 @@ scenario_mq_pools() {
 	check "mq_pools: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
 }
 
+# Migration (issue 17): tmem-run --migrate-on moves the guest to a new QEMU
+# (or snapshots it) when it prints a line, then writes "VTMEM-MIGRATED <n>
+# <outcome>" to the read-only control disk (serial vtmem-ctl); mig_wait N
+# waits for the Nth action and prints its outcome.
+MIG_WAIT='CTL=/dev/$(grep -lx vtmem-ctl /sys/block/vd*/serial | cut -d/ -f4)
+	mig_wait() {
+		while :; do
+			set -- "$1" $(dd if=$CTL bs=512 count=1 iflag=direct 2>/dev/null | head -1)
+			[ "$2" = VTMEM-MIGRATED ] && [ "$3" -ge "$1" ] && { echo "$4"; return; }
+			sleep 0.5
+		done
+	}'
+# A migration record of the stats JSON: mjget file n expression-over-m
+mjget() {
+	python3 -c "import json,sys; m=json.load(open(sys.argv[1]))['migrations'][$2 - 1]; print($3)" "$1"
+}
+# What a completed migration must show: the guest held persistent pages
+# in the pool; the destination holds as many (the guest was idle).
+check_pool_moved() { # name, stats, action n
+	local js=$2 n=$3 before after
+	before=$(mjget "$js" "$n" "m['stats-before']['persistent']['stored-pages']")
+	after=$(mjget "$js" "$n" "m['stats-after']['persistent']['stored-pages']")
+	check "$1: migration $n moved the pool ($before persistent pages before, $after after)" \
+		"[ '${before:-0}' -gt 1000 ] && [ \$(( ${after:-0} * 100 / ${before:-1} )) -ge 99 ]"
+}
+mig_report() { # name, stats: one line per migration action
+	python3 - "$1" "$2" <<'PY'
+import json, sys
+for m in json.load(open(sys.argv[2])).get("migrations", []):
+    q, b = m["query-migrate"], m["stats-before"]
+    ram = q.get("ram", {})
+    pool = b["persistent"]["compressed-bytes"] + b["ephemeral"]["compressed-bytes"]
+    print(f"# {sys.argv[1]}: migration {m['n']} {m['mode']} -> {m['outcome']}: "
+          f"{m['wall-ms']} ms, downtime {q.get('downtime', '-')} ms, "
+          f"{ram.get('dirty-sync-count', '-')} dirty syncs, "
+          f"{ram.get('transferred', 0) >> 20} MiB sent, RAM pages "
+          f"{ram.get('normal-bytes', 0) >> 20} MiB, pool {pool >> 20} MiB compressed")
+PY
+}
+
+# (a), (e), (f) and the destination killed: a guest holding verified swap
+# data in the pool: a migration cancelled mid-way and one whose
+# destination dies leave the source running; then it migrates live, is
+# saved to a file and restored, and its data verifies.
+scenario_migrate_idle() {
+	local log=$out/migrate-idle.log js=$out/migrate-idle.json t0=$SECONDS
+	run --mem 256M --pool-size 256M --swap 1G --stats-json "$js" \
+		--migrate-on MIG-CANCEL=cancel,after=2 --migrate-on MIG-KILL=kill-dest,after=2 \
+		--migrate-on MIG-LIVE=live --migrate-on MIG-FILE=file -- '
+		'"$MIG_WAIT"'
+		D=/sys/kernel/debug/virtio_tmem
+		memhog --mib 320 --verify-passes 1 --pattern text --ready-file /tmp/r \
+			--hold-file /tmp/go &
+		H=$!
+		while [ ! -f /tmp/r ]; do sleep 0.2; done
+		echo HELD=$(cat $D/frontswap_pages)
+		n=0
+		for a in CANCEL KILL LIVE FILE; do
+			n=$((n + 1)); echo MIG-$a; echo OUTCOME_$a=$(mig_wait $n)
+		done
+		touch /tmp/go; wait $H; echo MEMHOG_RC=$?
+		echo LOST=$(cat $D/lost_pages)
+		'"$KCHECK"'' > "$log" 2>&1
+	local rc=$?
+	echo "# migrate_idle: $((SECONDS - t0))s"
+	[ -f "$js" ] && mig_report migrate_idle "$js"
+	check "migrate_idle: guest command exit 0" "[ $rc -eq 0 ]"
+	check "migrate_idle: migrate_cancel mid-way, the source went on" \
+		"[ '$(gval "$log" OUTCOME_CANCEL)' = cancelled ]"
+	check "migrate_idle: destination killed mid-way, the source went on" \
+		"[ '$(gval "$log" OUTCOME_KILL)' = failed ]"
+	check "migrate_idle: live migration completed" "[ '$(gval "$log" OUTCOME_LIVE)' = completed ]"
+	check "migrate_idle: saved to a file and restored" "[ '$(gval "$log" OUTCOME_FILE)' = completed ]"
+	check "migrate_idle: memhog verified 0 bad pages on the last QEMU" \
+		"[ '$(gval "$log" MEMHOG_RC)' = 0 ]"
+	check "migrate_idle: no acknowledged page lost" "[ '$(gval "$log" LOST)' = 0 ]"
+	check "migrate_idle: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
+	[ -f "$js" ] || { nok "migrate_idle: statistics"; return; }
+	check_pool_moved migrate_idle "$js" 3
+	check_pool_moved migrate_idle "$js" 4
+}
+
+# (b) and (c): a guest swapping verified data (memhog's verify passes
+# fault pages in and push others out) migrates live with the bandwidth
+# limited, so that pre-copy takes several rounds, and then back.
+scenario_migrate_live() {
+	local log=$out/migrate-live.log js=$out/migrate-live.json t0=$SECONDS
+	run --mem 256M --pool-size 256M --swap 1G --stats-json "$js" \
+		--migrate-on MIG-THERE=live,bandwidth=48M --migrate-on MIG-BACK=live,bandwidth=48M -- '
+		'"$MIG_WAIT"'
+		D=/sys/kernel/debug/virtio_tmem
+		memhog --mib 384 --verify-passes 4 > /tmp/hog 2>&1 &
+		H=$!
+		until grep -q "wrote 384" /tmp/hog; do sleep 0.5; done
+		echo MIG-THERE; echo OUTCOME_THERE=$(mig_wait 1)
+		echo MIG-BACK; echo OUTCOME_BACK=$(mig_wait 2)
+		wait $H; echo MEMHOG_RC=$?; tail -3 /tmp/hog
+		echo LOST=$(cat $D/lost_pages)
+		'"$KCHECK"'' > "$log" 2>&1
+	local rc=$?
+	echo "# migrate_live: $((SECONDS - t0))s"
+	[ -f "$js" ] && mig_report migrate_live "$js"
+	check "migrate_live: guest command exit 0" "[ $rc -eq 0 ]"
+	check "migrate_live: migrated live while swapping, and back" \
+		"[ '$(gval "$log" OUTCOME_THERE)$(gval "$log" OUTCOME_BACK)' = completedcompleted ]"
+	check "migrate_live: memhog verified 0 bad pages across both" \
+		"[ '$(gval "$log" MEMHOG_RC)' = 0 ]"
+	check "migrate_live: no acknowledged page lost" "[ '$(gval "$log" LOST)' = 0 ]"
+	check "migrate_live: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
+	[ -f "$js" ] || { nok "migrate_live: statistics"; return; }
+	local syncs moved
+	syncs=$(mjget "$js" 1 "m['query-migrate']['ram']['dirty-sync-count']")
+	check "migrate_live: pre-copy took several rounds ($syncs)" "[ '${syncs:-0}' -ge 3 ]"
+	moved=$(mjget "$js" 1 "m['stats-before']['persistent']['stored-pages']")
+	check "migrate_live: the pool held swap pages when it moved ($moved)" \
+		"[ '${moved:-0}' -gt 1000 ]"
+}
+
+# (d) and savevm/loadvm: a 32 MiB pool with a swap image; the guest's
+# pages are in the pool and in the image when it migrates live (each QEMU
+# has its own image: the pages travel in the stream).  Then savevm; the
+# guest kills the memhog (its swap pages are flushed); loadvm brings the
+# guest back to the snapshot, memhog alive, and its pages verify.
+scenario_migrate_image() {
+	local log=$out/migrate-image.log js=$out/migrate-image.json t0=$SECONDS
+	local img=$out/migrate-image.img
+	run --mem 256M --pool-size 32M --swap 1G --stats-json "$js" \
+		--device-opts "swap-image=$img,swap-image-size=1G" \
+		--migrate-on MIG-LIVE=live --migrate-on MIG-SAVEVM=savevm \
+		--migrate-on MIG-LOADVM=loadvm -- '
+		'"$MIG_WAIT"'
+		D=/sys/kernel/debug/virtio_tmem
+		memhog --mib 256 --verify-passes 1 --ready-file /tmp/r --hold-file /tmp/go \
+			> /tmp/hog 2>&1 &
+		H=$!
+		while [ ! -f /tmp/r ]; do sleep 0.2; done
+		echo MIG-LIVE; echo OUTCOME_LIVE=$(mig_wait 1)
+		echo MIG-SAVEVM
+		o=$(mig_wait 2)
+		if [ "$o" = saved ]; then
+			echo OUTCOME_SAVEVM=$o
+			kill -9 $H; wait $H 2>/dev/null
+			echo KILLED_LEFT=$(cat $D/frontswap_pages)
+			echo MIG-LOADVM
+			sleep 600; echo LOADVM_NEVER_CAME; exit 1
+		fi
+		echo OUTCOME_LOADVM=$o
+		touch /tmp/go; wait $H; echo MEMHOG_RC=$?; tail -2 /tmp/hog
+		echo LOST=$(cat $D/lost_pages)
+		'"$KCHECK"'' > "$log" 2>&1
+	local rc=$?
+	echo "# migrate_image: $((SECONDS - t0))s"
+	[ -f "$js" ] && mig_report migrate_image "$js"
+	check "migrate_image: guest command exit 0" "[ $rc -eq 0 ]"
+	check "migrate_image: live migration completed" "[ '$(gval "$log" OUTCOME_LIVE)' = completed ]"
+	check "migrate_image: savevm, then loadvm restored the snapshot" \
+		"[ '$(gval "$log" OUTCOME_SAVEVM)' = saved ] && [ '$(gval "$log" OUTCOME_LOADVM)' = loaded ]"
+	check "migrate_image: memhog, killed after savevm, verified 0 bad pages after loadvm" \
+		"[ '$(gval "$log" MEMHOG_RC)' = 0 ]"
+	check "migrate_image: no acknowledged page lost" "[ '$(gval "$log" LOST)' = 0 ]"
+	check "migrate_image: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
+	[ -f "$js" ] || { nok "migrate_image: statistics"; return; }
+	local inimg
+	inimg=$(mjget "$js" 1 "m['stats-before']['swap-image']['pages-in-image']")
+	check "migrate_image: pages written back to the image migrated ($inimg)" \
+		"[ '${inimg:-0}' -gt 1000 ]"
+	check_pool_moved migrate_image "$js" 1
+	rm -f "$img"
+}
+
 for a in "$@"; do
 	case "$a" in -h|--help) usage; exit 0 ;; esac
 done
 scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] ||
 	scenarios=(frontswap clients cleancache pool_full writeback toggles smp reboot unplug
-		   stall_invalidate stall_get stall_unplug mq_pools image_corrupt)
+		   stall_invalidate stall_get stall_unplug mq_pools image_corrupt
+		   migrate_idle migrate_live migrate_image)
 for s in "${scenarios[@]}"; do
 	if ! declare -F "scenario_${s%@*}" >/dev/null; then
 		echo "run.sh: unknown scenario '$s' (see --help)" >&2
