@@ -8,8 +8,9 @@
 # image_corrupt migrate_idle migrate_live migrate_image (default: all), in
 # two lanes side by side (E2E_JOBS=1: one).  E2E_KERNEL=debug boots the
 # debug kernel; the driver must run clean under it.  SCENARIO@A runs a
-# scenario with the device's allocator=A (E2E_ALLOCATOR=A: all of them).  Each checks the guest's own counters and
-# the device's statistics; the output ends with 'e2e: N passed, M failed'.
+# scenario with the device's allocator=A (E2E_ALLOCATOR=A: all of them).
+# Each checks the guest's own counters and the device's statistics; the
+# output ends with 'e2e: N passed, M failed'.
 set -uo pipefail
 
 prog=e2e suite=e2e
@@ -727,16 +728,8 @@ scenario_mq_pools() {
 
 # Migration (issue 17): tmem-run --migrate-on moves the guest to a new QEMU
 # (or snapshots it) when it prints a line, then writes "VTMEM-MIGRATED <n>
-# <outcome>" to the read-only control disk (serial vtmem-ctl); mig_wait N
-# waits for the Nth action and prints its outcome.
-MIG_WAIT='CTL=/dev/$(grep -lx vtmem-ctl /sys/block/vd*/serial | cut -d/ -f4)
-	mig_wait() {
-		while :; do
-			set -- "$1" $(dd if=$CTL bs=512 count=1 iflag=direct 2>/dev/null | head -1)
-			[ "$2" = VTMEM-MIGRATED ] && [ "$3" -ge "$1" ] && { echo "$4"; return; }
-			sleep 0.5
-		done
-	}'
+# <outcome>" to a read-only control disk; the guest tool migwait N waits
+# for the Nth action and prints its outcome.
 # A migration record of the stats JSON: mjget file n expression-over-m
 mjget() {
 	python3 -c "import json,sys; m=json.load(open(sys.argv[1]))['migrations'][$2 - 1]; print($3)" "$1"
@@ -774,7 +767,6 @@ scenario_migrate_idle() {
 	run --mem 256M --pool-size 256M --swap 1G --stats-json "$js" \
 		--migrate-on MIG-CANCEL=cancel,after=2 --migrate-on MIG-KILL=kill-dest,after=2 \
 		--migrate-on MIG-LIVE=live --migrate-on MIG-FILE=file -- '
-		'"$MIG_WAIT"'
 		D=/sys/kernel/debug/virtio_tmem
 		memhog --mib 320 --verify-passes 1 --pattern text --ready-file /tmp/r \
 			--hold-file /tmp/go &
@@ -783,7 +775,7 @@ scenario_migrate_idle() {
 		echo HELD=$(cat $D/frontswap_pages)
 		n=0
 		for a in CANCEL KILL LIVE FILE; do
-			n=$((n + 1)); echo MIG-$a; echo OUTCOME_$a=$(mig_wait $n)
+			n=$((n + 1)); echo MIG-$a; echo OUTCOME_$a=$(migwait $n)
 		done
 		touch /tmp/go; wait $H; echo MEMHOG_RC=$?
 		echo LOST=$(cat $D/lost_pages)
@@ -814,13 +806,12 @@ scenario_migrate_live() {
 	local log=$out/migrate-live.log js=$out/migrate-live.json t0=$SECONDS
 	run --mem 256M --pool-size 256M --swap 1G --stats-json "$js" \
 		--migrate-on MIG-THERE=live,bandwidth=48M --migrate-on MIG-BACK=live,bandwidth=48M -- '
-		'"$MIG_WAIT"'
 		D=/sys/kernel/debug/virtio_tmem
 		memhog --mib 384 --verify-passes 4 > /tmp/hog 2>&1 &
 		H=$!
-		until grep -q "wrote 384" /tmp/hog; do sleep 0.5; done
-		echo MIG-THERE; echo OUTCOME_THERE=$(mig_wait 1)
-		echo MIG-BACK; echo OUTCOME_BACK=$(mig_wait 2)
+		until grep -q "pass 1:" /tmp/hog; do sleep 0.5; done
+		echo MIG-THERE; echo OUTCOME_THERE=$(migwait 1)
+		echo MIG-BACK; echo OUTCOME_BACK=$(migwait 2)
 		wait $H; echo MEMHOG_RC=$?; tail -3 /tmp/hog
 		echo LOST=$(cat $D/lost_pages)
 		'"$KCHECK"'' > "$log" 2>&1
@@ -855,15 +846,14 @@ scenario_migrate_image() {
 		--device-opts "swap-image=$img,swap-image-size=1G" \
 		--migrate-on MIG-LIVE=live --migrate-on MIG-SAVEVM=savevm \
 		--migrate-on MIG-LOADVM=loadvm -- '
-		'"$MIG_WAIT"'
 		D=/sys/kernel/debug/virtio_tmem
 		memhog --mib 256 --verify-passes 1 --ready-file /tmp/r --hold-file /tmp/go \
 			> /tmp/hog 2>&1 &
 		H=$!
 		while [ ! -f /tmp/r ]; do sleep 0.2; done
-		echo MIG-LIVE; echo OUTCOME_LIVE=$(mig_wait 1)
+		echo MIG-LIVE; echo OUTCOME_LIVE=$(migwait 1)
 		echo MIG-SAVEVM
-		o=$(mig_wait 2)
+		o=$(migwait 2)
 		if [ "$o" = saved ]; then
 			echo OUTCOME_SAVEVM=$o
 			kill -9 $H; wait $H 2>/dev/null

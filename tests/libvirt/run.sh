@@ -141,12 +141,21 @@ else
 fi
 check "libvirtd answers" "virsh list --all >/dev/null 2>&1"
 
-# the guest: run a short swap workload, report, wait for the host to read
-# the device's statistics, then power off
+# the guest: push verified data out to the pool and hold it; the host saves
+# the domain to a file and restores it (virsh save / restore) and tells
+# the guest through a read-only control disk (tests/guest/migwait.c); the
+# data verifies; report, wait for the host to read the device's
+# statistics, then power off
 t0=$SECONDS
 guest=$work/guest
 "$top/scripts/tmem-run" --prepare "$guest" -- '
-	memhog --mib 320 --verify-passes 1; rc=$?
+	memhog --mib 320 --verify-passes 1 --ready-file /tmp/r --hold-file /tmp/go &
+	H=$!
+	while [ ! -f /tmp/r ]; do sleep 0.2; done
+	echo HELD=$(cat /sys/kernel/debug/virtio_tmem/frontswap_pages)
+	echo SAVE-NOW
+	echo RESTORED=$(migwait 1)
+	touch /tmp/go; wait $H; rc=$?
 	echo MEMHOG_RC=$rc
 	echo SUCC_STORES=$(cat /sys/kernel/debug/frontswap/succ_stores)
 	echo LOST=$(cat /sys/kernel/debug/virtio_tmem/lost_pages)
@@ -166,8 +175,20 @@ for old, new in (("<name>vtmem-guest</name>", f"<name>{name}</name>"),
                  ("/var/lib/virtio-tmem/swap.img", g["swap"]),
                  ("/var/lib/virtio-tmem/", f"{work}/")):
     text = text.replace(old, new)
+# the console survives a restore; the control disk the guest polls
+text = text.replace("<source path='%s/console.log'/>" % work,
+                    "<source path='%s/console.log' append='on'/>" % work)
+text = text.replace("    <serial type='file'>", f"""    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='{work}/ctl.img'/>
+      <target dev='vdz' bus='virtio'/>
+      <readonly/>
+      <serial>vtmem-ctl</serial>
+    </disk>
+    <serial type='file'>""")
 print(text, end="")
 EOF
+truncate -s 4096 "$work/ctl.img"
 qemu=$(python3 -c "import json; print(json.load(open('$guest/guest.json'))['qemu'])")
 "$tool" apply "$work/domain-meta.xml" --emulator "$qemu" -o "$work/domain.xml"
 check "the test domain validates" "'$tool' validate '$work/domain.xml' >/dev/null"
@@ -181,12 +202,26 @@ check "libvirt's own devices stay off the device's slot" \
 t0=$SECONDS
 check "virsh start" "virsh start '$dom' >/dev/null"
 console=$work/console.log
-for _ in $(seq 1 900); do
-	grep -qa WORKLOAD-DONE "$console" 2>/dev/null && break
-	virsh domstate "$dom" 2>/dev/null | grep -q running || break
-	sleep 1
-done
+wait_console() { # line
+	for _ in $(seq 1 900); do
+		grep -qa "^$1" "$console" 2>/dev/null && return 0
+		virsh domstate "$dom" 2>/dev/null | grep -q running || return 1
+		sleep 1
+	done
+	return 1
+}
+wait_console SAVE-NOW
+held=$(gval "$console" HELD)
+check "the guest held its data in the pool ($held pages)" "[ '${held:-0}' -gt 1000 ] 2>/dev/null"
+check "virsh save" "virsh save '$dom' '$work/saved.img' >/dev/null 2>'$work/save.err'"
+check "the domain is off after the save ($(virsh domstate "$dom" 2>&1))" \
+	"virsh domstate '$dom' 2>&1 | grep -q 'shut off'"
+check "virsh restore" "virsh restore '$work/saved.img' >/dev/null 2>'$work/restore.err'"
+printf 'VTMEM-MIGRATED 1 restored\n' | dd of="$work/ctl.img" conv=notrunc,fsync status=none
+wait_console WORKLOAD-DONE
 echo "# guest workload: $((SECONDS - t0))s"
+check "the guest went on after the restore ($(gval "$console" RESTORED))" \
+	"[ '$(gval "$console" RESTORED)' = restored ]"
 check "the guest ran its swap workload (0 bad pages)" "[ '$(gval "$console" MEMHOG_RC)' = 0 ]"
 succ=$(gval "$console" SUCC_STORES)
 check "frontswap stores went to virtio-tmem ($succ)" "[ '${succ:-0}' -gt 0 ] 2>/dev/null"
