@@ -1351,7 +1351,7 @@ static void virtio_tmem_put_key(QEMUFile *f, const struct tmem_mig_record *r,
     }
 }
 
-/* Context: migration thread, mig_lock held. */
+/* Context: migration thread; mig_lock not held (the write may block). */
 static void virtio_tmem_put_record(QEMUFile *f, const struct tmem_mig_record *r,
                                    const uint8_t *data)
 {
@@ -1395,36 +1395,61 @@ static void virtio_tmem_put_record(QEMUFile *f, const struct tmem_mig_record *r,
 }
 
 /*
+ * Context: migration thread, mig_lock held.  The next record of the
+ * stream into @rec and s->mig_buf, after the reset mark if the store was
+ * re-created since the last call (*@reset).  Returns 1 with a record, 0
+ * if nothing is left now, or a negative libtmem-pool error.
+ */
+static int virtio_tmem_next_record(VirtIOTmem *s, struct tmem_mig_record *rec,
+                                   bool *reset)
+{
+    *reset = s->mig_reset;
+    s->mig_reset = false;
+    return tmem_migration_next(s->mig, rec, s->mig_buf);
+}
+
+/*
  * Context: migration thread; BQL held (setup, completion) or not
  * (iteration).  Send records until the rate limit says stop (unless
  * @drain) or nothing is left now.  Returns 1 if nothing is left, 0 if the
  * limit stopped it, or -EIO.
+ *
+ * mig_lock is held only to take a record from the library, never across
+ * a write: a write blocks as long as the channel is stalled, and a guest
+ * reset takes mig_lock in the main loop with the BQL held.  The record is
+ * a copy (@rec, s->mig_buf, which only this thread and save_cleanup touch)
+ * and stays valid once the lock is dropped, whatever a reset does to the
+ * store meanwhile.  Ordering holds without the lock: only this thread
+ * writes the section, so a record taken before a reset reaches the channel
+ * before the reset mark, which the next record taken after the reset
+ * carries (mig_reset is read and cleared under the lock with the record).
+ * The destination then empties its store after the old record, as it must.
  */
 static int virtio_tmem_send(VirtIOTmem *s, QEMUFile *f, bool drain)
 {
     struct tmem_mig_record rec;
+    bool reset;
     int ret = 1;
 
-    qemu_mutex_lock(&s->mig_lock);
-    if (!s->mig) {
-        /* A reset re-created the store and could not start it again. */
-        qemu_mutex_unlock(&s->mig_lock);
-        error_report("virtio-tmem: the pool was reset during migration and "
-                     "cannot be sent (host out of memory)");
-        return -EIO;
-    }
-    if (s->mig_reset) {
-        qemu_put_byte(f, VTMEM_REC_RESET);
-        s->mig_reset = false;
-    }
     while (drain || !migration_rate_exceeded(f)) {
-        ret = tmem_migration_next(s->mig, &rec, s->mig_buf);
+        qemu_mutex_lock(&s->mig_lock);
+        if (!s->mig) {
+            /* A reset re-created the store and could not start it again. */
+            qemu_mutex_unlock(&s->mig_lock);
+            error_report("virtio-tmem: the pool was reset during migration "
+                         "and cannot be sent (host out of memory)");
+            return -EIO;
+        }
+        ret = virtio_tmem_next_record(s, &rec, &reset);
+        qemu_mutex_unlock(&s->mig_lock);
+        if (reset) {
+            qemu_put_byte(f, VTMEM_REC_RESET);
+        }
         if (ret <= 0) {
             break;
         }
         virtio_tmem_put_record(f, &rec, s->mig_buf);
     }
-    qemu_mutex_unlock(&s->mig_lock);
     qemu_put_byte(f, VTMEM_REC_END);
     if (ret < 0) {
         error_report("virtio-tmem: cannot migrate the pool: %s",

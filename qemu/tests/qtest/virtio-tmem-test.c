@@ -25,6 +25,7 @@
 #include "standard-headers/linux/virtio_pci.h"
 #include "standard-headers/linux/virtio_ring.h"
 #include <sys/resource.h>
+#include <sys/socket.h>
 
 #include "vtmem_codec.h"
 
@@ -1965,6 +1966,141 @@ static void test_migration_reset(void *obj, void *data,
     unlink(path);
 }
 
+/*
+ * The far end of an outgoing migration, in this process: it reads and
+ * drops what comes while told to; stopped, the source's writes block once
+ * the socket's buffers are full.  Stopped for MIG_SINK_STALL_US, it reads
+ * again by itself (and says so), so that a QEMU that waits on the stalled
+ * channel cannot hang the test.
+ */
+#define MIG_SINK_STALL_US   (10 * G_USEC_PER_SEC)
+
+typedef struct MigSink {
+    int fd;
+    gint reading;
+    gint gave_up;
+    GThread *thread;
+} MigSink;
+
+static gpointer mig_sink_run(gpointer opaque)
+{
+    MigSink *k = opaque;
+    gint64 stopped = 0;
+    char buf[65536];
+
+    for (;;) {
+        if (!g_atomic_int_get(&k->reading)) {
+            gint64 now = g_get_monotonic_time();
+
+            stopped = stopped ? stopped : now;
+            if (now - stopped < MIG_SINK_STALL_US) {
+                g_usleep(10 * 1000);
+                continue;
+            }
+            g_atomic_int_set(&k->gave_up, 1);
+            g_atomic_int_set(&k->reading, 1);
+        }
+        stopped = 0;
+        if (read(k->fd, buf, sizeof(buf)) <= 0) {
+            break;
+        }
+    }
+    close(k->fd);
+    return NULL;
+}
+
+/* Migrate @qts into a sink, reading. */
+static void mig_sink_start(MigSink *k, QTestState *qts)
+{
+    int sv[2];
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
+    k->fd = sv[0];
+    k->reading = 1;
+    k->gave_up = 0;
+    qtest_qmp_fds_assert_success(qts, &sv[1], 1, "{'execute': 'getfd', "
+                                 "'arguments': {'fdname': 'sink'}}");
+    close(sv[1]);
+    k->thread = g_thread_new("mig-sink", mig_sink_run, k);
+    mig_start(qts, "fd:sink");
+}
+
+/* Stop reading; return once the source's writes stopped moving. */
+static void mig_sink_stall(MigSink *k, QTestState *qts)
+{
+    gint64 end = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+    int64_t last = -1, sent = 0;
+
+    g_atomic_int_set(&k->reading, 0);
+    while (sent != last) {
+        QDict *r = qtest_qmp(qts, "{'execute': 'query-migrate'}");
+        QDict *ram = qdict_get_qdict(qdict_get_qdict(r, "return"), "ram");
+
+        last = sent;
+        sent = qdict_get_int(ram, "transferred");
+        qobject_unref(r);
+        g_assert(g_get_monotonic_time() < end);
+        g_usleep(300 * 1000);
+    }
+}
+
+/* Read again until the source closes the channel; whether it had to. */
+static bool mig_sink_finish(MigSink *k)
+{
+    g_atomic_int_set(&k->reading, 1);
+    g_thread_join(k->thread);
+    return g_atomic_int_get(&k->gave_up);
+}
+
+/*
+ * A destination that stops reading half-way through the pool blocks the
+ * source's migration thread in a write.  A guest reset meanwhile must not
+ * wait for that write: it runs in the main loop with the BQL held, and
+ * would hang the guest and the monitor for as long as the channel stalls.
+ * The source then serves the new pool and cancels the migration.
+ */
+static void test_migration_stall_reset(void *obj, void *data,
+                                       QGuestAllocator *alloc)
+{
+    QTestState *src = global_qtest;
+    g_autofree char *status = NULL;
+    uint64_t n, pool_bytes;
+    uint32_t per;
+    gint64 t0, reset_us;
+    MigSink k;
+    TmemCtx c;
+    QDict *s;
+
+    ctx_start(&c, obj, alloc);
+    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    mig_fill(&c, per, 1200);
+    s = stats();
+    pool_bytes = stat_of(s, "persistent", "compressed-bytes") +
+                 stat_of(s, "persistent", "raw-pages") * PAGE;
+    qobject_unref(s);
+    qtest_qmp_assert_success(src, "{'execute': 'migrate-set-parameters', "
+                             "'arguments': {'max-bandwidth': 1048576}}");
+    mig_sink_start(&k, src);
+    mig_wait_sent_after_ram(src, pool_bytes / 4);
+    mig_sink_stall(&k, src);
+    status = mig_status(src);
+    g_assert_cmpstr(status, ==, "active");
+
+    t0 = g_get_monotonic_time();
+    ctx_reset(&c, obj);
+    reset_us = g_get_monotonic_time() - t0;
+    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    n = mig_fill(&c, per, 20);
+
+    qtest_qmp_assert_success(src, "{'execute': 'migrate_cancel'}");
+    g_assert(!mig_sink_finish(&k));
+    mig_wait(src, "cancelled");
+    g_assert_cmpint(reset_us, <, 3 * G_USEC_PER_SEC);
+    g_assert(vm_running(src));
+    mig_check(&c, per, n);
+    ctx_stop(&c);
+}
+
 #define PCI_SLOT_HP 0x06
 
 /* Hot-plug and unplug a second device: realize and unrealize, under ASan. */
@@ -2105,6 +2241,8 @@ static void register_virtio_tmem_test(void)
     qos_add_test("migration-reset", "virtio-tmem", test_migration_reset,
                  &mig);
     qos_add_test("migration-live", "virtio-tmem", test_migration_live, &mig);
+    qos_add_test("migration-stall-reset", "virtio-tmem",
+                 test_migration_stall_reset, &mig);
     qos_add_test("zsmalloc/round-trip", "virtio-tmem", test_round_trip, &zs);
     qos_add_test("zsmalloc/replace-exclusive-flush", "virtio-tmem",
                  test_replace_exclusive_flush, &zs);

@@ -96,6 +96,7 @@ struct VirtIOTmem {
      * Migration of the pool (see "migration" in virtio-tmem.c).  mig_lock
      * keeps the migration thread's calls on the stream out of a reset,
      * which replaces the store under them; it protects mig and mig_reset.
+     * It is never held across a write to the channel (virtio_tmem_send()).
      */
     QemuMutex mig_lock;
     struct tmem_migration *mig;     /* source: the stream being sent */
