@@ -1841,30 +1841,12 @@ static int virtio_tmem_pre_load(void *opaque)
 }
 
 /*
- * With a swap image, room comes from background writeback and from image
- * space it reserves ahead, both behind the installs that just filled RAM
- * as fast as the stream came: give the writeback thread a moment (it
- * needs no lock of ours) before judging the credits.  Bounded, as it runs
- * during the downtime.
- */
-#define VIRTIO_TMEM_MIG_ROOM_WAIT_MS 2000
-
-static void virtio_tmem_wait_room(VirtIOTmem *s, uint64_t credits)
-{
-    unsigned ms;
-
-    for (ms = 0; ms < VIRTIO_TMEM_MIG_ROOM_WAIT_MS; ms++) {
-        if (!tmem_install_check_room(s->store, 0, credits, NULL)) {
-            return;
-        }
-        g_usleep(1000);
-    }
-}
-
-/*
  * Context: main loop, BQL held, after the pool and the features.  The
  * credits the guest holds must be honoured by this pool, whatever the
- * packing of the pages it now holds.
+ * packing of the pages it now holds.  With a swap image the installs may
+ * have filled RAM ahead of background writeback: the library writes back
+ * here what the credits need (disk writes, as installs that find RAM full
+ * do; no wait on another thread), so the answer is final at once.
  */
 static int virtio_tmem_post_load(VirtIODevice *vdev)
 {
@@ -1882,9 +1864,6 @@ static int virtio_tmem_post_load(VirtIODevice *vdev)
         return -EINVAL;
     }
     outstanding = s->credits_granted - s->credits_spent;
-    if (s->store && s->image) {
-        virtio_tmem_wait_room(s, outstanding);
-    }
     if (!s->store ||
         tmem_install_check_room(s->store, 0, outstanding, &room)) {
         error_report("virtio-tmem: " VIRTIO_TMEM_SIZE_PROP "=%" PRIu64

@@ -1554,6 +1554,7 @@ static void mig_check(TmemCtx *c, uint32_t per, uint64_t n)
  * Pages of every form (compressed, raw, zero, same-filled; with a swap
  * image, many written back) migrate through a file and read back on the
  * destination; the pools keep their ids, ephemeral pages stay behind.
+ * @data: more device options for the destination, or NULL.
  */
 static void test_migration(void *obj, void *data, QGuestAllocator *alloc)
 {
@@ -1561,7 +1562,9 @@ static void test_migration(void *obj, void *data, QGuestAllocator *alloc)
                                             g_get_tmp_dir(), getpid());
     g_autofree char *uri = g_strdup_printf("file:%s", path);
     g_autofree char *img = g_strdup_printf("swap-image=%s/vtmem-qtest-dst-%d"
-                                           ".img", g_get_tmp_dir(), getpid());
+                                           ".img%s%s", g_get_tmp_dir(),
+                                           getpid(), data ? "," : "",
+                                           data ? (char *)data : "");
     QTestState *src = global_qtest, *dst;
     uint8_t page[PAGE], out[PAGE];
     uint32_t per, eph;
@@ -2186,6 +2189,15 @@ static void register_virtio_tmem_test(void)
         .edge.extra_device_opts = writeback_opts,
         .before = mig_save_cmdline,
     };
+    /*
+     * A destination whose background writeback stops at once: the room
+     * for the credits must come from the load itself.
+     */
+    QOSGraphTestOptions mig_writeback_late = {
+        .edge.extra_device_opts = writeback_opts,
+        .before = mig_save_cmdline,
+        .arg = (void *)"writeback-high=100,writeback-low=99",
+    };
 
     snprintf(writeback_opts, sizeof(writeback_opts),
              "size=2M,swap-image=%s/vtmem-qtest-%d.img,swap-image-size=64M,"
@@ -2232,6 +2244,8 @@ static void register_virtio_tmem_test(void)
     qos_add_test("reset-failure", "virtio-tmem", test_reset_failure, NULL);
     qos_add_test("properties", "virtio-tmem", test_properties, NULL);
     qos_add_test("migration", "virtio-tmem", test_migration, &mig_writeback);
+    qos_add_test("migration-writeback-late", "virtio-tmem", test_migration,
+                 &mig_writeback_late);
     qos_add_test("migration-refused", "virtio-tmem", test_migration_refused,
                  &mig);
     qos_add_test("migration-corrupt", "virtio-tmem", test_migration_corrupt,
