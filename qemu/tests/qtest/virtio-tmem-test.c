@@ -1731,6 +1731,73 @@ static void test_migration_corrupt(void *obj, void *data,
 }
 
 /*
+ * A device broken by a queue handler in an IOThread gets DEVICE_NEEDS_RESET
+ * and its interrupt from a main loop BH (qemu/patches/0005).  A migration
+ * whose stop-and-copy came before the BH saves it broken without
+ * NEEDS_RESET: here that stream is made from a device broken in the main
+ * loop, its status byte cleared.  The destination must tell the driver,
+ * or the device would stay silently broken there.
+ */
+static void test_migration_broken(void *obj, void *data,
+                                  QGuestAllocator *alloc)
+{
+    g_autofree char *path = g_strdup_printf("%s/vtmem-qtest-mig-%d.state",
+                                            g_get_tmp_dir(), getpid());
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    QTestState *src = global_qtest, *dst;
+    g_autofree uint8_t *state = NULL;
+    uint8_t needle[4 + sizeof(struct virtio_tmem_config)];
+    uint64_t req, pg, resp;
+    QVirtioPCIDevice *d;
+    size_t len, at, i;
+    uint32_t pool;
+    TmemCtx c;
+
+    ctx_start(&c, obj, alloc);
+    d = pci_of(&c);
+    pool = new_pool(&c, 0, NULL);
+    put_chain(&c, pool, &req, &pg, &resp);
+    /* a response in the device's BAR: refused, the device asks a reset */
+    kick_and_forget(&c, (Piece[]){ { req, 64, false }, { pg, PAGE, false },
+                                   { d->bar.addr + d->common_cfg_offset, 32,
+                                     true } }, 3);
+    qvirtio_wait_config_isr(c.dev, TMEM_TIMEOUT_US);
+    /* virtio_save(): status, isr, queue_sel, features, config length */
+    stl_be_p(needle, sizeof(struct virtio_tmem_config));
+    for (i = 0; i < sizeof(struct virtio_tmem_config); i++) {
+        needle[4 + i] = qvirtio_config_readb(c.dev, i);
+    }
+    mig_start(src, uri);
+    mig_wait(src, "completed");
+    g_assert(g_file_get_contents(path, (char **)&state, &len, NULL));
+    at = find_bytes(state, len, 0, needle, sizeof(needle));
+    g_assert_cmpuint(at, <, len);
+    g_assert_cmpuint(find_bytes(state, len, at + 1, needle, sizeof(needle)),
+                     ==, len);
+    at -= 8;
+    g_assert_cmphex(state[at] & VIRTIO_CONFIG_S_NEEDS_RESET, !=, 0);
+    g_assert_cmphex(state[at + 1], ==, 0);      /* isr: read above */
+    state[at] &= ~VIRTIO_CONFIG_S_NEEDS_RESET;
+    g_assert(g_file_set_contents(path, (const char *)state, len, NULL));
+
+    dst = mig_dest_start(NULL);
+    mig_incoming(dst, uri);
+    mig_wait(dst, "completed");
+    ctx_move(&c, dst);
+    wait_needs_reset(&c);
+    qvirtio_wait_config_isr(c.dev, TMEM_TIMEOUT_US);
+    /* and a reset brings it back */
+    ctx_stop(&c);
+    ctx_reset(&c, obj);
+    pool = new_pool(&c, 0, NULL);
+    assert_still_serving(&c, pool);
+    ctx_stop(&c);
+    ctx_move(&c, src);
+    qtest_quit(dst);
+    unlink(path);
+}
+
+/*
  * migrate_cancel half-way: the source keeps every page and serves on; a
  * second migration then carries everything.
  */
@@ -2251,6 +2318,8 @@ static void register_virtio_tmem_test(void)
     qos_add_test("migration-corrupt", "virtio-tmem", test_migration_corrupt,
                  &mig);
     qos_add_test("migration-cancel", "virtio-tmem", test_migration_cancel,
+                 &mig);
+    qos_add_test("migration-broken", "virtio-tmem", test_migration_broken,
                  &mig);
     qos_add_test("migration-reset", "virtio-tmem", test_migration_reset,
                  &mig);
