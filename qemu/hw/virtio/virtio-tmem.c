@@ -1637,7 +1637,11 @@ static int virtio_tmem_load_header(VirtIOTmem *s, QEMUFile *f)
                      s->max_pools, max_pools);
         return -EINVAL;
     }
-    /* Whatever the destination held (loadvm) goes: the stream is all. */
+    /*
+     * Whatever the destination held (loadvm) goes: the stream is all.
+     * From here a failure leaves the device changed (load_cleanup).
+     */
+    s->mig_header_seen = true;
     ret = virtio_tmem_mig_empty_store(s);
     if (ret) {
         return ret;
@@ -1657,7 +1661,6 @@ static int virtio_tmem_load_header(VirtIOTmem *s, QEMUFile *f)
                      s->size, credits, room, pages);
         return -ENOSPC;
     }
-    s->mig_header_seen = true;
     return 0;
 }
 
@@ -1796,13 +1799,41 @@ static int virtio_tmem_load_state(QEMUFile *f, void *opaque, int version_id)
     }
 }
 
+/*
+ * Context: main loop, BQL held.  A load that changed the device (the
+ * pool's header emptied the store, or the device state began to load) and
+ * did not complete (virtio_tmem_post_load()) leaves a pool and counters
+ * that are neither the device's nor the stream's: drop both, and have the
+ * driver reset the device, whose pages are gone (HMP loadvm goes on with
+ * the VM after a failure).
+ */
+static void virtio_tmem_mig_discard(VirtIOTmem *s)
+{
+    qatomic_set(&s->credits_enabled, false);
+    virtio_tmem_zero_credits(s);
+    if (virtio_tmem_mig_empty_store(s)) {
+        return;     /* no store: the queue handler reports it */
+    }
+    virtio_error(VIRTIO_DEVICE(s), "virtio-tmem: the migration stream did "
+                 "not load; the pool was emptied, reset the device");
+}
+
+/*
+ * Context: main loop, BQL held: after every load (incoming migration,
+ * loadvm), whether it succeeded or failed, and whatever section failed.
+ */
 static int virtio_tmem_load_cleanup(void *opaque)
 {
     VirtIOTmem *s = opaque;
+    bool failed = s->mig_header_seen || s->mig_loading;
 
     g_free(s->mig_buf);
     s->mig_buf = NULL;
     s->mig_header_seen = false;
+    s->mig_loading = false;
+    if (failed) {
+        virtio_tmem_mig_discard(s);
+    }
     return 0;
 }
 
@@ -1841,7 +1872,9 @@ static int virtio_tmem_pre_load(void *opaque)
 }
 
 /*
- * Context: main loop, BQL held, after the pool and the features.  The
+ * Context: main loop, BQL held, after the pool and the features.  Ends a
+ * load (clearing mig_loading and mig_header_seen) only if it succeeds:
+ * else virtio_tmem_load_cleanup() discards what it left.  The
  * credits the guest holds must be honoured by this pool, whatever the
  * packing of the pages it now holds.  With a swap image the installs may
  * have filled RAM ahead of background writeback: the library writes back
@@ -1853,7 +1886,6 @@ static int virtio_tmem_post_load(VirtIODevice *vdev)
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
     uint64_t outstanding, room = 0;
 
-    s->mig_loading = false;
     if (s->credits_spent > s->credits_granted ||
         s->config_credits > s->credits_granted ||
         (!s->credits_enabled && s->credits_granted)) {
@@ -1872,6 +1904,8 @@ static int virtio_tmem_post_load(VirtIODevice *vdev)
                      s->size, outstanding, room);
         return -ENOSPC;
     }
+    s->mig_loading = false;
+    s->mig_header_seen = false;
     return 0;
 }
 

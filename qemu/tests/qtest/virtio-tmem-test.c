@@ -316,11 +316,11 @@ static unsigned get1(TmemCtx *c, uint32_t pool, uint64_t obj, uint64_t idx,
     return s;
 }
 
-static QDict *stats(void)
+static QDict *stats_on(QTestState *qts)
 {
-    QDict *r = qmp("{'execute': 'qom-get', 'arguments': "
-                   "{'path': '/machine/peripheral/tmem0', "
-                   "'property': 'stats'}}");
+    QDict *r = qtest_qmp(qts, "{'execute': 'qom-get', 'arguments': "
+                         "{'path': '/machine/peripheral/tmem0', "
+                         "'property': 'stats'}}");
     QDict *ret;
 
     g_assert(qdict_haskey(r, "return"));
@@ -328,6 +328,11 @@ static QDict *stats(void)
     qobject_ref(ret);
     qobject_unref(r);
     return ret;
+}
+
+static QDict *stats(void)
+{
+    return stats_on(global_qtest);
 }
 
 static uint64_t stat_of(QDict *s, const char *kind, const char *key)
@@ -1675,13 +1680,23 @@ static void mig_load_patched(const uint8_t *state, size_t len, size_t off,
     dst = mig_dest_start(NULL);
     mig_incoming(dst, uri);
     mig_wait(dst, want);
+    if (!strcmp(want, "failed")) {
+        /* nothing half-installed: no pool, no page, no credit */
+        QDict *s = stats_on(dst);
+
+        g_assert_cmpuint(stat_of(s, NULL, "pools"), ==, 0);
+        g_assert_cmpuint(stat_of(s, "persistent", "stored-pages"), ==, 0);
+        qobject_unref(s);
+    }
     qtest_quit(dst);
     unlink(path);
 }
 
 /*
  * A corrupt stream fails the load cleanly: a page length past a page, an
- * unknown page form, a foreign compressor, an unknown stream version.
+ * unknown page form, a foreign compressor, an unknown stream version,
+ * credits spent past those granted (refused once every page is in).  A
+ * failed load leaves no pool and no page behind.
  */
 static void test_migration_corrupt(void *obj, void *data,
                                    QGuestAllocator *alloc)
@@ -1693,7 +1708,8 @@ static void test_migration_corrupt(void *obj, void *data,
     static const char section[] = "virtio-tmem-pool";
     g_autofree uint8_t *state = NULL;
     uint8_t page[PAGE];
-    size_t len, rec, sec, hdr;
+    size_t len, rec, sec, hdr, at;
+    uint8_t cred[24];
     uint32_t per;
     TmemCtx c;
 
@@ -1727,6 +1743,17 @@ static void test_migration_corrupt(void *obj, void *data,
     mig_load_patched(state, len, rec - 10, 9, "failed");    /* form */
     mig_load_patched(state, len, hdr + 1, 9, "failed");     /* compressor */
     mig_load_patched(state, len, hdr - 1, 2, "failed");     /* version */
+    /* credits spent past those granted: refused once the pool is in */
+    stq_be_p(cred, qvirtio_config_readq(c.dev, 16));
+    memcpy(cred + 16, cred, 8);
+    for (at = 0; ; at++) {
+        at = find_bytes(state, len, at, cred, 8);
+        g_assert_cmpuint(at, <, len);
+        if (at + 24 <= len && !memcmp(state + at + 16, cred, 8)) {
+            break;
+        }
+    }
+    mig_load_patched(state, len, at + 8, 0x80, "failed");   /* spent */
     ctx_stop(&c);
 }
 

@@ -101,8 +101,10 @@ struct VirtIOTmem {
     QemuMutex mig_lock;
     struct tmem_migration *mig;     /* source: the stream being sent */
     bool mig_reset;                 /* source: the store was re-created */
-    bool mig_header_seen;           /* destination: the header arrived */
-    bool mig_loading;               /* destination: device state loading */
+    /* destination: from the header to the end of a successful load */
+    bool mig_header_seen;
+    /* destination: from pre_load to the end of a successful load */
+    bool mig_loading;
     uint8_t *mig_buf;               /* one page of record data */
 
     /*
