@@ -979,6 +979,28 @@ int tmem_install(struct tmem_store *s, const struct tmem_mig_record *rec,
 	return -TMEM_E_INVAL;
 }
 
+/*
+ * The capacity, after writing persistent units back to the image until it
+ * covers @need or no more can go: what background writeback does given
+ * time, done here so that a destination judges its credits at once.  Each
+ * round moves a unit out of RAM (or waits for one the thread is writing),
+ * so the loop ends by the time RAM holds no persistent unit.
+ */
+static uint64_t capacity_after_writeback(struct tmem_store *s, uint64_t need)
+{
+	uint64_t cap = tmem_persistent_capacity(s);
+	enum wb_result wb;
+
+	while (cap < need && s->image.img) {
+		wb = store_writeback_unit(s);
+		if (wb != WB_FREED &&
+		    !(wb == WB_NONE && store_writeback_wait_idle(s)))
+			break;
+		cap = tmem_persistent_capacity(s);
+	}
+	return cap;
+}
+
 /**
  * tmem_install_check_room() - whether a destination honours the credits
  * @s: store (the destination)
@@ -990,16 +1012,21 @@ int tmem_install(struct tmem_store *s, const struct tmem_mig_record *rec,
  * An install, like a put, lowers the capacity by at most one, so before
  * loading, room for @pages + @credits is what the destination must have
  * to be worth trying; once loaded, the capacity itself must cover the
- * credits, whatever the pages' packing.
+ * credits, whatever the pages' packing.  Installs fill RAM as fast as the
+ * stream comes, ahead of background writeback: with an image, the store
+ * first writes back as much as that takes, in the caller's thread, rather
+ * than refuse credits that writeback would honour.  The caller holds no
+ * store lock; the call may write to the image.
  *
  * Return: 0, or -TMEM_E_FULL.
  */
 int tmem_install_check_room(struct tmem_store *s, uint64_t pages,
 			    uint64_t credits, uint64_t *capacity)
 {
-	uint64_t cap = tmem_persistent_capacity(s);
+	uint64_t need = pages + credits < pages ? UINT64_MAX : pages + credits;
+	uint64_t cap = capacity_after_writeback(s, need);
 
 	if (capacity)
 		*capacity = cap;
-	return cap >= pages && cap - pages >= credits ? 0 : -TMEM_E_FULL;
+	return cap >= need ? 0 : -TMEM_E_FULL;
 }

@@ -831,12 +831,82 @@ static void test_destroy_started(void)
 	tmem_store_destroy(s);
 }
 
+/*
+ * Installs fill a destination's RAM as fast as records come, ahead of its
+ * background writeback (here: none, the marks at 100 and 99 per cent).
+ * The credits the source could grant must still be honoured once the
+ * stream is in: the room check writes back what they need.
+ */
+static void test_room_after_installs(void)
+{
+	static uint8_t page[TMEM_PAGE_SIZE];
+	struct tmem_image_config ic = {
+		.size_bytes = 64ull << 20,
+		.unlink_path = true,
+	};
+	char path[sizeof(image_path) + 4];
+	struct tmem_image *dimg;
+	struct tmem_config cfg;
+	struct tmem_oid id = oid_of(2);
+	struct iovec v = page_iov(page);
+	struct tmem_stats st;
+	struct pair pr;
+	uint64_t i, credits, cap_full = 0, cap;
+	int pid, err;
+
+	pair_open(&pr, 4, 64);
+	pid = tmem_new_pool(pr.src, TMEM_POOL_PERSISTENT, NULL);
+	for (i = 0; i < 3000; i++) {
+		page_make(page, i % 3 ? SHAPE_RANDOM : SHAPE_SIZED, i, 1500);
+		REQUIRE(tmem_put(pr.src, (uint32_t)pid, &id, i, &v, 1,
+				 NULL) == 0);
+	}
+	/* the source's writeback caught up: it grants all it can */
+	while (store_writeback_unit(pr.src) == WB_FREED)
+		;
+	credits = tmem_persistent_capacity(pr.src);
+	REQUIRE(credits > 0);
+
+	tmem_store_destroy(pr.dst);
+	tmem_config_init(&cfg);
+	test_pick_allocator(&cfg);
+	cfg.limit_bytes = 4ull << 20;
+	cfg.max_pools = 8;
+	cfg.wb_high_pct = 100;
+	cfg.wb_low_pct = 99;
+	REQUIRE(tmem_store_create(&cfg, &pr.dst) == 0);
+	snprintf(path, sizeof(path), "%s.dst", image_path);
+	ic.path = path;
+	REQUIRE(tmem_image_open(&ic, &dimg, &err) == 0);
+	REQUIRE(tmem_store_attach_image(pr.dst, dimg) == 0);
+	CHECK_EQ(tmem_install_check_room(pr.dst, 0, credits, NULL), 0);
+
+	REQUIRE(tmem_migration_start(pr.src, 0, &pr.m) == 0);
+	send(&pr, 0);
+	tmem_get_stats(pr.dst, &st);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].stored_pages, 3000);
+	cap_full = tmem_persistent_capacity(pr.dst);
+	CHECK_EQ(tmem_install_check_room(pr.dst, 0, credits, &cap), 0);
+	CHECK(cap >= credits);
+	/* asking for more than an empty RAM can take still fails */
+	CHECK_EQ(tmem_install_check_room(pr.dst, 0, UINT64_MAX, NULL),
+		 -TMEM_E_FULL);
+	CHECK_EQ(tmem_install_check_room(pr.dst, UINT64_MAX, 1, NULL),
+		 -TMEM_E_FULL);
+	printf("room: source grants %" PRIu64 " credits; destination right "
+	       "after the installs %" PRIu64 ", after the check's writeback "
+	       "%" PRIu64 "\n", credits, cap_full, cap);
+	pair_close(&pr);
+	tmem_image_close(dimg);
+}
+
 static void test_refusal(void)
 {
 	test_too_small();
 	test_corrupt();
 	test_garbage();
 	test_destroy_started();
+	test_room_after_installs();
 }
 
 /* ---- idle --------------------------------------------------------------- */

@@ -1351,7 +1351,7 @@ static void virtio_tmem_put_key(QEMUFile *f, const struct tmem_mig_record *r,
     }
 }
 
-/* Context: migration thread, mig_lock held. */
+/* Context: migration thread; mig_lock not held (the write may block). */
 static void virtio_tmem_put_record(QEMUFile *f, const struct tmem_mig_record *r,
                                    const uint8_t *data)
 {
@@ -1395,36 +1395,61 @@ static void virtio_tmem_put_record(QEMUFile *f, const struct tmem_mig_record *r,
 }
 
 /*
+ * Context: migration thread, mig_lock held.  The next record of the
+ * stream into @rec and s->mig_buf, after the reset mark if the store was
+ * re-created since the last call (*@reset).  Returns 1 with a record, 0
+ * if nothing is left now, or a negative libtmem-pool error.
+ */
+static int virtio_tmem_next_record(VirtIOTmem *s, struct tmem_mig_record *rec,
+                                   bool *reset)
+{
+    *reset = s->mig_reset;
+    s->mig_reset = false;
+    return tmem_migration_next(s->mig, rec, s->mig_buf);
+}
+
+/*
  * Context: migration thread; BQL held (setup, completion) or not
  * (iteration).  Send records until the rate limit says stop (unless
  * @drain) or nothing is left now.  Returns 1 if nothing is left, 0 if the
  * limit stopped it, or -EIO.
+ *
+ * mig_lock is held only to take a record from the library, never across
+ * a write: a write blocks as long as the channel is stalled, and a guest
+ * reset takes mig_lock in the main loop with the BQL held.  The record is
+ * a copy (@rec, s->mig_buf, which only this thread and save_cleanup touch)
+ * and stays valid once the lock is dropped, whatever a reset does to the
+ * store meanwhile.  Ordering holds without the lock: only this thread
+ * writes the section, so a record taken before a reset reaches the channel
+ * before the reset mark, which the next record taken after the reset
+ * carries (mig_reset is read and cleared under the lock with the record).
+ * The destination then empties its store after the old record, as it must.
  */
 static int virtio_tmem_send(VirtIOTmem *s, QEMUFile *f, bool drain)
 {
     struct tmem_mig_record rec;
+    bool reset;
     int ret = 1;
 
-    qemu_mutex_lock(&s->mig_lock);
-    if (!s->mig) {
-        /* A reset re-created the store and could not start it again. */
-        qemu_mutex_unlock(&s->mig_lock);
-        error_report("virtio-tmem: the pool was reset during migration and "
-                     "cannot be sent (host out of memory)");
-        return -EIO;
-    }
-    if (s->mig_reset) {
-        qemu_put_byte(f, VTMEM_REC_RESET);
-        s->mig_reset = false;
-    }
     while (drain || !migration_rate_exceeded(f)) {
-        ret = tmem_migration_next(s->mig, &rec, s->mig_buf);
+        qemu_mutex_lock(&s->mig_lock);
+        if (!s->mig) {
+            /* A reset re-created the store and could not start it again. */
+            qemu_mutex_unlock(&s->mig_lock);
+            error_report("virtio-tmem: the pool was reset during migration "
+                         "and cannot be sent (host out of memory)");
+            return -EIO;
+        }
+        ret = virtio_tmem_next_record(s, &rec, &reset);
+        qemu_mutex_unlock(&s->mig_lock);
+        if (reset) {
+            qemu_put_byte(f, VTMEM_REC_RESET);
+        }
         if (ret <= 0) {
             break;
         }
         virtio_tmem_put_record(f, &rec, s->mig_buf);
     }
-    qemu_mutex_unlock(&s->mig_lock);
     qemu_put_byte(f, VTMEM_REC_END);
     if (ret < 0) {
         error_report("virtio-tmem: cannot migrate the pool: %s",
@@ -1612,7 +1637,11 @@ static int virtio_tmem_load_header(VirtIOTmem *s, QEMUFile *f)
                      s->max_pools, max_pools);
         return -EINVAL;
     }
-    /* Whatever the destination held (loadvm) goes: the stream is all. */
+    /*
+     * Whatever the destination held (loadvm) goes: the stream is all.
+     * From here a failure leaves the device changed (load_cleanup).
+     */
+    s->mig_header_seen = true;
     ret = virtio_tmem_mig_empty_store(s);
     if (ret) {
         return ret;
@@ -1632,7 +1661,6 @@ static int virtio_tmem_load_header(VirtIOTmem *s, QEMUFile *f)
                      s->size, credits, room, pages);
         return -ENOSPC;
     }
-    s->mig_header_seen = true;
     return 0;
 }
 
@@ -1771,13 +1799,41 @@ static int virtio_tmem_load_state(QEMUFile *f, void *opaque, int version_id)
     }
 }
 
+/*
+ * Context: main loop, BQL held.  A load that changed the device (the
+ * pool's header emptied the store, or the device state began to load) and
+ * did not complete (virtio_tmem_post_load()) leaves a pool and counters
+ * that are neither the device's nor the stream's: drop both, and have the
+ * driver reset the device, whose pages are gone (HMP loadvm goes on with
+ * the VM after a failure).
+ */
+static void virtio_tmem_mig_discard(VirtIOTmem *s)
+{
+    qatomic_set(&s->credits_enabled, false);
+    virtio_tmem_zero_credits(s);
+    if (virtio_tmem_mig_empty_store(s)) {
+        return;     /* no store: the queue handler reports it */
+    }
+    virtio_error(VIRTIO_DEVICE(s), "virtio-tmem: the migration stream did "
+                 "not load; the pool was emptied, reset the device");
+}
+
+/*
+ * Context: main loop, BQL held: after every load (incoming migration,
+ * loadvm), whether it succeeded or failed, and whatever section failed.
+ */
 static int virtio_tmem_load_cleanup(void *opaque)
 {
     VirtIOTmem *s = opaque;
+    bool failed = s->mig_header_seen || s->mig_loading;
 
     g_free(s->mig_buf);
     s->mig_buf = NULL;
     s->mig_header_seen = false;
+    s->mig_loading = false;
+    if (failed) {
+        virtio_tmem_mig_discard(s);
+    }
     return 0;
 }
 
@@ -1816,37 +1872,20 @@ static int virtio_tmem_pre_load(void *opaque)
 }
 
 /*
- * With a swap image, room comes from background writeback and from image
- * space it reserves ahead, both behind the installs that just filled RAM
- * as fast as the stream came: give the writeback thread a moment (it
- * needs no lock of ours) before judging the credits.  Bounded, as it runs
- * during the downtime.
- */
-#define VIRTIO_TMEM_MIG_ROOM_WAIT_MS 2000
-
-static void virtio_tmem_wait_room(VirtIOTmem *s, uint64_t credits)
-{
-    unsigned ms;
-
-    for (ms = 0; ms < VIRTIO_TMEM_MIG_ROOM_WAIT_MS; ms++) {
-        if (!tmem_install_check_room(s->store, 0, credits, NULL)) {
-            return;
-        }
-        g_usleep(1000);
-    }
-}
-
-/*
- * Context: main loop, BQL held, after the pool and the features.  The
+ * Context: main loop, BQL held, after the pool and the features.  Ends a
+ * load (clearing mig_loading and mig_header_seen) only if it succeeds:
+ * else virtio_tmem_load_cleanup() discards what it left.  The
  * credits the guest holds must be honoured by this pool, whatever the
- * packing of the pages it now holds.
+ * packing of the pages it now holds.  With a swap image the installs may
+ * have filled RAM ahead of background writeback: the library writes back
+ * here what the credits need (disk writes, as installs that find RAM full
+ * do; no wait on another thread), so the answer is final at once.
  */
 static int virtio_tmem_post_load(VirtIODevice *vdev)
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
     uint64_t outstanding, room = 0;
 
-    s->mig_loading = false;
     if (s->credits_spent > s->credits_granted ||
         s->config_credits > s->credits_granted ||
         (!s->credits_enabled && s->credits_granted)) {
@@ -1857,9 +1896,6 @@ static int virtio_tmem_post_load(VirtIODevice *vdev)
         return -EINVAL;
     }
     outstanding = s->credits_granted - s->credits_spent;
-    if (s->store && s->image) {
-        virtio_tmem_wait_room(s, outstanding);
-    }
     if (!s->store ||
         tmem_install_check_room(s->store, 0, outstanding, &room)) {
         error_report("virtio-tmem: " VIRTIO_TMEM_SIZE_PROP "=%" PRIu64
@@ -1868,6 +1904,8 @@ static int virtio_tmem_post_load(VirtIODevice *vdev)
                      s->size, outstanding, room);
         return -ENOSPC;
     }
+    s->mig_loading = false;
+    s->mig_header_seen = false;
     return 0;
 }
 

@@ -25,6 +25,7 @@
 #include "standard-headers/linux/virtio_pci.h"
 #include "standard-headers/linux/virtio_ring.h"
 #include <sys/resource.h>
+#include <sys/socket.h>
 
 #include "vtmem_codec.h"
 
@@ -315,11 +316,11 @@ static unsigned get1(TmemCtx *c, uint32_t pool, uint64_t obj, uint64_t idx,
     return s;
 }
 
-static QDict *stats(void)
+static QDict *stats_on(QTestState *qts)
 {
-    QDict *r = qmp("{'execute': 'qom-get', 'arguments': "
-                   "{'path': '/machine/peripheral/tmem0', "
-                   "'property': 'stats'}}");
+    QDict *r = qtest_qmp(qts, "{'execute': 'qom-get', 'arguments': "
+                         "{'path': '/machine/peripheral/tmem0', "
+                         "'property': 'stats'}}");
     QDict *ret;
 
     g_assert(qdict_haskey(r, "return"));
@@ -327,6 +328,11 @@ static QDict *stats(void)
     qobject_ref(ret);
     qobject_unref(r);
     return ret;
+}
+
+static QDict *stats(void)
+{
+    return stats_on(global_qtest);
 }
 
 static uint64_t stat_of(QDict *s, const char *kind, const char *key)
@@ -1550,60 +1556,125 @@ static void mig_check(TmemCtx *c, uint32_t per, uint64_t n)
 }
 
 /*
+ * One migration test: the driver, the source, the destination once
+ * started, a file to save the state to, and a persistent pool of pages
+ * from mig_page().
+ */
+typedef struct MigTest {
+    TmemCtx c;
+    QTestState *src, *dst;
+    char *path, *uri;
+    uint32_t per;
+    uint64_t n;
+} MigTest;
+
+/* Start the driver on the source and fill a persistent pool. */
+static void mig_begin(MigTest *m, void *obj, QGuestAllocator *alloc,
+                      uint64_t pages)
+{
+    m->src = global_qtest;
+    m->dst = NULL;
+    m->path = g_strdup_printf("%s/vtmem-qtest-mig-%d.state", g_get_tmp_dir(),
+                              getpid());
+    m->uri = g_strdup_printf("file:%s", m->path);
+    ctx_start(&m->c, obj, alloc);
+    m->per = new_pool(&m->c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    m->n = mig_fill(&m->c, m->per, pages);
+}
+
+/* Save the source's state to the file. */
+static void mig_save(MigTest *m)
+{
+    mig_start(m->src, m->uri);
+    mig_wait(m->src, "completed");
+}
+
+/*
+ * Start a destination with the source's options and @props, load the file
+ * into it and assert the load ended as @want; a destination that loaded
+ * is the one driven from then on.
+ */
+static void mig_load(MigTest *m, const char *props, const char *want)
+{
+    m->dst = mig_dest_start(props);
+    mig_incoming(m->dst, m->uri);
+    mig_wait(m->dst, want);
+    if (!strcmp(want, "completed")) {
+        ctx_move(&m->c, m->dst);
+    }
+}
+
+/* Quit the destination; drive the source again. */
+static void mig_dest_quit(MigTest *m)
+{
+    ctx_move(&m->c, m->src);
+    qtest_quit(m->dst);
+    m->dst = NULL;
+}
+
+static void mig_end(MigTest *m)
+{
+    if (m->dst) {
+        mig_dest_quit(m);
+    }
+    unlink(m->path);
+    g_free(m->path);
+    g_free(m->uri);
+}
+
+static void mig_assert_status(QTestState *qts, const char *want)
+{
+    g_autofree char *status = mig_status(qts);
+
+    g_assert_cmpstr(status, ==, want);
+}
+
+/*
  * Pages of every form (compressed, raw, zero, same-filled; with a swap
  * image, many written back) migrate through a file and read back on the
  * destination; the pools keep their ids, ephemeral pages stay behind.
+ * @data: more device options for the destination, or NULL.
  */
 static void test_migration(void *obj, void *data, QGuestAllocator *alloc)
 {
-    g_autofree char *path = g_strdup_printf("%s/vtmem-qtest-mig-%d.state",
-                                            g_get_tmp_dir(), getpid());
-    g_autofree char *uri = g_strdup_printf("file:%s", path);
     g_autofree char *img = g_strdup_printf("swap-image=%s/vtmem-qtest-dst-%d"
-                                           ".img", g_get_tmp_dir(), getpid());
-    QTestState *src = global_qtest, *dst;
+                                           ".img%s%s", g_get_tmp_dir(),
+                                           getpid(), data ? "," : "",
+                                           data ? (char *)data : "");
     uint8_t page[PAGE], out[PAGE];
-    uint32_t per, eph;
-    uint64_t n;
-    TmemCtx c;
+    uint32_t eph;
+    MigTest m;
     QDict *s;
 
-    ctx_start(&c, obj, alloc);
-    eph = new_pool(&c, 0, NULL);
-    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    mig_begin(&m, obj, alloc, 1500);
+    eph = new_pool(&m.c, 0, NULL);
     page_fill(page, 1, 0);
-    g_assert_cmpuint(put1(&c, eph, 1, 0, page, false), ==, VIRTIO_TMEM_S_OK);
-    n = mig_fill(&c, per, 1500);
+    g_assert_cmpuint(put1(&m.c, eph, 1, 0, page, false), ==,
+                     VIRTIO_TMEM_S_OK);
     s = stats();
-    g_assert_cmpuint(stat_of(s, "persistent", "stored-pages"), ==, n);
+    g_assert_cmpuint(stat_of(s, "persistent", "stored-pages"), ==, m.n);
     g_assert_cmpuint(stat_of(s, "swap-image", "pages-in-image"), >, 100);
     qobject_unref(s);
 
-    mig_start(src, uri);
-    mig_wait(src, "completed");
-    dst = mig_dest_start(img);
-    mig_incoming(dst, uri);
-    mig_wait(dst, "completed");
-    g_assert(vm_running(dst));
-
-    ctx_move(&c, dst);
-    mig_check(&c, per, n);
+    mig_save(&m);
+    mig_load(&m, img, "completed");
+    g_assert(vm_running(m.dst));
+    mig_check(&m.c, m.per, m.n);
     s = stats();
-    g_assert_cmpuint(stat_of(s, "persistent", "stored-pages"), ==, n);
+    g_assert_cmpuint(stat_of(s, "persistent", "stored-pages"), ==, m.n);
     g_assert_cmpuint(stat_of(s, "ephemeral", "stored-pages"), ==, 0);
     qobject_unref(s);
     /* the ephemeral pool is there, its page is not (migrate-ephemeral=off) */
-    g_assert_cmpuint(get1(&c, eph, 1, 0, false, out), ==,
+    g_assert_cmpuint(get1(&m.c, eph, 1, 0, false, out), ==,
                      VIRTIO_TMEM_S_NOT_FOUND);
     /* the credits the driver holds are good on the destination */
     page_fill(page, 2, 1);
-    g_assert_cmpuint(put1(&c, per, 6, 0, page, true), ==, VIRTIO_TMEM_S_OK);
-    g_assert_cmpuint(get1(&c, per, 6, 0, true, out), ==, VIRTIO_TMEM_S_OK);
+    g_assert_cmpuint(put1(&m.c, m.per, 6, 0, page, true), ==,
+                     VIRTIO_TMEM_S_OK);
+    g_assert_cmpuint(get1(&m.c, m.per, 6, 0, true, out), ==,
+                     VIRTIO_TMEM_S_OK);
     g_assert(!memcmp(page, out, PAGE));
-
-    ctx_move(&c, src);
-    qtest_quit(dst);
-    unlink(path);
+    mig_end(&m);
 }
 
 /*
@@ -1615,31 +1686,27 @@ static void test_migration_refused(void *obj, void *data,
 {
     g_autofree char *uri = g_strdup_printf("unix:%s/vtmem-qtest-mig-%d.sock",
                                            g_get_tmp_dir(), getpid());
-    QTestState *src = global_qtest, *dst;
     uint8_t page[PAGE];
-    uint32_t per;
-    uint64_t n;
-    TmemCtx c;
+    MigTest m;
 
-    ctx_start(&c, obj, alloc);
-    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
-    n = mig_fill(&c, per, 400);
-
-    dst = mig_dest_start("size=4M");
+    mig_begin(&m, obj, alloc, 400);
+    m.dst = mig_dest_start("size=4M");
     /* with a return path the source hears of the refusal before it ends */
-    mig_return_path(dst);
-    mig_return_path(src);
-    mig_incoming(dst, uri);
-    mig_start(src, uri);
-    mig_wait(src, "failed");
-    mig_wait(dst, "failed");
-    qtest_quit(dst);
+    mig_return_path(m.dst);
+    mig_return_path(m.src);
+    mig_incoming(m.dst, uri);
+    mig_start(m.src, uri);
+    mig_wait(m.src, "failed");
+    mig_wait(m.dst, "failed");
+    mig_dest_quit(&m);
 
-    g_assert(vm_running(src));
-    mig_check(&c, per, n);
+    g_assert(vm_running(m.src));
+    mig_check(&m.c, m.per, m.n);
     page_fill(page, 3, 0);
-    g_assert_cmpuint(put1(&c, per, 6, 0, page, true), ==, VIRTIO_TMEM_S_OK);
-    ctx_stop(&c);
+    g_assert_cmpuint(put1(&m.c, m.per, 6, 0, page, true), ==,
+                     VIRTIO_TMEM_S_OK);
+    ctx_stop(&m.c);
+    mig_end(&m);
 }
 
 static size_t find_bytes(const uint8_t *buf, size_t len, size_t from,
@@ -1655,54 +1722,62 @@ static size_t find_bytes(const uint8_t *buf, size_t len, size_t from,
     return len;
 }
 
-/* Load @state with its byte at @off replaced by @val; assert the outcome. */
-static void mig_load_patched(const uint8_t *state, size_t len, size_t off,
-                             uint8_t val, const char *want)
+/* Save the source's state; return it. */
+static uint8_t *mig_save_read(MigTest *m, size_t *len)
 {
-    g_autofree char *path = g_strdup_printf("%s/vtmem-qtest-bad-%d.state",
-                                            g_get_tmp_dir(), getpid());
-    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    uint8_t *state;
+
+    mig_save(m);
+    g_assert(g_file_get_contents(m->path, (char **)&state, len, NULL));
+    return state;
+}
+
+/*
+ * Load @state with its byte at @off replaced by @val; assert the outcome.
+ * A failed load leaves no pool and no page.
+ */
+static void mig_load_patched(MigTest *m, const uint8_t *state, size_t len,
+                             size_t off, uint8_t val, const char *want)
+{
     g_autofree uint8_t *copy = g_memdup2(state, len);
-    QTestState *dst;
+    QDict *s;
 
     g_assert_cmpuint(off, <, len);
     copy[off] = val;
-    g_assert(g_file_set_contents(path, (const char *)copy, len, NULL));
-    dst = mig_dest_start(NULL);
-    mig_incoming(dst, uri);
-    mig_wait(dst, want);
-    qtest_quit(dst);
-    unlink(path);
+    g_assert(g_file_set_contents(m->path, (const char *)copy, len, NULL));
+    mig_load(m, NULL, want);
+    s = stats_on(m->dst);
+    if (!strcmp(want, "failed")) {
+        g_assert_cmpuint(stat_of(s, NULL, "pools"), ==, 0);
+        g_assert_cmpuint(stat_of(s, "persistent", "stored-pages"), ==, 0);
+    }
+    qobject_unref(s);
+    mig_dest_quit(m);
 }
 
 /*
  * A corrupt stream fails the load cleanly: a page length past a page, an
- * unknown page form, a foreign compressor, an unknown stream version.
+ * unknown page form, a foreign compressor, an unknown stream version,
+ * credits spent past those granted (refused once every page is in).  A
+ * failed load leaves no pool and no page behind.
  */
 static void test_migration_corrupt(void *obj, void *data,
                                    QGuestAllocator *alloc)
 {
-    g_autofree char *path = g_strdup_printf("%s/vtmem-qtest-mig-%d.state",
-                                            g_get_tmp_dir(), getpid());
-    g_autofree char *uri = g_strdup_printf("file:%s", path);
     static const char marker[] = "virtio-tmem raw page marker";
     static const char section[] = "virtio-tmem-pool";
     g_autofree uint8_t *state = NULL;
     uint8_t page[PAGE];
-    size_t len, rec, sec, hdr;
-    uint32_t per;
-    TmemCtx c;
+    size_t len, rec, sec, hdr, at;
+    uint8_t cred[24];
+    MigTest m;
 
-    ctx_start(&c, obj, alloc);
-    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
-    mig_fill(&c, per, 64);
+    mig_begin(&m, obj, alloc, 64);
     page_fill(page, 77, 1);
     memcpy(page, marker, sizeof(marker));
-    g_assert_cmpuint(put1(&c, per, 9, 0, page, true), ==, VIRTIO_TMEM_S_OK);
-    mig_start(global_qtest, uri);
-    mig_wait(global_qtest, "completed");
-    g_assert(g_file_get_contents(path, (char **)&state, &len, NULL));
-    unlink(path);
+    g_assert_cmpuint(put1(&m.c, m.per, 9, 0, page, true), ==,
+                     VIRTIO_TMEM_S_OK);
+    state = mig_save_read(&m, &len);
 
     /* the raw page's record: form, compressor, fill, length 4096, bytes */
     for (rec = 0; ; rec++) {
@@ -1717,13 +1792,82 @@ static void test_migration_corrupt(void *obj, void *data,
     g_assert_cmpuint(sec, <, len);
     hdr = sec + strlen(section) + 8;
     g_assert_cmpuint(state[hdr], ==, 1);        /* VTMEM_REC_HEADER */
+    /* the device state: credits granted, spent, shown (= granted) */
+    stq_be_p(cred, qvirtio_config_readq(m.c.dev, 16));
+    memcpy(cred + 16, cred, 8);
+    for (at = 0; ; at++) {
+        at = find_bytes(state, len, at, cred, 8);
+        g_assert_cmpuint(at, <, len);
+        if (at + 24 <= len && !memcmp(state + at + 16, cred, 8)) {
+            break;
+        }
+    }
 
-    mig_load_patched(state, len, 0, state[0], "completed");
-    mig_load_patched(state, len, rec - 3, 0x20, "failed");  /* length */
-    mig_load_patched(state, len, rec - 10, 9, "failed");    /* form */
-    mig_load_patched(state, len, hdr + 1, 9, "failed");     /* compressor */
-    mig_load_patched(state, len, hdr - 1, 2, "failed");     /* version */
-    ctx_stop(&c);
+    mig_load_patched(&m, state, len, 0, state[0], "completed");
+    mig_load_patched(&m, state, len, rec - 3, 0x20, "failed");  /* length */
+    mig_load_patched(&m, state, len, rec - 10, 9, "failed");    /* form */
+    mig_load_patched(&m, state, len, hdr + 1, 9, "failed");  /* compressor */
+    mig_load_patched(&m, state, len, hdr - 1, 2, "failed");     /* version */
+    mig_load_patched(&m, state, len, at + 8, 0x80, "failed");   /* spent */
+    ctx_stop(&m.c);
+    mig_end(&m);
+}
+
+/*
+ * A device broken by a queue handler in an IOThread gets DEVICE_NEEDS_RESET
+ * and its interrupt from a main loop BH (qemu/patches/0005).  A migration
+ * whose stop-and-copy came before the BH saves it broken without
+ * NEEDS_RESET: here that stream is made from a device broken in the main
+ * loop, its status byte cleared.  The destination must tell the driver,
+ * or the device would stay silently broken there.
+ */
+static void test_migration_broken(void *obj, void *data,
+                                  QGuestAllocator *alloc)
+{
+    g_autofree uint8_t *state = NULL;
+    uint8_t needle[4 + sizeof(struct virtio_tmem_config)];
+    uint64_t req, pg, resp;
+    QVirtioPCIDevice *d;
+    size_t len, at, i;
+    uint32_t pool;
+    MigTest m;
+
+    mig_begin(&m, obj, alloc, 0);
+    d = pci_of(&m.c);
+    pool = new_pool(&m.c, 0, NULL);
+    put_chain(&m.c, pool, &req, &pg, &resp);
+    /* a response in the device's BAR: refused, the device asks a reset */
+    kick_and_forget(&m.c, (Piece[]){ { req, 64, false },
+                                     { pg, PAGE, false },
+                                     { d->bar.addr + d->common_cfg_offset, 32,
+                                       true } }, 3);
+    qvirtio_wait_config_isr(m.c.dev, TMEM_TIMEOUT_US);
+    /* virtio_save(): status, isr, queue_sel, features, config length */
+    stl_be_p(needle, sizeof(struct virtio_tmem_config));
+    for (i = 0; i < sizeof(struct virtio_tmem_config); i++) {
+        needle[4 + i] = qvirtio_config_readb(m.c.dev, i);
+    }
+    state = mig_save_read(&m, &len);
+    at = find_bytes(state, len, 0, needle, sizeof(needle));
+    g_assert_cmpuint(at, <, len);
+    g_assert_cmpuint(find_bytes(state, len, at + 1, needle, sizeof(needle)),
+                     ==, len);
+    at -= 8;
+    g_assert_cmphex(state[at] & VIRTIO_CONFIG_S_NEEDS_RESET, !=, 0);
+    g_assert_cmphex(state[at + 1], ==, 0);      /* isr: read above */
+    state[at] &= ~VIRTIO_CONFIG_S_NEEDS_RESET;
+    g_assert(g_file_set_contents(m.path, (const char *)state, len, NULL));
+
+    mig_load(&m, NULL, "completed");
+    wait_needs_reset(&m.c);
+    qvirtio_wait_config_isr(m.c.dev, TMEM_TIMEOUT_US);
+    /* and a reset brings it back */
+    ctx_stop(&m.c);
+    ctx_reset(&m.c, obj);
+    pool = new_pool(&m.c, 0, NULL);
+    assert_still_serving(&m.c, pool);
+    ctx_stop(&m.c);
+    mig_end(&m);
 }
 
 /*
@@ -1733,52 +1877,42 @@ static void test_migration_corrupt(void *obj, void *data,
 static void test_migration_cancel(void *obj, void *data,
                                   QGuestAllocator *alloc)
 {
-    g_autofree char *path = g_strdup_printf("%s/vtmem-qtest-mig-%d.state",
-                                            g_get_tmp_dir(), getpid());
-    g_autofree char *uri = g_strdup_printf("file:%s", path);
-    QTestState *src = global_qtest, *dst;
     g_autofree char *status = NULL;
     uint8_t page[PAGE];
-    uint32_t per;
-    uint64_t n;
-    TmemCtx c;
+    MigTest m;
 
-    ctx_start(&c, obj, alloc);
-    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
-    n = mig_fill(&c, per, 600);
-    qtest_qmp_assert_success(src, "{'execute': 'migrate-set-parameters', "
+    mig_begin(&m, obj, alloc, 600);
+    qtest_qmp_assert_success(m.src, "{'execute': 'migrate-set-parameters', "
                              "'arguments': {'max-bandwidth': 4096}}");
-    mig_start(src, "exec:cat > /dev/null");
+    mig_start(m.src, "exec:cat > /dev/null");
     do {
         g_free(status);
-        status = mig_status(src);
+        status = mig_status(m.src);
     } while (!strcmp(status, "setup"));
     g_assert_cmpstr(status, ==, "active");
     /* changes while the pool is being sent: logged, not lost */
     page_fill(page, 4, 0);
-    g_assert_cmpuint(put1(&c, per, 5, 1, page, true), ==, VIRTIO_TMEM_S_OK);
-    qtest_qmp_assert_success(src, "{'execute': 'migrate_cancel'}");
-    mig_wait(src, "cancelled");
-    g_assert(vm_running(src));
-    g_assert_cmpuint(put1(&c, per, 5, 1, page, true), ==, VIRTIO_TMEM_S_OK);
+    g_assert_cmpuint(put1(&m.c, m.per, 5, 1, page, true), ==,
+                     VIRTIO_TMEM_S_OK);
+    qtest_qmp_assert_success(m.src, "{'execute': 'migrate_cancel'}");
+    mig_wait(m.src, "cancelled");
+    g_assert(vm_running(m.src));
+    g_assert_cmpuint(put1(&m.c, m.per, 5, 1, page, true), ==,
+                     VIRTIO_TMEM_S_OK);
     page_fill(page, 5, 2);
-    g_assert_cmpuint(put1(&c, per, 5, 1, page, true), ==, VIRTIO_TMEM_S_OK);
+    g_assert_cmpuint(put1(&m.c, m.per, 5, 1, page, true), ==,
+                     VIRTIO_TMEM_S_OK);
     mig_page(page, 1);
-    g_assert_cmpuint(put1(&c, per, 5, 1, page, true), ==, VIRTIO_TMEM_S_OK);
-    mig_check(&c, per, n);
+    g_assert_cmpuint(put1(&m.c, m.per, 5, 1, page, true), ==,
+                     VIRTIO_TMEM_S_OK);
+    mig_check(&m.c, m.per, m.n);
 
-    qtest_qmp_assert_success(src, "{'execute': 'migrate-set-parameters', "
+    qtest_qmp_assert_success(m.src, "{'execute': 'migrate-set-parameters', "
                              "'arguments': {'max-bandwidth': 1073741824}}");
-    mig_start(src, uri);
-    mig_wait(src, "completed");
-    dst = mig_dest_start(NULL);
-    mig_incoming(dst, uri);
-    mig_wait(dst, "completed");
-    ctx_move(&c, dst);
-    mig_check(&c, per, n);
-    ctx_move(&c, src);
-    qtest_quit(dst);
-    unlink(path);
+    mig_save(&m);
+    mig_load(&m, NULL, "completed");
+    mig_check(&m.c, m.per, m.n);
+    mig_end(&m);
 }
 
 /*
@@ -1809,6 +1943,23 @@ static void mig_wait_sent_after_ram(QTestState *qts, uint64_t bytes)
 }
 
 /*
+ * Migrate the source to @uri at 1 MiB/s; return once its RAM and a
+ * quarter of the pool are across.
+ */
+static void mig_quarter_across(MigTest *m, const char *uri)
+{
+    QDict *s = stats();
+    uint64_t pool_bytes = stat_of(s, "persistent", "compressed-bytes") +
+                          stat_of(s, "persistent", "raw-pages") * PAGE;
+
+    qobject_unref(s);
+    qtest_qmp_assert_success(m->src, "{'execute': 'migrate-set-parameters', "
+                             "'arguments': {'max-bandwidth': 1048576}}");
+    mig_start(m->src, uri);
+    mig_wait_sent_after_ram(m->src, pool_bytes / 4);
+}
+
+/*
  * Hold the source's migration still, or let it go at full speed.  qtest
  * writes to the device even with the VM stopped, which a vCPU never does:
  * a migration that converged while the test still made requests would
@@ -1823,6 +1974,9 @@ static void mig_freeze(QTestState *qts, bool freeze)
                              "'downtime-limit': %d}}",
                              freeze ? (int64_t)100 : (int64_t)1073741824,
                              freeze ? 0 : 300);
+    if (freeze) {
+        mig_assert_status(qts, "active");
+    }
 }
 
 static void flush1(TmemCtx *c, uint32_t pool, uint64_t obj, uint64_t idx)
@@ -1845,70 +1999,54 @@ static void test_migration_live(void *obj, void *data, QGuestAllocator *alloc)
 {
     g_autofree char *uri = g_strdup_printf("unix:%s/vtmem-qtest-live-%d.sock",
                                            g_get_tmp_dir(), getpid());
-    QTestState *src = global_qtest, *dst;
-    g_autofree char *status = NULL;
     enum { N = 1200 };
     int64_t want[N];    /* page seed at each index, -1: no page */
     uint8_t page[PAGE], out[PAGE];
-    uint64_t i, pool_bytes;
-    uint32_t per;
-    TmemCtx c;
-    QDict *s;
+    uint64_t i;
+    MigTest m;
 
-    ctx_start(&c, obj, alloc);
-    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
-    mig_fill(&c, per, N);
+    mig_begin(&m, obj, alloc, N);
     for (i = 0; i < N; i++) {
         want[i] = i;
     }
-    s = stats();
-    pool_bytes = stat_of(s, "persistent", "compressed-bytes") +
-                 stat_of(s, "persistent", "raw-pages") * PAGE;
-    qobject_unref(s);
-    qtest_qmp_assert_success(src, "{'execute': 'migrate-set-parameters', "
-                             "'arguments': {'max-bandwidth': 1048576}}");
-    dst = mig_dest_start(NULL);
-    mig_incoming(dst, uri);
-    mig_start(src, uri);
+    m.dst = mig_dest_start(NULL);
+    mig_incoming(m.dst, uri);
     /* a quarter of the pool is on the destination: change it all over */
-    mig_wait_sent_after_ram(src, pool_bytes / 4);
-    mig_freeze(src, true);
-    status = mig_status(src);
-    g_assert_cmpstr(status, ==, "active");
+    mig_quarter_across(&m, uri);
+    mig_freeze(m.src, true);
 
     for (i = 0; i < N; i++) {
         if (i % 5 == 0) {
             mig_page(page, i + 7 * N);
-            g_assert_cmpuint(put1(&c, per, 5, i, page, true), ==,
+            g_assert_cmpuint(put1(&m.c, m.per, 5, i, page, true), ==,
                              VIRTIO_TMEM_S_OK);
             want[i] = i + 7 * N;
         } else if (i % 7 == 0) {
-            flush1(&c, per, 5, i);
+            flush1(&m.c, m.per, 5, i);
             want[i] = -1;
         } else if (i % 11 == 0) {
-            g_assert_cmpuint(get1(&c, per, 5, i, true, out), ==,
+            g_assert_cmpuint(get1(&m.c, m.per, 5, i, true, out), ==,
                              VIRTIO_TMEM_S_OK);
             want[i] = -1;
         }
     }
-    mig_freeze(src, false);
-    mig_wait(src, "completed");
-    mig_wait(dst, "completed");
+    mig_freeze(m.src, false);
+    mig_wait(m.src, "completed");
+    mig_wait(m.dst, "completed");
 
-    ctx_move(&c, dst);
+    ctx_move(&m.c, m.dst);
     for (i = 0; i < N; i++) {
         if (want[i] < 0) {
-            g_assert_cmpuint(get1(&c, per, 5, i, false, out), ==,
+            g_assert_cmpuint(get1(&m.c, m.per, 5, i, false, out), ==,
                              VIRTIO_TMEM_S_NOT_FOUND);
             continue;
         }
         mig_page(page, want[i]);
-        g_assert_cmpuint(get1(&c, per, 5, i, false, out), ==,
+        g_assert_cmpuint(get1(&m.c, m.per, 5, i, false, out), ==,
                          VIRTIO_TMEM_S_OK);
         g_assert(!memcmp(page, out, PAGE));
     }
-    ctx_move(&c, src);
-    qtest_quit(dst);
+    mig_end(&m);
 }
 
 /*
@@ -1919,50 +2057,148 @@ static void test_migration_live(void *obj, void *data, QGuestAllocator *alloc)
 static void test_migration_reset(void *obj, void *data,
                                  QGuestAllocator *alloc)
 {
-    g_autofree char *path = g_strdup_printf("%s/vtmem-qtest-mig-%d.state",
-                                            g_get_tmp_dir(), getpid());
-    g_autofree char *uri = g_strdup_printf("file:%s", path);
-    QTestState *src = global_qtest, *dst;
-    g_autofree char *status = NULL;
-    uint64_t n, pool_bytes;
-    uint32_t per;
-    TmemCtx c;
+    MigTest m;
     QDict *s;
 
-    ctx_start(&c, obj, alloc);
-    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
-    mig_fill(&c, per, 1200);
-    s = stats();
-    pool_bytes = stat_of(s, "persistent", "compressed-bytes") +
-                 stat_of(s, "persistent", "raw-pages") * PAGE;
-    qobject_unref(s);
-    qtest_qmp_assert_success(src, "{'execute': 'migrate-set-parameters', "
-                             "'arguments': {'max-bandwidth': 1048576}}");
-    mig_start(src, uri);
+    mig_begin(&m, obj, alloc, 1200);
     /* a quarter of the old pool's pages reach the destination first */
-    mig_wait_sent_after_ram(src, pool_bytes / 4);
-    mig_freeze(src, true);
-    status = mig_status(src);
-    g_assert_cmpstr(status, ==, "active");
+    mig_quarter_across(&m, m.uri);
+    mig_freeze(m.src, true);
 
-    ctx_reset(&c, obj);
-    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
-    n = mig_fill(&c, per, 20);
-    mig_freeze(src, false);
-    mig_wait(src, "completed");
+    ctx_reset(&m.c, obj);
+    m.per = new_pool(&m.c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    m.n = mig_fill(&m.c, m.per, 20);
+    mig_freeze(m.src, false);
+    mig_wait(m.src, "completed");
 
-    dst = mig_dest_start(NULL);
-    mig_incoming(dst, uri);
-    mig_wait(dst, "completed");
-    ctx_move(&c, dst);
-    mig_check(&c, per, n);
+    mig_load(&m, NULL, "completed");
+    mig_check(&m.c, m.per, m.n);
     s = stats();
-    g_assert_cmpuint(stat_of(s, "persistent", "stored-pages"), ==, n);
+    g_assert_cmpuint(stat_of(s, "persistent", "stored-pages"), ==, m.n);
     g_assert_cmpuint(stat_of(s, NULL, "pools"), ==, 1);
     qobject_unref(s);
-    ctx_move(&c, src);
-    qtest_quit(dst);
-    unlink(path);
+    mig_end(&m);
+}
+
+/*
+ * The far end of an outgoing migration, in this process: it reads and
+ * drops what comes while told to; stopped, the source's writes block once
+ * the socket's buffers are full.  Stopped for MIG_SINK_STALL_US, it reads
+ * again by itself (and says so), so that a QEMU that waits on the stalled
+ * channel cannot hang the test.
+ */
+#define MIG_SINK_STALL_US   (10 * G_USEC_PER_SEC)
+
+typedef struct MigSink {
+    int fd;
+    gint reading;
+    gint gave_up;
+    GThread *thread;
+} MigSink;
+
+static gpointer mig_sink_run(gpointer opaque)
+{
+    MigSink *k = opaque;
+    gint64 stopped = 0;
+    char buf[65536];
+
+    for (;;) {
+        if (!g_atomic_int_get(&k->reading)) {
+            gint64 now = g_get_monotonic_time();
+
+            stopped = stopped ? stopped : now;
+            if (now - stopped < MIG_SINK_STALL_US) {
+                g_usleep(10 * 1000);
+                continue;
+            }
+            g_atomic_int_set(&k->gave_up, 1);
+            g_atomic_int_set(&k->reading, 1);
+        }
+        stopped = 0;
+        if (read(k->fd, buf, sizeof(buf)) <= 0) {
+            break;
+        }
+    }
+    close(k->fd);
+    return NULL;
+}
+
+/* Give @qts a sink to migrate to ("fd:sink"), reading. */
+static void mig_sink_start(MigSink *k, QTestState *qts)
+{
+    int sv[2];
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
+    k->fd = sv[0];
+    k->reading = 1;
+    k->gave_up = 0;
+    qtest_qmp_fds_assert_success(qts, &sv[1], 1, "{'execute': 'getfd', "
+                                 "'arguments': {'fdname': 'sink'}}");
+    close(sv[1]);
+    k->thread = g_thread_new("mig-sink", mig_sink_run, k);
+}
+
+/* Stop reading; return once the source's writes stopped moving. */
+static void mig_sink_stall(MigSink *k, QTestState *qts)
+{
+    gint64 end = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+    int64_t last = -1, sent = 0;
+
+    g_atomic_int_set(&k->reading, 0);
+    while (sent != last) {
+        QDict *r = qtest_qmp(qts, "{'execute': 'query-migrate'}");
+        QDict *ram = qdict_get_qdict(qdict_get_qdict(r, "return"), "ram");
+
+        last = sent;
+        sent = qdict_get_int(ram, "transferred");
+        qobject_unref(r);
+        g_assert(g_get_monotonic_time() < end);
+        g_usleep(300 * 1000);
+    }
+}
+
+/* Read again until the source closes the channel; whether it had to. */
+static bool mig_sink_finish(MigSink *k)
+{
+    g_atomic_int_set(&k->reading, 1);
+    g_thread_join(k->thread);
+    return g_atomic_int_get(&k->gave_up);
+}
+
+/*
+ * A destination that stops reading half-way through the pool blocks the
+ * source's migration thread in a write.  A guest reset meanwhile must not
+ * wait for that write: it runs in the main loop with the BQL held, and
+ * would hang the guest and the monitor for as long as the channel stalls.
+ * The source then serves the new pool and cancels the migration.
+ */
+static void test_migration_stall_reset(void *obj, void *data,
+                                       QGuestAllocator *alloc)
+{
+    gint64 t0, reset_us;
+    MigSink k;
+    MigTest m;
+
+    mig_begin(&m, obj, alloc, 1200);
+    mig_sink_start(&k, m.src);
+    mig_quarter_across(&m, "fd:sink");
+    mig_sink_stall(&k, m.src);
+    mig_assert_status(m.src, "active");
+
+    t0 = g_get_monotonic_time();
+    ctx_reset(&m.c, obj);
+    reset_us = g_get_monotonic_time() - t0;
+    m.per = new_pool(&m.c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    m.n = mig_fill(&m.c, m.per, 20);
+
+    qtest_qmp_assert_success(m.src, "{'execute': 'migrate_cancel'}");
+    g_assert(!mig_sink_finish(&k));
+    mig_wait(m.src, "cancelled");
+    g_assert_cmpint(reset_us, <, 3 * G_USEC_PER_SEC);
+    g_assert(vm_running(m.src));
+    mig_check(&m.c, m.per, m.n);
+    ctx_stop(&m.c);
+    mig_end(&m);
 }
 
 #define PCI_SLOT_HP 0x06
@@ -2050,6 +2286,15 @@ static void register_virtio_tmem_test(void)
         .edge.extra_device_opts = writeback_opts,
         .before = mig_save_cmdline,
     };
+    /*
+     * A destination whose background writeback stops at once: the room
+     * for the credits must come from the load itself.
+     */
+    QOSGraphTestOptions mig_writeback_late = {
+        .edge.extra_device_opts = writeback_opts,
+        .before = mig_save_cmdline,
+        .arg = (void *)"writeback-high=100,writeback-low=99",
+    };
 
     snprintf(writeback_opts, sizeof(writeback_opts),
              "size=2M,swap-image=%s/vtmem-qtest-%d.img,swap-image-size=64M,"
@@ -2096,15 +2341,21 @@ static void register_virtio_tmem_test(void)
     qos_add_test("reset-failure", "virtio-tmem", test_reset_failure, NULL);
     qos_add_test("properties", "virtio-tmem", test_properties, NULL);
     qos_add_test("migration", "virtio-tmem", test_migration, &mig_writeback);
+    qos_add_test("migration-writeback-late", "virtio-tmem", test_migration,
+                 &mig_writeback_late);
     qos_add_test("migration-refused", "virtio-tmem", test_migration_refused,
                  &mig);
     qos_add_test("migration-corrupt", "virtio-tmem", test_migration_corrupt,
                  &mig);
     qos_add_test("migration-cancel", "virtio-tmem", test_migration_cancel,
                  &mig);
+    qos_add_test("migration-broken", "virtio-tmem", test_migration_broken,
+                 &mig);
     qos_add_test("migration-reset", "virtio-tmem", test_migration_reset,
                  &mig);
     qos_add_test("migration-live", "virtio-tmem", test_migration_live, &mig);
+    qos_add_test("migration-stall-reset", "virtio-tmem",
+                 test_migration_stall_reset, &mig);
     qos_add_test("zsmalloc/round-trip", "virtio-tmem", test_round_trip, &zs);
     qos_add_test("zsmalloc/replace-exclusive-flush", "virtio-tmem",
                  test_replace_exclusive_flush, &zs);

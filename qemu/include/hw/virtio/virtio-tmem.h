@@ -96,12 +96,15 @@ struct VirtIOTmem {
      * Migration of the pool (see "migration" in virtio-tmem.c).  mig_lock
      * keeps the migration thread's calls on the stream out of a reset,
      * which replaces the store under them; it protects mig and mig_reset.
+     * It is never held across a write to the channel (virtio_tmem_send()).
      */
     QemuMutex mig_lock;
     struct tmem_migration *mig;     /* source: the stream being sent */
     bool mig_reset;                 /* source: the store was re-created */
-    bool mig_header_seen;           /* destination: the header arrived */
-    bool mig_loading;               /* destination: device state loading */
+    /* destination: from the header to the end of a successful load */
+    bool mig_header_seen;
+    /* destination: from pre_load to the end of a successful load */
+    bool mig_loading;
     uint8_t *mig_buf;               /* one page of record data */
 
     /*
