@@ -1235,6 +1235,19 @@ static bool visit_image_stats(Visitor *v, const struct tmem_image_stats *im,
     return visit_counters(v, "swap-image", f, ARRAY_SIZE(f), errp);
 }
 
+/* What the pool's section of the last outgoing migration carried. */
+static bool visit_migration_stats(Visitor *v, VirtIOTmem *s, Error **errp)
+{
+    const VirtIOTmemCounter f[] = {
+        { "bytes-sent", qatomic_read(&s->mig_bytes_sent) },
+        { "records", qatomic_read(&s->mig_records) },
+        { "page-records", qatomic_read(&s->mig_page_records) },
+        { "rounds", qatomic_read(&s->mig_rounds) },
+    };
+
+    return visit_counters(v, "migration", f, ARRAY_SIZE(f), errp);
+}
+
 /*
  * Context: main loop, BQL held (QMP qom-get).  The queues may be running
  * in the IOThread: counters are read atomically one by one, so the
@@ -1293,6 +1306,9 @@ static void virtio_tmem_get_stats(Object *obj, Visitor *v, const char *name,
         }
     }
     if (s->image && !visit_image_stats(v, &st.image, errp)) {
+        goto out;
+    }
+    if (!visit_migration_stats(v, s, errp)) {
         goto out;
     }
     visit_check_struct(v, errp);
@@ -1408,6 +1424,17 @@ static int virtio_tmem_next_record(VirtIOTmem *s, struct tmem_mig_record *rec,
     return tmem_migration_next(s->mig, rec, s->mig_buf);
 }
 
+/* Context: migration thread.  Only it writes; "stats" reads atomically. */
+static void virtio_tmem_count_sent(VirtIOTmem *s, uint64_t bytes,
+                                   uint64_t records, uint64_t pages)
+{
+    qatomic_set(&s->mig_bytes_sent, qatomic_read(&s->mig_bytes_sent) + bytes);
+    qatomic_set(&s->mig_records, qatomic_read(&s->mig_records) + records);
+    qatomic_set(&s->mig_page_records,
+                qatomic_read(&s->mig_page_records) + pages);
+    qatomic_set(&s->mig_rounds, qatomic_read(&s->mig_rounds) + 1);
+}
+
 /*
  * Context: migration thread; BQL held (setup, completion) or not
  * (iteration).  Send records until the rate limit says stop (unless
@@ -1427,6 +1454,7 @@ static int virtio_tmem_next_record(VirtIOTmem *s, struct tmem_mig_record *rec,
  */
 static int virtio_tmem_send(VirtIOTmem *s, QEMUFile *f, bool drain)
 {
+    uint64_t start = qemu_file_transferred(f), records = 0, pages = 0;
     struct tmem_mig_record rec;
     bool reset;
     int ret = 1;
@@ -1449,8 +1477,12 @@ static int virtio_tmem_send(VirtIOTmem *s, QEMUFile *f, bool drain)
             break;
         }
         virtio_tmem_put_record(f, &rec, s->mig_buf);
+        records++;
+        pages += rec.type == TMEM_MIG_PAGE;
     }
     qemu_put_byte(f, VTMEM_REC_END);
+    virtio_tmem_count_sent(s, qemu_file_transferred(f) - start, records,
+                           pages);
     if (ret < 0) {
         error_report("virtio-tmem: cannot migrate the pool: %s",
                      tmem_strerror(ret));
@@ -1471,7 +1503,7 @@ static int virtio_tmem_save_setup(QEMUFile *f, void *opaque, Error **errp)
     VirtIOTmem *s = opaque;
     struct tmem_config cfg;
     struct tmem_stats st;
-    uint64_t credits;
+    uint64_t credits, start;
     int ret;
 
     /*
@@ -1509,6 +1541,11 @@ static int virtio_tmem_save_setup(QEMUFile *f, void *opaque, Error **errp)
     credits = s->credits_granted - s->credits_spent;
     qemu_mutex_unlock(&s->credit_lock);
 
+    qatomic_set(&s->mig_bytes_sent, 0);
+    qatomic_set(&s->mig_records, 0);
+    qatomic_set(&s->mig_page_records, 0);
+    qatomic_set(&s->mig_rounds, 0);
+    start = qemu_file_transferred(f);
     qemu_put_byte(f, VTMEM_REC_HEADER);
     qemu_put_byte(f, cfg.compressor);
     qemu_put_be32(f, cfg.max_compressed);
@@ -1516,6 +1553,7 @@ static int virtio_tmem_save_setup(QEMUFile *f, void *opaque, Error **errp)
     qemu_put_be64(f, st.kind[TMEM_PERSISTENT].stored_pages);
     qemu_put_be64(f, credits);
     qemu_put_byte(f, VTMEM_REC_END);
+    virtio_tmem_count_sent(s, qemu_file_transferred(f) - start, 0, 0);
     return 0;
 }
 

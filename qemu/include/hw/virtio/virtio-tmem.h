@@ -106,6 +106,14 @@ struct VirtIOTmem {
     /* destination: from pre_load to the end of a successful load */
     bool mig_loading;
     uint8_t *mig_buf;               /* one page of record data */
+    /*
+     * Source: what the last (or current) outgoing migration sent, for the
+     * "stats" property.  Written by the migration thread, read atomically.
+     */
+    uint64_t mig_bytes_sent;
+    uint64_t mig_page_records;
+    uint64_t mig_records;
+    uint64_t mig_rounds;            /* setup, iterations, completion */
 
     /*
      * Credits (see docs/virtio-tmem-spec.md, "Credits").  Invariant:
