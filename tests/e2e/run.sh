@@ -911,7 +911,7 @@ lane_of() {
 	fi
 	case "$1" in
 	frontswap|pool_full|writeback|smp|stall_invalidate|stall_get|image_corrupt) echo 0 ;;
-	frontswap@*|writeback@*) echo 0 ;;
+	frontswap@*|writeback@*|migrate_idle|migrate_image) echo 0 ;;
 	*) echo 1 ;;
 	esac
 }

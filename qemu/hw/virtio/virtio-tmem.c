@@ -1793,9 +1793,15 @@ static int virtio_tmem_load_record(VirtIOTmem *s, QEMUFile *f, int type)
     }
     ret = tmem_install(s->store, &rec, s->mig_buf);
     if (ret == -TMEM_E_FULL) {
+        struct tmem_stats st;
+
+        tmem_get_stats(s->store, &st);
         error_report("virtio-tmem: " VIRTIO_TMEM_SIZE_PROP "=%" PRIu64
                      " on the destination is too small for the source's "
-                     "pages", s->size);
+                     "pages (it holds %" PRIu64 " persistent and %" PRIu64
+                     " ephemeral pages in %" PRIu64 " bytes)", s->size,
+                     st.kind[TMEM_PERSISTENT].stored_pages,
+                     st.kind[TMEM_EPHEMERAL].stored_pages, st.used_bytes);
         return -ENOSPC;
     }
     if (ret) {
