@@ -674,7 +674,7 @@ static void put_refused(struct tmem_store *s, struct tmem_pool *p,
 
 	if (store_op_lock(p, oid, &op))
 		return;
-	store_mig_note(op.b, oid, index);
+	store_mig_note_gone(op.b, oid, index);
 	op.b->stats.puts++;
 	if (err == -TMEM_E_FULL)
 		op.b->stats.reject_full++;
@@ -901,7 +901,7 @@ int tmem_get(struct tmem_store *s, uint32_t pool_id,
 		ret = page_copy_locked(s, e, iov, iovcnt, &pc);
 		/* An unreadable page stays: a later get may be luckier. */
 		if (!ret && (flags & TMEM_GET_EXCLUSIVE)) {
-			store_mig_note(op.b, oid, index);
+			store_mig_note_gone(op.b, oid, index);
 			store_page_remove(s, &op, obj, index);
 		}
 	}
@@ -936,7 +936,7 @@ int tmem_flush_page(struct tmem_store *s, uint32_t pool_id,
 	ret = store_op_lock(p, oid, &op);
 	if (ret)
 		return ret;
-	store_mig_note(op.b, oid, index);
+	store_mig_note_gone(op.b, oid, index);
 	op.b->stats.flushes++;
 	obj = store_object_find(s, &op, oid);
 	ret = obj ? store_page_remove(s, &op, obj, index) : 0;

@@ -349,6 +349,7 @@ struct page_data {
 /* What a migration change log records (migrate.c). */
 enum mig_note {
 	MIG_NOTE_PAGE,		/* one key changed */
+	MIG_NOTE_GONE,		/* one key's page went (flush, exclusive get) */
 	MIG_NOTE_OBJECT,	/* every page of an object went */
 	MIG_NOTE_BUCKET,	/* every page of the stripe went */
 };
@@ -365,6 +366,14 @@ static inline void store_mig_note(struct tmem_bucket *b,
 {
 	if (__builtin_expect(b->log != NULL, 0))
 		mig_note(b, oid, index, MIG_NOTE_PAGE);
+}
+
+static inline void store_mig_note_gone(struct tmem_bucket *b,
+				       const struct tmem_oid *oid,
+				       uint64_t index)
+{
+	if (__builtin_expect(b->log != NULL, 0))
+		mig_note(b, oid, index, MIG_NOTE_GONE);
 }
 
 static inline void store_mig_note_object(struct tmem_bucket *b,

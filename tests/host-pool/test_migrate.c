@@ -6,7 +6,8 @@
  * reads back byte-identical from both stores and the destination holds no
  * key the source lacks.
  *
- * Usage: test-migrate [radix|refusal|idle|overflow|model|threads] [OPS]
+ * Usage: test-migrate [radix|refusal|idle|overflow|churn|model|threads]
+ *	  [OPS]
  * OPS defaults to $TMEM_MIGRATE_OPS (model) or $TMEM_CONCURRENCY_OPS
  * (threads), else 200000.
  */
@@ -21,6 +22,7 @@
 #include <lz4.h>
 
 #include "../check.h"
+#include "hash.h"
 #include "pages.h"
 #include "store_internal.h"
 #include "test_config.h"
@@ -1029,6 +1031,144 @@ static void test_overflow(void)
 	overflow_run(2, 3000, 1000);	/* 1/32 of 2 MiB */
 }
 
+/* ---- churn ------------------------------------------------------------- */
+
+/* An object id whose stripe is below (@below) or at least @stripe. */
+static struct tmem_oid oid_in(uint32_t stripe, bool below)
+{
+	unsigned int o;
+
+	for (o = 1000;; o++) {
+		struct tmem_oid id = oid_of(o);
+		uint32_t at = (uint32_t)(tmem_oid_hash(&id) % POOL_BUCKETS);
+
+		if (below ? at < stripe : at >= stripe)
+			return id;
+	}
+}
+
+/*
+ * A guest swapping during the migration moves its pages from one stripe
+ * to another: after the full pass it takes back every page of object A
+ * and puts as many into object B, whose stripe the next round reaches
+ * first.  The source never holds more than before; a destination of its
+ * size must take the stream.  Unless the removals go first, B's pages
+ * arrive while A's are still there and the destination, holding both,
+ * refuses a page (send() fails on any refused install).
+ */
+static void churn_run(uint64_t mib, unsigned int pages)
+{
+	static uint8_t page[TMEM_PAGE_SIZE], got[TMEM_PAGE_SIZE];
+	struct tmem_oid a = oid_in(POOL_BUCKETS / 2, false);
+	struct tmem_oid b = oid_in((uint32_t)(tmem_oid_hash(&a) %
+					      POOL_BUCKETS), true);
+	struct iovec v = page_iov(page), g = page_iov(got);
+	struct tmem_stats st;
+	struct pair pr;
+	unsigned int i;
+	int pid;
+
+	pair_open(&pr, mib, 0);
+	tmem_store_destroy(pr.dst);
+	pr.dst = store_new(mib);
+	pid = tmem_new_pool(pr.src, TMEM_POOL_PERSISTENT, NULL);
+	for (i = 0; i < pages; i++) {
+		page_make(page, SHAPE_RANDOM, i, 0);
+		REQUIRE(tmem_put(pr.src, (uint32_t)pid, &a, i, &v, 1,
+				 NULL) == 0);
+	}
+	REQUIRE(tmem_migration_start(pr.src, 0, &pr.m) == 0);
+	send(&pr, 0);
+	for (i = 0; i < pages; i++) {
+		REQUIRE(tmem_get(pr.src, (uint32_t)pid, &a, i, &g, 1,
+				 TMEM_GET_EXCLUSIVE) == 0);
+		page_make(page, SHAPE_RANDOM, pages + i, 0);
+		REQUIRE(tmem_put(pr.src, (uint32_t)pid, &b, i, &v, 1,
+				 NULL) == 0);
+	}
+	pr.records = 0;
+	memset(pr.by_type, 0, sizeof(pr.by_type));
+	send(&pr, 0);
+	tmem_get_stats(pr.dst, &st);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].stored_pages, pages);
+	for (i = 0; i < pages; i++) {
+		CHECK_EQ(tmem_get(pr.dst, (uint32_t)pid, &a, i, &g, 1, 0),
+			 -TMEM_E_NOT_FOUND);
+		CHECK_EQ(tmem_get(pr.dst, (uint32_t)pid, &b, i, &g, 1, 0), 0);
+		page_make(page, SHAPE_RANDOM, pages + i, 0);
+		CHECK(!memcmp(got, page, TMEM_PAGE_SIZE));
+	}
+	printf("churn: %u pages moved from stripe %u to stripe %u after the "
+	       "full pass; a %" PRIu64 " MiB destination took the %" PRIu64
+	       " records (%" PRIu64 " page flushes, %" PRIu64 " stripe "
+	       "flushes)\n", pages,
+	       (unsigned int)(tmem_oid_hash(&a) % POOL_BUCKETS),
+	       (unsigned int)(tmem_oid_hash(&b) % POOL_BUCKETS), mib,
+	       pr.records, pr.by_type[TMEM_MIG_FLUSH_PAGE],
+	       pr.by_type[TMEM_MIG_FLUSH_BUCKET]);
+	CHECK(pr.by_type[TMEM_MIG_FLUSH_PAGE] +
+	      pr.by_type[TMEM_MIG_FLUSH_BUCKET] > 0);
+	pair_close(&pr);
+}
+
+/*
+ * A swap device is one object, so one stripe, walked in key order: the
+ * guest takes pages back behind the walk and puts new ones ahead of it.
+ * The removals must reach the destination while the walk goes on.
+ */
+static void churn_walk(uint64_t mib, unsigned int pages)
+{
+	static uint8_t page[TMEM_PAGE_SIZE], got[TMEM_PAGE_SIZE];
+	struct tmem_oid a = oid_of(7);
+	struct iovec v = page_iov(page), g = page_iov(got);
+	unsigned int lo = 0, hi = pages, i;
+	struct tmem_stats st;
+	struct pair pr;
+	int pid;
+
+	pair_open(&pr, mib, 0);
+	tmem_store_destroy(pr.dst);
+	pr.dst = store_new(mib);
+	pid = tmem_new_pool(pr.src, TMEM_POOL_PERSISTENT, NULL);
+	for (i = 0; i < pages; i++) {
+		page_make(page, SHAPE_RANDOM, i, 0);
+		REQUIRE(tmem_put(pr.src, (uint32_t)pid, &a, i, &v, 1,
+				 NULL) == 0);
+	}
+	REQUIRE(tmem_migration_start(pr.src, 0, &pr.m) == 0);
+	while (send(&pr, 4) && hi < 4 * pages) {
+		for (i = 0; i < 4; i++, lo++, hi++) {
+			REQUIRE(tmem_get(pr.src, (uint32_t)pid, &a, lo, &g, 1,
+					 TMEM_GET_EXCLUSIVE) == 0);
+			page_make(page, SHAPE_RANDOM, hi, 0);
+			REQUIRE(tmem_put(pr.src, (uint32_t)pid, &a, hi, &v, 1,
+					 NULL) == 0);
+		}
+	}
+	send(&pr, 0);
+	tmem_get_stats(pr.dst, &st);
+	CHECK_EQ(st.kind[TMEM_PERSISTENT].stored_pages, pages);
+	for (i = 0; i < hi; i++) {
+		int r = tmem_get(pr.dst, (uint32_t)pid, &a, i, &g, 1, 0);
+
+		CHECK_EQ(r, i < lo ? -TMEM_E_NOT_FOUND : 0);
+		page_make(page, SHAPE_RANDOM, i, 0);
+		CHECK(r || !memcmp(got, page, TMEM_PAGE_SIZE));
+	}
+	printf("churn: one object, %u pages moved ahead of its walk; a %"
+	       PRIu64 " MiB destination took the %" PRIu64 " records (%"
+	       PRIu64 " page flushes)\n", lo, mib, pr.records,
+	       pr.by_type[TMEM_MIG_FLUSH_PAGE]);
+	pair_close(&pr);
+}
+
+static void test_churn(void)
+{
+	churn_run(7, 1000);	/* the logs hold every key: page flushes */
+	churn_run(8, 1200);	/* A's log overflows: the stripe goes again */
+	churn_walk(7, 1000);	/* removals behind the walk */
+}
+
 /* ---- radix_next ---------------------------------------------------------- */
 
 static struct radix_node *node_alloc(void *opaque)
@@ -1096,7 +1236,7 @@ int main(int argc, char **argv)
 	} tests[] = {
 		{ "radix", test_radix }, { "refusal", test_refusal },
 		{ "idle", test_idle }, { "overflow", test_overflow },
-		{ "model", test_model },
+		{ "churn", test_churn }, { "model", test_model },
 		{ "threads", test_threads },
 	};
 	const char *env = getenv("TMEM_MIGRATE_OPS");
@@ -1121,8 +1261,8 @@ int main(int argc, char **argv)
 		ran = true;
 	}
 	if (!ran) {
-		fprintf(stderr, "usage: %s [radix|refusal|idle|overflow|model|"
-			"threads] "
+		fprintf(stderr, "usage: %s [radix|refusal|idle|overflow|churn|"
+			"model|threads] "
 			"[OPS]\n", argv[0]);
 		return 2;
 	}
