@@ -743,6 +743,15 @@ check_pool_moved() { # name, stats, action n
 	check "$1: migration $n moved the pool ($before persistent pages before, $after after)" \
 		"[ '${before:-0}' -gt 1000 ] && [ \$(( ${after:-0} * 100 / ${before:-1} )) -ge 99 ]"
 }
+# The destination, as it starts, holds what the source held when it
+# stopped (the source's statistics read at switchover).
+check_switchover() { # name, stats, action n
+	local src dst
+	src=$(mjget "$2" "$3" "m['stats-source-end']['persistent']['stored-pages']")
+	dst=$(mjget "$2" "$3" "m['stats-after']['persistent']['stored-pages']")
+	check "$1: migration $3: the destination took the source's pool as it stopped ($src pages there, $dst here)" \
+		"[ -n '$src' ] && [ '$src' = '$dst' ]"
+}
 mig_report() { # name, stats: one line per migration action
 	python3 - "$1" "$2" <<'PY'
 import json, sys
@@ -797,6 +806,7 @@ scenario_migrate_idle() {
 	[ -f "$js" ] || { nok "migrate_idle: statistics"; return; }
 	check_pool_moved migrate_idle "$js" 3
 	check_pool_moved migrate_idle "$js" 4
+	check_switchover migrate_idle "$js" 3
 }
 
 # (b) and (c): a guest swapping verified data (memhog's verify passes
@@ -832,6 +842,7 @@ scenario_migrate_live() {
 	moved=$(mjget "$js" 1 "m['stats-before']['persistent']['stored-pages']")
 	check "migrate_live: the pool held swap pages when it moved ($moved)" \
 		"[ '${moved:-0}' -gt 1000 ]"
+	check_switchover migrate_live "$js" 1
 }
 
 # (d) and savevm/loadvm: a 32 MiB pool with a swap image; the guest's
@@ -882,6 +893,7 @@ scenario_migrate_image() {
 	check "migrate_image: pages written back to the image migrated ($inimg)" \
 		"[ '${inimg:-0}' -gt 1000 ]"
 	check_pool_moved migrate_image "$js" 1
+	check_switchover migrate_image "$js" 1
 	rm -f "$img"
 }
 
