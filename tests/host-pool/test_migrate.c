@@ -1048,6 +1048,31 @@ static struct tmem_oid oid_in(uint32_t stripe, bool below)
 }
 
 /*
+ * A source and a destination of @mib each; the source holds @pages random
+ * pages at indices 0.. of @oid, and its migration has started.
+ */
+static int churn_open(struct pair *pr, uint64_t mib,
+		      const struct tmem_oid *oid, unsigned int pages)
+{
+	static uint8_t page[TMEM_PAGE_SIZE];
+	struct iovec v = page_iov(page);
+	unsigned int i;
+	int pid;
+
+	pair_open(pr, mib, 0);
+	tmem_store_destroy(pr->dst);
+	pr->dst = store_new(mib);
+	pid = tmem_new_pool(pr->src, TMEM_POOL_PERSISTENT, NULL);
+	for (i = 0; i < pages; i++) {
+		page_make(page, SHAPE_RANDOM, i, 0);
+		REQUIRE(tmem_put(pr->src, (uint32_t)pid, oid, i, &v, 1,
+				 NULL) == 0);
+	}
+	REQUIRE(tmem_migration_start(pr->src, 0, &pr->m) == 0);
+	return pid;
+}
+
+/*
  * A guest swapping during the migration moves its pages from one stripe
  * to another: after the full pass it takes back every page of object A
  * and puts as many into object B, whose stripe the next round reaches
@@ -1066,18 +1091,8 @@ static void churn_run(uint64_t mib, unsigned int pages)
 	struct tmem_stats st;
 	struct pair pr;
 	unsigned int i;
-	int pid;
+	int pid = churn_open(&pr, mib, &a, pages);
 
-	pair_open(&pr, mib, 0);
-	tmem_store_destroy(pr.dst);
-	pr.dst = store_new(mib);
-	pid = tmem_new_pool(pr.src, TMEM_POOL_PERSISTENT, NULL);
-	for (i = 0; i < pages; i++) {
-		page_make(page, SHAPE_RANDOM, i, 0);
-		REQUIRE(tmem_put(pr.src, (uint32_t)pid, &a, i, &v, 1,
-				 NULL) == 0);
-	}
-	REQUIRE(tmem_migration_start(pr.src, 0, &pr.m) == 0);
 	send(&pr, 0);
 	for (i = 0; i < pages; i++) {
 		REQUIRE(tmem_get(pr.src, (uint32_t)pid, &a, i, &g, 1,
@@ -1124,18 +1139,8 @@ static void churn_walk(uint64_t mib, unsigned int pages)
 	unsigned int lo = 0, hi = pages, i;
 	struct tmem_stats st;
 	struct pair pr;
-	int pid;
+	int pid = churn_open(&pr, mib, &a, pages);
 
-	pair_open(&pr, mib, 0);
-	tmem_store_destroy(pr.dst);
-	pr.dst = store_new(mib);
-	pid = tmem_new_pool(pr.src, TMEM_POOL_PERSISTENT, NULL);
-	for (i = 0; i < pages; i++) {
-		page_make(page, SHAPE_RANDOM, i, 0);
-		REQUIRE(tmem_put(pr.src, (uint32_t)pid, &a, i, &v, 1,
-				 NULL) == 0);
-	}
-	REQUIRE(tmem_migration_start(pr.src, 0, &pr.m) == 0);
 	while (send(&pr, 4) && hi < 4 * pages) {
 		for (i = 0; i < 4; i++, lo++, hi++) {
 			REQUIRE(tmem_get(pr.src, (uint32_t)pid, &a, lo, &g, 1,
