@@ -224,11 +224,12 @@ stage fuzz-run count_summary qemu-fuzz \
 must guest-w1 stage guest scripts/build-guest.sh --w1
 # after the guest stage: Linux's checkpatch.pl comes with the kernel source
 stage style count_summary style checkpatch_all
-# every scenario, and those the allocator changes most with the other one
+# every scenario, and the two the allocator changes most with the other
+# one (clients@zsmalloc, 2 minutes, runs by hand: the cold run's budget)
 must e2e-release stage e2e e2e_stage release frontswap clients cleancache \
 	pool_full writeback toggles smp reboot unplug stall_invalidate \
-	stall_get stall_unplug mq_pools image_corrupt frontswap@zsmalloc \
-	writeback@zsmalloc clients@zsmalloc
+	stall_get stall_unplug mq_pools image_corrupt migrate_idle \
+	migrate_live migrate_image frontswap@zsmalloc writeback@zsmalloc
 # the debug kernel (KASAN, lockdep) runs 3x slower under TCG: the
 # scenarios that exercise the most driver paths, and the one whose
 # invalidations wait in atomic context
