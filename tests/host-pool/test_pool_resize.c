@@ -13,8 +13,9 @@
  *		 back and nothing is in excess; every page reads back
  *   credits	 a limit of tmem_limit_for_credits(n) keeps the capacity at n
  *		 or more, and n credited puts all succeed
- *   arenas	 after a shrink that leaves frames in high arenas, ephemeral
- *		 puts and flushes never lower the capacity
+ *   arenas	 after a shrink that leaves frames in high arenas only,
+ *		 ephemeral puts (which map the low ones again) and flushes
+ *		 never lower the capacity
  *   threads	 two threads put, get and flush while a third resizes and
  *		 shrinks over and over: no persistent page lost or wrong
  *		 (the TSan job runs this one)
@@ -347,21 +348,28 @@ static void test_credits(void)
 
 static void test_arenas(void)
 {
-	uint64_t np, i, cap, low;
+	uint64_t np, i, cap, low, committed, high;
 	struct tmem_resize st;
 	struct rig r;
 
 	rig_open(&r, 4 * MIB, 32 * MIB, 0);
 	CHECK_EQ(tmem_set_limit(r.s, 32 * MIB), 0);
 	np = fill(&r, r.per, 28 * MIB);
-	/* keep one page in 24: frames left all over the arenas */
+	/*
+	 * Keep one page in 24 of the second half: frames left in the high
+	 * arenas, low ones emptied and unmapped, for ephemeral puts to map
+	 * again below the new limit's arenas.
+	 */
 	for (i = 0; i < np; i++)
-		if (i % 24)
+		if (i < np / 2 || i % 24)
 			flush(&r, r.per, i);
 	CHECK_EQ(tmem_set_limit(r.s, 4 * MIB), 0);
 	CHECK_EQ(tmem_shrink(r.s, 0, &st), 0);
 	cap = tmem_persistent_capacity(r.s);
+	/* what persistent pages hold or may take, to the byte */
+	committed = tmem_limit_for_credits(r.s, 0);
 	low = cap;
+	high = committed;
 	for (i = 0; i < 20000; i++) {
 		uint64_t c;
 
@@ -370,9 +378,13 @@ static void test_arenas(void)
 		c = tmem_persistent_capacity(r.s);
 		if (c < low)
 			low = c;
+		c = tmem_limit_for_credits(r.s, 0);
+		if (c > high)
+			high = c;
 	}
 	CHECK_EQ(low, cap);
-	for (i = 0; i < np; i += 24)
+	CHECK_EQ(high, committed);
+	for (i = np / 2 + 23 - (np / 2 + 23) % 24; i < np; i += 24)
 		CHECK_EQ(get(&r, r.per, i, i), 0);
 	rig_close(&r);
 }
