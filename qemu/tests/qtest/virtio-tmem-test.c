@@ -2401,6 +2401,75 @@ static void test_auto_shrink(void *obj, void *data, QGuestAllocator *alloc)
     unlink(pressure_path);
 }
 
+/*
+ * A resize migrates: the target, the pool's limit (held up by the credits
+ * granted before), the credit cap and its generation are the source's on
+ * the destination (whose command line says size=8M).  The driver
+ * acknowledges the cap there; it holds, the pool reaches the target, and
+ * growing there lifts the cap.
+ */
+static void test_migration_resize(void *obj, void *data,
+                                  QGuestAllocator *alloc)
+{
+    g_autofree char *path = g_strdup_printf("%s/vtmem-qtest-migrs-%d.state",
+                                            g_get_tmp_dir(), getpid());
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    QTestState *src = global_qtest, *dst;
+    uint64_t spent = 0, i, bound, cap, limit;
+    uint8_t page[PAGE];
+    uint32_t per, gen;
+    TmemCtx c;
+
+    ctx_start(&c, obj, alloc);
+    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    for (i = 0; i < 200; i++, spent++) {
+        page_fill(page, 300 + i, 0);
+        g_assert_cmpuint(put1(&c, per, 1, i, page, true), ==,
+                         VIRTIO_TMEM_S_OK);
+    }
+    set_size_ok(4 * MiB);
+    cap = qvirtio_config_readq(c.dev, CFG_CREDIT_CAP);
+    gen = qvirtio_config_readl(c.dev, CFG_CAP_GEN);
+    g_assert_cmpuint(cap, <, credits_seen(&c));
+    limit = resize_stat("pool-limit-bytes");
+    g_assert_cmpuint(limit, >, 4 * MiB);
+
+    mig_start(src, uri);
+    mig_wait(src, "completed");
+    dst = mig_dest_start(NULL);
+    mig_incoming(dst, uri);
+    mig_wait(dst, "completed");
+    ctx_move(&c, dst);
+    g_assert_cmpuint(get_size(), ==, 4 * MiB);
+    g_assert_cmpuint(resize_stat("pool-limit-bytes"), ==, limit);
+    g_assert_cmpuint(qvirtio_config_readq(c.dev, CFG_POOL_LIMIT), ==,
+                     4 * MiB);
+    g_assert_cmpuint(qvirtio_config_readq(c.dev, CFG_CREDIT_CAP), ==, cap);
+    g_assert_cmpuint(qvirtio_config_readl(c.dev, CFG_CAP_GEN), ==, gen);
+    check_pages(&c, per, 1, 0, i, 300, 0);
+    /* acknowledged on the destination: the cap holds, the target is met */
+    bound = ack_cap(&c, spent);
+    for (; spent < bound; spent++, i++) {
+        page_fill(page, 300 + i, 0);
+        g_assert_cmpuint(put1(&c, per, 1, i, page, true), ==,
+                         VIRTIO_TMEM_S_OK);
+    }
+    g_assert_cmpuint(put1(&c, per, 1, i, page, true), ==,
+                     VIRTIO_TMEM_S_NO_CREDIT);
+    resize_wait("pool-limit-bytes", equal, 4 * MiB);
+    /* and growing there lifts the cap */
+    set_size_ok(16 * MiB);
+    g_assert_cmpuint(qvirtio_config_readq(c.dev, CFG_CREDIT_CAP), ==,
+                     VIRTIO_TMEM_NO_LIMIT);
+    page_fill(page, 300 + i, 0);
+    g_assert_cmpuint(put1(&c, per, 1, i, page, true), ==, VIRTIO_TMEM_S_OK);
+    check_pages(&c, per, 1, 0, i + 1, 300, 0);
+
+    ctx_move(&c, src);
+    qtest_quit(dst);
+    unlink(path);
+}
+
 static void register_virtio_tmem_test(void)
 {
     QOSGraphTestOptions small = {
@@ -2436,6 +2505,10 @@ static void register_virtio_tmem_test(void)
     };
     QOSGraphTestOptions resize_image = {
         .edge.extra_device_opts = resize_image_opts,
+    };
+    QOSGraphTestOptions mig_resize = {
+        .edge.extra_device_opts = "size=8M,max-size=16M",
+        .before = mig_save_cmdline,
     };
     /* the same tests with the other allocator */
     QOSGraphTestOptions zs = {
@@ -2530,6 +2603,8 @@ static void register_virtio_tmem_test(void)
     qos_add_test("resize", "virtio-tmem", test_resize, &resize);
     qos_add_test("auto-shrink", "virtio-tmem", test_auto_shrink,
                  &auto_shrink);
+    qos_add_test("migration-resize", "virtio-tmem", test_migration_resize,
+                 &mig_resize);
     qos_add_test("resize-ask", "virtio-tmem", test_resize_ask, &resize);
     qos_add_test("resize-image", "virtio-tmem", test_resize_image,
                  &resize_image);
