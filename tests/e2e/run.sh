@@ -750,13 +750,13 @@ scenario_resize() {
 		--device-opts "swap-image=$img,swap-image-size=1G,swap-image-unlink=on" \
 		--qmp-on "SHRINK-NOW=${set}33554432}}" \
 		--qmp-on "GROW-NOW=${set}268435456}}" -- '
-		memhog --mib 320 --verify-passes 2 --ready-file /tmp/ready \
+		memhog --mib 288 --verify-passes 2 --ready-file /tmp/ready \
 			> /tmp/mh.out 2>&1 &
 		M=$!
 		while [ ! -e /tmp/ready ]; do sleep 1; done
 		echo STORED_BEFORE=$(cat /sys/kernel/debug/frontswap/succ_stores)
 		echo SHRINK-NOW
-		sleep 12
+		sleep 8
 		echo GROW-NOW
 		wait $M; rc=$?
 		cat /tmp/mh.out
@@ -794,6 +794,37 @@ scenario_resize() {
 	check "resize: the pool is within its limit" \
 		"[ $(jget "$js" "s['used-bytes']") -le $(jget "$js" "s['limit-bytes']") ]"
 	echo "# resize: $(jget "$js" "s['swap-image']['pages-written']") pages written back to the image"
+	# Without an image only the guest can free its pages: memhog's data,
+	# paged out to virtio-tmem, is held while the pool is shrunk to 32M;
+	# the driver must bring pages back (frontswap loads) as asked.
+	local log2=$out/resize-noimage.log js2=$out/resize-noimage.json
+	run --mem 256M --pool-size 256M --swap 1G --stats-json "$js2" \
+		--qmp-on "SHRINK-NOW=${set}33554432}}" -- '
+		memhog --mib 96 --verify-passes 1 --pageout --ready-file /tmp/ready \
+			--hold-file /tmp/hold > /tmp/mh.out 2>&1 &
+		M=$!
+		while [ ! -e /tmp/ready ]; do sleep 1; done
+		L0=$(cat /sys/kernel/debug/frontswap/loads)
+		echo SHRINK-NOW
+		for i in $(seq 1 30); do
+			sleep 1
+			[ "$(cat /sys/kernel/debug/virtio_tmem/resize_shrinks)" -gt 0 ] && break
+		done
+		sleep 2
+		echo LOADS_WHILE_SHRUNK=$(( $(cat /sys/kernel/debug/frontswap/loads) - L0 ))
+		echo RESIZE_SHRINKS=$(cat /sys/kernel/debug/virtio_tmem/resize_shrinks)
+		touch /tmp/hold
+		wait $M; rc=$?
+		cat /tmp/mh.out
+		echo MEMHOG_RC=$rc
+		echo LOST=$(cat /sys/kernel/debug/virtio_tmem/lost_pages)
+		'"$KCHECK"'
+		exit $rc' > "$log2" 2>&1
+	rc=$?
+	echo "# resize (no image): $((SECONDS - t0))s in all"
+	check_swap_run "resize (no image)" "$log2" $rc
+	check "resize (no image): the driver brought pages back when asked ($(gval "$log2" LOADS_WHILE_SHRUNK) loads)" \
+		"[ '$(gval "$log2" RESIZE_SHRINKS)' -gt 0 ] && [ '$(gval "$log2" LOADS_WHILE_SHRUNK)' -gt 5000 ] 2>/dev/null"
 }
 
 for a in "$@"; do
