@@ -35,6 +35,9 @@
 #define VIRTIO_TMEM_F_PERSISTENT	0	/* persistent pools, credits */
 #define VIRTIO_TMEM_F_SHARED		1	/* pools shared by UUID */
 #define VIRTIO_TMEM_F_MQ		2	/* num_queues request queues */
+#define VIRTIO_TMEM_F_RESIZE		3	/* pool_limit changes; the device
+						 * may cap credits and ask for
+						 * persistent pages back */
 
 #define VIRTIO_TMEM_PAGE_SIZE		4096u
 #define VIRTIO_TMEM_MAX_BATCH_LIMIT	512u	/* largest max_batch ever */
@@ -55,9 +58,37 @@ struct virtio_tmem_config {
 	 * DRIVER_OK is set.  See "Credits" in the specification.
 	 */
 	__le64 credits;
-	/* Host memory (bytes) the device may use for stored pages. */
+	/*
+	 * Host memory (bytes) the device may use for stored pages; with
+	 * VIRTIO_TMEM_F_RESIZE it may change at any time.
+	 */
 	__le64 pool_limit;
+	/*
+	 * The fields below exist with VIRTIO_TMEM_F_RESIZE; see "Resizing" in
+	 * the specification.  Device-written: the most persistent pages the
+	 * driver should keep stored (VIRTIO_TMEM_NO_LIMIT: no request).
+	 */
+	__le64 persistent_target;
+	/*
+	 * Device-written: the most credited PUTs the driver may have issued
+	 * since reset (VIRTIO_TMEM_NO_LIMIT: only credits limits them).
+	 */
+	__le64 credit_cap;
+	/* Device-written: changes with every new credit_cap. */
+	__le32 cap_gen;
+	/* Driver-written, after cap_ack: the cap_gen it has applied. */
+	__le32 cap_ack_gen;
+	/*
+	 * Driver-written, before cap_ack_gen: the most credited PUTs it will
+	 * have issued since reset until it sees a higher cap.
+	 */
+	__le64 cap_ack;
+	/* Driver-written: persistent pages it holds in the device now. */
+	__le64 persistent_actual;
 };
+
+/* persistent_target and credit_cap: no limit */
+#define VIRTIO_TMEM_NO_LIMIT		(~0ull)
 
 /* Op codes */
 #define VIRTIO_TMEM_OP_NEW_POOL		1
@@ -147,13 +178,19 @@ struct virtio_tmem_op_status {
  */
 #define VIRTIO_TMEM_LAYOUT(S, F, OFF) \
 	_Static_assert(__builtin_offsetof(struct S, F) == (OFF), #S "." #F)
-_Static_assert(sizeof(struct virtio_tmem_config) == 32, "config size");
+_Static_assert(sizeof(struct virtio_tmem_config) == 72, "config size");
 VIRTIO_TMEM_LAYOUT(virtio_tmem_config, page_size, 0);
 VIRTIO_TMEM_LAYOUT(virtio_tmem_config, num_queues, 4);
 VIRTIO_TMEM_LAYOUT(virtio_tmem_config, max_batch, 6);
 VIRTIO_TMEM_LAYOUT(virtio_tmem_config, max_pools, 8);
 VIRTIO_TMEM_LAYOUT(virtio_tmem_config, credits, 16);
 VIRTIO_TMEM_LAYOUT(virtio_tmem_config, pool_limit, 24);
+VIRTIO_TMEM_LAYOUT(virtio_tmem_config, persistent_target, 32);
+VIRTIO_TMEM_LAYOUT(virtio_tmem_config, credit_cap, 40);
+VIRTIO_TMEM_LAYOUT(virtio_tmem_config, cap_gen, 48);
+VIRTIO_TMEM_LAYOUT(virtio_tmem_config, cap_ack_gen, 52);
+VIRTIO_TMEM_LAYOUT(virtio_tmem_config, cap_ack, 56);
+VIRTIO_TMEM_LAYOUT(virtio_tmem_config, persistent_actual, 64);
 _Static_assert(sizeof(struct virtio_tmem_key) == 32, "key size");
 VIRTIO_TMEM_LAYOUT(virtio_tmem_key, index, 24);
 _Static_assert(sizeof(struct virtio_tmem_pool_args) == 32, "pool args size");

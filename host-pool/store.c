@@ -27,6 +27,10 @@
  *
  * Reclaim goes from a frame to its owners' bucket locks, against this
  * order; store_reclaim.c says why that is safe.
+ *
+ * A change of the limit (tmem_set_limit()) writes it under zbud->lock,
+ * where every reservation and the capacity read it; tmem_shrink() holds
+ * no lock of its own and frees memory through the reclaim path above.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -114,7 +118,7 @@ int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out)
 		return -TMEM_E_NOMEM;
 	memset(s, 0, sizeof(*s));
 	s->cfg = *cfg;
-	s->max_frames = store_max_frames(cfg);
+	s->max_frames = store_max_frames(store_max_limit(cfg));
 	if (zbud_init(&s->zbud, s->max_frames)) {
 		free(s);
 		return -TMEM_E_NOMEM;
@@ -127,6 +131,7 @@ int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out)
 		return -TMEM_E_NOMEM;
 	}
 	s->fixed_bytes = store_fixed_bytes(cfg);
+	store_limit_init(s);
 	s->tree_key = tree_key();
 	for (k = 0; k < TMEM_NR_KINDS; k++) {
 		tmem_cache_init(&s->entries[k], &s->zbud,
@@ -1054,7 +1059,7 @@ void tmem_get_stats(struct tmem_store *s, struct tmem_stats *st)
 		st->kind[k].meta_frames = z->slab_frames[k];
 	}
 	st->kind[TMEM_EPHEMERAL].evicted_frames = s->evicted_frames;
-	st->limit_bytes = s->cfg.limit_bytes;
+	st->limit_bytes = s->limit;
 	st->used_bytes = store_used_bytes_locked(s);
 	st->meta_bytes = s->fixed_bytes +
 			 z->arenas_mapped * ZBUD_ARENA_DESC_BYTES +

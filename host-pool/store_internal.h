@@ -174,8 +174,12 @@ struct store_image {
 
 /**
  * struct tmem_store - see tmem.h
- * @cfg: settings
- * @max_frames: frames the limit allows, plus the writeback overdraft
+ * @cfg: settings at creation; the limit may have changed since (@limit)
+ * @max_frames: frames the largest limit allows, plus the writeback
+ *		overdraft (cfg.max_limit_bytes: the frame range reserved)
+ * @limit: the limit now (zbud.lock; tmem_set_limit())
+ * @shrink_start: bytes used when the limit was last lowered below them
+ *		  (zbud.lock)
  * @zbud: pageframes (and the limit accounting, under zbud.lock)
  * @alloc: the allocator of pages in frames (cfg.allocator)
  * @alloc_priv: its state (&zbud, or @zs)
@@ -208,6 +212,8 @@ struct store_image {
 struct tmem_store {
 	struct tmem_config cfg;
 	uint64_t max_frames;
+	uint64_t limit;
+	uint64_t shrink_start;
 	struct zbud zbud;
 	const struct zalloc_ops *alloc;
 	void *alloc_priv;
@@ -401,7 +407,11 @@ int store_pool_drop(struct tmem_store *s, uint32_t pool_id);
 /* store_limit.c */
 int store_alloc_init(struct tmem_store *s);
 uint64_t store_put_worst(const struct tmem_config *cfg);
-uint64_t store_max_frames(const struct tmem_config *cfg);
+uint64_t store_max_frames(uint64_t limit_bytes);
+uint64_t store_max_limit(const struct tmem_config *cfg);
+void store_limit_init(struct tmem_store *s);
+void store_resize_status(struct tmem_store *s, struct tmem_resize *st,
+			 bool stuck);
 uint64_t store_fixed_bytes(const struct tmem_config *cfg);
 uint64_t store_used_bytes_locked(const struct tmem_store *s);
 uint64_t store_used_bytes(struct tmem_store *s);
@@ -462,6 +472,8 @@ struct tmem_writeback *writeback_start(struct tmem_store *s,
 				       struct tmem_image *img,
 				       uint64_t high_bytes, uint64_t low_bytes);
 void writeback_kick(struct tmem_writeback *wb, uint64_t used);
+void writeback_set_marks(struct tmem_writeback *wb, uint64_t high_bytes,
+			 uint64_t low_bytes);
 void writeback_stop(struct tmem_writeback *wb);
 void writeback_stats(struct tmem_writeback *wb, struct tmem_image_stats *st);
 

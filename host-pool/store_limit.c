@@ -11,6 +11,11 @@
  * put ends, or already in the hold of zbud->lock that allocates its buddy
  * when its index insert will need no node (nothing else can follow).
  *
+ * The limit may change at run time (tmem_set_limit()): it is read and
+ * written under zbud->lock like the rest of the accounting, and a store
+ * above a lowered limit takes no reservation until tmem_shrink() or the
+ * guest's flushes bring it back within.
+ *
  * The accounting is under zbud->lock (lock order: see store.c).
  */
 #include <stdarg.h>
@@ -84,21 +89,37 @@ int store_alloc_init(struct tmem_store *s)
 }
 
 /* Most a failing image may let persistent puts take beyond the limit. */
-static uint64_t overdraft_max(const struct tmem_config *cfg)
+static uint64_t overdraft_max(uint64_t limit_bytes)
 {
-	return cfg->limit_bytes / 4;
+	return limit_bytes / 4;
 }
 
 /**
- * store_max_frames() - frames a store's arenas must address
- * @cfg: settings
+ * store_max_frames() - frames a store's arenas must address for a limit
+ * @limit_bytes: the limit
  *
  * Return: the frames the limit allows, plus the overdraft's.
  */
-uint64_t store_max_frames(const struct tmem_config *cfg)
+uint64_t store_max_frames(uint64_t limit_bytes)
 {
-	return cfg->limit_bytes / TMEM_PAGE_SIZE + ZBUD_DIRTY_MAX +
-	       overdraft_max(cfg) / TMEM_PAGE_SIZE;
+	return limit_bytes / TMEM_PAGE_SIZE + ZBUD_DIRTY_MAX +
+	       overdraft_max(limit_bytes) / TMEM_PAGE_SIZE;
+}
+
+/**
+ * store_max_limit() - most the limit of a store may be raised to
+ * @cfg: settings
+ */
+uint64_t store_max_limit(const struct tmem_config *cfg)
+{
+	return cfg->max_limit_bytes ? cfg->max_limit_bytes : cfg->limit_bytes;
+}
+
+/* Arenas that frames within a limit (and its overdraft) may map. */
+static uint32_t limit_arenas(uint64_t limit_bytes)
+{
+	return (uint32_t)((store_max_frames(limit_bytes) +
+			   ZBUD_ARENA_FRAMES - 1) / ZBUD_ARENA_FRAMES);
 }
 
 /**
@@ -123,8 +144,7 @@ uint64_t store_fixed_bytes(const struct tmem_config *cfg)
  */
 static uint64_t config_meta_bytes(const struct tmem_config *cfg)
 {
-	uint64_t arenas = (store_max_frames(cfg) + ZBUD_ARENA_FRAMES - 1) /
-			  ZBUD_ARENA_FRAMES;
+	uint64_t arenas = limit_arenas(cfg->limit_bytes);
 
 	return store_fixed_bytes(cfg) + arenas * ZBUD_ARENA_DESC_BYTES +
 	       (uint64_t)cfg->max_pools * sizeof(struct tmem_pool);
@@ -246,6 +266,13 @@ enum tmem_config_field tmem_config_check(const struct tmem_config *cfg,
 	    cfg->allocator != TMEM_ALLOC_ZSMALLOC)
 		return config_why(TMEM_CFG_ALLOCATOR, why, len,
 				  "must be zbud or zsmalloc");
+	if (cfg->max_limit_bytes && (cfg->max_limit_bytes < cfg->limit_bytes ||
+				     cfg->max_limit_bytes > TMEM_MAX_LIMIT))
+		return config_why(TMEM_CFG_MAX_LIMIT, why, len,
+				  "must be 0 or between the limit (%llu bytes) "
+				  "and %llu GiB",
+				  (unsigned long long)cfg->limit_bytes,
+				  TMEM_MAX_LIMIT >> 30);
 	return TMEM_CFG_OK;
 }
 
@@ -274,7 +301,7 @@ static uint64_t avail_locked(const struct tmem_store *s)
 			z->reserved[TMEM_EPHEMERAL] +
 			z->reserved[TMEM_PERSISTENT];
 
-	return used >= s->cfg.limit_bytes ? 0 : s->cfg.limit_bytes - used;
+	return used >= s->limit ? 0 : s->limit - used;
 }
 
 /**
@@ -378,7 +405,7 @@ static bool reserve_overdraft(struct tmem_store *s, uint64_t bytes)
 	pthread_mutex_lock(&z->lock);
 	ok = store_used_bytes_locked(s) + z->reserved[TMEM_EPHEMERAL] +
 	     z->reserved[TMEM_PERSISTENT] + bytes <=
-	     s->cfg.limit_bytes + overdraft_max(&s->cfg);
+	     s->limit + overdraft_max(s->limit);
 	if (ok)
 		z->reserved[TMEM_PERSISTENT] += bytes;
 	pthread_mutex_unlock(&z->lock);
@@ -470,6 +497,24 @@ static uint64_t image_slots_locked(struct tmem_store *s)
 	return slots > spare ? slots - spare : 0;
 }
 
+/*
+ * Caller holds zbud->lock: what persistent pages hold or may still take
+ * without a persistent put.  Descriptors of every arena the limit may map
+ * count as used: ephemeral puts may map arenas that persistent frames then
+ * keep mapped; so do those a larger limit left mapped (they only go down:
+ * zbud_set_arena_floor_locked()).
+ */
+static uint64_t committed_locked(const struct tmem_store *s)
+{
+	const struct zbud *z = &s->zbud;
+
+	return s->fixed_bytes + z->reserved[TMEM_PERSISTENT] +
+	       pools_to_come_bytes(s) +
+	       (z->arena_floor + z->arenas_above) * ZBUD_ARENA_DESC_BYTES +
+	       (z->data_frames[TMEM_PERSISTENT] +
+		z->slab_frames[TMEM_PERSISTENT]) * TMEM_PAGE_SIZE;
+}
+
 /**
  * tmem_persistent_capacity() - persistent pages the store can always accept
  * @s: store
@@ -489,6 +534,9 @@ static uint64_t image_slots_locked(struct tmem_store *s)
  * reserve (see swapimg_credit_slots()).  And since every write behind them
  * may fail, the n puts must also fit the overdraft (reserve_overdraft()):
  * n * W <= F + overdraft_max().
+ *
+ * Between changes of the limit (tmem_set_limit()) it never decreases but
+ * by a put; lowering the limit lowers it at once.
  */
 uint64_t tmem_persistent_capacity(struct tmem_store *s)
 {
@@ -496,30 +544,23 @@ uint64_t tmem_persistent_capacity(struct tmem_store *s)
 	struct zbud *z = &s->zbud;
 	uint64_t span = s->alloc->span_frames_max * TMEM_PAGE_SIZE;
 	uint64_t committed, slots = 0, data, room, shed, w = s->put_worst;
-	uint64_t n_slots, n_frames, n_over, most;
+	uint64_t n_slots, n_frames, n_over, most, limit;
 
-	/*
-	 * Descriptors of every arena count as used: ephemeral puts may map
-	 * arenas that persistent frames then keep mapped.
-	 */
 	pthread_mutex_lock(&z->lock);
 	data = z->data_frames[TMEM_PERSISTENT];
-	committed = s->fixed_bytes + z->reserved[TMEM_PERSISTENT] +
-		    pools_to_come_bytes(s) +
-		    (uint64_t)z->nr_arenas * ZBUD_ARENA_DESC_BYTES +
-		    (data + z->slab_frames[TMEM_PERSISTENT]) * TMEM_PAGE_SIZE;
+	committed = committed_locked(s);
+	limit = s->limit;
 	if (image)
 		slots = image_slots_locked(s);
 	pthread_mutex_unlock(&z->lock);
-	room = committed >= s->cfg.limit_bytes ? 0 :
-	       s->cfg.limit_bytes - committed;
+	room = committed >= limit ? 0 : limit - committed;
 	if (!slots)
 		return room / w;
 	n_slots = (room + slots * TMEM_PAGE_SIZE) / w;
 	shed = room + data * TMEM_PAGE_SIZE;
 	n_frames = shed < span - TMEM_PAGE_SIZE ? 0 :
 		   (shed - (span - TMEM_PAGE_SIZE)) / (w - span);
-	most = s->cfg.limit_bytes + overdraft_max(&s->cfg);
+	most = limit + overdraft_max(limit);
 	n_over = committed >= most ? 0 : (most - committed) / w;
 	if (n_slots > n_frames)
 		n_slots = n_frames;
@@ -567,4 +608,152 @@ int store_charge_pool(struct tmem_store *s)
 		if (!store_evict_ephemeral(s))
 			return -TMEM_E_FULL;
 	}
+}
+
+/* ---- changing the limit ---------------------------------------------- */
+
+/**
+ * store_limit_init() - start a new store at its configured limit
+ * @s: store being created, its frame space initialised
+ */
+void store_limit_init(struct tmem_store *s)
+{
+	s->limit = s->cfg.limit_bytes;
+	zbud_set_arena_floor_locked(&s->zbud, limit_arenas(s->limit));
+}
+
+/* Tell the writeback thread the watermarks of the limit now. */
+static void limit_set_marks(struct tmem_store *s, uint64_t limit)
+{
+	if (s->image.wb)
+		writeback_set_marks(s->image.wb,
+				    limit / 100 * s->cfg.wb_high_pct,
+				    limit / 100 * s->cfg.wb_low_pct);
+}
+
+/**
+ * tmem_set_limit() - change the memory limit of a live store
+ * @s: store
+ * @limit_bytes: the new limit, TMEM_MIN_LIMIT..cfg.max_limit_bytes, and
+ *		 room for the store's metadata and one put (as
+ *		 tmem_config_check() requires of a new store)
+ *
+ * Growing takes effect at once: puts find room, and
+ * tmem_persistent_capacity() rises by the room added.  Shrinking takes
+ * effect at once for what is promised: no reservation is taken beyond the
+ * new limit and the capacity falls (credits granted before stay the
+ * caller's business: see tmem_limit_for_credits()); what is stored stays
+ * until tmem_shrink() frees it.  The writeback watermarks follow the limit.
+ *
+ * Return: 0, or -TMEM_E_INVAL (NULL or out of range).
+ */
+int tmem_set_limit(struct tmem_store *s, uint64_t limit_bytes)
+{
+	struct tmem_config c;
+	uint64_t used;
+
+	if (!s)
+		return -TMEM_E_INVAL;
+	c = s->cfg;
+	c.limit_bytes = limit_bytes;
+	if (limit_bytes < TMEM_MIN_LIMIT ||
+	    limit_bytes > store_max_limit(&s->cfg) || !config_meta_fits(&c))
+		return -TMEM_E_INVAL;
+	pthread_mutex_lock(&s->zbud.lock);
+	s->limit = limit_bytes;
+	zbud_set_arena_floor_locked(&s->zbud, limit_arenas(limit_bytes));
+	used = store_used_bytes_locked(s);
+	s->shrink_start = used > limit_bytes ? used : 0;
+	pthread_mutex_unlock(&s->zbud.lock);
+	limit_set_marks(s, limit_bytes);
+	return 0;
+}
+
+/**
+ * tmem_limit_for_credits() - the lowest limit that honours credits
+ * @s: store
+ * @credits: persistent puts promised and not yet made
+ *
+ * With a limit at least this high, tmem_persistent_capacity() is at least
+ * @credits (the image, if any, can only add to it), so a caller lowering
+ * the limit below it would break a promise.  It falls as promised puts
+ * arrive and as persistent pages are flushed or written back.
+ *
+ * Return: bytes, possibly below TMEM_MIN_LIMIT.
+ */
+uint64_t tmem_limit_for_credits(struct tmem_store *s, uint64_t credits)
+{
+	uint64_t committed;
+
+	pthread_mutex_lock(&s->zbud.lock);
+	committed = committed_locked(s);
+	pthread_mutex_unlock(&s->zbud.lock);
+	return committed + credits * s->put_worst;
+}
+
+/*
+ * Persistent pages to flush to free @over bytes: at the mean cost of a
+ * persistent page in RAM (its share of data and metadata frames), rounded
+ * up, at most all of them.
+ */
+static uint64_t excess_pages(uint64_t over, uint64_t ram_pages,
+			     uint64_t ram_bytes)
+{
+	uint64_t n;
+
+	if (!over || !ram_pages)
+		return 0;
+	if (!ram_bytes)
+		return ram_pages;
+	n = (over * ram_pages + ram_bytes - 1) / ram_bytes;
+	return n < ram_pages ? n : ram_pages;
+}
+
+/**
+ * store_resize_status() - fill a struct tmem_resize
+ * @s: store; the caller holds no lock
+ * @st: filled in
+ * @stuck: the store can free nothing more by itself (tmem_shrink() said
+ *	   so): all of the excess is persistent pages in RAM.  Otherwise
+ *	   only what ephemeral frames and, with a working image, persistent
+ *	   frames could not cover.
+ */
+void store_resize_status(struct tmem_store *s, struct tmem_resize *st,
+			 bool stuck)
+{
+	struct zbud *z = &s->zbud;
+	uint64_t ram_bytes, shed, over;
+	struct tmem_stats stats;
+
+	tmem_get_stats(s, &stats);
+	pthread_mutex_lock(&z->lock);
+	st->target_bytes = s->limit;
+	st->used_bytes = store_used_bytes_locked(s);
+	st->start_bytes = s->shrink_start;
+	ram_bytes = (z->data_frames[TMEM_PERSISTENT] +
+		     z->slab_frames[TMEM_PERSISTENT]) * TMEM_PAGE_SIZE;
+	shed = (z->data_frames[TMEM_EPHEMERAL] +
+		z->slab_frames[TMEM_EPHEMERAL]) * TMEM_PAGE_SIZE;
+	pthread_mutex_unlock(&z->lock);
+	if (s->image.img && !store_writeback_failing(s))
+		shed += stats.kind[TMEM_PERSISTENT].frames * TMEM_PAGE_SIZE;
+	st->done = st->used_bytes <= st->target_bytes;
+	over = st->done ? 0 : st->used_bytes - st->target_bytes;
+	if (!stuck)
+		over = over > shed ? over - shed : 0;
+	st->persistent_pages = stats.kind[TMEM_PERSISTENT].stored_pages;
+	st->excess_pages = excess_pages(over, st->persistent_pages -
+					stats.kind[TMEM_PERSISTENT].image_pages,
+					ram_bytes);
+}
+
+/**
+ * tmem_resize_status() - where the last change of the limit stands
+ * @s: store
+ * @st: filled in; @st->excess_pages counts only what no eviction or
+ *	writeback could free (tmem_shrink() reports the rest)
+ */
+void tmem_resize_status(struct tmem_store *s, struct tmem_resize *st)
+{
+	store_resize_status(s, st, false);
 }

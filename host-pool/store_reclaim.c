@@ -731,7 +731,9 @@ int tmem_store_attach_image(struct tmem_store *s, struct tmem_image *img)
 	if (!s || !img || s->image.img || s->pools_allocated)
 		return -TMEM_E_INVAL;
 	image = &s->image;
-	limit = s->cfg.limit_bytes;
+	pthread_mutex_lock(&s->zbud.lock);
+	limit = s->limit;
+	pthread_mutex_unlock(&s->zbud.lock);
 	if (swapimg_attach(img, s, limit / TMEM_PAGE_SIZE))
 		return -TMEM_E_INVAL;
 	tmem_mutex_init(&image->lock);
@@ -785,4 +787,91 @@ void store_image_stats(struct tmem_store *s, struct tmem_image_stats *st)
 	st->overdraft_puts = image->overdraft_puts;
 	pthread_mutex_unlock(&image->lock);
 	writeback_stats(image->wb, st);
+}
+
+/* ---- shrinking to a lowered limit --------------------------------------- */
+
+/*
+ * Free one unit's worth towards a lowered limit, cheapest loss first:
+ * compaction keeps every page, eviction drops only ephemeral ones, and
+ * writeback keeps persistent pages in the image.  Before giving up,
+ * compaction even where it gains little: the guest would otherwise be
+ * asked to give back pages for the sake of room left in sparse spans.
+ * False when none of them can free anything.
+ */
+static bool shrink_one(struct tmem_store *s)
+{
+	enum wb_result wb;
+
+	if (store_compact(s, false) > 0)
+		return true;
+	if (store_evict_ephemeral(s) > 0)
+		return true;
+	if (s->image.img) {
+		wb = store_writeback_unit(s);
+		if (wb == WB_FREED ||
+		    (wb == WB_NONE && store_writeback_wait_idle(s)))
+			return true;
+	}
+	return store_compact(s, true) > 0;
+}
+
+static bool shrink_within(struct tmem_store *s)
+{
+	bool within;
+
+	pthread_mutex_lock(&s->zbud.lock);
+	within = store_used_bytes_locked(s) <= s->limit;
+	pthread_mutex_unlock(&s->zbud.lock);
+	return within;
+}
+
+/**
+ * tmem_shrink() - free memory down to a lowered limit
+ * @s: store
+ * @max_units: most units (frames, spans, sweeps) to reclaim in this call,
+ *	       0 for no bound
+ * @st: if not NULL, where the shrink stands when the call returns
+ *
+ * Compacts, evicts ephemeral pages, then writes persistent units back to
+ * the image if there is one, until the store uses no more than its limit;
+ * frames freed go back to the OS as it goes, and the dirty ones kept for
+ * the next puts too once it stops.  Persistent pages are never dropped:
+ * what the store cannot shed itself is counted in @st->excess_pages for
+ * the caller to have the guest flush.  May block on image writes: call it
+ * from a thread that can wait.  Puts and gets may run meanwhile.
+ *
+ * Return: 0 when the store is within its limit, 1 when @max_units ran out
+ * first (call again), -TMEM_E_FULL when nothing more can be freed without
+ * flushing persistent pages (@st->excess_pages of them), -TMEM_E_INVAL.
+ */
+int tmem_shrink(struct tmem_store *s, uint64_t max_units,
+		struct tmem_resize *st)
+{
+	struct tmem_resize local;
+	uint64_t n;
+	int ret;
+
+	if (!s)
+		return -TMEM_E_INVAL;
+	for (n = 0;; n++) {
+		if (shrink_within(s)) {
+			ret = 0;
+			break;
+		}
+		if (max_units && n == max_units) {
+			ret = 1;
+			break;
+		}
+		if (!shrink_one(s)) {
+			ret = -TMEM_E_FULL;
+			break;
+		}
+	}
+	zbud_drain_dirty(&s->zbud);
+	store_resize_status(s, st ? st : &local, ret == -TMEM_E_FULL);
+	/* flushes meanwhile may have done the rest */
+	if (ret == -TMEM_E_FULL && (st ? st : &local)->done)
+		ret = 0;
+	return ret;
 }

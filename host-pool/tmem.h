@@ -133,6 +133,10 @@ enum tmem_allocator {
  *		 (TMEM_WB_HIGH_PCT_MIN..TMEM_WB_HIGH_PCT_MAX)
  * @wb_low_pct: ... and stops at this one (0..@wb_high_pct - 1)
  * @allocator: enum tmem_allocator
+ * @max_limit_bytes: most tmem_set_limit() may raise the limit to (0: the
+ *		     initial @limit_bytes); address space and frame
+ *		     descriptors are reserved for it, not memory
+ *		     (@limit_bytes..TMEM_MAX_LIMIT)
  *
  * tmem_config_init() fills in the TMEM_DEFAULT_* values.
  */
@@ -145,6 +149,7 @@ struct tmem_config {
 	unsigned int max_pools;
 	unsigned int wb_high_pct, wb_low_pct;
 	enum tmem_allocator allocator;
+	uint64_t max_limit_bytes;
 };
 
 /**
@@ -159,6 +164,7 @@ struct tmem_config {
  * @TMEM_CFG_WB_HIGH: @wb_high_pct
  * @TMEM_CFG_WB_LOW: @wb_low_pct
  * @TMEM_CFG_ALLOCATOR: @allocator
+ * @TMEM_CFG_MAX_LIMIT: @max_limit_bytes
  */
 enum tmem_config_field {
 	TMEM_CFG_OK = 0,
@@ -171,6 +177,7 @@ enum tmem_config_field {
 	TMEM_CFG_WB_HIGH,
 	TMEM_CFG_WB_LOW,
 	TMEM_CFG_ALLOCATOR,
+	TMEM_CFG_MAX_LIMIT,
 };
 
 struct tmem_uuid {
@@ -239,7 +246,7 @@ struct tmem_image_stats {
 /**
  * struct tmem_stats - a snapshot of the store's counters
  * @kind: per pool kind
- * @limit_bytes: configured limit
+ * @limit_bytes: the limit now (tmem_set_limit())
  * @used_bytes: bytes charged against the limit now
  * @meta_bytes: of @used_bytes, metadata (frames of metadata, descriptors,
  *		pool tables)
@@ -446,6 +453,32 @@ int tmem_install(struct tmem_store *s, const struct tmem_mig_record *rec,
 		 const void *data);
 int tmem_install_check_room(struct tmem_store *s, uint64_t pages,
 			    uint64_t credits, uint64_t *capacity);
+
+/**
+ * struct tmem_resize - where a change of the limit stands
+ * @target_bytes: the limit now (tmem_set_limit())
+ * @used_bytes: bytes charged against it now
+ * @start_bytes: @used_bytes when the limit was last lowered below it
+ *		 (progress: (@start_bytes - @used_bytes) / (@start_bytes -
+ *		 @target_bytes)); 0 if it never was
+ * @persistent_pages: persistent pages stored (in RAM and in the image)
+ * @excess_pages: persistent pages in RAM the store cannot shed itself
+ *		  (no image, or the image cannot take them): about this many
+ *		  must be flushed for @used_bytes to reach @target_bytes;
+ *		  0 once it does or while other memory can still go
+ * @done: @used_bytes is within @target_bytes
+ */
+struct tmem_resize {
+	uint64_t target_bytes, used_bytes, start_bytes;
+	uint64_t persistent_pages, excess_pages;
+	bool done;
+};
+
+int tmem_set_limit(struct tmem_store *s, uint64_t limit_bytes);
+uint64_t tmem_limit_for_credits(struct tmem_store *s, uint64_t credits);
+int tmem_shrink(struct tmem_store *s, uint64_t max_frames,
+		struct tmem_resize *st);
+void tmem_resize_status(struct tmem_store *s, struct tmem_resize *st);
 
 uint64_t tmem_persistent_capacity(struct tmem_store *s);
 uint64_t tmem_compact(struct tmem_store *s);

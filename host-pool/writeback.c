@@ -37,7 +37,8 @@
  * @thread: the thread
  * @stop: the thread must exit
  * @backoff_ms: the thread's wait after a failure
- * @high_bytes: background writeback starts at this use...
+ * @high_bytes: background writeback starts at this use... (atomic: puts
+ *	       read it, tmem_set_limit() moves it)
  * @low_bytes: ... and stops at this one
  * @wakeups: background runs
  */
@@ -50,7 +51,7 @@ struct tmem_writeback {
 	pthread_t thread;
 	bool stop;
 	unsigned int backoff_ms;
-	uint64_t high_bytes, low_bytes;
+	_Atomic uint64_t high_bytes, low_bytes;
 	uint64_t wakeups;
 };
 
@@ -63,13 +64,32 @@ struct tmem_writeback {
  */
 void writeback_kick(struct tmem_writeback *wb, uint64_t used)
 {
-	if (used < wb->high_bytes ||
+	uint64_t high = atomic_load_explicit(&wb->high_bytes,
+					     memory_order_relaxed);
+
+	if (used < high ||
 	    atomic_load_explicit(&wb->kicked, memory_order_relaxed) ||
 	    atomic_exchange(&wb->kicked, true))
 		return;
 	pthread_mutex_lock(&wb->lock);
 	pthread_cond_signal(&wb->kick);
 	pthread_mutex_unlock(&wb->lock);
+}
+
+/**
+ * writeback_set_marks() - move the watermarks (the limit changed)
+ * @wb: the thread
+ * @high_bytes: use at which the thread starts reclaiming
+ * @low_bytes: use at which it stops
+ *
+ * A thread at work goes on to the new low mark.  The caller holds no lock.
+ */
+void writeback_set_marks(struct tmem_writeback *wb, uint64_t high_bytes,
+			 uint64_t low_bytes)
+{
+	atomic_store_explicit(&wb->low_bytes, low_bytes, memory_order_relaxed);
+	atomic_store_explicit(&wb->high_bytes, high_bytes,
+			      memory_order_relaxed);
 }
 
 /* ---- the background thread --------------------------------------------- */
@@ -91,7 +111,8 @@ static bool writeback_run(struct tmem_writeback *wb)
 	struct tmem_store *s = wb->s;
 	enum wb_result ret = WB_NONE;
 
-	while (store_used_bytes(s) > wb->low_bytes) {
+	while (store_used_bytes(s) >
+	       atomic_load_explicit(&wb->low_bytes, memory_order_relaxed)) {
 		pthread_mutex_lock(&wb->lock);
 		if (wb->stop) {
 			pthread_mutex_unlock(&wb->lock);
@@ -128,7 +149,9 @@ static void *writeback_thread(void *arg)
 		if (stop)
 			break;
 		swapimg_trim(wb->img);
-		if (store_used_bytes(wb->s) >= wb->high_bytes) {
+		if (store_used_bytes(wb->s) >=
+		    atomic_load_explicit(&wb->high_bytes,
+					 memory_order_relaxed)) {
 			pthread_mutex_lock(&wb->lock);
 			wb->wakeups++;
 			pthread_mutex_unlock(&wb->lock);

@@ -117,6 +117,7 @@ int zbud_init(struct zbud *z, uint64_t max_frames)
 			zlist_init(&z->unbuddied[k][c]);
 		zlist_init(&z->lru[k]);
 	}
+	z->arena_floor = z->nr_arenas;
 	tmem_mutex_init(&z->lock);
 	pthread_cond_init(&z->reserve_cond, NULL);
 	return 0;
@@ -192,6 +193,8 @@ static int arena_map(struct zbud *z, uint32_t a, enum tmem_kind kind)
 	ar->populated = 0;
 	ar->mapped = true;
 	z->arenas_mapped++;
+	if (a >= z->arena_floor)
+		z->arenas_above++;
 	consume_reservation(z, kind, ZBUD_ARENA_DESC_BYTES);
 	return 0;
 }
@@ -223,6 +226,8 @@ static void arena_unmap(struct zbud *z, uint32_t a)
 	ar->mapped = false;
 	zlist_init(&ar->free);
 	z->arenas_mapped--;
+	if (a >= z->arena_floor)
+		z->arenas_above--;
 }
 
 /* Put a free frame the OS already took back on its arena's free list. */
@@ -302,6 +307,56 @@ void zbud_clean(struct zbud *z)
 	z->nr_cleaning = 0;
 	z->cleaning_busy = false;
 	pthread_mutex_unlock(&z->lock);
+}
+
+/**
+ * zbud_drain_dirty() - give every dirty free frame back to the OS
+ * @z: allocator; the caller holds no lock
+ *
+ * The dirty stack keeps up to ZBUD_DIRTY_MAX freed frames resident for the
+ * next puts; after a shrink no put is coming soon, and the host wants its
+ * memory now.  The frames are taken off the stack (their arena still
+ * counts them, so it cannot be unmapped under us), given back without the
+ * lock, and filed as clean.
+ */
+void zbud_drain_dirty(struct zbud *z)
+{
+	uint32_t frames[ZBUD_DIRTY_MAX], i, n;
+
+	pthread_mutex_lock(&z->lock);
+	n = z->nr_dirty;
+	memcpy(frames, z->dirty, n * sizeof(frames[0]));
+	z->nr_dirty = 0;
+	pthread_mutex_unlock(&z->lock);
+	for (i = 0; i < n; i++)
+		frame_give_back(z, frames[i]);
+	pthread_mutex_lock(&z->lock);
+	for (i = 0; i < n; i++)
+		frame_clean_locked(z, frames[i]);
+	pthread_mutex_unlock(&z->lock);
+	zbud_clean(z);
+}
+
+/**
+ * zbud_set_arena_floor_locked() - say which arenas the limit may map
+ * @z: allocator; the caller holds z->lock
+ * @floor: arenas below this index are within the limit's reach
+ *
+ * Allocation maps the lowest unmapped arena, and only once every arena
+ * below it is full, so while the store stays within its limit no arena at
+ * or above @floor is mapped afresh: those still mapped (@arenas_above)
+ * hold frames taken under a larger limit, and only go down.
+ */
+void zbud_set_arena_floor_locked(struct zbud *z, uint32_t floor)
+{
+	uint32_t a;
+
+	if (floor > z->nr_arenas)
+		floor = z->nr_arenas;
+	z->arena_floor = floor;
+	z->arenas_above = 0;
+	for (a = floor; a < z->nr_arenas; a++)
+		z->arenas_above += z->arenas[a].mapped;
 }
 
 /*

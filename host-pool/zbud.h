@@ -157,6 +157,10 @@ struct zarena {
  * @slab_frames: per kind, frames holding metadata
  * @frames_total: all frames allocated (dirty free frames excluded)
  * @arenas_mapped: arenas currently mapped (each with its descriptors)
+ * @arena_floor: arenas below this one are those the store's limit may map
+ *		 (zbud_set_arena_floor_locked())
+ * @arenas_above: of @arenas_mapped, those at or above @arena_floor: left
+ *		  mapped by frames taken under a larger limit
  * @reserved: per kind, bytes promised to puts in progress; each frame and
  *	      arena descriptor array taken for a kind consumes its bytes
  * @reserve_cond: broadcast when the ephemeral reservation drops to zero
@@ -187,6 +191,8 @@ struct zbud {
 	uint64_t slab_frames[TMEM_NR_KINDS];
 	uint64_t frames_total;
 	uint64_t arenas_mapped;
+	uint32_t arena_floor;
+	uint64_t arenas_above;
 	uint64_t reserved[TMEM_NR_KINDS];
 	pthread_cond_t reserve_cond;
 	uint32_t populate_from, populate_len;
@@ -249,6 +255,8 @@ uint64_t zbud_bytes_taken(bool reset);
 void zbud_take_populate_locked(struct zbud *z, struct zbud_populate *p);
 void zbud_populate(struct zbud *z, const struct zbud_populate *p);
 void zbud_clean(struct zbud *z);
+void zbud_drain_dirty(struct zbud *z);
+void zbud_set_arena_floor_locked(struct zbud *z, uint32_t floor);
 void zbud_frame_free_locked(struct zbud *z, uint32_t fn);
 void zbud_list_add_locked(struct zbud *z, struct zlist *l, uint32_t fn);
 void zbud_list_del_locked(struct zbud *z, struct zlist *l, uint32_t fn);

@@ -8,6 +8,10 @@
 	F(virtio_tmem_config, max_batch) F(virtio_tmem_config, max_pools) \
 	F(virtio_tmem_config, reserved0) F(virtio_tmem_config, credits)	\
 	F(virtio_tmem_config, pool_limit)				\
+	F(virtio_tmem_config, persistent_target)			\
+	F(virtio_tmem_config, credit_cap) F(virtio_tmem_config, cap_gen)	\
+	F(virtio_tmem_config, cap_ack_gen) F(virtio_tmem_config, cap_ack)	\
+	F(virtio_tmem_config, persistent_actual)			\
 	F(virtio_tmem_key, oid) F(virtio_tmem_key, index)		\
 	F(virtio_tmem_pool_args, uuid) F(virtio_tmem_pool_args, page_size) \
 	F(virtio_tmem_pool_args, reserved)				\

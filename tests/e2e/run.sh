@@ -889,6 +889,108 @@ scenario_migrate_image() {
 	rm -f "$img"
 }
 
+# The host takes memory back and gives it again: a guest swaps verified
+# (incompressible) data through virtio-tmem (with a swap image) while the pool
+# is shrunk 256M -> 32M and grown back to 256M (qom-set of size, as an
+# operator or libvirt's qemu-monitor-command would).  Nothing may be lost;
+# QEMU's RSS must drop with the shrink.  A host-side sampler reads QEMU's
+# VmRSS every half second, tagged with the phase the log has reached.
+scenario_resize() {
+	local log=$out/resize.log js=$out/resize.json img=$out/resize.img
+	local rss=$out/resize.rss t0=$SECONDS pid i
+	local set='{"execute":"qom-set","arguments":{"path":"/machine/peripheral/tmem0","property":"size","value":'
+	rm -f "$rss"
+	(	for i in $(seq 1 600); do
+			pid=$(pgrep -f "qemu-system.*swap-image=$img" | head -1)
+			[ -n "$pid" ] && break
+			sleep 0.2
+		done
+		while [ -n "$pid" ] && [ -r "/proc/$pid/status" ]; do
+			echo "$(grep -c 'tmem-run: \(SHRINK\|GROW\)-NOW' "$log" 2>/dev/null) $(awk '/VmRSS/ {print $2}' "/proc/$pid/status")" >> "$rss"
+			sleep 0.5
+		done ) &
+	local sampler=$!
+	run --mem 256M --pool-size 256M --swap 1G --stats-json "$js" \
+		--device-opts "swap-image=$img,swap-image-size=1G,swap-image-unlink=on" \
+		--qmp-on "SHRINK-NOW=${set}33554432}}" \
+		--qmp-on "GROW-NOW=${set}268435456}}" -- '
+		memhog --mib 288 --verify-passes 2 --ready-file /tmp/ready \
+			> /tmp/mh.out 2>&1 &
+		M=$!
+		while [ ! -e /tmp/ready ]; do sleep 1; done
+		echo STORED_BEFORE=$(cat /sys/kernel/debug/frontswap/succ_stores)
+		echo SHRINK-NOW
+		sleep 8
+		echo GROW-NOW
+		wait $M; rc=$?
+		cat /tmp/mh.out
+		echo MEMHOG_RC=$rc
+		echo SUCC_STORES=$(cat /sys/kernel/debug/frontswap/succ_stores)
+		echo FAILED_STORES=$(cat /sys/kernel/debug/frontswap/failed_stores)
+		echo NO_CREDIT=$(cat /sys/kernel/debug/virtio_tmem/store_no_credit)
+		echo LOST=$(cat /sys/kernel/debug/virtio_tmem/lost_pages)
+		'"$KCHECK"'
+		exit $rc' > "$log" 2>&1
+	local rc=$?
+	wait "$sampler" 2>/dev/null
+	echo "# resize: $((SECONDS - t0))s"
+	check_swap_run resize "$log" $rc
+	check "resize: the guest swapped through the pool before the shrink" \
+		"[ '$(gval "$log" STORED_BEFORE)' -gt 10000 ] 2>/dev/null"
+	check "resize: both size changes were accepted" \
+		"[ \$(grep -c 'tmem-run: \(SHRINK\|GROW\)-NOW: .* -> {}' '$log') -eq 2 ]"
+	[ -f "$js" ] && [ -s "$rss" ] || { nok "resize: statistics and RSS samples"; return; }
+	local before shrunk after
+	before=$(awk '$1 == 0 { v = $2 } END { print int(v / 1024) }' "$rss")
+	shrunk=$(awk '$1 == 1 { if (!m || $2 < m) m = $2 } END { print int(m / 1024) }' "$rss")
+	after=$(awk '{ v = $2 } END { print int(v / 1024) }' "$rss")
+	echo "# resize: QEMU RSS $before MiB before the shrink, $shrunk MiB at 32M, $after MiB at the end"
+	check "resize: QEMU's RSS went down with the pool ($before -> $shrunk MiB)" \
+		"[ $shrunk -gt 0 ] && [ $shrunk -lt $before ]"
+	local caps
+	caps=$(jget "$js" "s['resize']['cap-gen']")
+	check "resize: the driver acknowledged every credit cap ($caps)" \
+		"[ $caps -gt 0 ] && [ $(jget "$js" "s['resize']['cap-ack-gen']") -eq $caps ]"
+	check "resize: the size read back is the last target" \
+		"[ $(jget "$js" "s['resize']['target-bytes']") -eq 268435456 ]"
+	check "resize: the device never refused a credited put" \
+		"[ $(jget "$js" "s['persistent']['reject-full']") -eq 0 ]"
+	check "resize: the pool is within its limit" \
+		"[ $(jget "$js" "s['used-bytes']") -le $(jget "$js" "s['limit-bytes']") ]"
+	echo "# resize: $(jget "$js" "s['swap-image']['pages-written']") pages written back to the image"
+	# Without an image only the guest can free its pages: memhog's data,
+	# paged out to virtio-tmem, is held while the pool is shrunk to 32M;
+	# the driver must bring pages back (frontswap loads) as asked.
+	local log2=$out/resize-noimage.log js2=$out/resize-noimage.json
+	run --mem 256M --pool-size 256M --swap 1G --stats-json "$js2" \
+		--qmp-on "SHRINK-NOW=${set}33554432}}" -- '
+		memhog --mib 96 --verify-passes 1 --pageout --ready-file /tmp/ready \
+			--hold-file /tmp/hold > /tmp/mh.out 2>&1 &
+		M=$!
+		while [ ! -e /tmp/ready ]; do sleep 1; done
+		L0=$(cat /sys/kernel/debug/frontswap/loads)
+		echo SHRINK-NOW
+		for i in $(seq 1 30); do
+			sleep 1
+			[ "$(cat /sys/kernel/debug/virtio_tmem/resize_shrinks)" -gt 0 ] && break
+		done
+		sleep 2
+		echo LOADS_WHILE_SHRUNK=$(( $(cat /sys/kernel/debug/frontswap/loads) - L0 ))
+		echo RESIZE_SHRINKS=$(cat /sys/kernel/debug/virtio_tmem/resize_shrinks)
+		touch /tmp/hold
+		wait $M; rc=$?
+		cat /tmp/mh.out
+		echo MEMHOG_RC=$rc
+		echo LOST=$(cat /sys/kernel/debug/virtio_tmem/lost_pages)
+		'"$KCHECK"'
+		exit $rc' > "$log2" 2>&1
+	rc=$?
+	echo "# resize (no image): $((SECONDS - t0))s in all"
+	check_swap_run "resize (no image)" "$log2" $rc
+	check "resize (no image): the driver brought pages back when asked ($(gval "$log2" LOADS_WHILE_SHRUNK) loads)" \
+		"[ '$(gval "$log2" RESIZE_SHRINKS)' -gt 0 ] && [ '$(gval "$log2" LOADS_WHILE_SHRUNK)' -gt 5000 ] 2>/dev/null"
+}
+
 for a in "$@"; do
 	case "$a" in -h|--help) usage; exit 0 ;; esac
 done
@@ -896,7 +998,7 @@ scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] ||
 	scenarios=(frontswap clients cleancache pool_full writeback toggles smp reboot unplug
 		   stall_invalidate stall_get stall_unplug mq_pools image_corrupt
-		   migrate_idle migrate_live migrate_image)
+		   migrate_idle migrate_live migrate_image resize)
 for s in "${scenarios[@]}"; do
 	if ! declare -F "scenario_${s%@*}" >/dev/null; then
 		echo "run.sh: unknown scenario '$s' (see --help)" >&2

@@ -269,6 +269,7 @@ struct vtmem_stats {
 	u64 pending_high;	/* most flushes held back on one queue */
 	u64 pending_polls;	/* held back and no memory: polled for room */
 	u64 pool_reclaims;	/* cleancache pools given back for a new one */
+	u64 resize_shrinks;	/* frontswap shrinks the device asked for */
 };
 
 struct vtmem_dev {
@@ -279,10 +280,19 @@ struct vtmem_dev {
 	unsigned int max_pools;
 	bool dead;
 
-	/* credits (credit_lock): balance = credits_seen - credits_spent */
+	/*
+	 * credits (credit_lock): balance = min(credits_seen, credit_cap) -
+	 * credits_spent; credit_cap is U64_MAX unless the device capped them
+	 * (VIRTIO_TMEM_F_RESIZE, see "resizing")
+	 */
 	spinlock_t credit_lock;
 	u64 credits_seen;
 	u64 credits_spent;
+	u64 credit_cap;
+
+	/* resizing: the device's requests, answered by resize_work */
+	struct work_struct resize_work;
+	u32 cap_gen_acked;
 
 	/* pools (pool_mutex; the table is read locklessly by the ops) */
 	struct mutex pool_mutex;
@@ -1188,7 +1198,7 @@ static bool credit_take(struct vtmem_dev *d)
 	bool ok;
 
 	spin_lock_irqsave(&d->credit_lock, flags);
-	ok = d->credits_seen > d->credits_spent;
+	ok = min(d->credits_seen, d->credit_cap) > d->credits_spent;
 	if (ok)
 		d->credits_spent++;
 	spin_unlock_irqrestore(&d->credit_lock, flags);
@@ -1217,6 +1227,8 @@ static void vtmem_config_changed(struct virtio_device *vdev)
 
 	virtio_cread_le(vdev, struct virtio_tmem_config, credits, &credits);
 	credits_update(d, credits);
+	if (virtio_has_feature(vdev, VIRTIO_TMEM_F_RESIZE))
+		queue_work(system_long_wq, &d->resize_work);
 }
 
 /* ---- cleancache ---------------------------------------------------------------- */
@@ -1592,33 +1604,35 @@ static int cleancache_param_set(const char *val, const struct kernel_param *kp)
 static DEFINE_MUTEX(drain_mutex);
 static DECLARE_COMPLETION(drain_done);
 
-static int drain_thread(void *unused)
+static int drain_thread(void *target)
 {
 	allow_signal(SIGKILL);
-	frontswap_shrink(0);
+	frontswap_shrink((unsigned long)target);
 	complete(&drain_done);
 	return 0;
 }
 
 /*
- * Bring every frontswap page back into guest memory (frontswap_shrink(0))
- * and return how many are left.  In 5.10 try_to_unuse() goes on retrying
- * while the swap area holds any page, frontswap's or not, unless it got
- * exactly the count it expected or its task has a signal pending: so the
- * shrink runs in a kthread that is sent SIGKILL once frontswap holds no
- * page, or once it has made no progress for a minute.
+ * Bring frontswap pages back into guest memory until it holds at most
+ * @target (frontswap_shrink(@target)) and return how many it holds.  In
+ * 5.10 try_to_unuse() goes on retrying while the swap area holds any page,
+ * frontswap's or not, unless it got exactly the count it expected or its
+ * task has a signal pending: so the shrink runs in a kthread that is sent
+ * SIGKILL once frontswap holds no more than @target, or once it has made
+ * no progress for a minute.  @progress, if not NULL, hears of each change.
  */
-static unsigned long frontswap_drain(void)
+static unsigned long frontswap_shrink_to(unsigned long target,
+					 void (*progress)(unsigned long left))
 {
 	unsigned long left = frontswap_curr_pages(), last = left;
 	unsigned long stalled = jiffies + 60 * HZ;
 	struct task_struct *t;
 
-	if (!left)
-		return 0;
+	if (left <= target)
+		return left;
 	mutex_lock(&drain_mutex);
 	reinit_completion(&drain_done);
-	t = kthread_run(drain_thread, NULL, "vtmem-drain");
+	t = kthread_run(drain_thread, (void *)target, "vtmem-drain");
 	if (IS_ERR(t)) {
 		mutex_unlock(&drain_mutex);
 		return left;
@@ -1628,8 +1642,10 @@ static unsigned long frontswap_drain(void)
 		if (left != last) {
 			last = left;
 			stalled = jiffies + 60 * HZ;
+			if (progress)
+				progress(left);
 		}
-		if (!left || time_after(jiffies, stalled)) {
+		if (left <= target || time_after(jiffies, stalled)) {
 			send_sig(SIGKILL, t, 1);
 			wait_for_completion(&drain_done);
 			break;
@@ -1637,6 +1653,84 @@ static unsigned long frontswap_drain(void)
 	}
 	mutex_unlock(&drain_mutex);
 	return frontswap_curr_pages();
+}
+
+/* Bring every frontswap page back; return how many are left. */
+static unsigned long frontswap_drain(void)
+{
+	return frontswap_shrink_to(0, NULL);
+}
+
+/* ---- resizing ---------------------------------------------------------------- */
+
+/*
+ * VIRTIO_TMEM_F_RESIZE (spec "Resizing"): when the host shrinks the pool,
+ * the device caps the credits it granted and may ask for persistent pages
+ * back.  A cap is obeyed at once, under credit_lock, so that no store
+ * spends a cancelled credit; then the driver says how far it had gone
+ * (cap_ack: the stores it may have acknowledged, which the device still
+ * owes room) and only then which cap it applied (cap_ack_gen, written
+ * last: the device acts on it).
+ */
+static void resize_apply_cap(struct vtmem_dev *d)
+{
+	struct virtio_device *vdev = d->vdev;
+	unsigned long flags;
+	u64 cap, bound;
+	u32 gen;
+
+	virtio_cread_le(vdev, struct virtio_tmem_config, cap_gen, &gen);
+	if (gen == d->cap_gen_acked)
+		return;
+	virtio_cread_le(vdev, struct virtio_tmem_config, credit_cap, &cap);
+	spin_lock_irqsave(&d->credit_lock, flags);
+	d->credit_cap = cap;
+	bound = max(d->credits_spent, min(d->credits_seen, cap));
+	spin_unlock_irqrestore(&d->credit_lock, flags);
+	virtio_cwrite_le(vdev, struct virtio_tmem_config, cap_ack, &bound);
+	virtio_cwrite_le(vdev, struct virtio_tmem_config, cap_ack_gen, &gen);
+	d->cap_gen_acked = gen;
+}
+
+static void resize_progress(unsigned long left)
+{
+	struct vtmem_dev *d;
+	u64 actual = left;
+	int idx;
+
+	idx = srcu_read_lock(&vtmem_srcu);
+	d = srcu_dereference(vtmem, &vtmem_srcu);
+	if (d)
+		virtio_cwrite_le(d->vdev, struct virtio_tmem_config,
+				 persistent_actual, &actual);
+	srcu_read_unlock(&vtmem_srcu, idx);
+}
+
+/*
+ * Context: system_long_wq; bringing pages back may take long.  Pages that
+ * do not fit in guest memory stay where they are: the swap path sends new
+ * ones to the guest's own swap device once the cap leaves no credit.
+ */
+static void vtmem_resize_work(struct work_struct *work)
+{
+	struct vtmem_dev *d = container_of(work, struct vtmem_dev, resize_work);
+	struct virtio_device *vdev = d->vdev;
+	long avail = max(si_mem_available(), 0L);
+	unsigned long held;
+	u64 target;
+
+	resize_apply_cap(d);
+	virtio_cread_le(vdev, struct virtio_tmem_config, persistent_target,
+			&target);
+	held = frontswap_curr_pages();
+	if (target != VIRTIO_TMEM_NO_LIMIT && held > target) {
+		/* what does not fit stays: bring back what does */
+		if (held - target > (unsigned long)avail)
+			target = held - avail;
+		held = frontswap_shrink_to(target, resize_progress);
+		stat_inc(d, resize_shrinks);
+	}
+	resize_progress(held);
 }
 
 /*
@@ -1739,7 +1833,7 @@ static void vtmem_debugfs_init(struct vtmem_dev *d)
 		F(load_hits), F(invalidates), F(batches), F(batch_ops),
 		F(staging_high), F(errors), F(lost_pages), F(readahead_sent),
 		F(readahead_hits), F(pending_flushes), F(pending_high),
-		F(pending_polls), F(pool_reclaims),
+		F(pending_polls), F(pool_reclaims), F(resize_shrinks),
 #undef F
 	};
 	unsigned int i;
@@ -1910,6 +2004,8 @@ static int vtmem_probe(struct virtio_device *vdev)
 	virtio_cread_le(vdev, struct virtio_tmem_config, max_pools,
 			&d->max_pools);
 	spin_lock_init(&d->credit_lock);
+	d->credit_cap = VIRTIO_TMEM_NO_LIMIT;
+	INIT_WORK(&d->resize_work, vtmem_resize_work);
 	mutex_init(&d->pool_mutex);
 	d->swap_pool = -1;
 	err = vtmem_init_queues(d);
@@ -2019,6 +2115,8 @@ static void vtmem_remove(struct virtio_device *vdev)
 
 	vtmem_kill_queues(d);
 	vdev->config->reset(vdev);
+	/* no configuration change can queue it again after the reset */
+	cancel_work_sync(&d->resize_work);
 	vdev->config->del_vqs(vdev);
 	debugfs_remove_recursive(d->debugfs);
 	vtmem_free_queues(d);
@@ -2035,6 +2133,7 @@ static unsigned int features[] = {
 	VIRTIO_TMEM_F_PERSISTENT,
 	VIRTIO_TMEM_F_SHARED,
 	VIRTIO_TMEM_F_MQ,
+	VIRTIO_TMEM_F_RESIZE,
 };
 
 static struct virtio_driver virtio_tmem_driver = {

@@ -31,7 +31,9 @@
 #include "migration/register.h"
 #include "migration/vmstate.h"
 #include "qapi/error.h"
+#include "qapi/qapi-events-machine.h"
 #include "qapi/visitor.h"
+#include "qemu/timer.h"
 #include "trace.h"
 
 #include "tmem.h"
@@ -69,9 +71,32 @@
  */
 
 /*
+ * Caller holds credit_lock.  Most credited PUTs the driver may issue since
+ * reset: the credits granted, or while a credit cap is set (see
+ * "resizing"), what the driver acknowledged of it.
+ */
+static uint64_t virtio_tmem_credit_bound(VirtIOTmem *s)
+{
+    return s->credit_cap == VIRTIO_TMEM_NO_LIMIT ? s->credits_granted :
+                                                  s->credit_bound;
+}
+
+/*
+ * Caller holds credit_lock (or the VM is stopped).  Credited PUTs the
+ * driver may still issue: what a migration's destination must honour.
+ */
+static uint64_t virtio_tmem_credits_owed(VirtIOTmem *s)
+{
+    uint64_t bound = virtio_tmem_credit_bound(s);
+
+    return bound > s->credits_spent ? bound - s->credits_spent : 0;
+}
+
+/*
  * Context: IOThread or main loop (queue handler); main loop (features).
  *
  * Grant whatever the pool can always accept beyond what is outstanding.
+ * While a credit cap is set, the resize tick raises the cap instead.
  * Returns true if anything was granted; sets config_notify if the driver
  * may have run out (fewer than max_batch credits were left before the
  * grant) and must hear of it through a configuration change interrupt.
@@ -88,7 +113,7 @@ static bool virtio_tmem_grant_credits(VirtIOTmem *s)
     qemu_mutex_lock(&s->credit_lock);
     capacity = tmem_persistent_capacity(s->store);
     outstanding = s->credits_granted - s->credits_spent;
-    if (capacity > outstanding) {
+    if (capacity > outstanding && s->credit_cap == VIRTIO_TMEM_NO_LIMIT) {
         old_balance = outstanding - s->credits_inflight;
         s->credits_granted += capacity - outstanding;
         if (old_balance < s->max_batch) {
@@ -107,7 +132,7 @@ static bool virtio_tmem_credit_take(VirtIOTmem *s)
     bool ok;
 
     qemu_mutex_lock(&s->credit_lock);
-    ok = s->credits_granted - s->credits_spent > s->credits_inflight;
+    ok = virtio_tmem_credit_bound(s) - s->credits_spent > s->credits_inflight;
     if (ok) {
         s->credits_inflight++;
     }
@@ -171,6 +196,395 @@ static void virtio_tmem_publish_credits(VirtIOTmem *s)
 static void virtio_tmem_config_bh(void *opaque)
 {
     virtio_tmem_publish_credits(VIRTIO_TMEM(opaque));
+}
+
+/* ---- resizing ------------------------------------------------------------ */
+
+/*
+ * "size" is a target that may change at run time (qom-set).  Growing gives
+ * the store room at once; the next batch grants it as credits.  Shrinking
+ * goes, in the spec's order ("Resizing"):
+ *
+ * 1. The store's limit (pool_limit) drops to the target, or to what the
+ *    credits already granted still need (tmem_limit_for_credits()) if that
+ *    is higher: no credit is granted beyond the target, none granted
+ *    before is broken.
+ * 2. A driver that negotiated VIRTIO_TMEM_F_RESIZE is given a credit cap:
+ *    the credited PUTs it may issue in all, as many as the target can
+ *    honour.  Once it acknowledges the cap (cap_ack_gen), the credits it
+ *    gave up no longer hold the limit up.
+ * 3. The shrink thread compacts, evicts ephemeral pages and writes
+ *    persistent ones back to the swap image (tmem_shrink()).
+ * 4. Persistent pages it cannot shed are asked of the guest
+ *    (persistent_target), which brings them back into its own memory.
+ *
+ * A tick in the main loop runs the steps again every
+ * VIRTIO_TMEM_RESIZE_TICK_MS until the store is within its target, and
+ * MEMORY_DEVICE_SIZE_CHANGE is sent when it gets there.
+ */
+#define VIRTIO_TMEM_RESIZE_TICK_MS      100
+/* Units tmem_shrink() frees per call: a reset waits for at most this many */
+#define VIRTIO_TMEM_SHRINK_UNITS        256
+
+/* Context: main loop, BQL held.  Tell the driver the configuration moved. */
+static void virtio_tmem_config_changed(VirtIOTmem *s)
+{
+    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+
+    if (vdev->status & VIRTIO_CONFIG_S_DRIVER_OK) {
+        virtio_notify_config(vdev);
+    } else {
+        vdev->generation++;
+    }
+}
+
+/* Context: the shrink thread. */
+static void *virtio_tmem_resize_thread(void *opaque)
+{
+    VirtIOTmem *s = opaque;
+
+    qemu_mutex_lock(&s->resize_lock);
+    for (;;) {
+        struct tmem_store *store;
+        struct tmem_resize st;
+        int ret;
+
+        while (!s->resize_store && !s->resize_stop) {
+            qemu_cond_wait(&s->resize_cond, &s->resize_lock);
+        }
+        if (s->resize_stop) {
+            break;
+        }
+        store = s->resize_store;
+        s->resize_store = NULL;
+        s->resize_busy = true;
+        qemu_mutex_unlock(&s->resize_lock);
+        ret = tmem_shrink(store, VIRTIO_TMEM_SHRINK_UNITS, &st);
+        qemu_mutex_lock(&s->resize_lock);
+        s->resize_busy = false;
+        s->resize_ret = ret;
+        s->resize_used = st.used_bytes;
+        s->resize_start = st.start_bytes;
+        s->resize_excess = st.excess_pages;
+        s->resize_persistent = st.persistent_pages;
+        qemu_cond_broadcast(&s->resize_cond);
+        qemu_bh_schedule(s->resize_bh);
+    }
+    qemu_mutex_unlock(&s->resize_lock);
+    return NULL;
+}
+
+/* Context: main loop, BQL held.  Have the thread shrink the store. */
+static void virtio_tmem_resize_kick(VirtIOTmem *s)
+{
+    qemu_mutex_lock(&s->resize_lock);
+    if (!s->resize_busy) {
+        s->resize_store = s->store;
+        qemu_cond_signal(&s->resize_cond);
+    }
+    qemu_mutex_unlock(&s->resize_lock);
+}
+
+/*
+ * Context: main loop, BQL held.  Before the store is replaced or freed:
+ * cancel a shrink not started and wait for the one running (at most
+ * VIRTIO_TMEM_SHRINK_UNITS units).
+ */
+static void virtio_tmem_resize_quiesce(VirtIOTmem *s)
+{
+    qemu_mutex_lock(&s->resize_lock);
+    s->resize_store = NULL;
+    while (s->resize_busy) {
+        qemu_cond_wait(&s->resize_cond, &s->resize_lock);
+    }
+    s->resize_ret = 0;
+    s->resize_excess = 0;
+    qemu_mutex_unlock(&s->resize_lock);
+}
+
+/*
+ * Context: main loop, BQL held.  Step 2: the credit cap.  Returns true if
+ * the configuration changed.
+ *
+ * The cap is the credited PUTs processed so far plus the fit: those the
+ * target can honour.  It is cut when the driver may still send more than
+ * that, raised once the fit allows a batch more (not at every put), and
+ * lifted once the target can honour every credit granted: grants then
+ * resume as before.  Puts spending a cap need no new cut: each lowers
+ * what the driver may still send by one and the fit by at most one.
+ */
+static bool virtio_tmem_resize_cap(VirtIOTmem *s)
+{
+    uint64_t base, w, fit, cap, left;
+    bool changed = false;
+
+    if (!qatomic_read(&s->credits_enabled) ||
+        !virtio_vdev_has_feature(VIRTIO_DEVICE(s), VIRTIO_TMEM_F_RESIZE)) {
+        return false;
+    }
+    base = tmem_limit_for_credits(s->store, 0);
+    w = tmem_limit_for_credits(s->store, 1) - base;
+    fit = s->size > base ? (s->size - base) / w : 0;
+    qemu_mutex_lock(&s->credit_lock);
+    cap = s->credits_spent + fit;
+    left = MIN(s->credits_granted, s->credit_cap);
+    left = left > s->credits_spent ? left - s->credits_spent : 0;
+    if (cap >= s->credits_granted) {
+        if (s->credit_cap != VIRTIO_TMEM_NO_LIMIT) {
+            s->credit_cap = VIRTIO_TMEM_NO_LIMIT;
+            s->cap_gen++;
+            changed = true;
+        }
+    } else if (left > fit) {
+        /* a cut holds only once acknowledged: until then, all granted */
+        if (s->credit_cap == VIRTIO_TMEM_NO_LIMIT) {
+            s->credit_bound = s->credits_granted;
+        }
+        s->credit_cap = cap;
+        s->cap_gen++;
+        changed = true;
+    } else if (s->credit_cap != VIRTIO_TMEM_NO_LIMIT &&
+               cap >= s->credit_cap + s->max_batch) {
+        /* a raise holds at once */
+        s->credit_bound = MAX(s->credit_bound, cap);
+        s->credit_cap = cap;
+        s->cap_gen++;
+        changed = true;
+    }
+    qemu_mutex_unlock(&s->credit_lock);
+    return changed;
+}
+
+/*
+ * Context: main loop, BQL held.  Step 4: ask the guest for what the shrink
+ * thread could not free.  Returns true if the configuration changed.
+ */
+static bool virtio_tmem_resize_ask(VirtIOTmem *s, bool within)
+{
+    uint64_t target = VIRTIO_TMEM_NO_LIMIT;
+
+    if (!virtio_vdev_has_feature(VIRTIO_DEVICE(s), VIRTIO_TMEM_F_RESIZE)) {
+        return false;
+    }
+    qemu_mutex_lock(&s->resize_lock);
+    if (!within && s->resize_ret == -TMEM_E_FULL && s->resize_excess) {
+        target = s->resize_persistent - s->resize_excess;
+    } else if (!within && s->persistent_target != VIRTIO_TMEM_NO_LIMIT) {
+        target = s->persistent_target;  /* still on its way */
+    }
+    qemu_mutex_unlock(&s->resize_lock);
+    if (target == s->persistent_target) {
+        return false;
+    }
+    s->persistent_target = target;
+    return true;
+}
+
+/* Context: main loop, BQL held.  The store reached its target. */
+static void virtio_tmem_resize_report(VirtIOTmem *s)
+{
+    DeviceState *proxy = DEVICE(s)->parent_bus ?
+                         DEVICE(s)->parent_bus->parent : NULL;
+    DeviceState *dev = proxy ? proxy : DEVICE(s);
+    g_autofree char *path = object_get_canonical_path(OBJECT(dev));
+
+    s->resize_reported = true;
+    qapi_event_send_memory_device_size_change(dev->id, s->size, path);
+}
+
+/*
+ * Context: main loop, BQL held: a change of size, the driver's
+ * acknowledgement of a cap, the shrink thread's report, the tick.  Runs
+ * the steps above once.
+ */
+static void virtio_tmem_resize_update(VirtIOTmem *s)
+{
+    uint64_t bound, outstanding = 0, limit = s->size;
+    struct tmem_resize st;
+    bool changed, within;
+
+    if (!s->store) {
+        return;
+    }
+    qemu_mutex_lock(&s->credit_lock);
+    bound = virtio_tmem_credit_bound(s);
+    if (bound > s->credits_spent) {
+        outstanding = bound - s->credits_spent;
+    }
+    qemu_mutex_unlock(&s->credit_lock);
+    /* step 1: no room needed when no credit is outstanding */
+    if (outstanding) {
+        limit = MAX(limit, tmem_limit_for_credits(s->store, outstanding));
+    }
+    limit = MIN(limit, s->max_size);
+    if (limit != s->pool_limit && !tmem_set_limit(s->store, limit)) {
+        s->pool_limit = limit;
+    }
+    changed = virtio_tmem_resize_cap(s);
+    /* step 3 */
+    tmem_resize_status(s->store, &st);
+    if (!st.done) {
+        virtio_tmem_resize_kick(s);
+    }
+    within = st.done && s->pool_limit == s->size;
+    changed |= virtio_tmem_resize_ask(s, within);
+    if (changed) {
+        virtio_tmem_config_changed(s);
+    }
+    if (within && !s->resize_reported) {
+        virtio_tmem_resize_report(s);
+    }
+    if (!within || s->credit_cap != VIRTIO_TMEM_NO_LIMIT) {
+        timer_mod(s->resize_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
+                  VIRTIO_TMEM_RESIZE_TICK_MS);
+    } else if (virtio_tmem_grant_credits(s)) {
+        virtio_tmem_publish_credits(s);
+    }
+}
+
+/* Context: main loop, BQL held. */
+static void virtio_tmem_resize_bh(void *opaque)
+{
+    virtio_tmem_resize_update(VIRTIO_TMEM(opaque));
+}
+
+/* Context: main loop, BQL held. */
+static void virtio_tmem_resize_tick(void *opaque)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(opaque);
+
+    /* Credits the driver spent meanwhile no longer hold the limit up */
+    virtio_tmem_resize_update(s);
+}
+
+/*
+ * Context: main loop, BQL held (vCPU config write).  The driver
+ * acknowledged credit cap cap_ack_gen, promising to issue no more than
+ * cap_ack credited PUTs in all until it sees a higher one: only that many
+ * can still arrive.  An acknowledgement of an older cap changes nothing:
+ * the driver has yet to read the newer one.
+ */
+static void virtio_tmem_cap_acked(VirtIOTmem *s)
+{
+    bool now = false;
+
+    qemu_mutex_lock(&s->credit_lock);
+    if (s->credit_cap != VIRTIO_TMEM_NO_LIMIT &&
+        s->cap_ack_gen == s->cap_gen) {
+        s->credit_bound = MIN(s->credit_bound,
+                              MAX(s->cap_ack, s->credits_spent));
+        now = true;
+    }
+    qemu_mutex_unlock(&s->credit_lock);
+    if (now) {
+        virtio_tmem_resize_update(s);
+    }
+}
+
+/*
+ * Context: main loop, BQL held (reset, realize).  Forget every resize
+ * state the driver saw; the store is new (or about to be).
+ */
+static void virtio_tmem_resize_reset(VirtIOTmem *s)
+{
+    qemu_mutex_lock(&s->credit_lock);
+    s->credit_cap = VIRTIO_TMEM_NO_LIMIT;
+    s->credit_bound = 0;
+    qemu_mutex_unlock(&s->credit_lock);
+    s->persistent_target = VIRTIO_TMEM_NO_LIMIT;
+    s->cap_gen = 0;
+    s->cap_ack_gen = 0;
+    s->cap_ack = 0;
+    s->persistent_actual = 0;
+    s->pool_limit = s->size;
+    if (s->resize_timer) {
+        timer_del(s->resize_timer);
+    }
+}
+
+/* ---- pressure policy ----------------------------------------------------- */
+
+/*
+ * auto-shrink=on: every pressure-interval ms, read the host's memory
+ * pressure (PSI: the "some avg10" of /proc/pressure/memory, or a cgroup's
+ * memory.pressure given as pressure-file) and move size within
+ * [min-size, max-size]: down by an eighth of max-size while avg10 is above
+ * pressure-threshold, up by a sixteenth once it has stayed below a quarter
+ * of the threshold for VIRTIO_TMEM_GROW_QUIET readings.  Each move goes
+ * through the same path as a qom-set of size.  The file is small and
+ * local: a read in the main loop costs microseconds.
+ */
+#define VIRTIO_TMEM_GROW_QUIET          5
+
+/*
+ * The "some avg10" of a PSI file, in hundredths of a percent, or -1 if
+ * @text is not one ("some avg10=1.23 avg60=... avg300=... total=...").
+ */
+static int virtio_tmem_psi_some_avg10(const char *text)
+{
+    unsigned whole, frac;
+    char dot;
+
+    if (sscanf(text, "some avg10=%u%c%2u", &whole, &dot, &frac) != 3 ||
+        dot != '.' || whole > 100) {
+        return -1;
+    }
+    return whole * 100 + frac;
+}
+
+/*
+ * Context: main loop, BQL held (qom-set of size, the pressure policy).
+ * pool_limit in the configuration shows the target.
+ */
+static void virtio_tmem_set_target(VirtIOTmem *s, uint64_t size)
+{
+    if (size == s->size) {
+        return;
+    }
+    s->size = size;
+    s->resize_reported = false;
+    virtio_tmem_config_changed(s);
+    virtio_tmem_resize_update(s);
+}
+
+static void virtio_tmem_pressure_tick(void *opaque)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(opaque);
+    uint64_t step = QEMU_ALIGN_DOWN(s->max_size / 8, VIRTIO_TMEM_PAGE_SIZE);
+    g_autofree char *text = NULL;
+    g_autoptr(GError) gerr = NULL;
+    int avg10 = -1;
+
+    if (!g_file_get_contents(s->pressure_file, &text, NULL, &gerr)) {
+        if (!s->pressure_warned) {
+            warn_report("virtio-tmem: " VIRTIO_TMEM_PRESSURE_FILE_PROP
+                        "=%s: %s; size stays %" PRIu64, s->pressure_file,
+                        gerr->message, s->size);
+        }
+    } else {
+        avg10 = virtio_tmem_psi_some_avg10(text);
+        if (avg10 < 0 && !s->pressure_warned) {
+            warn_report("virtio-tmem: " VIRTIO_TMEM_PRESSURE_FILE_PROP
+                        "=%s does not start with 'some avg10=N.NN'; size "
+                        "stays %" PRIu64, s->pressure_file, s->size);
+        }
+    }
+    /* one warning per spell of bad readings */
+    s->pressure_warned = avg10 < 0;
+    if (avg10 > (int)s->pressure_threshold * 100) {
+        s->pressure_quiet = 0;
+        virtio_tmem_set_target(s, MAX(s->min_size, s->size > step ?
+                                      s->size - step : 0));
+    } else if (avg10 >= 0 && avg10 * 4 < (int)s->pressure_threshold * 100) {
+        if (++s->pressure_quiet >= VIRTIO_TMEM_GROW_QUIET) {
+            s->pressure_quiet = 0;
+            virtio_tmem_set_target(s, MIN(s->max_size, s->size + step / 2));
+        }
+    } else {
+        s->pressure_quiet = 0;
+    }
+    timer_mod(s->pressure_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
+              s->pressure_interval);
 }
 
 /* ---- one batch ----------------------------------------------------------- */
@@ -812,9 +1226,40 @@ static void virtio_tmem_get_config(VirtIODevice *vdev, uint8_t *config_data)
         /* not the live count: see virtio_tmem_publish_credits() */
         .credits = cpu_to_le64(s->config_credits),
         .pool_limit = cpu_to_le64(s->size),
+        .persistent_target = cpu_to_le64(s->persistent_target),
+        .credit_cap = cpu_to_le64(s->credit_cap),
+        .cap_gen = cpu_to_le32(s->cap_gen),
+        .cap_ack_gen = cpu_to_le32(s->cap_ack_gen),
+        .cap_ack = cpu_to_le64(s->cap_ack),
+        .persistent_actual = cpu_to_le64(s->persistent_actual),
     };
 
     memcpy(config_data, &config, sizeof(config));
+}
+
+/*
+ * Context: main loop, BQL held (a vCPU's configuration write).  Only the
+ * driver-written fields of VIRTIO_TMEM_F_RESIZE are taken; the driver
+ * writes cap_ack_gen last, so that cap_ack is whole when it changes.
+ */
+static void virtio_tmem_set_config(VirtIODevice *vdev,
+                                   const uint8_t *config_data)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(vdev);
+    struct virtio_tmem_config config;
+    uint32_t ack_gen;
+
+    if (!virtio_vdev_has_feature(vdev, VIRTIO_TMEM_F_RESIZE)) {
+        return;
+    }
+    memcpy(&config, config_data, sizeof(config));
+    s->persistent_actual = le64_to_cpu(config.persistent_actual);
+    s->cap_ack = le64_to_cpu(config.cap_ack);
+    ack_gen = le32_to_cpu(config.cap_ack_gen);
+    if (ack_gen != s->cap_ack_gen) {
+        s->cap_ack_gen = ack_gen;
+        virtio_tmem_cap_acked(s);
+    }
 }
 
 static uint64_t virtio_tmem_get_features(VirtIODevice *vdev, uint64_t features,
@@ -899,6 +1344,7 @@ static void virtio_tmem_pool_config(VirtIOTmem *s, struct tmem_config *cfg)
 {
     tmem_config_init(cfg);
     cfg->limit_bytes = s->size;
+    cfg->max_limit_bytes = MAX(s->max_size, s->size);
     cfg->compressor = virtio_tmem_compressor(s->compressor);
     cfg->lz4_acceleration = s->lz4_acceleration;
     cfg->allocator = strcmp(s->allocator, "zsmalloc") ? TMEM_ALLOC_ZBUD :
@@ -934,6 +1380,7 @@ static int virtio_tmem_store_create(VirtIOTmem *s, Error **errp)
             return ret;
         }
     }
+    s->pool_limit = s->size;
     /* Credits come when the driver negotiates PERSISTENT (set_features) */
     return 0;
 }
@@ -951,6 +1398,7 @@ static void virtio_tmem_reset(VirtIODevice *vdev)
     bool migrating;
 
     trace_virtio_tmem_reset(s);
+    virtio_tmem_resize_quiesce(s);
     /*
      * Credits first: if the new store cannot be created, no credit of the
      * old one may survive, or the driver would keep accepting persistent
@@ -959,6 +1407,7 @@ static void virtio_tmem_reset(VirtIODevice *vdev)
     qatomic_set(&s->credits_enabled, false);
     s->mig_loading = false;
     virtio_tmem_zero_credits(s);
+    virtio_tmem_resize_reset(s);
     qemu_mutex_lock(&s->mig_lock);
     migrating = s->mig || s->mig_reset;
     if (s->mig) {
@@ -1011,6 +1460,9 @@ static char *virtio_tmem_pool_prop(VirtIOTmem *s, enum tmem_config_field f)
     case TMEM_CFG_ALLOCATOR:
         return g_strdup_printf(VIRTIO_TMEM_ALLOCATOR_PROP "=%s",
                                s->allocator);
+    case TMEM_CFG_MAX_LIMIT:
+        return g_strdup_printf(VIRTIO_TMEM_MAX_SIZE_PROP "=%" PRIu64,
+                               s->max_size);
     default:
         /* max_compressed and others the device leaves at their default */
         return g_strdup_printf("pool setting %d", f);
@@ -1039,6 +1491,41 @@ static bool virtio_tmem_check_props(VirtIOTmem *s, Error **errp)
     }
     if (!s->allocator) {
         s->allocator = g_strdup("zbud");
+    }
+    if (!s->max_size) {
+        s->max_size = s->size;
+    }
+    if (s->max_size < s->size || s->max_size > TMEM_MAX_LIMIT) {
+        error_setg(errp, "virtio-tmem: " VIRTIO_TMEM_MAX_SIZE_PROP "=%" PRIu64
+                   " must be between " VIRTIO_TMEM_SIZE_PROP "=%" PRIu64
+                   " and %llu GiB", s->max_size, s->size,
+                   TMEM_MAX_LIMIT / GiB);
+        return false;
+    }
+    if (!s->pressure_file) {
+        s->pressure_file = g_strdup("/proc/pressure/memory");
+    }
+    if (!s->min_size) {
+        s->min_size = MAX(QEMU_ALIGN_DOWN(s->max_size / 4,
+                                          VIRTIO_TMEM_PAGE_SIZE),
+                          MIN(s->size, 16 * MiB));
+    }
+    if (s->auto_shrink && (s->min_size > s->size ||
+                           s->min_size < TMEM_MIN_LIMIT)) {
+        error_setg(errp, "virtio-tmem: " VIRTIO_TMEM_MIN_SIZE_PROP "=%" PRIu64
+                   " must be between %llu MiB and " VIRTIO_TMEM_SIZE_PROP
+                   "=%" PRIu64, s->min_size, TMEM_MIN_LIMIT / MiB, s->size);
+        return false;
+    }
+    if (s->auto_shrink && (s->pressure_threshold < 1 ||
+                           s->pressure_threshold > 100 ||
+                           s->pressure_interval < 10)) {
+        error_setg(errp, "virtio-tmem: " VIRTIO_TMEM_PRESSURE_THRESHOLD_PROP
+                   "=%" PRIu32 " must be a percentage between 1 and 100, "
+                   VIRTIO_TMEM_PRESSURE_INTERVAL_PROP "=%" PRIu32
+                   " at least 10 ms", s->pressure_threshold,
+                   s->pressure_interval);
+        return false;
     }
     /* so is the allocator's */
     if (strcmp(s->allocator, "zbud") && strcmp(s->allocator, "zsmalloc")) {
@@ -1248,6 +1735,43 @@ static bool visit_migration_stats(Visitor *v, VirtIOTmem *s, Error **errp)
     return visit_counters(v, "migration", f, ARRAY_SIZE(f), errp);
 }
 
+/* Where a change of size stands (see "resizing"). */
+static bool visit_resize_stats(Visitor *v, VirtIOTmem *s,
+                               const struct tmem_stats *st, Error **errp)
+{
+    uint64_t start, excess, cap, progress = 100;
+
+    qemu_mutex_lock(&s->resize_lock);
+    start = s->resize_start;
+    excess = s->resize_ret == -TMEM_E_FULL ? s->resize_excess : 0;
+    qemu_mutex_unlock(&s->resize_lock);
+    qemu_mutex_lock(&s->credit_lock);
+    cap = s->credit_cap;
+    qemu_mutex_unlock(&s->credit_lock);
+    if (st->used_bytes > s->size && start > s->size) {
+        progress = start > st->used_bytes ?
+                   (start - st->used_bytes) * 100 / (start - s->size) : 0;
+    }
+    {
+        const VirtIOTmemCounter f[] = {
+            { "target-bytes", s->size },
+            { "max-bytes", s->max_size },
+            { "pool-limit-bytes", s->pool_limit },
+            { "used-bytes", st->used_bytes },
+            { "start-bytes", start },
+            { "progress-percent", progress },
+            { "excess-pages", excess },
+            { "persistent-target", s->persistent_target },
+            { "persistent-actual", s->persistent_actual },
+            { "credit-cap", cap },
+            { "cap-gen", s->cap_gen },
+            { "cap-ack-gen", s->cap_ack_gen },
+        };
+
+        return visit_counters(v, "resize", f, ARRAY_SIZE(f), errp);
+    }
+}
+
 /*
  * Context: main loop, BQL held (QMP qom-get).  The queues may be running
  * in the IOThread: counters are read atomically one by one, so the
@@ -1308,7 +1832,8 @@ static void virtio_tmem_get_stats(Object *obj, Visitor *v, const char *name,
     if (s->image && !visit_image_stats(v, &st.image, errp)) {
         goto out;
     }
-    if (!visit_migration_stats(v, s, errp)) {
+    if (!visit_migration_stats(v, s, errp) ||
+        (s->qstats && !visit_resize_stats(v, s, &st, errp))) {
         goto out;
     }
     visit_check_struct(v, errp);
@@ -1538,7 +2063,7 @@ static int virtio_tmem_save_setup(QEMUFile *f, void *opaque, Error **errp)
     s->mig_buf = g_malloc(VIRTIO_TMEM_PAGE_SIZE);
 
     qemu_mutex_lock(&s->credit_lock);
-    credits = s->credits_granted - s->credits_spent;
+    credits = virtio_tmem_credits_owed(s);
     qemu_mutex_unlock(&s->credit_lock);
 
     qatomic_set(&s->mig_bytes_sent, 0);
@@ -1625,6 +2150,8 @@ static int virtio_tmem_mig_empty_store(VirtIOTmem *s)
 {
     Error *err = NULL;
 
+    /* a destination resized before the load may be shrinking this store */
+    virtio_tmem_resize_quiesce(s);
     tmem_store_destroy(s->store);
     s->store = NULL;
     if (virtio_tmem_store_create(s, &err)) {
@@ -1939,7 +2466,7 @@ static int virtio_tmem_post_load(VirtIODevice *vdev)
                      s->config_credits);
         return -EINVAL;
     }
-    outstanding = s->credits_granted - s->credits_spent;
+    outstanding = virtio_tmem_credits_owed(s);
     if (!s->store ||
         tmem_install_check_room(s->store, 0, outstanding, &room)) {
         error_report("virtio-tmem: " VIRTIO_TMEM_SIZE_PROP "=%" PRIu64
@@ -1953,6 +2480,62 @@ static int virtio_tmem_post_load(VirtIODevice *vdev)
     return 0;
 }
 
+/*
+ * A resize in progress, or done, travels with the device: the target, the
+ * store's limit (the destination's must honour the same credits), and what
+ * the driver saw and acknowledged.  Left out while nothing was resized, so
+ * that a destination without it still takes such a stream.
+ */
+static bool virtio_tmem_resize_needed(void *opaque)
+{
+    VirtIOTmem *s = opaque;
+
+    return s->size != s->realize_size || s->cap_gen ||
+           s->persistent_target != VIRTIO_TMEM_NO_LIMIT;
+}
+
+static int virtio_tmem_resize_post_load(void *opaque, int version_id)
+{
+    VirtIOTmem *s = opaque;
+
+    if (s->pool_limit > s->max_size || s->size > s->max_size) {
+        error_report("virtio-tmem: the source resized the pool to %" PRIu64
+                     " bytes (limit %" PRIu64 "), above "
+                     VIRTIO_TMEM_MAX_SIZE_PROP "=%" PRIu64
+                     " on the destination", s->size, s->pool_limit,
+                     s->max_size);
+        return -EINVAL;
+    }
+    if (s->store && tmem_set_limit(s->store, s->pool_limit)) {
+        error_report("virtio-tmem: cannot set the pool's limit to %" PRIu64
+                     " bytes", s->pool_limit);
+        return -EINVAL;
+    }
+    s->resize_reported = false;
+    qemu_bh_schedule(s->resize_bh);
+    return 0;
+}
+
+static const VMStateDescription vmstate_virtio_tmem_resize = {
+    .name = "virtio-tmem-device/resize",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = virtio_tmem_resize_needed,
+    .post_load = virtio_tmem_resize_post_load,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT64(size, VirtIOTmem),
+        VMSTATE_UINT64(pool_limit, VirtIOTmem),
+        VMSTATE_UINT64(persistent_target, VirtIOTmem),
+        VMSTATE_UINT64(credit_cap, VirtIOTmem),
+        VMSTATE_UINT64(credit_bound, VirtIOTmem),
+        VMSTATE_UINT32(cap_gen, VirtIOTmem),
+        VMSTATE_UINT32(cap_ack_gen, VirtIOTmem),
+        VMSTATE_UINT64(cap_ack, VirtIOTmem),
+        VMSTATE_UINT64(persistent_actual, VirtIOTmem),
+        VMSTATE_END_OF_LIST()
+    },
+};
+
 static const VMStateDescription vmstate_virtio_tmem_device = {
     .name = "virtio-tmem-device",
     .version_id = 1,
@@ -1965,6 +2548,10 @@ static const VMStateDescription vmstate_virtio_tmem_device = {
         VMSTATE_UINT64(config_credits, VirtIOTmem),
         VMSTATE_UINT32(parent_obj.generation, VirtIOTmem),
         VMSTATE_END_OF_LIST()
+    },
+    .subsections = (const VMStateDescription * const []) {
+        &vmstate_virtio_tmem_resize,
+        NULL
     },
 };
 
@@ -2030,6 +2617,21 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
      */
     virtio_tmem_register_migration(s);
     s->config_bh = virtio_bh_new_guarded(dev, virtio_tmem_config_bh, s);
+    s->realize_size = s->size;
+    s->resize_bh = qemu_bh_new(virtio_tmem_resize_bh, s);
+    s->resize_timer = timer_new_ms(QEMU_CLOCK_REALTIME, virtio_tmem_resize_tick,
+                                   s);
+    virtio_tmem_resize_reset(s);
+    qemu_mutex_init(&s->resize_lock);
+    qemu_cond_init(&s->resize_cond);
+    qemu_thread_create(&s->resize_thread, "virtio-tmem-shrink",
+                       virtio_tmem_resize_thread, s, QEMU_THREAD_JOINABLE);
+    if (s->auto_shrink) {
+        s->pressure_timer = timer_new_ms(QEMU_CLOCK_REALTIME,
+                                         virtio_tmem_pressure_tick, s);
+        timer_mod(s->pressure_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
+                  s->pressure_interval);
+    }
     virtio_init(vdev, VIRTIO_ID_TMEM, sizeof(struct virtio_tmem_config));
     /*
      * The core refuses rings and buffers that are not guest RAM mapped
@@ -2075,6 +2677,20 @@ static void virtio_tmem_unrealize(DeviceState *dev)
     g_free(s->qstats);
     s->qstats = NULL;
     qemu_bh_delete(s->config_bh);
+    virtio_tmem_resize_quiesce(s);
+    qemu_mutex_lock(&s->resize_lock);
+    s->resize_stop = true;
+    qemu_cond_signal(&s->resize_cond);
+    qemu_mutex_unlock(&s->resize_lock);
+    qemu_thread_join(&s->resize_thread);
+    qemu_cond_destroy(&s->resize_cond);
+    qemu_mutex_destroy(&s->resize_lock);
+    qemu_bh_delete(s->resize_bh);
+    timer_free(s->resize_timer);
+    if (s->pressure_timer) {
+        timer_free(s->pressure_timer);
+        s->pressure_timer = NULL;
+    }
     virtio_cleanup(vdev);
     tmem_store_destroy(s->store);
     s->store = NULL;
@@ -2124,15 +2740,72 @@ static void virtio_tmem_set_stall(Object *obj, bool value, Error **errp)
     }
 }
 
+static void virtio_tmem_get_size(Object *obj, Visitor *v, const char *name,
+                                 void *opaque, Error **errp)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(obj);
+
+    visit_type_size(v, name, &s->size, errp);
+}
+
+/*
+ * Context: main loop, BQL held (-device, or qom-set at run time).  At run
+ * time the value is a target the pool moves to (see "resizing"); it reads
+ * back at once.
+ */
+static void virtio_tmem_set_size(Object *obj, Visitor *v, const char *name,
+                                 void *opaque, Error **errp)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(obj);
+    struct tmem_config cfg;
+    char why[160];
+    uint64_t value;
+
+    if (!visit_type_size(v, name, &value, errp)) {
+        return;
+    }
+    if (!DEVICE(obj)->realized) {
+        s->size = value;
+        return;
+    }
+    virtio_tmem_pool_config(s, &cfg);
+    cfg.limit_bytes = value;
+    cfg.max_limit_bytes = s->max_size;
+    if (value > s->max_size) {
+        error_setg(errp, "virtio-tmem: " VIRTIO_TMEM_SIZE_PROP "=%" PRIu64
+                   " is above " VIRTIO_TMEM_MAX_SIZE_PROP "=%" PRIu64, value,
+                   s->max_size);
+        return;
+    }
+    if (tmem_config_check(&cfg, why, sizeof(why)) != TMEM_CFG_OK) {
+        error_setg(errp, "virtio-tmem: " VIRTIO_TMEM_SIZE_PROP "=%" PRIu64
+                   " %s", value, why);
+        return;
+    }
+    /* pool_limit in the configuration shows the target */
+    virtio_tmem_set_target(s, value);
+}
+
 static void virtio_tmem_instance_init(Object *obj)
 {
+    VirtIOTmem *s = VIRTIO_TMEM(obj);
+
+    s->size = VIRTIO_TMEM_DEFAULT_SIZE;
     object_property_add(obj, VIRTIO_TMEM_STATS_PROP, "VirtioTmemStats",
                         virtio_tmem_get_stats, NULL, NULL, NULL);
 }
 
 static const Property virtio_tmem_properties[] = {
-    DEFINE_PROP_SIZE(VIRTIO_TMEM_SIZE_PROP, VirtIOTmem, size,
-                     VIRTIO_TMEM_DEFAULT_SIZE),
+    DEFINE_PROP_SIZE(VIRTIO_TMEM_MAX_SIZE_PROP, VirtIOTmem, max_size, 0),
+    DEFINE_PROP_BOOL(VIRTIO_TMEM_AUTO_SHRINK_PROP, VirtIOTmem, auto_shrink,
+                     false),
+    DEFINE_PROP_SIZE(VIRTIO_TMEM_MIN_SIZE_PROP, VirtIOTmem, min_size, 0),
+    DEFINE_PROP_STRING(VIRTIO_TMEM_PRESSURE_FILE_PROP, VirtIOTmem,
+                       pressure_file),
+    DEFINE_PROP_UINT32(VIRTIO_TMEM_PRESSURE_THRESHOLD_PROP, VirtIOTmem,
+                       pressure_threshold, 10),
+    DEFINE_PROP_UINT32(VIRTIO_TMEM_PRESSURE_INTERVAL_PROP, VirtIOTmem,
+                       pressure_interval, 1000),
     DEFINE_PROP_STRING(VIRTIO_TMEM_COMPRESSOR_PROP, VirtIOTmem, compressor),
     DEFINE_PROP_STRING(VIRTIO_TMEM_ALLOCATOR_PROP, VirtIOTmem, allocator),
     DEFINE_PROP_UINT32(VIRTIO_TMEM_LZ4_ACCEL_PROP, VirtIOTmem,
@@ -2163,6 +2836,8 @@ static const Property virtio_tmem_properties[] = {
                       VIRTIO_TMEM_F_PERSISTENT, true),
     DEFINE_PROP_BIT64(VIRTIO_TMEM_SHARED_PROP, VirtIOTmem, host_features,
                       VIRTIO_TMEM_F_SHARED, true),
+    DEFINE_PROP_BIT64(VIRTIO_TMEM_RESIZE_PROP, VirtIOTmem, host_features,
+                      VIRTIO_TMEM_F_RESIZE, true),
     DEFINE_PROP_BOOL(VIRTIO_TMEM_MIGRATE_EPHEMERAL_PROP, VirtIOTmem,
                      migrate_ephemeral, false),
 };
@@ -2189,8 +2864,32 @@ static void virtio_tmem_class_init(ObjectClass *klass, void *data)
                                              VIRTIO_TMEM_MAX_BATCH_LIMIT);
 
     device_class_set_props(dc, virtio_tmem_properties);
+    object_class_property_add(klass, VIRTIO_TMEM_SIZE_PROP, "size",
+                              virtio_tmem_get_size, virtio_tmem_set_size,
+                              NULL, NULL);
+    object_class_property_set_description(klass, VIRTIO_TMEM_MAX_SIZE_PROP,
+        "most size may be set to at run time (default: size)");
+    object_class_property_set_description(klass, VIRTIO_TMEM_AUTO_SHRINK_PROP,
+        "shrink size while the host's memory pressure stays high, grow it "
+        "back slowly when it is gone, between min-size and max-size");
+    object_class_property_set_description(klass, VIRTIO_TMEM_MIN_SIZE_PROP,
+        "least auto-shrink brings size down to (default: max-size / 4)");
+    object_class_property_set_description(klass,
+        VIRTIO_TMEM_PRESSURE_FILE_PROP,
+        "PSI file auto-shrink reads (default: /proc/pressure/memory; a "
+        "cgroup's memory.pressure)");
+    object_class_property_set_description(klass,
+        VIRTIO_TMEM_PRESSURE_THRESHOLD_PROP,
+        "'some avg10' percentage above which auto-shrink shrinks");
+    object_class_property_set_description(klass,
+        VIRTIO_TMEM_PRESSURE_INTERVAL_PROP,
+        "milliseconds between auto-shrink's readings");
+    object_class_property_set_description(klass, VIRTIO_TMEM_RESIZE_PROP,
+        "offer VIRTIO_TMEM_F_RESIZE: cap credits and ask the guest for "
+        "pages back when size shrinks");
     object_class_property_set_description(klass, VIRTIO_TMEM_SIZE_PROP,
-        "host memory for the guest's pages, metadata included");
+        "host memory for the guest's pages, metadata included (settable "
+        "at run time with qom-set, up to max-size)");
     object_class_property_set_description(klass, VIRTIO_TMEM_COMPRESSOR_PROP,
         "'lz4' (default, fastest), 'zstd' (denser) or 'none'");
     object_class_property_set_description(klass, VIRTIO_TMEM_ALLOCATOR_PROP,
@@ -2245,6 +2944,7 @@ static void virtio_tmem_class_init(ObjectClass *klass, void *data)
     vdc->realize = virtio_tmem_realize;
     vdc->unrealize = virtio_tmem_unrealize;
     vdc->get_config = virtio_tmem_get_config;
+    vdc->set_config = virtio_tmem_set_config;
     vdc->get_features = virtio_tmem_get_features;
     vdc->set_features = virtio_tmem_set_features;
     vdc->start_ioeventfd = virtio_tmem_start_ioeventfd;

@@ -14,9 +14,11 @@
 #include "libqtest-single.h"
 #include "qemu/bswap.h"
 #include "qemu/module.h"
+#include "qemu/units.h"
 #include "qapi/error.h"
 #include "qobject/qdict.h"
 #include "qobject/qjson.h"
+#include "qobject/qnum.h"
 #include "libqos/qgraph.h"
 #include "libqos/virtio.h"
 #include "libqos/virtio-tmem.h"
@@ -2243,6 +2245,483 @@ static void test_image_lock(void *obj, void *data, QGuestAllocator *alloc)
     unlink(path);
 }
 
+/* ---- resizing ------------------------------------------------------------ */
+
+/* Configuration offsets of the VIRTIO_TMEM_F_RESIZE fields. */
+#define CFG_POOL_LIMIT          24
+#define CFG_PERSISTENT_TARGET   32
+#define CFG_CREDIT_CAP          40
+#define CFG_CAP_GEN             48
+#define CFG_CAP_ACK_GEN         52
+#define CFG_CAP_ACK             56
+
+static QDict *set_size(uint64_t size)
+{
+    return qmp("{'execute': 'qom-set', 'arguments': "
+               "{'path': '/machine/peripheral/tmem0', "
+               "'property': 'size', 'value': %" PRIu64 "}}", size);
+}
+
+static void set_size_ok(uint64_t size)
+{
+    QDict *r = set_size(size);
+
+    g_assert(qdict_haskey(r, "return"));
+    qobject_unref(r);
+}
+
+static uint64_t get_size(void)
+{
+    QDict *r = qmp("{'execute': 'qom-get', 'arguments': "
+                   "{'path': '/machine/peripheral/tmem0', "
+                   "'property': 'size'}}");
+    uint64_t v = qdict_get_int(r, "return");
+
+    qobject_unref(r);
+    return v;
+}
+
+/* resize/@key: some are all ones, beyond qdict_get_int()'s range */
+static uint64_t resize_stat(const char *key)
+{
+    QDict *s = stats();
+    QNum *n = qobject_to(QNum, qdict_get(qdict_get_qdict(s, "resize"), key));
+    uint64_t v;
+
+    g_assert(n && qnum_get_try_uint(n, &v));
+    qobject_unref(s);
+    return v;
+}
+
+/* Wait (the device's tick is 100 ms) until resize/@key satisfies @ok. */
+static uint64_t resize_wait(const char *key, bool (*ok)(uint64_t, uint64_t),
+                            uint64_t arg)
+{
+    uint64_t v = 0;
+    int i;
+
+    for (i = 0; i < 300; i++) {
+        v = resize_stat(key);
+        if (ok(v, arg)) {
+            return v;
+        }
+        g_usleep(20 * 1000);
+    }
+    g_test_message("resize/%s stuck at %" PRIu64, key, v);
+    g_assert_not_reached();
+}
+
+static bool at_most(uint64_t v, uint64_t arg)
+{
+    return v <= arg;
+}
+
+static bool below(uint64_t v, uint64_t arg)
+{
+    return v < arg;
+}
+
+static bool equal(uint64_t v, uint64_t arg)
+{
+    return v == arg;
+}
+
+static void config_writel(TmemCtx *c, uint64_t off, uint32_t v)
+{
+    QVirtioPCIDevice *d = pci_of(c);
+
+    qpci_io_writel(d->pdev, d->bar, d->device_cfg_offset + off, v);
+}
+
+/* What a driver does on a new credit cap: stop, and say where it stopped. */
+static uint64_t ack_cap(TmemCtx *c, uint64_t spent)
+{
+    uint64_t cap = qvirtio_config_readq(c->dev, CFG_CREDIT_CAP);
+    uint32_t gen = qvirtio_config_readl(c->dev, CFG_CAP_GEN);
+    uint64_t bound = MAX(spent, MIN(credits_seen(c), cap));
+
+    config_writel(c, CFG_CAP_ACK, (uint32_t)bound);
+    config_writel(c, CFG_CAP_ACK + 4, (uint32_t)(bound >> 32));
+    config_writel(c, CFG_CAP_ACK_GEN, gen);
+    return bound;
+}
+
+static void check_pages(TmemCtx *c, uint32_t pool, uint64_t obj,
+                        uint64_t from, uint64_t n, uint64_t seed, int shape)
+{
+    uint8_t page[PAGE], out[PAGE];
+    uint64_t i;
+
+    for (i = from; i < n; i++) {
+        page_fill(page, seed + i, shape);
+        g_assert_cmpuint(get1(c, pool, obj, i, false, out), ==,
+                         VIRTIO_TMEM_S_OK);
+        g_assert(!memcmp(page, out, PAGE));
+    }
+}
+
+/* Fill an ephemeral pool with @batches full batches of compressible pages */
+static void fill_ephemeral(TmemCtx *c, uint32_t eph, unsigned batches)
+{
+    unsigned i, j;
+
+    for (i = 0; i < batches; i++) {
+        TmemBatch *t = batch_new(c->max_batch, 500 + i);
+
+        for (j = 0; j < c->max_batch; j++) {
+            struct vtmem_oid o = oid_of(100 + i);
+
+            vtmem_batch_put(&t->b, eph, &o, j, false);
+            page_fill(t->put[j], i * 1000 + j, 0);
+        }
+        run(c, t);
+        batch_free(t);
+    }
+}
+
+/*
+ * size=8M,max-size=16M: grow, then shrink with pages of both kinds stored.
+ * Growing grants credits at once; shrinking caps them (the driver still
+ * spends what it held until it acknowledges), evicts ephemeral pages and
+ * reaches the target; growing again lifts the cap and grants anew.
+ */
+static void test_resize(void *obj, void *data, QGuestAllocator *alloc)
+{
+    uint64_t granted, cap, bound, spent = 0, i, n = 300, evicted;
+    uint8_t page[PAGE];
+    uint32_t eph, per;
+    QDict *s, *ev;
+    TmemCtx c;
+
+    ctx_start(&c, obj, alloc);
+    g_assert(qvirtio_get_features(c.dev) & (1ull << VIRTIO_TMEM_F_RESIZE));
+    eph = new_pool(&c, 0, NULL);
+    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    for (i = 0; i < n; i++) {
+        page_fill(page, 100 + i, 0);
+        g_assert_cmpuint(spent, <, credits_seen(&c));
+        g_assert_cmpuint(put1(&c, per, 1, i, page, true), ==,
+                         VIRTIO_TMEM_S_OK);
+        spent++;
+    }
+    fill_ephemeral(&c, eph, 40);
+
+    /* grow: read back at once, credits at once */
+    granted = credits_seen(&c);
+    set_size_ok(16 * MiB);
+    g_assert_cmpuint(get_size(), ==, 16 * MiB);
+    g_assert_cmpuint(qvirtio_config_readq(c.dev, CFG_POOL_LIMIT), ==,
+                     16 * MiB);
+    g_assert_cmpuint(credits_seen(&c), >, granted + 100);
+    ev = qtest_qmp_eventwait_ref(global_qtest, "MEMORY_DEVICE_SIZE_CHANGE");
+    g_assert_cmpuint(qdict_get_int(qdict_get_qdict(ev, "data"), "size"), ==,
+                     16 * MiB);
+    qobject_unref(ev);
+    /* beyond max-size: refused, size unchanged */
+    s = set_size(32 * MiB);
+    g_assert(qdict_haskey(s, "error"));
+    qobject_unref(s);
+    g_assert_cmpuint(get_size(), ==, 16 * MiB);
+
+    /* shrink: the credits above the new capacity get a cap */
+    granted = credits_seen(&c);
+    s = stats();
+    evicted = stat_of(s, "ephemeral", "evicted-pages");
+    g_assert_cmpuint(stat_of(s, NULL, "used-bytes"), >, 6 * MiB);
+    qobject_unref(s);
+    set_size_ok(4 * MiB);
+    g_assert_cmpuint(get_size(), ==, 4 * MiB);
+    cap = qvirtio_config_readq(c.dev, CFG_CREDIT_CAP);
+    g_assert_cmpuint(cap, <, granted);
+    g_assert_cmpuint(qvirtio_config_readl(c.dev, CFG_CAP_GEN), >, 0);
+    /*
+     * Until the driver acknowledges, every credit it held still holds:
+     * it may have accepted pages already, beyond the cap too.
+     */
+    g_assert_cmpuint(cap + 20, <, granted);
+    for (; spent < cap + 20; spent++, n++) {
+        page_fill(page, 100 + n, 0);
+        g_assert_cmpuint(put1(&c, per, 1, n, page, true), ==,
+                         VIRTIO_TMEM_S_OK);
+    }
+    bound = ack_cap(&c, spent);
+    /* acknowledged: only up to the bound now */
+    for (; spent < bound; spent++, n++) {
+        page_fill(page, 100 + n, 0);
+        g_assert_cmpuint(put1(&c, per, 1, n, page, true), ==,
+                         VIRTIO_TMEM_S_OK);
+    }
+    page_fill(page, 1, 0);
+    g_assert_cmpuint(put1(&c, per, 1, n, page, true), ==,
+                     VIRTIO_TMEM_S_NO_CREDIT);
+    spent++;
+    /* ephemeral pages go, the store reaches its target */
+    resize_wait("pool-limit-bytes", equal, 4 * MiB);
+    resize_wait("used-bytes", at_most, 4 * MiB);
+    s = stats();
+    g_assert_cmpuint(stat_of(s, "ephemeral", "evicted-pages"), >, evicted);
+    g_assert_cmpuint(stat_of(s, "persistent", "stored-pages"), ==, n);
+    g_assert_cmpuint(stat_of(s, "persistent", "reject-full"), ==, 0);
+    g_assert_cmpuint(stat_of(s, "resize", "progress-percent"), ==, 100);
+    qobject_unref(s);
+    /*
+     * QMP sends this event at most once a second per device; under qtest
+     * the monitor's throttle runs on the virtual clock.
+     */
+    clock_step(1000 * 1000 * 1000);
+    ev = qtest_qmp_eventwait_ref(global_qtest, "MEMORY_DEVICE_SIZE_CHANGE");
+    g_assert_cmpuint(qdict_get_int(qdict_get_qdict(ev, "data"), "size"), ==,
+                     4 * MiB);
+    qobject_unref(ev);
+    check_pages(&c, per, 1, 0, n, 100, 0);
+
+    /* grow again: the cap is lifted and credits are granted anew */
+    granted = credits_seen(&c);
+    set_size_ok(16 * MiB);
+    g_assert_cmpuint(qvirtio_config_readq(c.dev, CFG_CREDIT_CAP), ==,
+                     VIRTIO_TMEM_NO_LIMIT);
+    g_assert_cmpuint(credits_seen(&c), >, granted);
+    page_fill(page, 100 + n, 0);
+    g_assert_cmpuint(put1(&c, per, 1, n, page, true), ==, VIRTIO_TMEM_S_OK);
+    check_pages(&c, per, 1, 0, n + 1, 100, 0);
+    ctx_stop(&c);
+}
+
+/*
+ * size=8M, no image: persistent pages alone exceed a 2M target.  The
+ * device evicts what it can, then asks the guest (persistent_target); once
+ * the guest flushes that many, the store reaches the target and the
+ * request is withdrawn.
+ */
+static void test_resize_ask(void *obj, void *data, QGuestAllocator *alloc)
+{
+    uint64_t spent = 0, i, n, target, flushed = 0;
+    uint8_t page[PAGE];
+    uint32_t per;
+    TmemCtx c;
+
+    ctx_start(&c, obj, alloc);
+    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    for (i = 0; i < 1000 && spent < credits_seen(&c); i++, spent++) {
+        page_fill(page, 5000 + i, 1);
+        g_assert_cmpuint(put1(&c, per, 3, i, page, true), ==,
+                         VIRTIO_TMEM_S_OK);
+    }
+    n = i;
+    g_assert_cmpuint(n, >, 800);
+    g_assert_cmpuint(qvirtio_config_readq(c.dev, CFG_PERSISTENT_TARGET), ==,
+                     VIRTIO_TMEM_NO_LIMIT);
+    set_size_ok(2 * MiB);
+    ack_cap(&c, spent);
+    target = resize_wait("persistent-target", below, n);
+    g_assert_cmpuint(qvirtio_config_readq(c.dev, CFG_PERSISTENT_TARGET), ==,
+                     target);
+    g_assert_cmpuint(resize_stat("excess-pages"), ==, n - target);
+    /* the guest takes its pages back: here, flushes of the oldest */
+    while (qvirtio_config_readq(c.dev, CFG_PERSISTENT_TARGET) !=
+           VIRTIO_TMEM_NO_LIMIT) {
+        target = qvirtio_config_readq(c.dev, CFG_PERSISTENT_TARGET);
+        while (n - flushed > target) {
+            TmemBatch *t = batch_new(c.max_batch, 900 + flushed);
+            struct vtmem_oid o = oid_of(3);
+
+            vtmem_batch_flush_page(&t->b, per, &o, flushed++);
+            run(&c, t);
+            batch_free(t);
+        }
+        g_assert_cmpuint(flushed, <, n);
+        g_usleep(150 * 1000);
+    }
+    resize_wait("used-bytes", at_most, 2 * MiB);
+    g_assert_cmpuint(resize_stat("excess-pages"), ==, 0);
+    /* not much more than needed was asked for */
+    g_assert_cmpuint(flushed * 10, <, n * 9);
+    check_pages(&c, per, 3, flushed, n, 5000, 1);
+    ctx_stop(&c);
+}
+
+/*
+ * With a swap image, a shrink needs no help from the guest: persistent
+ * frames go to the image, every page still reads back.
+ */
+static void test_resize_image(void *obj, void *data, QGuestAllocator *alloc)
+{
+    uint64_t spent = 0, i, n;
+    uint8_t page[PAGE];
+    uint32_t per;
+    TmemCtx c;
+    QDict *s;
+
+    ctx_start(&c, obj, alloc);
+    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    for (i = 0; i < 1500 && spent < credits_seen(&c); i++, spent++) {
+        page_fill(page, 7000 + i, i % 3 == 0);
+        g_assert_cmpuint(put1(&c, per, 4, i, page, true), ==,
+                         VIRTIO_TMEM_S_OK);
+    }
+    n = i;
+    set_size_ok(2 * MiB);
+    ack_cap(&c, spent);
+    resize_wait("pool-limit-bytes", equal, 2 * MiB);
+    resize_wait("used-bytes", at_most, 2 * MiB);
+    g_assert_cmpuint(resize_stat("persistent-target"), ==,
+                     VIRTIO_TMEM_NO_LIMIT);
+    s = stats();
+    g_assert_cmpuint(stat_of(s, "swap-image", "pages-in-image"), >, 0);
+    g_assert_cmpuint(stat_of(s, "persistent", "stored-pages"), ==, n);
+    qobject_unref(s);
+    for (i = 0; i < n; i++) {
+        uint8_t out[PAGE];
+
+        page_fill(page, 7000 + i, i % 3 == 0);
+        g_assert_cmpuint(get1(&c, per, 4, i, false, out), ==,
+                         VIRTIO_TMEM_S_OK);
+        g_assert(!memcmp(page, out, PAGE));
+    }
+    ctx_stop(&c);
+}
+
+/*
+ * auto-shrink=on against a pressure file the test writes: rising pressure
+ * shrinks size in steps down to min-size, steady pressure keeps it there,
+ * no pressure grows it back slowly to max-size, and garbage is warned
+ * about and changes nothing.
+ */
+static char pressure_path[128];
+
+static void pressure_write(const char *text)
+{
+    g_assert(g_file_set_contents(pressure_path, text, -1, NULL));
+}
+
+static void test_auto_shrink(void *obj, void *data, QGuestAllocator *alloc)
+{
+    uint64_t size, last, steps = 0;
+    bool between = false;
+    int i;
+
+    g_assert_cmpuint(get_size(), ==, 16 * MiB);
+    pressure_write("some avg10=42.50 avg60=20.00 avg300=5.00 total=123456\n"
+                   "full avg10=10.00 avg60=5.00 avg300=1.00 total=6543\n");
+    /* rising: down by max-size / 8 a reading, never below min-size */
+    for (i = 0, last = 16 * MiB; i < 400 && last > 4 * MiB; i++) {
+        g_usleep(10 * 1000);
+        size = get_size();
+        g_assert_cmpuint(size, <=, last);
+        g_assert_cmpuint(size, >=, 4 * MiB);
+        steps += size < last;
+        last = size;
+    }
+    g_assert_cmpuint(last, ==, 4 * MiB);
+    g_assert_cmpuint(steps, >=, 2);
+    /* steady */
+    g_usleep(300 * 1000);
+    g_assert_cmpuint(get_size(), ==, 4 * MiB);
+    /* garbage: a warning, nothing else */
+    pressure_write("garbage\n");
+    g_usleep(300 * 1000);
+    g_assert_cmpuint(get_size(), ==, 4 * MiB);
+    /* falling: back up, slowly, to max-size */
+    pressure_write("some avg10=0.00 avg60=3.00 avg300=2.00 total=123999\n");
+    for (i = 0, last = 4 * MiB; i < 1000 && last < 16 * MiB; i++) {
+        g_usleep(10 * 1000);
+        size = get_size();
+        g_assert_cmpuint(size, >=, last);
+        /* a sixteenth of max-size at a time */
+        g_assert_cmpuint(size - last, <=, 2 * MiB);
+        between |= size > 4 * MiB && size < 16 * MiB;
+        last = size;
+    }
+    g_assert_cmpuint(last, ==, 16 * MiB);
+    g_assert(between);
+    unlink(pressure_path);
+}
+
+/*
+ * A resize migrates: the target, the pool's limit (held up by the credits
+ * granted before), the credit cap and its generation are the source's on
+ * the destination (whose command line says size=8M).  The driver
+ * acknowledges the cap there; it holds, the pool reaches the target, and
+ * growing there lifts the cap.
+ */
+static void test_migration_resize(void *obj, void *data,
+                                  QGuestAllocator *alloc)
+{
+    g_autofree char *path = g_strdup_printf("%s/vtmem-qtest-migrs-%d.state",
+                                            g_get_tmp_dir(), getpid());
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    QTestState *src = global_qtest, *dst, *dst2;
+    uint64_t spent = 0, i, bound, cap, limit;
+    uint8_t page[PAGE];
+    uint32_t per, gen;
+    TmemCtx c;
+
+    ctx_start(&c, obj, alloc);
+    per = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
+    for (i = 0; i < 200; i++, spent++) {
+        page_fill(page, 300 + i, 0);
+        g_assert_cmpuint(put1(&c, per, 1, i, page, true), ==,
+                         VIRTIO_TMEM_S_OK);
+    }
+    set_size_ok(4 * MiB);
+    cap = qvirtio_config_readq(c.dev, CFG_CREDIT_CAP);
+    gen = qvirtio_config_readl(c.dev, CFG_CAP_GEN);
+    g_assert_cmpuint(cap, <, credits_seen(&c));
+    limit = resize_stat("pool-limit-bytes");
+    g_assert_cmpuint(limit, >, 4 * MiB);
+
+    mig_start(src, uri);
+    mig_wait(src, "completed");
+    dst = mig_dest_start(NULL);
+    mig_incoming(dst, uri);
+    mig_wait(dst, "completed");
+    ctx_move(&c, dst);
+    g_assert_cmpuint(get_size(), ==, 4 * MiB);
+    g_assert_cmpuint(resize_stat("pool-limit-bytes"), ==, limit);
+    g_assert_cmpuint(qvirtio_config_readq(c.dev, CFG_POOL_LIMIT), ==,
+                     4 * MiB);
+    g_assert_cmpuint(qvirtio_config_readq(c.dev, CFG_CREDIT_CAP), ==, cap);
+    g_assert_cmpuint(qvirtio_config_readl(c.dev, CFG_CAP_GEN), ==, gen);
+    check_pages(&c, per, 1, 0, i, 300, 0);
+    /* acknowledged on the destination: the cap holds, the target is met */
+    bound = ack_cap(&c, spent);
+    for (; spent < bound; spent++, i++) {
+        page_fill(page, 300 + i, 0);
+        g_assert_cmpuint(put1(&c, per, 1, i, page, true), ==,
+                         VIRTIO_TMEM_S_OK);
+    }
+    g_assert_cmpuint(put1(&c, per, 1, i, page, true), ==,
+                     VIRTIO_TMEM_S_NO_CREDIT);
+    resize_wait("pool-limit-bytes", equal, 4 * MiB);
+    /*
+     * Once acknowledged, the bound is what a destination must honour: one
+     * started at the shrunk size takes the stream (counting every credit
+     * ever granted, it would refuse it).
+     */
+    unlink(path);
+    mig_start(dst, uri);
+    mig_wait(dst, "completed");
+    dst2 = mig_dest_start("size=4M,max-size=16M");
+    mig_incoming(dst2, uri);
+    mig_wait(dst2, "completed");
+    ctx_move(&c, dst2);
+    check_pages(&c, per, 1, 0, i, 300, 0);
+    g_assert_cmpuint(put1(&c, per, 1, i, page, true), ==,
+                     VIRTIO_TMEM_S_NO_CREDIT);
+    /* and growing there lifts the cap */
+    set_size_ok(16 * MiB);
+    g_assert_cmpuint(qvirtio_config_readq(c.dev, CFG_CREDIT_CAP), ==,
+                     VIRTIO_TMEM_NO_LIMIT);
+    page_fill(page, 300 + i, 0);
+    g_assert_cmpuint(put1(&c, per, 1, i, page, true), ==, VIRTIO_TMEM_S_OK);
+    check_pages(&c, per, 1, 0, i + 1, 300, 0);
+
+    ctx_move(&c, src);
+    qtest_quit(dst2);
+    qtest_quit(dst);
+    unlink(path);
+}
+
 static void register_virtio_tmem_test(void)
 {
     QOSGraphTestOptions small = {
@@ -2267,6 +2746,21 @@ static void register_virtio_tmem_test(void)
     static char writeback_opts[160], zs_writeback_opts[192];
     QOSGraphTestOptions writeback = {
         .edge.extra_device_opts = writeback_opts,
+    };
+    static char resize_image_opts[160];
+    static char auto_shrink_opts[256];
+    QOSGraphTestOptions auto_shrink = {
+        .edge.extra_device_opts = auto_shrink_opts,
+    };
+    QOSGraphTestOptions resize = {
+        .edge.extra_device_opts = "size=8M,max-size=16M",
+    };
+    QOSGraphTestOptions resize_image = {
+        .edge.extra_device_opts = resize_image_opts,
+    };
+    QOSGraphTestOptions mig_resize = {
+        .edge.extra_device_opts = "size=8M,max-size=16M",
+        .before = mig_save_cmdline,
     };
     /* the same tests with the other allocator */
     QOSGraphTestOptions zs = {
@@ -2296,6 +2790,15 @@ static void register_virtio_tmem_test(void)
         .arg = (void *)"writeback-high=100,writeback-low=99",
     };
 
+    snprintf(pressure_path, sizeof(pressure_path),
+             "%s/vtmem-qtest-psi-%d", g_get_tmp_dir(), getpid());
+    snprintf(auto_shrink_opts, sizeof(auto_shrink_opts),
+             "size=16M,min-size=4M,auto-shrink=on,pressure-file=%s,"
+             "pressure-interval=20", pressure_path);
+    snprintf(resize_image_opts, sizeof(resize_image_opts),
+             "size=8M,swap-image=%s/vtmem-qtest-rs-%d.img,"
+             "swap-image-size=64M,swap-image-unlink=on", g_get_tmp_dir(),
+             getpid());
     snprintf(writeback_opts, sizeof(writeback_opts),
              "size=2M,swap-image=%s/vtmem-qtest-%d.img,swap-image-size=64M,"
              "swap-image-unlink=on", g_get_tmp_dir(), getpid());
@@ -2364,6 +2867,14 @@ static void register_virtio_tmem_test(void)
                  &zs_small);
     qos_add_test("zsmalloc/writeback", "virtio-tmem", test_writeback,
                  &zs_writeback);
+    qos_add_test("resize", "virtio-tmem", test_resize, &resize);
+    qos_add_test("auto-shrink", "virtio-tmem", test_auto_shrink,
+                 &auto_shrink);
+    qos_add_test("migration-resize", "virtio-tmem", test_migration_resize,
+                 &mig_resize);
+    qos_add_test("resize-ask", "virtio-tmem", test_resize_ask, &resize);
+    qos_add_test("resize-image", "virtio-tmem", test_resize_image,
+                 &resize_image);
     qos_add_test("hotplug", "virtio-tmem-pci", test_hotplug, NULL);
     qos_add_test("image-lock", "virtio-tmem-pci", test_image_lock, NULL);
 }

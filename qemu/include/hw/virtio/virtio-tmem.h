@@ -46,6 +46,13 @@
 #define VIRTIO_TMEM_STATS_PROP "stats"
 #define VIRTIO_TMEM_STALL_PROP "x-stall"
 #define VIRTIO_TMEM_MIGRATE_EPHEMERAL_PROP "migrate-ephemeral"
+#define VIRTIO_TMEM_MAX_SIZE_PROP "max-size"
+#define VIRTIO_TMEM_RESIZE_PROP "resize"
+#define VIRTIO_TMEM_AUTO_SHRINK_PROP "auto-shrink"
+#define VIRTIO_TMEM_MIN_SIZE_PROP "min-size"
+#define VIRTIO_TMEM_PRESSURE_FILE_PROP "pressure-file"
+#define VIRTIO_TMEM_PRESSURE_THRESHOLD_PROP "pressure-threshold"
+#define VIRTIO_TMEM_PRESSURE_INTERVAL_PROP "pressure-interval"
 OBJECT_DECLARE_SIMPLE_TYPE(VirtIOTmem, VIRTIO_TMEM)
 
 struct tmem_store;
@@ -81,6 +88,13 @@ struct VirtIOTmem {
     uint8_t writeback_low;
     IOThread *iothread;
     bool migrate_ephemeral;
+    uint64_t max_size;          /* 0: the size at realize */
+    uint64_t realize_size;      /* size at realize */
+    bool auto_shrink;
+    uint64_t min_size;          /* 0: a quarter of max-size */
+    char *pressure_file;
+    uint32_t pressure_threshold;        /* percent of "some avg10" */
+    uint32_t pressure_interval;         /* ms between readings */
 
     VirtQueue **vqs;
     /* Per-queue host copy of a batch's ops, read once from guest memory. */
@@ -137,6 +151,45 @@ struct VirtIOTmem {
     uint64_t bad_batches;
     uint64_t bad_ops;
     uint64_t no_credit;
+
+    /*
+     * Resizing (see "resizing" in virtio-tmem.c).  size is the target; the
+     * store's limit (pool_limit) stays above it while credits granted
+     * before need the room.  Main loop, BQL held, unless noted.
+     */
+    uint64_t pool_limit;        /* the store's limit now */
+    uint64_t persistent_target; /* configuration: pages asked to keep */
+    uint64_t credit_cap;        /* configuration (also credit_lock) */
+    uint32_t cap_gen;           /* configuration: bumped with credit_cap */
+    uint32_t cap_ack_gen;       /* written by the driver */
+    uint64_t cap_ack;           /* written by the driver */
+    uint64_t persistent_actual; /* written by the driver */
+    /*
+     * Most credited PUTs the driver may have issued since reset while
+     * credit_cap is set (credit_lock): credits_granted until the driver
+     * acknowledges a lower cap.
+     */
+    uint64_t credit_bound;
+    bool resize_reported;       /* the event for this target was sent */
+    QEMUTimer *pressure_timer;  /* auto-shrink=on */
+    bool pressure_warned;       /* the last reading was bad, and said so */
+    unsigned pressure_quiet;    /* readings in a row without pressure */
+    QEMUBH *resize_bh;
+    QEMUTimer *resize_timer;
+    /*
+     * The shrink thread: tmem_shrink() may write to the swap image, so it
+     * runs in a thread of its own.  resize_lock protects the fields below;
+     * a reset waits for resize_busy to clear before replacing the store.
+     */
+    QemuThread resize_thread;
+    QemuMutex resize_lock;
+    QemuCond resize_cond;
+    struct tmem_store *resize_store;    /* the store to shrink, or NULL */
+    bool resize_busy;
+    bool resize_stop;
+    int resize_ret;                     /* tmem_shrink()'s last answer */
+    uint64_t resize_used, resize_start; /* its tmem_resize */
+    uint64_t resize_excess, resize_persistent;
 
     bool ioeventfd_started;
     /*
