@@ -131,7 +131,7 @@ tsan() {
 	CC=clang setup build/tsan -Db_sanitize=thread -Db_lundef=false &&
 	ninja -C build/tsan tests/test-pool-concurrency \
 		tests/test-pool-writeback-tsan tests/test-zspage-tsan \
-		tests/test-pool-migrate-tsan &&
+		tests/test-pool-migrate-tsan tests/test-pool-resize-tsan &&
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	TMEM_CONCURRENCY_OPS=$CONCURRENCY_OPS \
 	TMEM_WB_OPS=$((CONCURRENCY_OPS * 4)) \
@@ -229,7 +229,7 @@ stage style count_summary style checkpatch_all
 must e2e-release stage e2e e2e_stage release frontswap clients cleancache \
 	pool_full writeback toggles smp reboot unplug stall_invalidate \
 	stall_get stall_unplug mq_pools image_corrupt migrate_idle \
-	migrate_live migrate_image frontswap@zsmalloc writeback@zsmalloc
+	migrate_live migrate_image resize frontswap@zsmalloc writeback@zsmalloc
 # the debug kernel (KASAN, lockdep) runs 3x slower under TCG: the
 # scenarios that exercise the most driver paths, and the one whose
 # invalidations wait in atomic context
