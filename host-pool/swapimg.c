@@ -261,8 +261,12 @@ void swapimg_reserve(struct tmem_image *img)
  * @img: image
  *
  * Those beyond the reserve are not counted: swapimg_trim() may give them
- * back at any time, and credits counted on them would outlive them.  No
- * system call: the caller may hold zbud->lock.
+ * back at any time, and credits counted on them would outlive them.  An
+ * image waiting for its lock (a migration's destination, which may not
+ * allocate yet) counts the free slots it will allocate once it has it:
+ * tmem_image_acquire() allocates them, and the destination checks its
+ * credits again after it (tmem_install_check_room()).  No system call:
+ * the caller may hold zbud->lock.
  *
  * Return: backed free slots, at most the reserve.
  */
@@ -271,7 +275,8 @@ uint64_t swapimg_credit_slots(struct tmem_image *img)
 	uint64_t free_slots;
 
 	pthread_mutex_lock(&img->lock);
-	free_slots = free_backed_locked(img);
+	free_slots = img->frozen && !img->owned ?
+		     img->nr_slots - img->nr_used : free_backed_locked(img);
 	pthread_mutex_unlock(&img->lock);
 	return free_slots < img->reserve_slots ? free_slots :
 	       img->reserve_slots;

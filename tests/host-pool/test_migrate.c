@@ -752,6 +752,7 @@ static void test_handover(void)
 	};
 	struct tmem_oid id = oid_of(1);
 	struct iovec v = page_iov(b);
+	struct tmem_store *plain;
 	struct tmem_image *img;
 	struct tmem_stats st;
 	struct pair pr;
@@ -761,6 +762,14 @@ static void test_handover(void)
 
 	pair_open_shared(&pr, 4, 32);
 	pr.mig_flags = TMEM_MIG_SHARED_IMAGE;
+	/*
+	 * Credits the source grants on its image reserve: a destination that
+	 * may not allocate yet counts what it will have after the handover.
+	 */
+	plain = store_new(64);
+	CHECK(tmem_persistent_capacity(pr.dst) >
+	      tmem_persistent_capacity(plain));
+	tmem_store_destroy(plain);
 	/* no unlink of a shared image: the destination needs the path */
 	CHECK_EQ(tmem_image_open(&ic, &img, &err), -TMEM_E_INVAL);
 	pid = tmem_new_pool(pr.src, TMEM_POOL_PERSISTENT, NULL);
