@@ -261,12 +261,13 @@ void swapimg_reserve(struct tmem_image *img)
  * @img: image
  *
  * Those beyond the reserve are not counted: swapimg_trim() may give them
- * back at any time, and credits counted on them would outlive them.  An
- * image waiting for its lock (a migration's destination, which may not
- * allocate yet) counts the free slots it will allocate once it has it:
- * tmem_image_acquire() allocates them, and the destination checks its
- * credits again after it (tmem_install_check_room()).  No system call:
- * the caller may hold zbud->lock.
+ * back at any time, and credits counted on them would outlive them.  A
+ * frozen image counts none (nothing may be written), except one waiting
+ * for its lock as a migration's destination: it counts the free slots it
+ * will allocate once it has it, as tmem_image_acquire() does, and the
+ * destination checks its credits again after that
+ * (tmem_install_check_room()).  No system call: the caller may hold
+ * zbud->lock.
  *
  * Return: backed free slots, at most the reserve.
  */
@@ -275,8 +276,10 @@ uint64_t swapimg_credit_slots(struct tmem_image *img)
 	uint64_t free_slots;
 
 	pthread_mutex_lock(&img->lock);
-	free_slots = img->frozen && !img->owned ?
-		     img->nr_slots - img->nr_used : free_backed_locked(img);
+	if (!img->frozen)
+		free_slots = free_backed_locked(img);
+	else
+		free_slots = img->awaiting ? img->nr_slots - img->nr_used : 0;
 	pthread_mutex_unlock(&img->lock);
 	return free_slots < img->reserve_slots ? free_slots :
 	       img->reserve_slots;
@@ -870,6 +873,7 @@ int tmem_image_acquire(struct tmem_image *img, char *why, size_t why_len)
 	pthread_mutex_lock(&img->lock);
 	img->owned = true;
 	img->frozen = false;
+	img->awaiting = false;
 	pthread_mutex_unlock(&img->lock);
 	swapimg_reserve(img);
 	return 0;
@@ -1142,6 +1146,7 @@ int tmem_image_open(const struct tmem_image_config *cfg,
 	img->stats.slots_total = img->nr_slots;
 	img->owned = !cfg->incoming;
 	img->frozen = cfg->incoming;
+	img->awaiting = cfg->incoming;
 	tmem_mutex_init(&img->lock);
 	pthread_cond_init(&img->idle, NULL);
 	*out = img;

@@ -58,6 +58,7 @@
  *	   punched (swapimg_reset())
  * @frozen: no slot is taken, allocated, trimmed or punched (a migration
  *	    destination before the lock is handed over, a source after)
+ * @awaiting: opened as a migration's destination, the lock not taken yet
  * @taking: slots taken for writes and not committed yet
  * @idle: broadcast when @taking drops to 0 (swapimg_freeze())
  * @held: slots freed during a shared-image migration, not reusable yet
@@ -83,7 +84,7 @@ struct tmem_image {
 	void *report_opaque;
 	struct tmem_store *store;
 	char *path;
-	bool owned, frozen;
+	bool owned, frozen, awaiting;
 	unsigned int taking;
 	pthread_cond_t idle;
 	uint64_t *held, *held_marked;

@@ -758,6 +758,7 @@ static void test_handover(void)
 	struct pair pr;
 	char why[512];
 	unsigned int i;
+	uint64_t cap;
 	int pid, err;
 
 	pair_open_shared(&pr, 4, 32);
@@ -779,9 +780,12 @@ static void test_handover(void)
 	CHECK(strstr(why, image_path) != NULL);
 	REQUIRE(tmem_migration_start(pr.src, pr.mig_flags, &pr.m) == 0);
 	send(&pr, 0);
+	cap = tmem_persistent_capacity(pr.src);
 	tmem_migration_freeze_image(pr.m);
 	send(&pr, 0);
 	REQUIRE(tmem_image_release(pr.img, why, sizeof(why)) == 0);
+	/* a frozen image is no room for credits: nothing may be written */
+	CHECK(tmem_persistent_capacity(pr.src) < cap);
 	/* the destination fails its load after taking the lock */
 	REQUIRE(tmem_image_acquire(pr.dimg, why, sizeof(why)) == 0);
 	CHECK_EQ(tmem_image_acquire(pr.img, why, sizeof(why)),

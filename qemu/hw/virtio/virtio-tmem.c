@@ -2150,6 +2150,10 @@ static void virtio_tmem_register_migration(VirtIOTmem *s)
     qemu_mutex_init(&s->mig_lock);
     register_savevm_live(id, VMSTATE_INSTANCE_ID_ANY, VIRTIO_TMEM_MIG_VERSION,
                          &virtio_tmem_savevm_handlers, s);
+    /*
+     * Priority 0: before the virtio core's handler (the device's depth)
+     * starts ioeventfd, so that no request runs on a frozen image.
+     */
     s->vm_change = qemu_add_vm_change_state_handler(virtio_tmem_vm_change, s);
 }
 

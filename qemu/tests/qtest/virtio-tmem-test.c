@@ -1406,6 +1406,11 @@ static void test_properties(void *obj, void *data, QGuestAllocator *alloc)
     assert_device_add_fails("'swap-image': '/tmp/x', 'swap-image-size': 4097",
                             "swap-image-size=4097");
     assert_device_add_fails("'swap-image-unlink': true", "swap-image=");
+    assert_device_add_fails("'swap-image-shared': true", "swap-image=");
+    assert_device_add_fails("'swap-image': '/tmp/x', "
+                            "'swap-image-shared': true, "
+                            "'swap-image-unlink': true",
+                            "swap-image-unlink=on");
     assert_device_add_fails("'writeback-low': 95", "writeback-low=95");
     assert_device_add_fails("'writeback-high': 0", "writeback-high=0");
 }
