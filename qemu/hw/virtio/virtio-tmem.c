@@ -1367,15 +1367,21 @@ enum {
     VTMEM_REC_SLOT,         /* a written-back page: its slots in the image */
 };
 
+/*
+ * Whether an outgoing stream sends written-back pages as slots of the
+ * shared image: not a snapshot (savevm), whose stream must stand alone
+ * while the image goes on changing under it.
+ */
 static bool virtio_tmem_mig_shared(VirtIOTmem *s)
 {
-    return s->swap_image_shared && s->image;
+    return s->swap_image_shared && s->image &&
+           !runstate_check(RUN_STATE_SAVE_VM);
 }
 
 static unsigned virtio_tmem_mig_flags(VirtIOTmem *s)
 {
     return (s->migrate_ephemeral ? TMEM_MIG_EPHEMERAL : 0) |
-           (virtio_tmem_mig_shared(s) ? TMEM_MIG_SHARED_IMAGE : 0);
+           (s->mig_shared ? TMEM_MIG_SHARED_IMAGE : 0);
 }
 
 static void virtio_tmem_put_key(QEMUFile *f, const struct tmem_mig_record *r,
@@ -1562,6 +1568,7 @@ static int virtio_tmem_save_setup(QEMUFile *f, void *opaque, Error **errp)
                    "at the last reset failed)");
         return -EINVAL;
     }
+    s->mig_shared = virtio_tmem_mig_shared(s);
     ret = tmem_migration_start(s->store, virtio_tmem_mig_flags(s), &s->mig);
     if (ret) {
         qemu_mutex_unlock(&s->mig_lock);
@@ -1589,7 +1596,7 @@ static int virtio_tmem_save_setup(QEMUFile *f, void *opaque, Error **errp)
     qemu_put_be32(f, s->max_pools);
     qemu_put_be64(f, st.kind[TMEM_PERSISTENT].stored_pages);
     qemu_put_be64(f, credits);
-    if (virtio_tmem_mig_shared(s)) {
+    if (s->mig_shared) {
         /* the destination reads written-back pages where they are */
         qemu_put_byte(f, VTMEM_REC_SHARED_IMAGE);
         qemu_put_byte(f, cfg.allocator);
@@ -1618,7 +1625,7 @@ static int virtio_tmem_save_complete(QEMUFile *f, void *opaque)
     char why[512] = "";
     int ret;
 
-    if (virtio_tmem_mig_shared(s)) {
+    if (s->mig_shared) {
         qemu_mutex_lock(&s->mig_lock);
         if (s->mig) {
             tmem_migration_freeze_image(s->mig);

@@ -116,6 +116,7 @@ struct VirtIOTmem {
      * if the load then fails).  Main loop and BQL, or the migration
      * thread with the VM stopped.
      */
+    bool mig_shared;                /* source: this stream sends slots */
     bool image_frozen;
     bool image_incoming;
     bool image_taken;
