@@ -17,7 +17,6 @@
 #include "qapi/error.h"
 #include "qobject/qdict.h"
 #include "qobject/qjson.h"
-#include "qobject/qlist.h"
 #include "libqos/qgraph.h"
 #include "libqos/virtio.h"
 #include "libqos/virtio-tmem.h"
@@ -2366,99 +2365,6 @@ static void test_migration_shared_taken(void *obj, void *data,
     unlink(data);
 }
 
-/* Start a QMP job and wait for its end; assert it did not fail. */
-static void G_GNUC_PRINTF(3, 4) job_run(QTestState *qts, const char *id,
-                                        const char *fmt, ...)
-{
-    gint64 end = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
-    bool done = false;
-    va_list ap;
-    QDict *r;
-
-    va_start(ap, fmt);
-    r = qtest_vqmp(qts, fmt, ap);
-    va_end(ap);
-    g_assert(qdict_haskey(r, "return"));
-    qobject_unref(r);
-    while (!done) {
-        QListEntry *e;
-
-        g_assert(g_get_monotonic_time() < end);
-        g_usleep(10 * 1000);
-        r = qtest_qmp(qts, "{'execute': 'query-jobs'}");
-        QLIST_FOREACH_ENTRY(qdict_get_qlist(r, "return"), e) {
-            QDict *j = qobject_to(QDict, qlist_entry_obj(e));
-
-            if (!strcmp(qdict_get_str(j, "id"), id) &&
-                !strcmp(qdict_get_str(j, "status"), "concluded")) {
-                g_assert(!qdict_haskey(j, "error"));
-                done = true;
-            }
-        }
-        qobject_unref(r);
-    }
-    qtest_qmp_assert_success(qts, "{'execute': 'job-dismiss', "
-                             "'arguments': {'id': %s}}", id);
-}
-
-/*
- * A snapshot (savevm) of a device with swap-image-shared=on stands alone:
- * its written-back pages go as their bytes, not as slots of an image that
- * goes on changing, and the snapshot loads back into the same QEMU.
- */
-static void test_migration_shared_snapshot(void *obj, void *data,
-                                           QGuestAllocator *alloc)
-{
-    g_autofree char *disk = g_strdup_printf("%s/vtmem-qtest-snap-%d.qcow2",
-                                            g_get_tmp_dir(), getpid());
-    uint64_t ram_bytes, sent, records;
-    QTestState *qts;
-    MigTest m;
-    QDict *s;
-
-    mig_begin(&m, obj, alloc, 1500);
-    qts = m.src;
-    s = stats();
-    g_assert_cmpuint(stat_of(s, "swap-image", "pages-in-image"), >, 100);
-    ram_bytes = stat_of(s, "persistent", "compressed-bytes") +
-                stat_of(s, "persistent", "raw-pages") * PAGE;
-    qobject_unref(s);
-
-    /* a qcow2 node to hold the snapshot */
-    job_run(qts, "c0", "{'execute': 'blockdev-create', 'arguments': "
-            "{'job-id': 'c0', 'options': {'driver': 'file', "
-            "'filename': %s, 'size': 0}}}", disk);
-    qtest_qmp_assert_success(qts, "{'execute': 'blockdev-add', 'arguments': "
-                             "{'driver': 'file', 'filename': %s, "
-                             "'node-name': 'snapf'}}", disk);
-    job_run(qts, "c1", "{'execute': 'blockdev-create', 'arguments': "
-            "{'job-id': 'c1', 'options': {'driver': 'qcow2', "
-            "'file': 'snapf', 'size': 1048576}}}");
-    qtest_qmp_assert_success(qts, "{'execute': 'blockdev-add', 'arguments': "
-                             "{'driver': 'qcow2', 'file': 'snapf', "
-                             "'node-name': 'snap'}}");
-
-    job_run(qts, "s0", "{'execute': 'snapshot-save', 'arguments': "
-            "{'job-id': 's0', 'tag': 'vt', 'vmstate': 'snap', "
-            "'devices': ['snap']}}");
-    g_assert(vm_running(qts));
-    s = stats();
-    sent = stat_of(s, "migration", "bytes-sent");
-    records = stat_of(s, "migration", "records");
-    qobject_unref(s);
-    /* the written-back pages went as their bytes */
-    g_assert_cmpuint(sent, >, ram_bytes + records * 80 + 256);
-
-    /* (the rings are as the snapshot has them: no request in between) */
-    job_run(qts, "l0", "{'execute': 'snapshot-load', 'arguments': "
-            "{'job-id': 'l0', 'tag': 'vt', 'vmstate': 'snap', "
-            "'devices': ['snap']}}");
-    mig_check(&m.c, m.per, m.n);
-    mig_end(&m);
-    unlink(disk);
-    unlink(data);
-}
-
 static void register_virtio_tmem_test(void)
 {
     QOSGraphTestOptions small = {
@@ -2481,7 +2387,7 @@ static void register_virtio_tmem_test(void)
         .arg = (void *)"zstd",
     };
     static char writeback_opts[160], zs_writeback_opts[192];
-    static char shared_img[4][128], shared_opts[4][192];
+    static char shared_img[3][128], shared_opts[3][192];
     unsigned i;
     QOSGraphTestOptions writeback = {
         .edge.extra_device_opts = writeback_opts,
@@ -2509,7 +2415,7 @@ static void register_virtio_tmem_test(void)
      * for the credits must come from the load itself.
      */
     /* one image (and so one source QEMU) per test */
-    QOSGraphTestOptions mig_shared[4];
+    QOSGraphTestOptions mig_shared[3];
     QOSGraphTestOptions mig_writeback_late = {
         .edge.extra_device_opts = writeback_opts,
         .before = mig_save_cmdline,
@@ -2595,8 +2501,6 @@ static void register_virtio_tmem_test(void)
                  test_migration_shared_failed, &mig_shared[1]);
     qos_add_test("migration-shared-taken", "virtio-tmem",
                  test_migration_shared_taken, &mig_shared[2]);
-    qos_add_test("migration-shared-snapshot", "virtio-tmem",
-                 test_migration_shared_snapshot, &mig_shared[3]);
     qos_add_test("zsmalloc/round-trip", "virtio-tmem", test_round_trip, &zs);
     qos_add_test("zsmalloc/replace-exclusive-flush", "virtio-tmem",
                  test_replace_exclusive_flush, &zs);
