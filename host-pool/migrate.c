@@ -38,6 +38,15 @@
  * what its key holds when it is made, and the log is untouched, so this
  * only makes the destination drop sooner what it would drop anyway.
  *
+ * With TMEM_MIG_SHARED_IMAGE the destination opens the source's swap image
+ * (shared storage), and a written-back page goes as a reference to its
+ * slots (TMEM_MIG_SLOT) rather than as its bytes.  Writeback is then
+ * logged too, so that the destination's pages end up where the source's
+ * are, and the image holds every slot that falls free until the records
+ * that drop the destination's references to it have gone (see
+ * swapimg.c): a reference the destination holds at switchover is to a
+ * slot the source never rewrote.
+ *
  * The migration itself is single-threaded: its calls must not run
  * concurrently with each other; store ops may run on any thread meanwhile.
  * Lock order as in store.c: pools_lock, then a bucket lock, then
@@ -50,6 +59,7 @@
 #include "hash.h"
 #include "compress.h"
 #include "store_internal.h"
+#include "swapimg.h"
 
 /*
  * Keys one stripe's log holds before it falls back to resending the
@@ -296,6 +306,20 @@ void mig_note(struct tmem_bucket *b, const struct tmem_oid *oid,
 	log->reset = true;
 }
 
+/**
+ * mig_note_moved() - note a page that writeback moved (store_mig_note_moved())
+ * @b: its stripe, locked, with a log
+ * @e: the entry, now in the image
+ *
+ * Only a shared-image stream sends the move (the page goes again, as a
+ * reference): for any other the bytes the destination has are the same.
+ */
+void mig_note_moved(struct tmem_bucket *b, const struct tmem_entry *e)
+{
+	if (b->log->m->flags & TMEM_MIG_SHARED_IMAGE)
+		mig_note(b, &e->obj->oid, e->ri.index, MIG_NOTE_PAGE);
+}
+
 static void batch_free(struct tmem_migration *m)
 {
 	log_bytes_put(m, m->batch_cap);
@@ -455,6 +479,36 @@ static bool pool_current(const struct tmem_migration *m, struct tmem_pool *p,
 
 /* ---- records ---------------------------------------------------------- */
 
+/*
+ * Under the entry's bucket lock: a written-back page as a reference to its
+ * slots in the shared image, which the destination opens too.
+ */
+static void slot_record(struct tmem_migration *m, const struct tmem_entry *e,
+			struct tmem_mig_record *rec)
+{
+	struct tmem_store *s = m->s;
+	uint64_t next;
+
+	rec->form = TMEM_MIG_SLOT;
+	rec->slot = e->where;
+	swapimg_slot_ref(s->image.img, e->where, &rec->csum, &next,
+			 &rec->next_csum);
+	if (e->state == ENTRY_IMAGE_RAW) {
+		rec->compressor = TMEM_COMP_NONE;
+		rec->len = TMEM_PAGE_SIZE;
+	} else {
+		rec->compressor = (uint8_t)s->cfg.compressor;
+		rec->len = e->size;
+		rec->offset = image_offset(e) + s->alloc->obj_hdr(e->size);
+	}
+	if (!image_straddles(s, e)) {
+		next = SWAPIMG_NO_SLOT;
+		rec->next_csum = 0;
+	}
+	rec->next_slot = next == SWAPIMG_NO_SLOT ? TMEM_MIG_NO_SLOT :
+						  (uint32_t)next;
+}
+
 /* Under the entry's bucket lock: the page as stored. */
 static int page_record(struct tmem_migration *m, uint32_t id,
 		       const struct tmem_entry *e, struct tmem_mig_record *rec,
@@ -468,6 +522,11 @@ static int page_record(struct tmem_migration *m, uint32_t id,
 	rec->pool_id = id;
 	rec->oid = e->obj->oid;
 	rec->index = e->ri.index;
+	if ((m->flags & TMEM_MIG_SHARED_IMAGE) &&
+	    (e->state == ENTRY_IMAGE || e->state == ENTRY_IMAGE_RAW)) {
+		slot_record(m, e, rec);
+		return 0;
+	}
 	switch (e->state) {
 	case ENTRY_FILLED:
 		rec->form = TMEM_MIG_FILLED;
@@ -561,7 +620,7 @@ static int walk_next(struct tmem_migration *m, struct tmem_mig_record *rec,
 	if (e) {
 		ret = page_record(m, m->walk.pool, e, rec, buf);
 		m->walk.sent++;
-		m->walk.sent_bytes += rec->len;
+		m->walk.sent_bytes += rec->form == TMEM_MIG_SLOT ? 0 : rec->len;
 	} else {
 		m->walk.kind = WALK_NONE;
 	}
@@ -734,14 +793,16 @@ static int find_work(struct tmem_migration *m, struct tmem_mig_record *rec)
  * tmem_migration_start() - start streaming a store out
  * @s: store (the source)
  * @flags: TMEM_MIG_EPHEMERAL to send the pages of ephemeral pools too
- *	   (their pools are always sent, to keep their ids)
+ *	   (their pools are always sent, to keep their ids);
+ *	   TMEM_MIG_SHARED_IMAGE to send written-back pages as references
+ *	   to the store's swap image, which the destination opens too
  * @out: the migration
  *
  * Nothing is logged until tmem_migration_next() reaches a stripe.  One
  * migration at a time; tmem_migration_end() before tmem_store_destroy().
  *
- * Return: 0, or -TMEM_E_INVAL (bad flags, or a migration is running),
- * -TMEM_E_NOMEM.
+ * Return: 0, or -TMEM_E_INVAL (bad flags, TMEM_MIG_SHARED_IMAGE without
+ * an image, or a migration is running), -TMEM_E_NOMEM.
  */
 int tmem_migration_start(struct tmem_store *s, unsigned int flags,
 			 struct tmem_migration **out)
@@ -750,7 +811,9 @@ int tmem_migration_start(struct tmem_store *s, unsigned int flags,
 	struct tmem_migration *m;
 	int ret = 0;
 
-	if (!s || !out || (flags & ~TMEM_MIG_EPHEMERAL))
+	if (!s || !out ||
+	    (flags & ~(TMEM_MIG_EPHEMERAL | TMEM_MIG_SHARED_IMAGE)) ||
+	    ((flags & TMEM_MIG_SHARED_IMAGE) && !s->image.img))
 		return -TMEM_E_INVAL;
 	m = calloc(1, sizeof(*m));
 	if (!m)
@@ -770,6 +833,8 @@ int tmem_migration_start(struct tmem_store *s, unsigned int flags,
 	pthread_mutex_lock(&s->pools_lock);
 	if (!ret && s->mig)
 		ret = -TMEM_E_INVAL;
+	if (!ret && (flags & TMEM_MIG_SHARED_IMAGE))
+		ret = swapimg_hold_start(s->image.img);
 	if (!ret)
 		s->mig = m;
 	pthread_mutex_unlock(&s->pools_lock);
@@ -798,40 +863,62 @@ int tmem_migration_start(struct tmem_store *s, unsigned int flags,
  * Returning 0 ends a round: nothing is pending now, though ops may change
  * keys later; with the guest stopped it means the destination is equal.
  *
+ * A shared image's slots that fell free before a round ends are reused
+ * only once it has: the records returned until then dropped every
+ * reference the destination had to them (the caller sends each record
+ * before it asks for the next).
+ *
  * Return: 1 with a record, 0 if there is none left now, or -TMEM_E_IO (a
  * written-back page could not be read from the swap image).
  */
 int tmem_migration_next(struct tmem_migration *m, struct tmem_mig_record *rec,
 			uint8_t *buf)
 {
+	bool shared = m->flags & TMEM_MIG_SHARED_IMAGE;
 	int ret;
 
 	for (;;) {
 		memset(rec, 0, sizeof(*rec));
 		if (pools_sync(m, rec) || gone_next(m, rec))
 			return 1;
-		if (m->walk.kind != WALK_NONE)
+		if (m->walk.kind != WALK_NONE) {
 			ret = walk_next(m, rec, buf);
-		else if (m->batch)
+		} else if (m->batch) {
 			ret = batch_next(m, rec, buf);
-		else if (find_work(m, rec) >= 0)
-			ret = rec->type ? 1 : 0;
-		else
-			return pools_sync(m, rec);
+		} else {
+			/* slots freed so far: their flushes are noted by now */
+			if (shared)
+				swapimg_hold_mark(m->s->image.img);
+			if (find_work(m, rec) >= 0) {
+				ret = rec->type ? 1 : 0;
+			} else {
+				if (pools_sync(m, rec))
+					return 1;
+				if (shared)
+					swapimg_hold_release(m->s->image.img,
+							     false);
+				return 0;
+			}
+		}
 		if (ret)
 			return ret;
 	}
 }
 
-/* Data bytes of a stripe's pages, the image's at the mean compressed size. */
-static uint64_t stripe_bytes(const struct bucket_stats *st, uint64_t *mean)
+/*
+ * Data bytes of a stripe's pages, the image's at the mean compressed size
+ * (none when they go as references).
+ */
+static uint64_t stripe_bytes(const struct tmem_migration *m,
+			     const struct bucket_stats *st, uint64_t *mean)
 {
 	uint64_t in_ram = st->stored_pages - st->zero_pages - st->same_pages -
 			  st->raw_pages - st->image_pages;
 
 	*mean = in_ram ? st->compressed_bytes / in_ram : TMEM_PAGE_SIZE / 2;
 	return st->compressed_bytes + st->raw_pages * TMEM_PAGE_SIZE +
-	       st->image_pages * *mean;
+	       (m->flags & TMEM_MIG_SHARED_IMAGE ? 0 :
+		st->image_pages * *mean);
 }
 
 static uint32_t batch_left(const struct tmem_migration *m)
@@ -849,7 +936,7 @@ static void stripe_pending(struct tmem_migration *m, uint32_t at,
 			   struct tmem_mig_pending *pend)
 {
 	const struct mig_log *log = &m->log[at];
-	uint64_t mean, all = stripe_bytes(&b->stats, &mean);
+	uint64_t mean, all = stripe_bytes(m, &b->stats, &mean);
 	uint64_t keys = log->nr, pages = b->stats.stored_pages;
 	const struct mig_walk *w = &m->walk;
 
@@ -906,7 +993,8 @@ void tmem_migration_pending(struct tmem_migration *m,
 					       pend);
 			} else {	/* not described yet: all of it */
 				pend->records += b->stats.stored_pages;
-				pend->bytes += stripe_bytes(&b->stats, &mean);
+				pend->bytes += stripe_bytes(m, &b->stats,
+							    &mean);
 			}
 			pthread_mutex_unlock(&b->lock);
 		}
@@ -942,12 +1030,30 @@ void tmem_migration_end(struct tmem_migration *m)
 	}
 	s->mig = NULL;
 	pthread_mutex_unlock(&s->pools_lock);
+	if (m->flags & TMEM_MIG_SHARED_IMAGE)
+		swapimg_hold_release(s->image.img, true);
 	batch_free(m);
 	pthread_mutex_destroy(&m->gone_lock);
 	free(m->gone);
 	free(m->pool);
 	free(m->log);
 	free(m);
+}
+
+/**
+ * tmem_migration_freeze_image() - stop writeback for the switchover
+ * @m: a TMEM_MIG_SHARED_IMAGE migration, the guest stopped
+ *
+ * Called before the last tmem_migration_next() round: no page moves to
+ * the image from now on, and those under way are done (and logged), so
+ * that the last round leaves the destination's references equal to the
+ * source's pages.  tmem_image_release() then hands the image over;
+ * tmem_image_acquire() undoes both (the source going on).
+ */
+void tmem_migration_freeze_image(struct tmem_migration *m)
+{
+	swapimg_freeze(m->s->image.img);
+	store_writeback_wait_idle(m->s);
 }
 
 /* ---- destination ------------------------------------------------------ */
@@ -985,6 +1091,72 @@ static int install_page_data(const struct tmem_store *s,
 	return -TMEM_E_INVAL;
 }
 
+/*
+ * A TMEM_MIG_SLOT record as the entry that will reference it: the slot,
+ * the unit object's place in it (16-byte units) and whether the page
+ * straddles into the next slot must be what this store's allocator makes
+ * of them, as they were on the source.
+ */
+static int install_slot_data(const struct tmem_store *s,
+			     const struct tmem_mig_record *rec,
+			     struct page_data *pd)
+{
+	unsigned int hdr, obj;
+	bool straddles;
+
+	memset(pd, 0, sizeof(*pd));
+	pd->pattern = rec->slot;
+	pd->size = rec->len;
+	if (rec->compressor == TMEM_COMP_NONE) {
+		pd->state = ENTRY_IMAGE_RAW;
+		return rec->len == TMEM_PAGE_SIZE && !rec->offset &&
+		       rec->next_slot == TMEM_MIG_NO_SLOT ? 0 : -TMEM_E_INVAL;
+	}
+	pd->state = ENTRY_IMAGE;
+	if (rec->compressor != s->cfg.compressor || !rec->len ||
+	    rec->len > s->cfg.max_compressed)
+		return -TMEM_E_INVAL;
+	hdr = s->alloc->obj_hdr(rec->len);
+	if (rec->offset < hdr || rec->offset - hdr >= TMEM_PAGE_SIZE ||
+	    (rec->offset - hdr) % (1u << IMAGE_OFFSET_SHIFT))
+		return -TMEM_E_INVAL;
+	obj = rec->offset - hdr;
+	pd->buddy = (uint8_t)(obj >> IMAGE_OFFSET_SHIFT);
+	straddles = obj + s->alloc->obj_bytes(rec->len) > TMEM_PAGE_SIZE;
+	return straddles == (rec->next_slot != TMEM_MIG_NO_SLOT) ? 0 :
+	       -TMEM_E_INVAL;
+}
+
+/*
+ * A written-back page by reference: count it in its slots, then make the
+ * entry that points at them, uncounting it if that fails.  The image is
+ * the source's file, frozen until the switchover; nothing is read.
+ */
+static int install_slot(struct tmem_store *s, struct tmem_pool *p,
+			const struct tmem_mig_record *rec)
+{
+	uint64_t next = rec->next_slot == TMEM_MIG_NO_SLOT ? SWAPIMG_NO_SLOT :
+							     rec->next_slot;
+	struct tmem_image *img = s->image.img;
+	struct page_data pd;
+	bool replaced;
+	int ret;
+
+	if (!img || pool_kind(p) != TMEM_PERSISTENT)
+		return -TMEM_E_INVAL;
+	ret = install_slot_data(s, rec, &pd);
+	if (!ret)
+		ret = swapimg_import_slot(img, rec->slot, rec->csum, next,
+					  rec->next_csum);
+	if (ret)
+		return ret;
+	ret = store_put_data(s, p, TMEM_PERSISTENT, &rec->oid, rec->index,
+			     &pd, &replaced);
+	if (ret)
+		swapimg_page_put(img, rec->slot, next != SWAPIMG_NO_SLOT);
+	return ret;
+}
+
 static int install_page(struct tmem_store *s,
 			const struct tmem_mig_record *rec, const void *data)
 {
@@ -996,6 +1168,8 @@ static int install_page(struct tmem_store *s,
 
 	if (!p)
 		return -TMEM_E_BAD_POOL;
+	if (rec->form == TMEM_MIG_SLOT)
+		return install_slot(s, p, rec);
 	kind = pool_kind(p);
 	ret = install_page_data(s, rec, data, &pd);
 	if (!ret)
@@ -1052,9 +1226,16 @@ static int install_flush_bucket(struct tmem_store *s,
  * ephemeral page that finds no room is dropped instead, with any older
  * page at its key, and the call succeeds.
  *
+ * A TMEM_MIG_SLOT page (a shared-image stream) must fit this store's
+ * image, allocator and compressor; it is counted in its slots, with their
+ * checksums, and read only when the guest gets it (after
+ * tmem_image_acquire()).
+ *
  * Return: 0, or -TMEM_E_INVAL (malformed record, compressor not this
  * store's, compressed bytes longer than its max_compressed, pool
- * descriptor in conflict), -TMEM_E_IO (compressed bytes that
+ * descriptor in conflict, a slot reference without an image, out of its
+ * range or in conflict with the slot's other pages), -TMEM_E_IO
+ * (compressed bytes that
  * do not decompress to a page), -TMEM_E_BAD_POOL, -TMEM_E_FULL (no room:
  * nothing was touched), -TMEM_E_NO_POOLS, -TMEM_E_NOMEM.
  */

@@ -573,6 +573,12 @@ static struct tmem_entry *entry_new(struct tmem_store *s, struct op *op,
 		e->where = pd->pattern;
 		return e;
 	}
+	if (pd->state == ENTRY_IMAGE || pd->state == ENTRY_IMAGE_RAW) {
+		e->where = pd->pattern;	/* counted in its slots by the caller */
+		e->buddy = pd->buddy;
+		e->size = (uint16_t)pd->size;
+		return e;
+	}
 	settle = old || !radix_nodes_needed(&obj->root, index);
 	pthread_mutex_lock(&s->zbud.lock);
 	if (old && entry_has_frame(old)) {
@@ -719,7 +725,7 @@ int store_put_data(struct tmem_store *s, struct tmem_pool *p,
 	struct op op;
 	int ret;
 
-	if (pd->state == ENTRY_FILLED)
+	if (pd->state != ENTRY_COMPRESSED && pd->state != ENTRY_RAW)
 		need -= (uint64_t)s->alloc->span_frames_max * TMEM_PAGE_SIZE;
 	ret = store_reserve_room(s, kind, need);
 	if (ret)

@@ -340,17 +340,37 @@ static inline bool entry_has_frame(const struct tmem_entry *e)
 
 /**
  * struct page_data - a page ready to be stored
- * @state: ENTRY_COMPRESSED, ENTRY_RAW or ENTRY_FILLED
+ * @state: ENTRY_COMPRESSED, ENTRY_RAW, ENTRY_FILLED, or ENTRY_IMAGE and
+ *	   ENTRY_IMAGE_RAW (a migration's reference into a shared image,
+ *	   whose slots tmem_install() counted already)
  * @data: bytes to copy into the frame (compressed or raw)
  * @size: their length
- * @pattern: fill word (ENTRY_FILLED)
+ * @pattern: fill word (ENTRY_FILLED), image slot (ENTRY_IMAGE*)
+ * @buddy: where the page starts in its slot, in 16-byte units
  */
 struct page_data {
 	enum entry_state state;
 	const uint8_t *data;
 	unsigned int size;
 	uint32_t pattern;
+	uint8_t buddy;
 };
+
+#define IMAGE_OFFSET_SHIFT	4	/* an entry's offset in its slot / 16 */
+
+/* Where a written-back page's unit object starts in its slot. */
+static inline unsigned int image_offset(const struct tmem_entry *e)
+{
+	return (unsigned int)e->buddy << IMAGE_OFFSET_SHIFT;
+}
+
+/* Whether a written-back page goes on into its slot's next one. */
+static inline bool image_straddles(const struct tmem_store *s,
+				   const struct tmem_entry *e)
+{
+	return e->state == ENTRY_IMAGE &&
+	       image_offset(e) + s->alloc->obj_bytes(e->size) > TMEM_PAGE_SIZE;
+}
 
 /* What a migration change log records (migrate.c). */
 enum mig_note {
@@ -393,6 +413,16 @@ static inline void store_mig_note_bucket(struct tmem_bucket *b)
 {
 	if (__builtin_expect(b->log != NULL, 0))
 		mig_note(b, NULL, 0, MIG_NOTE_BUCKET);
+}
+
+void mig_note_moved(struct tmem_bucket *b, const struct tmem_entry *e);
+
+/* Writeback moved @e to the image (only a shared-image stream cares). */
+static inline void store_mig_note_moved(struct tmem_bucket *b,
+					const struct tmem_entry *e)
+{
+	if (__builtin_expect(b->log != NULL, 0))
+		mig_note_moved(b, e);
 }
 
 /* store.c */

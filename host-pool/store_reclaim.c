@@ -416,21 +416,6 @@ uint64_t tmem_compact(struct tmem_store *s)
  * be freed right away.
  */
 
-#define IMAGE_OFFSET_SHIFT	4	/* an entry's offset in its slot / 16 */
-
-static unsigned int image_offset(const struct tmem_entry *e)
-{
-	return (unsigned int)e->buddy << IMAGE_OFFSET_SHIFT;
-}
-
-/* Whether a written-back page goes on into its slot's next one. */
-static bool image_straddles(const struct tmem_store *s,
-			    const struct tmem_entry *e)
-{
-	return e->state == ENTRY_IMAGE &&
-	       image_offset(e) + s->alloc->obj_bytes(e->size) > TMEM_PAGE_SIZE;
-}
-
 /**
  * store_image_put() - give a written-back page's place in the image back
  * @s: store with an image
@@ -564,6 +549,7 @@ static void wb_owner(struct tmem_store *s, const struct reclaim *r,
 	e->where = (uint32_t)w->slot[off / TMEM_PAGE_SIZE];
 	e->buddy = (uint8_t)((off % TMEM_PAGE_SIZE) >> IMAGE_OFFSET_SHIFT);
 	store_entry_account(b, e, 1);
+	store_mig_note_moved(b, e);
 	w->moved++;
 }
 

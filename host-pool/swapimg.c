@@ -11,6 +11,18 @@
  * blocks out once more than twice the reserve is backed and free, so that
  * a steady swap load does not allocate and punch the same blocks over and
  * over.
+ *
+ * Shared storage (a migration whose destination opens the same file): the
+ * image of a destination is frozen, neither written, allocated nor
+ * punched, until the source hands the file's lock over at switchover
+ * (tmem_image_release(), tmem_image_acquire()), and only the holder of the
+ * lock ever punches it.  Written-back pages travel as references to their
+ * slots (swapimg_import_slot()); while that migration runs, a slot that
+ * falls free on the source is held, not reused, until the records that
+ * drop every reference the destination may have to it are sent
+ * (swapimg_hold_mark()): a slot is then never rewritten under a reference
+ * the destination still holds, and the destination's page counts stay
+ * those of one content per slot.
  */
 #define _GNU_SOURCE 1
 #include <errno.h>
@@ -239,7 +251,7 @@ void swapimg_reserve(struct tmem_image *img)
 
 	pthread_mutex_lock(&img->lock);
 	free_slots = free_backed_locked(img);
-	if (free_slots < img->reserve_slots / 2 + 1)
+	if (!img->frozen && free_slots < img->reserve_slots / 2 + 1)
 		back_free_slots_locked(img, img->reserve_slots - free_slots);
 	pthread_mutex_unlock(&img->lock);
 }
@@ -249,8 +261,13 @@ void swapimg_reserve(struct tmem_image *img)
  * @img: image
  *
  * Those beyond the reserve are not counted: swapimg_trim() may give them
- * back at any time, and credits counted on them would outlive them.  No
- * system call: the caller may hold zbud->lock.
+ * back at any time, and credits counted on them would outlive them.  A
+ * frozen image counts none (nothing may be written), except one waiting
+ * for its lock as a migration's destination: it counts the free slots it
+ * will allocate once it has it, as tmem_image_acquire() does, and the
+ * destination checks its credits again after that
+ * (tmem_install_check_room()).  No system call: the caller may hold
+ * zbud->lock.
  *
  * Return: backed free slots, at most the reserve.
  */
@@ -259,7 +276,10 @@ uint64_t swapimg_credit_slots(struct tmem_image *img)
 	uint64_t free_slots;
 
 	pthread_mutex_lock(&img->lock);
-	free_slots = free_backed_locked(img);
+	if (!img->frozen)
+		free_slots = free_backed_locked(img);
+	else
+		free_slots = img->awaiting ? img->nr_slots - img->nr_used : 0;
 	pthread_mutex_unlock(&img->lock);
 	return free_slots < img->reserve_slots ? free_slots :
 	       img->reserve_slots;
@@ -278,6 +298,7 @@ static void slot_take_locked(struct tmem_image *img, uint64_t slot)
 {
 	bit_set(img->used, slot);
 	img->nr_used++;
+	img->taking++;
 	img->live[slot] = 0;
 	img->next[slot] = SWAPIMG_NO_NEXT;
 }
@@ -295,7 +316,7 @@ uint64_t swapimg_slot_take_backed(struct tmem_image *img)
 	uint64_t slot;
 
 	pthread_mutex_lock(&img->lock);
-	slot = find_backed_free_locked(img);
+	slot = img->frozen ? SWAPIMG_NO_SLOT : find_backed_free_locked(img);
 	if (slot != SWAPIMG_NO_SLOT)
 		slot_take_locked(img, slot);
 	pthread_mutex_unlock(&img->lock);
@@ -308,14 +329,18 @@ uint64_t swapimg_slot_take_backed(struct tmem_image *img)
  *
  * Prefers an allocated slot; else allocates one (fallocate()).
  *
- * Return: the slot, or SWAPIMG_NO_SLOT when the image is full or its file
- * cannot grow.
+ * Return: the slot, or SWAPIMG_NO_SLOT when the image is full, frozen or
+ * its file cannot grow.
  */
 uint64_t swapimg_slot_get(struct tmem_image *img)
 {
 	uint64_t slot;
 
 	pthread_mutex_lock(&img->lock);
+	if (img->frozen) {
+		pthread_mutex_unlock(&img->lock);
+		return SWAPIMG_NO_SLOT;
+	}
 	slot = find_backed_free_locked(img);
 	if (slot == SWAPIMG_NO_SLOT) {
 		slot = find_free_locked(img, false);
@@ -376,7 +401,8 @@ uint64_t swapimg_trim(struct tmem_image *img)
 
 		pthread_mutex_lock(&img->lock);
 		excess = free_backed_locked(img);
-		if (excess <= (done ? 1 : 2) * img->reserve_slots) {
+		if (img->frozen ||
+		    excess <= (done ? 1 : 2) * img->reserve_slots) {
 			pthread_mutex_unlock(&img->lock);
 			return done;
 		}
@@ -427,13 +453,25 @@ void swapimg_slot_commit(struct tmem_image *img, uint64_t slot, uint32_t csum,
 						   (uint32_t)next;
 	if (!live)
 		slot_free_locked(img, slot);
+	if (!--img->taking)
+		pthread_cond_broadcast(&img->idle);
 	pthread_mutex_unlock(&img->lock);
 }
 
+/*
+ * A slot whose last page went is free again, unless a shared-image
+ * migration holds it: the destination may still reference it.
+ */
 static void page_put_locked(struct tmem_image *img, uint64_t slot)
 {
-	if (!--img->live[slot])
-		slot_free_locked(img, slot);
+	if (--img->live[slot])
+		return;
+	if (img->held) {
+		bit_set(img->held, slot);
+		img->nr_held++;
+		return;
+	}
+	slot_free_locked(img, slot);
 }
 
 /**
@@ -522,19 +560,28 @@ int swapimg_read(struct tmem_image *img, uint64_t slot, uint8_t *frame)
 /**
  * swapimg_reset() - forget every slot and give the blocks back
  * @img: image (its store is gone or empty)
+ *
+ * The blocks are punched out only by the holder of the file's lock: a
+ * migration's destination that never got it, or a source that handed it
+ * over, leaves the file as it is (the other side's pages are in it).
  */
 void swapimg_reset(struct tmem_image *img)
 {
+	bool owned;
+
+	swapimg_hold_release(img, true);
 	pthread_mutex_lock(&img->lock);
 	memset(img->used, 0, nr_words(img) * sizeof(uint64_t));
 	memset(img->backed, 0, nr_words(img) * sizeof(uint64_t));
 	memset(img->live, 0, img->nr_slots);
 	img->nr_used = img->nr_backed = 0;
 	img->cursor = 0;
+	owned = img->owned;
 	pthread_mutex_unlock(&img->lock);
-	img->io.fallocate(img->io.opaque, img->fd,
-			  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
-			  img->nr_slots * TMEM_PAGE_SIZE);
+	if (owned)
+		img->io.fallocate(img->io.opaque, img->fd,
+				  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				  0, img->nr_slots * TMEM_PAGE_SIZE);
 }
 
 /**
@@ -600,6 +647,270 @@ void swapimg_stats(struct tmem_image *img, struct tmem_image_stats *st)
 	st->slots_total = img->nr_slots;
 	st->bytes_allocated = img->nr_backed * TMEM_PAGE_SIZE;
 	pthread_mutex_unlock(&img->lock);
+}
+
+/* ---- shared storage: migration by reference --------------------------- */
+
+/**
+ * swapimg_slot_ref() - what a reference to a live slot carries
+ * @img: image
+ * @slot: a slot with a live page the caller owns (its bucket is locked)
+ * @csum: set to the slot's checksum
+ * @next: set to the slot holding the bytes after it, or SWAPIMG_NO_SLOT
+ * @next_csum: set to that slot's checksum (0 without one)
+ */
+void swapimg_slot_ref(struct tmem_image *img, uint64_t slot, uint32_t *csum,
+		      uint64_t *next, uint32_t *next_csum)
+{
+	pthread_mutex_lock(&img->lock);
+	*csum = img->csum[slot];
+	*next = img->next[slot] == SWAPIMG_NO_NEXT ? SWAPIMG_NO_SLOT :
+						    img->next[slot];
+	*next_csum = *next == SWAPIMG_NO_SLOT ? 0 : img->csum[*next];
+	pthread_mutex_unlock(&img->lock);
+}
+
+/* Whether @slot may take one more page of content @csum, after @next. */
+static bool import_fits_locked(const struct tmem_image *img, uint64_t slot,
+			       uint32_t csum, uint64_t next)
+{
+	if (slot >= img->nr_slots)
+		return false;
+	if (!bit_test(img->used, slot))
+		return true;
+	/* one content per slot: the source never rewrites a referenced one */
+	return img->csum[slot] == csum && img->live[slot] < UINT8_MAX &&
+	       (next == SWAPIMG_NO_SLOT || img->next[slot] == SWAPIMG_NO_NEXT ||
+		img->next[slot] == next);
+}
+
+static void import_one_locked(struct tmem_image *img, uint64_t slot,
+			      uint32_t csum, uint64_t next)
+{
+	if (!bit_test(img->used, slot)) {
+		bit_set(img->used, slot);
+		img->nr_used++;
+		img->live[slot] = 0;
+		img->next[slot] = SWAPIMG_NO_NEXT;
+		img->csum[slot] = csum;
+	}
+	if (!bit_test(img->backed, slot)) {
+		bit_set(img->backed, slot);
+		img->nr_backed++;
+	}
+	if (next != SWAPIMG_NO_SLOT)
+		img->next[slot] = (uint32_t)next;
+	img->live[slot]++;
+}
+
+/**
+ * swapimg_import_slot() - count a page that a migration source wrote back
+ * @img: the destination's image, opened on the source's file
+ * @slot: the slot the page's bytes start in
+ * @csum: its checksum on the source
+ * @next: the slot they go on into, or SWAPIMG_NO_SLOT
+ * @next_csum: that slot's checksum
+ *
+ * Marks the slots used and allocated, counts the page in each and records
+ * their checksums (each later read is checked against them) and the chain.
+ * Undone by swapimg_page_put().  A slot already counted must have the
+ * same checksum (and chain): the source holds a slot until every
+ * reference to its old content is dropped, so a mismatch is a corrupt
+ * stream.
+ *
+ * Return: 0, or -TMEM_E_INVAL (slot out of range, a chain onto itself,
+ * checksum or chain in conflict with the slot's pages already counted,
+ * or 255 pages in a slot).
+ */
+int swapimg_import_slot(struct tmem_image *img, uint64_t slot, uint32_t csum,
+			uint64_t next, uint32_t next_csum)
+{
+	int ret = -TMEM_E_INVAL;
+
+	pthread_mutex_lock(&img->lock);
+	if (slot != next && import_fits_locked(img, slot, csum, next) &&
+	    (next == SWAPIMG_NO_SLOT ||
+	     import_fits_locked(img, next, next_csum, SWAPIMG_NO_SLOT))) {
+		import_one_locked(img, slot, csum, next);
+		if (next != SWAPIMG_NO_SLOT)
+			import_one_locked(img, next, next_csum,
+					  SWAPIMG_NO_SLOT);
+		ret = 0;
+	}
+	pthread_mutex_unlock(&img->lock);
+	return ret;
+}
+
+/**
+ * swapimg_freeze() - stop every write to the image, and wait for those
+ *		      under way
+ * @img: image
+ *
+ * From now on no slot is taken, allocated or trimmed; the call returns
+ * once every slot taken before has been committed.  The caller holds no
+ * store lock.  Undone by tmem_image_acquire().
+ */
+void swapimg_freeze(struct tmem_image *img)
+{
+	pthread_mutex_lock(&img->lock);
+	img->frozen = true;
+	while (img->taking)
+		pthread_cond_wait(&img->idle, &img->lock);
+	pthread_mutex_unlock(&img->lock);
+}
+
+/**
+ * swapimg_hold_start() - hold the slots that fall free from now on
+ * @img: image of a store that starts a shared-image migration
+ *
+ * Return: 0, or -TMEM_E_NOMEM.
+ */
+int swapimg_hold_start(struct tmem_image *img)
+{
+	uint64_t *held = calloc(nr_words(img), sizeof(uint64_t));
+	uint64_t *marked = calloc(nr_words(img), sizeof(uint64_t));
+
+	if (!held || !marked) {
+		free(held);
+		free(marked);
+		return -TMEM_E_NOMEM;
+	}
+	pthread_mutex_lock(&img->lock);
+	img->held = held;
+	img->held_marked = marked;
+	pthread_mutex_unlock(&img->lock);
+	return 0;
+}
+
+/**
+ * swapimg_hold_mark() - note which slots are held now
+ * @img: image
+ *
+ * A later swapimg_hold_release() frees these, and only these.
+ */
+void swapimg_hold_mark(struct tmem_image *img)
+{
+	uint64_t w;
+
+	pthread_mutex_lock(&img->lock);
+	for (w = 0; img->nr_held && w < nr_words(img); w++) {
+		img->held_marked[w] |= img->held[w];
+		img->held[w] = 0;
+	}
+	img->nr_marked += img->nr_held;
+	img->nr_held = 0;
+	pthread_mutex_unlock(&img->lock);
+}
+
+static void hold_free_locked(struct tmem_image *img, uint64_t *map)
+{
+	uint64_t w;
+
+	for (w = 0; w < nr_words(img); w++) {
+		while (map[w]) {
+			slot_free_locked(img, w * WORD_BITS +
+					 (uint64_t)__builtin_ctzll(map[w]));
+			map[w] &= map[w] - 1;
+		}
+	}
+}
+
+/**
+ * swapimg_hold_release() - free held slots
+ * @img: image
+ * @all: every held slot, and stop holding; else those of the last
+ *	 swapimg_hold_mark()
+ */
+void swapimg_hold_release(struct tmem_image *img, bool all)
+{
+	uint64_t *held, *marked;
+
+	pthread_mutex_lock(&img->lock);
+	if (img->held_marked && img->nr_marked)
+		hold_free_locked(img, img->held_marked);
+	img->nr_marked = 0;
+	held = img->held;
+	marked = img->held_marked;
+	if (all && held) {
+		hold_free_locked(img, held);
+		img->nr_held = 0;
+		img->held = img->held_marked = NULL;
+	}
+	pthread_mutex_unlock(&img->lock);
+	if (all) {
+		free(held);
+		free(marked);
+	}
+}
+
+/**
+ * tmem_image_acquire() - take the image's lock and let writes resume
+ * @img: image opened with @incoming (a migration destination), or frozen
+ *	 by a migration (a source going on after a failed one)
+ * @why: if not NULL, where to say why it failed, naming the path
+ * @why_len: size of @why
+ *
+ * Tops the allocated reserve up once writes may resume.  The caller holds
+ * no store lock.
+ *
+ * Return: 0, or -TMEM_E_IMAGE (another process holds the lock: the image
+ * stays frozen).
+ */
+int tmem_image_acquire(struct tmem_image *img, char *why, size_t why_len)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	int err = 0;
+
+	if (fcntl(img->fd, F_OFD_SETLK, &fl))
+		err = errno;
+	if (err) {
+		if (why && why_len)
+			snprintf(why, why_len, "Failed to get \"write\" lock: "
+				 "is another process using the swap image "
+				 "'%s'? (%s)", img->path, strerror(err));
+		return -TMEM_E_IMAGE;
+	}
+	pthread_mutex_lock(&img->lock);
+	img->owned = true;
+	img->frozen = false;
+	img->awaiting = false;
+	pthread_mutex_unlock(&img->lock);
+	swapimg_reserve(img);
+	return 0;
+}
+
+/**
+ * tmem_image_release() - hand the image over: sync it and drop its lock
+ * @img: image, frozen (swapimg_freeze(): a source at switchover) or never
+ *	 written (a destination giving a failed load up)
+ * @why: if not NULL, where to say why it failed, naming the path
+ * @why_len: size of @why
+ *
+ * Every slot written is on stable storage before another process may
+ * take the lock and read it.  The image stays frozen, and closing it no
+ * longer punches the file.
+ *
+ * Return: 0, or -TMEM_E_IMAGE (the sync failed: the lock is kept).
+ */
+int tmem_image_release(struct tmem_image *img, char *why, size_t why_len)
+{
+	struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET };
+
+	pthread_mutex_lock(&img->lock);
+	img->frozen = true;
+	pthread_mutex_unlock(&img->lock);
+	if (fdatasync(img->fd)) {
+		if (why && why_len)
+			snprintf(why, why_len, "cannot sync swap image '%s': "
+				 "%s", img->path, strerror(errno));
+		return -TMEM_E_IMAGE;
+	}
+	pthread_mutex_lock(&img->lock);
+	img->owned = false;
+	pthread_mutex_unlock(&img->lock);
+	/* an OFD lock: dropping it cannot fail on a valid descriptor */
+	fcntl(img->fd, F_OFD_SETLK, &fl);
+	return 0;
 }
 
 /* ---- open and close ---------------------------------------------------- */
@@ -683,6 +994,42 @@ static int image_file_lock(const struct tmem_image_config *cfg, int fd,
 	return -1;
 }
 
+/*
+ * A migration destination's image is the source's file: open it as it is,
+ * without the lock (the source holds it until switchover).  The source
+ * made it 0600; a file anyone else could read is refused.
+ */
+static int image_file_open_incoming(const struct tmem_image_config *cfg,
+				    int *os_errno)
+{
+	int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK;
+	struct stat st;
+	int fd, fl;
+
+	if (cfg->direct)
+		flags |= O_DIRECT;
+	fd = open(cfg->path, flags);
+	if (fd < 0)
+		return image_open_fail(cfg, -1, os_errno, errno,
+				       "cannot open shared swap image '%s'",
+				       cfg->path);
+	fd = image_file_check(cfg, fd, os_errno);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) || (st.st_mode & 077))
+		return image_open_fail(cfg, fd, os_errno, 0,
+				       "shared swap image '%s' is readable "
+				       "by others (mode %04o, want 0600)",
+				       cfg->path, (unsigned int)st.st_mode &
+				       07777);
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK))
+		return image_open_fail(cfg, fd, os_errno, errno,
+				       "cannot set up swap image '%s'",
+				       cfg->path);
+	return fd;
+}
+
 static int image_file_open(const struct tmem_image_config *cfg, int *os_errno)
 {
 	/* O_NONBLOCK: opening a FIFO or device must not wait or act */
@@ -727,6 +1074,7 @@ static int image_file_open(const struct tmem_image_config *cfg, int *os_errno)
 static bool image_config_valid(const struct tmem_image_config *cfg)
 {
 	return cfg->path && cfg->path[0] &&
+	       !(cfg->incoming && cfg->unlink_path) &&
 	       cfg->size_bytes >= TMEM_MIN_IMAGE &&
 	       cfg->size_bytes <= TMEM_MAX_IMAGE &&
 	       !(cfg->size_bytes % TMEM_PAGE_SIZE) &&
@@ -742,7 +1090,10 @@ static bool image_config_valid(const struct tmem_image_config *cfg)
  *
  * Refuses a file that is not regular or has other hard links, and one that
  * another open image holds (an open file description lock on the whole
- * file, kept until tmem_image_close()); makes the file mode 0600.  On
+ * file, kept until tmem_image_close()); makes the file mode 0600.  With
+ * @cfg->incoming the file must exist and be mode 0600 already; it is
+ * opened as it is, without the lock, and the image is frozen (nothing is
+ * written, allocated or punched) until tmem_image_acquire().  On
  * TMEM_E_IMAGE, @cfg->why says what failed, naming the path.
  *
  * Host memory: 17 bytes per slot (bitmaps, checksum, page count, next
@@ -775,13 +1126,15 @@ int tmem_image_open(const struct tmem_image_config *cfg,
 	img->csum = calloc(img->nr_slots, sizeof(uint32_t));
 	img->live = calloc(img->nr_slots, 1);
 	img->next = calloc(img->nr_slots, sizeof(uint32_t));
+	img->path = strdup(cfg->path);
 	img->fd = -1;
 	if (!img->used || !img->backed || !img->csum || !img->live ||
-	    !img->next) {
+	    !img->next || !img->path) {
 		tmem_image_close(img);
 		return -TMEM_E_NOMEM;
 	}
-	img->fd = image_file_open(cfg, os_errno);
+	img->fd = cfg->incoming ? image_file_open_incoming(cfg, os_errno) :
+				  image_file_open(cfg, os_errno);
 	if (img->fd < 0) {
 		tmem_image_close(img);
 		return -TMEM_E_IMAGE;
@@ -791,7 +1144,11 @@ int tmem_image_open(const struct tmem_image_config *cfg,
 	img->report = cfg->report;
 	img->report_opaque = cfg->report_opaque;
 	img->stats.slots_total = img->nr_slots;
+	img->owned = !cfg->incoming;
+	img->frozen = cfg->incoming;
+	img->awaiting = cfg->incoming;
 	tmem_mutex_init(&img->lock);
+	pthread_cond_init(&img->idle, NULL);
 	*out = img;
 	return 0;
 }
@@ -801,7 +1158,8 @@ int tmem_image_open(const struct tmem_image_config *cfg,
  * @img: image (NULL is ignored); its store must be destroyed first
  *
  * The file stays (unless it was unlinked at open), with its blocks given
- * back.
+ * back if the image holds its lock (else untouched: see
+ * tmem_image_release()).
  */
 void tmem_image_close(struct tmem_image *img)
 {
@@ -810,8 +1168,10 @@ void tmem_image_close(struct tmem_image *img)
 	if (img->fd >= 0) {
 		swapimg_reset(img);
 		close(img->fd);
+		pthread_cond_destroy(&img->idle);
 		pthread_mutex_destroy(&img->lock);
 	}
+	free(img->path);
 	free(img->used);
 	free(img->backed);
 	free(img->csum);

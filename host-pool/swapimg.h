@@ -53,6 +53,18 @@
  * @report: error callback (see struct tmem_image_config)
  * @report_opaque: its argument
  * @store: the store the image is attached to, or NULL
+ * @path: the file's name, for messages (tmem_image_acquire())
+ * @owned: this image holds the file's lock; only then is the file
+ *	   punched (swapimg_reset())
+ * @frozen: no slot is taken, allocated, trimmed or punched (a migration
+ *	    destination before the lock is handed over, a source after)
+ * @awaiting: opened as a migration's destination, the lock not taken yet
+ * @taking: slots taken for writes and not committed yet
+ * @idle: broadcast when @taking drops to 0 (swapimg_freeze())
+ * @held: slots freed during a shared-image migration, not reusable yet
+ * @held_marked: of them, those freed before swapimg_hold_mark()
+ * @nr_held: slots set in @held
+ * @nr_marked: slots set in @held_marked
  * @stats: counters (see struct tmem_image_stats)
  */
 struct tmem_image {
@@ -71,6 +83,12 @@ struct tmem_image {
 	void (*report)(void *opaque, const char *op, uint64_t offset, int err);
 	void *report_opaque;
 	struct tmem_store *store;
+	char *path;
+	bool owned, frozen, awaiting;
+	unsigned int taking;
+	pthread_cond_t idle;
+	uint64_t *held, *held_marked;
+	uint64_t nr_held, nr_marked;
 	struct tmem_image_stats stats;
 };
 
@@ -91,6 +109,14 @@ int swapimg_attach(struct tmem_image *img, struct tmem_store *store,
 		   uint64_t reserve_slots);
 void swapimg_detach(struct tmem_image *img);
 uint64_t swapimg_reserve_slots(const struct tmem_image *img);
+void swapimg_slot_ref(struct tmem_image *img, uint64_t slot, uint32_t *csum,
+		      uint64_t *next, uint32_t *next_csum);
+int swapimg_import_slot(struct tmem_image *img, uint64_t slot, uint32_t csum,
+			uint64_t next, uint32_t next_csum);
+void swapimg_freeze(struct tmem_image *img);
+int swapimg_hold_start(struct tmem_image *img);
+void swapimg_hold_mark(struct tmem_image *img);
+void swapimg_hold_release(struct tmem_image *img, bool all);
 void swapimg_stats(struct tmem_image *img, struct tmem_image_stats *st);
 
 #endif /* TMEM_SWAPIMG_H */

@@ -306,6 +306,9 @@ struct tmem_image_io {
  * @reserve_bytes: image space kept allocated ahead for credits (0: as much
  *		   as the store's limit)
  * @unlink_path: remove @path once open (nothing left behind on exit)
+ * @incoming: @path is the image of a migration source that shares it
+ *	      (shared storage): open it as it is, frozen and without its
+ *	      lock, until tmem_image_acquire(); not with @unlink_path
  * @direct: open with O_DIRECT (bypass the host page cache)
  * @io: I/O layer, or NULL for the system calls
  * @report: if not NULL, called on every failed write, read, checksum or
@@ -324,6 +327,7 @@ struct tmem_image_config {
 	uint64_t size_bytes;
 	uint64_t reserve_bytes;
 	bool unlink_path;
+	bool incoming;
 	bool direct;
 	const struct tmem_image_io *io;
 	void (*report)(void *opaque, const char *op, uint64_t offset, int err);
@@ -339,6 +343,8 @@ int tmem_image_open(const struct tmem_image_config *cfg,
 		    struct tmem_image **out, int *os_errno);
 void tmem_image_close(struct tmem_image *img);
 int tmem_store_attach_image(struct tmem_store *s, struct tmem_image *img);
+int tmem_image_acquire(struct tmem_image *img, char *why, size_t why_len);
+int tmem_image_release(struct tmem_image *img, char *why, size_t why_len);
 
 int tmem_new_pool(struct tmem_store *s, unsigned int flags,
 		  const struct tmem_uuid *uuid);
@@ -366,6 +372,8 @@ int tmem_flush_pool(struct tmem_store *s, uint32_t pool_id,
 
 /* tmem_migration_start() flags */
 #define TMEM_MIG_EPHEMERAL	(1u << 0)	/* send ephemeral pages too */
+/* the destination opens the same image: send written-back pages as slots */
+#define TMEM_MIG_SHARED_IMAGE	(1u << 1)
 
 /**
  * enum tmem_mig_type - what a migration record does on the destination
@@ -393,12 +401,20 @@ enum tmem_mig_type {
  * @TMEM_MIG_COMPRESSED: @len bytes of @compressor output
  * @TMEM_MIG_RAW: the page itself, @len = TMEM_PAGE_SIZE
  * @TMEM_MIG_FILLED: no bytes: the page is @fill repeated
+ * @TMEM_MIG_SLOT: no bytes: the page is in the shared swap image, @len
+ *		   bytes at @offset of slot @slot going on into @next_slot
+ *		   (@compressor's output), or the whole slot (@compressor
+ *		   TMEM_COMP_NONE, @len TMEM_PAGE_SIZE); @csum and
+ *		   @next_csum are the slots' checksums
  */
 enum tmem_mig_form {
 	TMEM_MIG_COMPRESSED = 1,
 	TMEM_MIG_RAW,
 	TMEM_MIG_FILLED,
+	TMEM_MIG_SLOT,
 };
+
+#define TMEM_MIG_NO_SLOT	UINT32_MAX	/* @next_slot: none */
 
 /**
  * struct tmem_mig_record - one step of a migration stream
@@ -412,8 +428,14 @@ enum tmem_mig_form {
  * @uuid: shared pool's UUID (TMEM_MIG_POOL with TMEM_POOL_SHARED)
  * @oid: object id (pages and objects)
  * @index: page index (pages)
- * @len: bytes of data that go with the record (TMEM_MIG_PAGE)
+ * @len: bytes of data that go with the record (TMEM_MIG_PAGE), or of
+ *	 the page in the image (TMEM_MIG_SLOT)
  * @fill: fill word (TMEM_MIG_FILLED)
+ * @slot: image slot (TMEM_MIG_SLOT)
+ * @next_slot: the slot the page goes on into, or TMEM_MIG_NO_SLOT
+ * @offset: where the page's bytes start in @slot
+ * @csum: @slot's checksum
+ * @next_csum: @next_slot's checksum (0 without one)
  *
  * A library structure, not a wire format: whoever sends it encodes each
  * field, and checks on receipt what tmem_install() cannot (lengths).
@@ -426,6 +448,7 @@ struct tmem_mig_record {
 	struct tmem_oid oid;
 	uint64_t index;
 	uint32_t len, fill;
+	uint32_t slot, next_slot, offset, csum, next_csum;
 };
 
 /**
@@ -449,6 +472,7 @@ int tmem_migration_next(struct tmem_migration *m, struct tmem_mig_record *rec,
 void tmem_migration_pending(struct tmem_migration *m,
 			    struct tmem_mig_pending *pend);
 void tmem_migration_end(struct tmem_migration *m);
+void tmem_migration_freeze_image(struct tmem_migration *m);
 int tmem_install(struct tmem_store *s, const struct tmem_mig_record *rec,
 		 const void *data);
 int tmem_install_check_room(struct tmem_store *s, uint64_t pages,

@@ -4,10 +4,12 @@
  * and pages into a second store while random ops go on, round after
  * round; once ops stop and the last round is sent, every persistent key
  * reads back byte-identical from both stores and the destination holds no
- * key the source lacks.
+ * key the source lacks.  With a shared image the destination opens the
+ * source's file, written-back pages go as slot references, and the image
+ * is handed over at the end.
  *
- * Usage: test-migrate [radix|refusal|idle|overflow|churn|model|threads]
- *	  [OPS]
+ * Usage: test-migrate [radix|refusal|idle|overflow|churn|model|stale|
+ *			handover|threads] [OPS]
  * OPS defaults to $TMEM_MIGRATE_OPS (model) or $TMEM_CONCURRENCY_OPS
  * (threads), else 200000.
  */
@@ -96,10 +98,10 @@ static uint64_t index_of(unsigned int i)
 
 struct pair {
 	struct tmem_store *src, *dst;
-	struct tmem_image *img;
+	struct tmem_image *img, *dimg;
 	struct tmem_migration *m;
 	unsigned int mig_flags;
-	uint64_t records, bytes;
+	uint64_t records, bytes, slot_refs;
 	uint64_t by_type[TMEM_MIG_FLUSH_BUCKET + 1];
 };
 
@@ -134,12 +136,56 @@ static void pair_open(struct pair *pr, uint64_t src_mib, uint64_t image_mib)
 	}
 }
 
+/* The destination's store, on the source's image (shared storage). */
+static void pair_dst_shared(struct pair *pr, uint64_t image_mib)
+{
+	struct tmem_image_config ic = {
+		.path = image_path,
+		.size_bytes = image_mib << 20,
+		.incoming = true,
+	};
+	int err;
+
+	pr->dst = store_new(64);
+	REQUIRE(tmem_image_open(&ic, &pr->dimg, &err) == 0);
+	REQUIRE(tmem_store_attach_image(pr->dst, pr->dimg) == 0);
+}
+
+/* Both stores on one image file that stays visible (shared storage). */
+static void pair_open_shared(struct pair *pr, uint64_t src_mib,
+			     uint64_t image_mib)
+{
+	struct tmem_image_config ic = {
+		.path = image_path,
+		.size_bytes = image_mib << 20,
+	};
+	int err;
+
+	memset(pr, 0, sizeof(*pr));
+	pr->src = store_new(src_mib);
+	REQUIRE(tmem_image_open(&ic, &pr->img, &err) == 0);
+	REQUIRE(tmem_store_attach_image(pr->src, pr->img) == 0);
+	pair_dst_shared(pr, image_mib);
+}
+
+/* A failed migration: the destination goes, never touching the file. */
+static void pair_dst_drop(struct pair *pr)
+{
+	tmem_store_destroy(pr->dst);
+	tmem_image_close(pr->dimg);
+	pr->dst = NULL;
+	pr->dimg = NULL;
+}
+
 static void pair_close(struct pair *pr)
 {
 	tmem_migration_end(pr->m);
 	tmem_store_destroy(pr->src);
 	tmem_store_destroy(pr->dst);
 	tmem_image_close(pr->img);
+	tmem_image_close(pr->dimg);
+	if (pr->dimg || (pr->mig_flags & TMEM_MIG_SHARED_IMAGE))
+		unlink(image_path);
 }
 
 /*
@@ -160,8 +206,11 @@ static uint64_t send(struct pair *pr, uint64_t budget)
 			break;
 		REQUIRE(rec.len <= TMEM_PAGE_SIZE);
 		got = rec;
+		if (rec.form == TMEM_MIG_SLOT)	/* no bytes go with it */
+			rec.len = 0;
 		memcpy(wire, buf, rec.len);
-		r = tmem_install(pr->dst, &got, wire);
+		pr->slot_refs += rec.form == TMEM_MIG_SLOT;
+		r = tmem_install(pr->dst, &got, rec.len ? wire : NULL);
 		if (r) {
 			fprintf(stderr, "install type %u pool %u: %s\n",
 				rec.type, rec.pool_id, tmem_strerror(r));
@@ -402,8 +451,8 @@ static void check_key(struct pair *pr, unsigned int sl, unsigned int o,
 	}
 }
 
-/* With ops stopped: send the last round, then compare everything. */
-static void finish_and_check(struct pair *pr)
+/* With ops stopped: send the last round, then compare every key. */
+static void finish_compare(struct pair *pr)
 {
 	struct tmem_mig_pending pend;
 	struct tmem_stats ss, ds;
@@ -432,7 +481,29 @@ static void finish_and_check(struct pair *pr)
 		CHECK_EQ(ds.kind[TMEM_EPHEMERAL].stored_pages,
 			 ss.kind[TMEM_EPHEMERAL].stored_pages);
 	CHECK(ds.used_bytes <= ds.limit_bytes);
-	/* the destination's pools have the source's references */
+	if (pr->mig_flags & TMEM_MIG_SHARED_IMAGE) {
+		/* every page is where the source's is, every slot counted */
+		CHECK_EQ(ds.kind[TMEM_PERSISTENT].image_pages,
+			 ss.kind[TMEM_PERSISTENT].image_pages);
+		CHECK_EQ(ds.image.slots_used, ss.image.slots_used);
+		if (ss.kind[TMEM_PERSISTENT].image_pages)
+			CHECK(pr->slot_refs > 0);
+	}
+	printf("  %" PRIu64 " records (%" PRIu64 " slot references), %" PRIu64
+	       " bytes; source: %" PRIu64 " persistent pages (%" PRIu64
+	       " in the image), %" PRIu64 " ephemeral (%" PRIu64
+	       " evicted)\n", pr->records, pr->slot_refs, pr->bytes,
+	       ss.kind[TMEM_PERSISTENT].stored_pages,
+	       ss.kind[TMEM_PERSISTENT].image_pages,
+	       ss.kind[TMEM_EPHEMERAL].stored_pages,
+	       ss.kind[TMEM_EPHEMERAL].evicted_pages);
+}
+
+/* The destination's pools have the source's references. */
+static void check_refs(struct pair *pr)
+{
+	unsigned int sl, i;
+
 	for (sl = 0; sl < NSLOTS; sl++) {
 		for (i = 1; i < slots[sl].refs; i++)
 			CHECK_EQ(tmem_destroy_pool(pr->dst,
@@ -444,13 +515,54 @@ static void finish_and_check(struct pair *pr)
 		CHECK_EQ(tmem_pool_kind(pr->dst, (uint32_t)slots[sl].id),
 			 -TMEM_E_BAD_POOL);
 	}
-	printf("  %" PRIu64 " records, %" PRIu64 " bytes; source: %" PRIu64
-	       " persistent pages (%" PRIu64 " in the image), %" PRIu64
-	       " ephemeral (%" PRIu64 " evicted)\n", pr->records, pr->bytes,
-	       ss.kind[TMEM_PERSISTENT].stored_pages,
-	       ss.kind[TMEM_PERSISTENT].image_pages,
-	       ss.kind[TMEM_EPHEMERAL].stored_pages,
-	       ss.kind[TMEM_EPHEMERAL].evicted_pages);
+}
+
+static void finish_and_check(struct pair *pr)
+{
+	finish_compare(pr);
+	check_refs(pr);
+}
+
+/*
+ * The switchover of a shared image: writeback stops, the last round goes,
+ * the source hands the file over and goes away (its close must leave the
+ * file alone), and the destination alone reads every persistent key back.
+ */
+static void finish_shared(struct pair *pr)
+{
+	static uint8_t b[TMEM_PAGE_SIZE];
+	unsigned int sl, o, i;
+	char why[512];
+
+	tmem_migration_freeze_image(pr->m);
+	finish_compare(pr);
+	REQUIRE(tmem_image_release(pr->img, why, sizeof(why)) == 0);
+	REQUIRE(tmem_image_acquire(pr->dimg, why, sizeof(why)) == 0);
+	/* a source going on now would find the lock taken */
+	CHECK_EQ(tmem_image_acquire(pr->img, why, sizeof(why)),
+		 -TMEM_E_IMAGE);
+	CHECK(strstr(why, image_path) != NULL);
+	tmem_migration_end(pr->m);
+	pr->m = NULL;
+	tmem_store_destroy(pr->src);
+	tmem_image_close(pr->img);
+	pr->src = NULL;
+	pr->img = NULL;
+	for (sl = 0; sl < NSLOTS; sl++) {
+		if (!slots[sl].persistent)
+			continue;
+		for (o = 0; o < NOBJS; o++)
+			for (i = 0; i < NIDX; i++) {
+				uint64_t want = model[key(sl, o, i)];
+				int in = read_key(pr->dst, (uint32_t)slots[sl].id,
+						  o, i, b);
+
+				CHECK_EQ(in, want != 0);
+				if (in)
+					CHECK(page_is(b, want));
+			}
+	}
+	check_refs(pr);
 }
 
 /* ---- model ------------------------------------------------------------- */
@@ -467,15 +579,21 @@ static void model_run(uint64_t src_mib, uint64_t image_mib, unsigned int flags,
 	unsigned int sl;
 	uint64_t n;
 
-	printf("model: source %" PRIu64 " MiB, image %" PRIu64 " MiB, %s%s\n",
-	       src_mib, image_mib, flags & TMEM_MIG_EPHEMERAL ?
+	bool shared = flags & TMEM_MIG_SHARED_IMAGE;
+
+	printf("model: source %" PRIu64 " MiB, image %" PRIu64 " MiB%s, %s%s\n",
+	       src_mib, image_mib, shared ? " (shared)" : "",
+	       flags & TMEM_MIG_EPHEMERAL ?
 	       "ephemeral pages too" : "persistent pages",
 	       cancel ? ", cancelled and started again" : "");
 	REQUIRE(a);
 	a->rng = seed * 2 + 1;
 	a->seq = 1;
 	memset(model, 0, sizeof(model));
-	pair_open(&pr, src_mib, image_mib);
+	if (shared)
+		pair_open_shared(&pr, src_mib, image_mib);
+	else
+		pair_open(&pr, src_mib, image_mib);
 	pr.mig_flags = flags;
 	for (sl = 0; sl < NSLOTS; sl++)
 		slot_create(&pr, a, sl);
@@ -485,8 +603,13 @@ static void model_run(uint64_t src_mib, uint64_t image_mib, unsigned int flags,
 				0);
 		if (cancel && n == ops / 2) {
 			tmem_migration_end(pr.m);
-			tmem_store_destroy(pr.dst);
-			pr.dst = store_new(64);
+			if (shared) {
+				pair_dst_drop(&pr);
+				pair_dst_shared(&pr, image_mib);
+			} else {
+				tmem_store_destroy(pr.dst);
+				pr.dst = store_new(64);
+			}
 			REQUIRE(tmem_migration_start(pr.src, flags, &pr.m) ==
 				0);
 		}
@@ -494,7 +617,10 @@ static void model_run(uint64_t src_mib, uint64_t image_mib, unsigned int flags,
 			send(&pr, rnd(a, 4) ? rnd(a, 400) + 1 : 0);
 		op_random(&pr, a, 0, NSLOTS);
 	}
-	finish_and_check(&pr);
+	if (shared)
+		finish_shared(&pr);
+	else
+		finish_and_check(&pr);
 	pair_close(&pr);
 	free(a);
 }
@@ -506,6 +632,182 @@ static void test_model(void)
 	/* small: writeback moves pages to the image, eviction drops some */
 	model_run(4, 32, TMEM_MIG_EPHEMERAL, 3, true);
 	model_run(4, 32, 0, 4, false);
+	/* the destination opens the source's image: slot references */
+	model_run(4, 32, TMEM_MIG_SHARED_IMAGE, 5, false);
+	model_run(4, 32, TMEM_MIG_SHARED_IMAGE | TMEM_MIG_EPHEMERAL, 6, true);
+}
+
+/* ---- shared image: stale references, handover -------------------------- */
+
+/* Put @n pages into object @o of pool @pid and write them all back. */
+static void put_written_back(struct pair *pr, int pid, unsigned int o,
+			     unsigned int n, uint64_t seed)
+{
+	static uint8_t page[TMEM_PAGE_SIZE];
+	struct iovec v = page_iov(page);
+	struct tmem_oid id = oid_of(o);
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		page_from_seed(page, seed + i);
+		REQUIRE(tmem_put(pr->src, (uint32_t)pid, &id, i, &v, 1,
+				 NULL) == 0);
+	}
+	while (store_writeback_unit(pr->src) == WB_FREED)
+		;
+}
+
+/* Send until the round ends; mark the slots of the references sent. */
+static void send_marking(struct pair *pr, uint8_t *seen, uint64_t nr_slots,
+			 unsigned int o, unsigned int *reused)
+{
+	static uint8_t buf[TMEM_PAGE_SIZE];
+	struct tmem_oid id = oid_of(o);
+	struct tmem_mig_record rec;
+	int r;
+
+	while ((r = tmem_migration_next(pr->m, &rec, buf)) > 0) {
+		if (rec.type == TMEM_MIG_PAGE && rec.form == TMEM_MIG_SLOT) {
+			REQUIRE(rec.slot < nr_slots);
+			if (!memcmp(&rec.oid, &id, sizeof(id)))
+				*reused += seen[rec.slot] == 1;
+			else
+				seen[rec.slot] = 1;
+		}
+		CHECK_EQ(tmem_install(pr->dst, &rec,
+				      rec.form == TMEM_MIG_SLOT ? NULL : buf),
+			 0);
+	}
+	REQUIRE(r == 0);
+}
+
+/*
+ * A page sent as a reference to slot S is flushed on the source, and S
+ * falls free.  Until the flush has gone, the destination still counts its
+ * reference in S: a writeback that reused S meanwhile would put other
+ * bytes (another checksum) under it.  The source holds S until the round
+ * that sends the flush ends; a new unit goes elsewhere, and S is free
+ * again after.
+ */
+static void test_stale(void)
+{
+	static uint8_t seen[(32 << 20) / TMEM_PAGE_SIZE];
+	struct tmem_stats ss, ds;
+	struct tmem_oid a = oid_of(1);
+	unsigned int reused = 0;
+	struct pair pr;
+	char why[512];
+	int pid;
+
+	memset(model, 0, sizeof(model));
+	pair_open_shared(&pr, 4, 32);
+	pr.mig_flags = TMEM_MIG_SHARED_IMAGE;
+	pid = tmem_new_pool(pr.src, TMEM_POOL_PERSISTENT, NULL);
+	REQUIRE(pid >= 0);
+	put_written_back(&pr, pid, 1, 64, 1000);
+	REQUIRE(tmem_migration_start(pr.src, pr.mig_flags, &pr.m) == 0);
+	memset(seen, 0, sizeof(seen));
+	send_marking(&pr, seen, sizeof(seen), 2, &reused);
+	/* the slots fall free; a new unit is written back before the flush
+	 * of the old references has gone */
+	CHECK_EQ(tmem_flush_object(pr.src, (uint32_t)pid, &a, NULL), 0);
+	put_written_back(&pr, pid, 2, 64, 5000);
+	tmem_get_stats(pr.src, &ss);
+	CHECK(ss.kind[TMEM_PERSISTENT].image_pages > 0);
+	send_marking(&pr, seen, sizeof(seen), 2, &reused);
+	CHECK_EQ(reused, 0);
+	/* the round has ended: the old slots are free again */
+	tmem_get_stats(pr.src, &ss);
+	tmem_get_stats(pr.dst, &ds);
+	CHECK_EQ(ss.image.slots_used, ds.image.slots_used);
+	tmem_migration_freeze_image(pr.m);
+	send_marking(&pr, seen, sizeof(seen), 2, &reused);
+	REQUIRE(tmem_image_release(pr.img, why, sizeof(why)) == 0);
+	REQUIRE(tmem_image_acquire(pr.dimg, why, sizeof(why)) == 0);
+	for (unsigned int i = 0; i < 64; i++) {
+		static uint8_t b[TMEM_PAGE_SIZE];
+		struct tmem_oid id = oid_of(2);
+		struct iovec v = page_iov(b);
+
+		CHECK_EQ(tmem_get(pr.dst, (uint32_t)pid, &id, i, &v, 1, 0), 0);
+		CHECK(page_is(b, 5000 + i));
+		CHECK_EQ(tmem_get(pr.dst, (uint32_t)pid, &a, i, &v, 1, 0),
+			 -TMEM_E_NOT_FOUND);
+	}
+	printf("stale: %" PRIu64 " slots in use on both sides, none reused "
+	       "under a reference\n", ds.image.slots_used);
+	pair_close(&pr);
+}
+
+/*
+ * The lock: a destination cannot take it while the source holds it; a
+ * source whose migration failed after the handover takes it back; a
+ * destination that gave a load up leaves the file as it was.
+ */
+static void test_handover(void)
+{
+	static uint8_t b[TMEM_PAGE_SIZE];
+	struct tmem_image_config ic = {
+		.path = image_path, .size_bytes = 32 << 20,
+		.incoming = true, .unlink_path = true,
+	};
+	struct tmem_oid id = oid_of(1);
+	struct iovec v = page_iov(b);
+	struct tmem_store *plain;
+	struct tmem_image *img;
+	struct tmem_stats st;
+	struct pair pr;
+	char why[512];
+	unsigned int i;
+	uint64_t cap;
+	int pid, err;
+
+	pair_open_shared(&pr, 4, 32);
+	pr.mig_flags = TMEM_MIG_SHARED_IMAGE;
+	/*
+	 * Credits the source grants on its image reserve: a destination that
+	 * may not allocate yet counts what it will have after the handover.
+	 */
+	plain = store_new(64);
+	CHECK(tmem_persistent_capacity(pr.dst) >
+	      tmem_persistent_capacity(plain));
+	tmem_store_destroy(plain);
+	/* no unlink of a shared image: the destination needs the path */
+	CHECK_EQ(tmem_image_open(&ic, &img, &err), -TMEM_E_INVAL);
+	pid = tmem_new_pool(pr.src, TMEM_POOL_PERSISTENT, NULL);
+	put_written_back(&pr, pid, 1, 64, 1);
+	CHECK_EQ(tmem_image_acquire(pr.dimg, why, sizeof(why)),
+		 -TMEM_E_IMAGE);
+	CHECK(strstr(why, image_path) != NULL);
+	REQUIRE(tmem_migration_start(pr.src, pr.mig_flags, &pr.m) == 0);
+	send(&pr, 0);
+	cap = tmem_persistent_capacity(pr.src);
+	tmem_migration_freeze_image(pr.m);
+	send(&pr, 0);
+	REQUIRE(tmem_image_release(pr.img, why, sizeof(why)) == 0);
+	/* a frozen image is no room for credits: nothing may be written */
+	CHECK(tmem_persistent_capacity(pr.src) < cap);
+	/* the destination fails its load after taking the lock */
+	REQUIRE(tmem_image_acquire(pr.dimg, why, sizeof(why)) == 0);
+	CHECK_EQ(tmem_image_acquire(pr.img, why, sizeof(why)),
+		 -TMEM_E_IMAGE);
+	REQUIRE(tmem_image_release(pr.dimg, why, sizeof(why)) == 0);
+	pair_dst_drop(&pr);
+	tmem_migration_end(pr.m);
+	pr.m = NULL;
+	/* the source goes on with every page, and writes back again */
+	REQUIRE(tmem_image_acquire(pr.img, why, sizeof(why)) == 0);
+	for (i = 0; i < 64; i++) {
+		CHECK_EQ(tmem_get(pr.src, (uint32_t)pid, &id, i, &v, 1, 0), 0);
+		CHECK(page_is(b, 1 + i));
+	}
+	put_written_back(&pr, pid, 2, 64, 100);
+	tmem_get_stats(pr.src, &st);
+	CHECK_EQ(st.image.checksum_errors, 0);
+	CHECK(st.kind[TMEM_PERSISTENT].image_pages >= 64);
+	printf("handover: the source took the image back, %" PRIu64
+	       " pages in it\n", st.kind[TMEM_PERSISTENT].image_pages);
+	pair_close(&pr);
 }
 
 /* ---- threads ------------------------------------------------------------ */
@@ -530,8 +832,11 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-/* Ops on two threads, each on its own pools, while this one migrates. */
-static void test_threads(void)
+/*
+ * Ops on two threads, each on its own pools, while this one migrates
+ * (and the source's writeback thread writes back).
+ */
+static void threads_run(unsigned int flags)
 {
 	static struct worker w[2];
 	struct tmem_mig_pending pend;
@@ -542,8 +847,11 @@ static void test_threads(void)
 	unsigned int i, sl;
 
 	memset(model, 0, sizeof(model));
-	pair_open(&pr, 6, 32);
-	pr.mig_flags = TMEM_MIG_EPHEMERAL;
+	if (flags & TMEM_MIG_SHARED_IMAGE)
+		pair_open_shared(&pr, 6, 32);
+	else
+		pair_open(&pr, 6, 32);
+	pr.mig_flags = flags;
 	for (sl = 0; sl < NSLOTS; sl++)
 		slot_create(&pr, &a, sl);
 	REQUIRE(tmem_migration_start(pr.src, pr.mig_flags, &pr.m) == 0);
@@ -566,8 +874,17 @@ static void test_threads(void)
 	for (i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
 	printf("threads: %" PRIu64 " rounds of up to 64 records\n", rounds);
-	finish_and_check(&pr);
+	if (flags & TMEM_MIG_SHARED_IMAGE)
+		finish_shared(&pr);
+	else
+		finish_and_check(&pr);
 	pair_close(&pr);
+}
+
+static void test_threads(void)
+{
+	threads_run(TMEM_MIG_EPHEMERAL);
+	threads_run(TMEM_MIG_EPHEMERAL | TMEM_MIG_SHARED_IMAGE);
 }
 
 /* ---- refusal ------------------------------------------------------------ */
@@ -1242,6 +1559,7 @@ int main(int argc, char **argv)
 		{ "radix", test_radix }, { "refusal", test_refusal },
 		{ "idle", test_idle }, { "overflow", test_overflow },
 		{ "churn", test_churn }, { "model", test_model },
+		{ "stale", test_stale }, { "handover", test_handover },
 		{ "threads", test_threads },
 	};
 	const char *env = getenv("TMEM_MIGRATE_OPS");
@@ -1267,7 +1585,7 @@ int main(int argc, char **argv)
 	}
 	if (!ran) {
 		fprintf(stderr, "usage: %s [radix|refusal|idle|overflow|churn|"
-			"model|threads] "
+			"model|stale|handover|threads] "
 			"[OPS]\n", argv[0]);
 		return 2;
 	}

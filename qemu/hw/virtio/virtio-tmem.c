@@ -34,6 +34,7 @@
 #include "qapi/qapi-events-machine.h"
 #include "qapi/visitor.h"
 #include "qemu/timer.h"
+#include "system/runstate.h"
 #include "trace.h"
 
 #include "tmem.h"
@@ -1562,11 +1563,18 @@ static bool virtio_tmem_check_props(VirtIOTmem *s, Error **errp)
         return false;
     }
     if (!s->swap_image && (s->swap_image_size || s->swap_image_unlink ||
-                           s->swap_image_direct)) {
+                           s->swap_image_direct || s->swap_image_shared)) {
         error_setg(errp, "virtio-tmem: " VIRTIO_TMEM_SWAP_IMAGE_SIZE_PROP ", "
-                   VIRTIO_TMEM_SWAP_IMAGE_UNLINK_PROP " and "
-                   VIRTIO_TMEM_SWAP_IMAGE_DIRECT_PROP " need "
+                   VIRTIO_TMEM_SWAP_IMAGE_UNLINK_PROP ", "
+                   VIRTIO_TMEM_SWAP_IMAGE_DIRECT_PROP " and "
+                   VIRTIO_TMEM_SWAP_IMAGE_SHARED_PROP " need "
                    VIRTIO_TMEM_SWAP_IMAGE_PROP "=");
+        return false;
+    }
+    if (s->swap_image_shared && s->swap_image_unlink) {
+        error_setg(errp, "virtio-tmem: " VIRTIO_TMEM_SWAP_IMAGE_SHARED_PROP
+                   "=on needs the image's path on both hosts: it cannot be "
+                   "used with " VIRTIO_TMEM_SWAP_IMAGE_UNLINK_PROP "=on");
         return false;
     }
     if (s->swap_image && !s->swap_image_size) {
@@ -1606,6 +1614,12 @@ static void virtio_tmem_image_report(void *opaque, const char *op,
                      "traced)", s->swap_image, op, offset, strerror(-err));
 }
 
+/*
+ * Context: main loop, BQL held (realize).  An incoming destination with
+ * swap-image-shared=on opens the source's image as it is, without its
+ * lock, which the source hands over at switchover (post_load takes it);
+ * any other QEMU creates the image and locks it.
+ */
 static bool virtio_tmem_image_open(VirtIOTmem *s, Error **errp)
 {
     char why[256] = "";
@@ -1613,6 +1627,8 @@ static bool virtio_tmem_image_open(VirtIOTmem *s, Error **errp)
         .path = s->swap_image,
         .size_bytes = s->swap_image_size,
         .unlink_path = s->swap_image_unlink,
+        .incoming = s->swap_image_shared &&
+                    runstate_check(RUN_STATE_INMIGRATE),
         .direct = s->swap_image_direct,
         .report = virtio_tmem_image_report,
         .report_opaque = s,
@@ -1634,6 +1650,7 @@ static bool virtio_tmem_image_open(VirtIOTmem *s, Error **errp)
         s->image = NULL;
         return false;
     }
+    s->image_incoming = ic.incoming;
     return true;
 }
 
@@ -1871,11 +1888,25 @@ enum {
     VTMEM_REC_FLUSH_PAGE,
     VTMEM_REC_FLUSH_OBJECT,
     VTMEM_REC_FLUSH_BUCKET,
+    VTMEM_REC_SHARED_IMAGE, /* pages in the image go as VTMEM_REC_SLOT */
+    VTMEM_REC_SLOT,         /* a written-back page: its slots in the image */
 };
+
+/*
+ * Whether an outgoing stream sends written-back pages as slots of the
+ * shared image: not a snapshot (savevm), whose stream must stand alone
+ * while the image goes on changing under it.
+ */
+static bool virtio_tmem_mig_shared(VirtIOTmem *s)
+{
+    return s->swap_image_shared && s->image &&
+           !runstate_check(RUN_STATE_SAVE_VM);
+}
 
 static unsigned virtio_tmem_mig_flags(VirtIOTmem *s)
 {
-    return s->migrate_ephemeral ? TMEM_MIG_EPHEMERAL : 0;
+    return (s->migrate_ephemeral ? TMEM_MIG_EPHEMERAL : 0) |
+           (s->mig_shared ? TMEM_MIG_SHARED_IMAGE : 0);
 }
 
 static void virtio_tmem_put_key(QEMUFile *f, const struct tmem_mig_record *r,
@@ -1909,6 +1940,18 @@ static void virtio_tmem_put_record(QEMUFile *f, const struct tmem_mig_record *r,
         qemu_put_be32(f, r->pool_id);
         break;
     case TMEM_MIG_PAGE:
+        if (r->form == TMEM_MIG_SLOT) {
+            qemu_put_byte(f, VTMEM_REC_SLOT);
+            virtio_tmem_put_key(f, r, true);
+            qemu_put_byte(f, r->compressor);
+            qemu_put_be32(f, r->len);
+            qemu_put_be32(f, r->slot);
+            qemu_put_be32(f, r->next_slot);
+            qemu_put_be32(f, r->offset);
+            qemu_put_be32(f, r->csum);
+            qemu_put_be32(f, r->next_csum);
+            break;
+        }
         qemu_put_byte(f, VTMEM_REC_PAGE);
         virtio_tmem_put_key(f, r, true);
         qemu_put_byte(f, r->form);
@@ -2050,6 +2093,7 @@ static int virtio_tmem_save_setup(QEMUFile *f, void *opaque, Error **errp)
                    "at the last reset failed)");
         return -EINVAL;
     }
+    s->mig_shared = virtio_tmem_mig_shared(s);
     ret = tmem_migration_start(s->store, virtio_tmem_mig_flags(s), &s->mig);
     if (ret) {
         qemu_mutex_unlock(&s->mig_lock);
@@ -2077,6 +2121,11 @@ static int virtio_tmem_save_setup(QEMUFile *f, void *opaque, Error **errp)
     qemu_put_be32(f, s->max_pools);
     qemu_put_be64(f, st.kind[TMEM_PERSISTENT].stored_pages);
     qemu_put_be64(f, credits);
+    if (s->mig_shared) {
+        /* the destination reads written-back pages where they are */
+        qemu_put_byte(f, VTMEM_REC_SHARED_IMAGE);
+        qemu_put_byte(f, cfg.allocator);
+    }
     qemu_put_byte(f, VTMEM_REC_END);
     virtio_tmem_count_sent(s, qemu_file_transferred(f) - start, 0, 0);
     return 0;
@@ -2088,12 +2137,57 @@ static int virtio_tmem_save_iterate(QEMUFile *f, void *opaque)
     return virtio_tmem_send(opaque, f, false);
 }
 
-/* Context: migration thread, BQL held, VM stopped: no request runs. */
+/*
+ * Context: migration thread, BQL held, VM stopped: no request runs.
+ * With a shared image, writeback stops before the last round (so that the
+ * destination's references end up equal to the source's pages) and the
+ * image is synced and its lock handed over after it; the source takes it
+ * back if the VM runs here again (virtio_tmem_vm_change()).
+ */
 static int virtio_tmem_save_complete(QEMUFile *f, void *opaque)
 {
-    int ret = virtio_tmem_send(opaque, f, true);
+    VirtIOTmem *s = opaque;
+    char why[512] = "";
+    int ret;
 
-    return ret < 0 ? ret : 0;
+    if (s->mig_shared) {
+        qemu_mutex_lock(&s->mig_lock);
+        if (s->mig) {
+            tmem_migration_freeze_image(s->mig);
+            s->image_frozen = true;
+        }
+        qemu_mutex_unlock(&s->mig_lock);
+    }
+    ret = virtio_tmem_send(s, f, true);
+    if (ret < 0) {
+        return ret;
+    }
+    if (s->image_frozen && tmem_image_release(s->image, why, sizeof(why))) {
+        error_report("virtio-tmem: cannot hand the swap image over: %s", why);
+        return -EIO;
+    }
+    return 0;
+}
+
+/*
+ * Context: main loop, BQL held.  The VM runs again on a source that froze
+ * (and maybe handed over) its image for a migration that did not complete:
+ * take the image back, or stop the device (another QEMU owns the pages).
+ */
+static void virtio_tmem_vm_change(void *opaque, bool running, RunState state)
+{
+    VirtIOTmem *s = opaque;
+    char why[512] = "";
+
+    if (!running || !s->image_frozen) {
+        return;
+    }
+    if (tmem_image_acquire(s->image, why, sizeof(why))) {
+        virtio_error(VIRTIO_DEVICE(s), "virtio-tmem: cannot take the swap "
+                     "image back after the migration: %s", why);
+        return;
+    }
+    s->image_frozen = false;
 }
 
 /* Context: migration thread.  The library's exact count is cheap. */
@@ -2229,6 +2323,40 @@ static int virtio_tmem_load_header(VirtIOTmem *s, QEMUFile *f)
     return 0;
 }
 
+/*
+ * The source sends written-back pages as slots of its image: this QEMU
+ * must have opened that image as an incoming one, and lay pages out in
+ * slots as the source does (the allocator).
+ */
+static int virtio_tmem_load_shared(VirtIOTmem *s, QEMUFile *f)
+{
+    struct tmem_config cfg;
+    uint8_t allocator = qemu_get_byte(f);
+    int ret = qemu_file_get_error(f);
+
+    if (ret) {
+        return ret;
+    }
+    if (!s->image_incoming) {
+        error_report("virtio-tmem: the source shares its swap image ("
+                     VIRTIO_TMEM_SWAP_IMAGE_SHARED_PROP "=on): the "
+                     "destination needs " VIRTIO_TMEM_SWAP_IMAGE_PROP
+                     "= with the same file and "
+                     VIRTIO_TMEM_SWAP_IMAGE_SHARED_PROP "=on");
+        return -EINVAL;
+    }
+    virtio_tmem_pool_config(s, &cfg);
+    if (allocator != cfg.allocator) {
+        error_report("virtio-tmem: " VIRTIO_TMEM_ALLOCATOR_PROP "=%s on the "
+                     "destination, the source's pages in the shared swap "
+                     "image were laid out by allocator %u",
+                     s->allocator, allocator);
+        return -EINVAL;
+    }
+    s->mig_shared_seen = true;
+    return 0;
+}
+
 static void virtio_tmem_get_key(QEMUFile *f, struct tmem_mig_record *r,
                                 bool with_index)
 {
@@ -2291,6 +2419,23 @@ static int virtio_tmem_get_record(VirtIOTmem *s, QEMUFile *f, int type,
         r->pool_id = qemu_get_be32(f);
         r->bucket = qemu_get_be16(f);
         break;
+    case VTMEM_REC_SLOT:
+        r->type = TMEM_MIG_PAGE;
+        r->form = TMEM_MIG_SLOT;
+        virtio_tmem_get_key(f, r, true);
+        r->compressor = qemu_get_byte(f);
+        r->len = qemu_get_be32(f);
+        r->slot = qemu_get_be32(f);
+        r->next_slot = qemu_get_be32(f);
+        r->offset = qemu_get_be32(f);
+        r->csum = qemu_get_be32(f);
+        r->next_csum = qemu_get_be32(f);
+        if (!s->mig_shared_seen) {
+            error_report("virtio-tmem: migration stream has a swap image "
+                         "slot without the shared image mark");
+            return -EINVAL;
+        }
+        break;
     default:
         error_report("virtio-tmem: migration stream has a record of unknown "
                      "type %d", type);
@@ -2313,6 +2458,9 @@ static int virtio_tmem_load_record(VirtIOTmem *s, QEMUFile *f, int type)
     }
     if (type == VTMEM_REC_RESET) {
         return virtio_tmem_mig_empty_store(s);
+    }
+    if (type == VTMEM_REC_SHARED_IMAGE) {
+        return virtio_tmem_load_shared(s, f);
     }
     ret = virtio_tmem_get_record(s, f, type, &rec);
     if (ret) {
@@ -2402,6 +2550,18 @@ static int virtio_tmem_load_cleanup(void *opaque)
     s->mig_buf = NULL;
     s->mig_header_seen = false;
     s->mig_loading = false;
+    s->mig_shared_seen = false;
+    /* the source may go on: give the image back before it is emptied */
+    if (failed && s->image_taken) {
+        char why[512] = "";
+
+        if (tmem_image_release(s->image, why, sizeof(why))) {
+            error_report("virtio-tmem: %s", why);
+        } else {
+            s->image_incoming = true;
+        }
+    }
+    s->image_taken = false;
     if (failed) {
         virtio_tmem_mig_discard(s);
     }
@@ -2450,12 +2610,15 @@ static int virtio_tmem_pre_load(void *opaque)
  * packing of the pages it now holds.  With a swap image the installs may
  * have filled RAM ahead of background writeback: the library writes back
  * here what the credits need (disk writes, as installs that find RAM full
- * do; no wait on another thread), so the answer is final at once.
+ * do; no wait on another thread), so the answer is final at once.  A
+ * shared image is the source's until its lock is taken here: writeback
+ * waits for it.
  */
 static int virtio_tmem_post_load(VirtIODevice *vdev)
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
     uint64_t outstanding, room = 0;
+    char why[512] = "";
 
     if (s->credits_spent > s->credits_granted ||
         s->config_credits > s->credits_granted ||
@@ -2465,6 +2628,16 @@ static int virtio_tmem_post_load(VirtIODevice *vdev)
                      ")", s->credits_granted, s->credits_spent,
                      s->config_credits);
         return -EINVAL;
+    }
+    if (s->image_incoming) {
+        if (tmem_image_acquire(s->image, why, sizeof(why))) {
+            error_report("virtio-tmem: " VIRTIO_TMEM_SWAP_IMAGE_PROP
+                         "=%s: the source did not hand the image over: %s",
+                         s->swap_image, why);
+            return -EBUSY;
+        }
+        s->image_incoming = false;
+        s->image_taken = true;
     }
     outstanding = virtio_tmem_credits_owed(s);
     if (!s->store ||
@@ -2477,6 +2650,7 @@ static int virtio_tmem_post_load(VirtIODevice *vdev)
     }
     s->mig_loading = false;
     s->mig_header_seen = false;
+    s->image_taken = false;
     return 0;
 }
 
@@ -2576,10 +2750,16 @@ static void virtio_tmem_register_migration(VirtIOTmem *s)
     qemu_mutex_init(&s->mig_lock);
     register_savevm_live(id, VMSTATE_INSTANCE_ID_ANY, VIRTIO_TMEM_MIG_VERSION,
                          &virtio_tmem_savevm_handlers, s);
+    /*
+     * Priority 0: before the virtio core's handler (the device's depth)
+     * starts ioeventfd, so that no request runs on a frozen image.
+     */
+    s->vm_change = qemu_add_vm_change_state_handler(virtio_tmem_vm_change, s);
 }
 
 static void virtio_tmem_unregister_migration(VirtIOTmem *s)
 {
+    qemu_del_vm_change_state_handler(s->vm_change);
     unregister_savevm(VMSTATE_IF(s), VIRTIO_TMEM_MIG_SECTION, s);
     qemu_mutex_destroy(&s->mig_lock);
 }
@@ -2826,6 +3006,8 @@ static const Property virtio_tmem_properties[] = {
                      swap_image_unlink, false),
     DEFINE_PROP_BOOL(VIRTIO_TMEM_SWAP_IMAGE_DIRECT_PROP, VirtIOTmem,
                      swap_image_direct, false),
+    DEFINE_PROP_BOOL(VIRTIO_TMEM_SWAP_IMAGE_SHARED_PROP, VirtIOTmem,
+                     swap_image_shared, false),
     DEFINE_PROP_UINT8(VIRTIO_TMEM_WB_HIGH_PROP, VirtIOTmem, writeback_high,
                       TMEM_DEFAULT_WB_HIGH_PCT),
     DEFINE_PROP_UINT8(VIRTIO_TMEM_WB_LOW_PROP, VirtIOTmem, writeback_low,

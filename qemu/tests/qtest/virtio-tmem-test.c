@@ -1408,6 +1408,11 @@ static void test_properties(void *obj, void *data, QGuestAllocator *alloc)
     assert_device_add_fails("'swap-image': '/tmp/x', 'swap-image-size': 4097",
                             "swap-image-size=4097");
     assert_device_add_fails("'swap-image-unlink': true", "swap-image=");
+    assert_device_add_fails("'swap-image-shared': true", "swap-image=");
+    assert_device_add_fails("'swap-image': '/tmp/x', "
+                            "'swap-image-shared': true, "
+                            "'swap-image-unlink': true",
+                            "swap-image-unlink=on");
     assert_device_add_fails("'writeback-low': 95", "writeback-low=95");
     assert_device_add_fails("'writeback-high': 0", "writeback-high=0");
 }
@@ -2722,6 +2727,123 @@ static void test_migration_resize(void *obj, void *data,
     unlink(path);
 }
 
+/*
+ * swap-image-shared=on: the destination opens the source's image (one path
+ * on this host standing for shared storage), written-back pages travel as
+ * references to their slots, and the image's lock goes over at the
+ * switchover.  The source then quits: its close must leave the image
+ * alone, and the destination reads every page from it.
+ */
+static void test_migration_shared(void *obj, void *data,
+                                  QGuestAllocator *alloc)
+{
+    uint64_t in_image, ram_bytes, sent, records;
+    uint8_t page[PAGE], out[PAGE];
+    MigTest m;
+    QDict *s;
+
+    mig_begin(&m, obj, alloc, 1500);
+    s = stats();
+    in_image = stat_of(s, "swap-image", "pages-in-image");
+    ram_bytes = stat_of(s, "persistent", "compressed-bytes") +
+                stat_of(s, "persistent", "raw-pages") * PAGE;
+    qobject_unref(s);
+    g_assert_cmpuint(in_image, >, 100);
+
+    mig_save(&m);
+    s = stats_on(m.src);
+    sent = stat_of(s, "migration", "bytes-sent");
+    records = stat_of(s, "migration", "records");
+    qobject_unref(s);
+    g_test_message("%" PRIu64 " pages in the image; %" PRIu64 " bytes in "
+                   "RAM; %" PRIu64 " bytes and %" PRIu64 " records sent",
+                   in_image, ram_bytes, sent, records);
+    /* the image's pages went as references, none of their bytes */
+    g_assert_cmpuint(records, >=, m.n);
+    g_assert_cmpuint(sent, <=, ram_bytes + records * 80 + 256);
+
+    mig_load(&m, NULL, "completed");
+    mig_check(&m.c, m.per, m.n);
+    /* the source goes; the destination keeps every page it left behind */
+    qtest_quit(m.src);
+    m.src = NULL;
+    mig_check(&m.c, m.per, m.n);
+    /* the destination owns the image: it writes back into it */
+    page_fill(page, 4, 1);
+    g_assert_cmpuint(put1(&m.c, m.per, 6, 0, page, true), ==,
+                     VIRTIO_TMEM_S_OK);
+    g_assert_cmpuint(get1(&m.c, m.per, 6, 0, true, out), ==,
+                     VIRTIO_TMEM_S_OK);
+    g_assert(!memcmp(page, out, PAGE));
+    s = stats();
+    g_assert_cmpuint(stat_of(s, "swap-image", "checksum-errors"), ==, 0);
+    g_assert_cmpuint(stat_of(s, "swap-image", "read-errors"), ==, 0);
+    qobject_unref(s);
+    /* the destination is the QEMU the test framework ends */
+    m.dst = NULL;
+    mig_end(&m);
+    unlink(data);
+}
+
+/*
+ * A destination that refuses the stream never takes the shared image's
+ * lock, and leaves the file alone when it quits; the source, stopped
+ * after handing the image over, takes it back when it runs again and
+ * goes on with every page, writing back again.
+ */
+static void test_migration_shared_failed(void *obj, void *data,
+                                         QGuestAllocator *alloc)
+{
+    uint64_t written;
+    MigTest m;
+    QDict *s;
+
+    mig_begin(&m, obj, alloc, 1500);
+    mig_save(&m);
+    g_assert(!vm_running(m.src));
+    mig_load(&m, "max-pools=1", "failed");
+    mig_dest_quit(&m);
+
+    qtest_qmp_assert_success(m.src, "{'execute': 'cont'}");
+    g_assert(vm_running(m.src));
+    mig_check(&m.c, m.per, m.n);
+    s = stats();
+    written = stat_of(s, "swap-image", "frames-written");
+    g_assert_cmpuint(stat_of(s, "swap-image", "checksum-errors"), ==, 0);
+    qobject_unref(s);
+    /* writeback goes on: the image is this QEMU's again */
+    mig_fill(&m.c, m.per, m.n);
+    s = stats();
+    g_assert_cmpuint(stat_of(s, "swap-image", "frames-written"), >, written);
+    qobject_unref(s);
+    mig_check(&m.c, m.per, m.n);
+    mig_end(&m);
+    unlink(data);
+}
+
+/*
+ * A source that runs again after a completed migration finds the image
+ * taken by the destination: the device stops (NEEDS_RESET) rather than
+ * use pages another QEMU now owns.
+ */
+static void test_migration_shared_taken(void *obj, void *data,
+                                        QGuestAllocator *alloc)
+{
+    MigTest m;
+
+    mig_begin(&m, obj, alloc, 600);
+    mig_save(&m);
+    mig_load(&m, NULL, "completed");
+    mig_check(&m.c, m.per, m.n);
+    qtest_qmp_assert_success(m.src, "{'execute': 'cont'}");
+    ctx_move(&m.c, m.src);
+    wait_needs_reset(&m.c);
+    ctx_move(&m.c, m.dst);
+    mig_check(&m.c, m.per, m.n);
+    mig_end(&m);
+    unlink(data);
+}
+
 static void register_virtio_tmem_test(void)
 {
     QOSGraphTestOptions small = {
@@ -2744,6 +2866,8 @@ static void register_virtio_tmem_test(void)
         .arg = (void *)"zstd",
     };
     static char writeback_opts[160], zs_writeback_opts[192];
+    static char shared_img[3][128], shared_opts[3][192];
+    unsigned i;
     QOSGraphTestOptions writeback = {
         .edge.extra_device_opts = writeback_opts,
     };
@@ -2784,6 +2908,8 @@ static void register_virtio_tmem_test(void)
      * A destination whose background writeback stops at once: the room
      * for the credits must come from the load itself.
      */
+    /* one image (and so one source QEMU) per test */
+    QOSGraphTestOptions mig_shared[3];
     QOSGraphTestOptions mig_writeback_late = {
         .edge.extra_device_opts = writeback_opts,
         .before = mig_save_cmdline,
@@ -2804,6 +2930,19 @@ static void register_virtio_tmem_test(void)
              "swap-image-unlink=on", g_get_tmp_dir(), getpid());
     snprintf(zs_writeback_opts, sizeof(zs_writeback_opts),
              "%s,allocator=zsmalloc", writeback_opts);
+    for (i = 0; i < ARRAY_SIZE(mig_shared); i++) {
+        snprintf(shared_img[i], sizeof(shared_img[i]),
+                 "%s/vtmem-qtest-shared-%d-%u.img", g_get_tmp_dir(), getpid(),
+                 i);
+        snprintf(shared_opts[i], sizeof(shared_opts[i]),
+                 "size=2M,swap-image=%s,swap-image-size=64M,"
+                 "swap-image-shared=on", shared_img[i]);
+        mig_shared[i] = (QOSGraphTestOptions) {
+            .edge.extra_device_opts = shared_opts[i],
+            .before = mig_save_cmdline,
+            .arg = shared_img[i],
+        };
+    }
 
     qos_add_test("config", "virtio-tmem", test_config, NULL);
     qos_add_test("round-trip", "virtio-tmem", test_round_trip, NULL);
@@ -2859,6 +2998,12 @@ static void register_virtio_tmem_test(void)
     qos_add_test("migration-live", "virtio-tmem", test_migration_live, &mig);
     qos_add_test("migration-stall-reset", "virtio-tmem",
                  test_migration_stall_reset, &mig);
+    qos_add_test("migration-shared", "virtio-tmem", test_migration_shared,
+                 &mig_shared[0]);
+    qos_add_test("migration-shared-failed", "virtio-tmem",
+                 test_migration_shared_failed, &mig_shared[1]);
+    qos_add_test("migration-shared-taken", "virtio-tmem",
+                 test_migration_shared_taken, &mig_shared[2]);
     qos_add_test("zsmalloc/round-trip", "virtio-tmem", test_round_trip, &zs);
     qos_add_test("zsmalloc/replace-exclusive-flush", "virtio-tmem",
                  test_replace_exclusive_flush, &zs);

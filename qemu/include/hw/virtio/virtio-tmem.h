@@ -38,6 +38,7 @@
 #define VIRTIO_TMEM_SWAP_IMAGE_SIZE_PROP "swap-image-size"
 #define VIRTIO_TMEM_SWAP_IMAGE_UNLINK_PROP "swap-image-unlink"
 #define VIRTIO_TMEM_SWAP_IMAGE_DIRECT_PROP "swap-image-direct"
+#define VIRTIO_TMEM_SWAP_IMAGE_SHARED_PROP "swap-image-shared"
 #define VIRTIO_TMEM_WB_HIGH_PROP "writeback-high"
 #define VIRTIO_TMEM_WB_LOW_PROP "writeback-low"
 #define VIRTIO_TMEM_IOTHREAD_PROP "iothread"
@@ -84,6 +85,7 @@ struct VirtIOTmem {
     uint64_t swap_image_size;
     bool swap_image_unlink;
     bool swap_image_direct;
+    bool swap_image_shared;
     uint8_t writeback_high;
     uint8_t writeback_low;
     IOThread *iothread;
@@ -120,6 +122,20 @@ struct VirtIOTmem {
     /* destination: from pre_load to the end of a successful load */
     bool mig_loading;
     uint8_t *mig_buf;               /* one page of record data */
+    /*
+     * swap-image-shared=on.  Source: the image is frozen by a migration
+     * (and maybe handed over); it is taken back when the VM runs again.
+     * Destination: the image is the source's until post_load takes its
+     * lock; image_taken says a load took it (load_cleanup gives it back
+     * if the load then fails).  Main loop and BQL, or the migration
+     * thread with the VM stopped.
+     */
+    bool mig_shared;                /* source: this stream sends slots */
+    bool image_frozen;
+    bool image_incoming;
+    bool image_taken;
+    bool mig_shared_seen;           /* destination: the stream's mark */
+    VMChangeStateEntry *vm_change;
     /*
      * Source: what the last (or current) outgoing migration sent, for the
      * "stats" property.  Written by the migration thread, read atomically.
