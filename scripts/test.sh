@@ -229,7 +229,8 @@ stage style count_summary style checkpatch_all
 must e2e-release stage e2e e2e_stage release frontswap clients cleancache \
 	pool_full writeback toggles smp reboot unplug stall_invalidate \
 	stall_get stall_unplug mq_pools image_corrupt migrate_idle \
-	migrate_live migrate_image resize frontswap@zsmalloc writeback@zsmalloc
+	migrate_live migrate_image migrate_shared resize frontswap@zsmalloc \
+	writeback@zsmalloc
 # the debug kernel (KASAN, lockdep) runs 3x slower under TCG: the
 # scenarios that exercise the most driver paths, and the one whose
 # invalidations wait in atomic context

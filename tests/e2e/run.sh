@@ -5,12 +5,13 @@
 # Usage: tests/e2e/run.sh [--help] [SCENARIO...]
 # Scenarios: frontswap clients cleancache pool_full writeback toggles smp
 # reboot unplug stall_invalidate stall_get stall_unplug mq_pools
-# image_corrupt migrate_idle migrate_live migrate_image (default: all), in
-# two lanes side by side (E2E_JOBS=1: one).  E2E_KERNEL=debug boots the
-# debug kernel; the driver must run clean under it.  SCENARIO@A runs a
-# scenario with the device's allocator=A (E2E_ALLOCATOR=A: all of them).
-# Each checks the guest's own counters and the device's statistics; the
-# output ends with 'e2e: N passed, M failed'.
+# image_corrupt migrate_idle migrate_live migrate_image migrate_shared
+# resize (default: all), in two lanes side by side (E2E_JOBS=1: one).
+# E2E_KERNEL=debug boots the debug kernel; the driver must run clean under
+# it.  SCENARIO@A runs a scenario with the device's allocator=A
+# (E2E_ALLOCATOR=A: all of them).  Each checks the guest's own counters
+# and the device's statistics; the output ends with 'e2e: N passed, M
+# failed'.
 set -uo pipefail
 
 prog=e2e suite=e2e
@@ -26,7 +27,7 @@ mkdir -p "$out"
 # sleeping in atomic context, VM_BUG, warnings) counts as a failure.
 KCHECK='echo KERNEL_ISSUES=$(dmesg | grep -cE "BUG:|WARNING:|KASAN|possible circular|possible recursive|inconsistent lock|sleeping function called|Call Trace")'
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 
 jget() { # file, python expression over s (the stats dict)
 	python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print($2)" "$1"
@@ -991,6 +992,41 @@ scenario_resize() {
 		"[ '$(gval "$log2" RESIZE_SHRINKS)' -gt 0 ] && [ '$(gval "$log2" LOADS_WHILE_SHRUNK)' -gt 5000 ] 2>/dev/null"
 }
 
+# Shared storage: both QEMUs open one swap image (swap-image-shared=on);
+# the pages written back to it travel as references to their slots, and
+# the image's lock passes to the destination at switchover.
+scenario_migrate_shared() {
+	local log=$out/migrate-shared.log js=$out/migrate-shared.json t0=$SECONDS
+	local img=$out/migrate-shared.img
+	run --mem 256M --pool-size 32M --swap 1G --stats-json "$js" \
+		--device-opts "swap-image=$img,swap-image-size=1G,swap-image-shared=on" \
+		--migrate-on MIG-LIVE=live -- '
+		D=/sys/kernel/debug/virtio_tmem
+		memhog --mib 256 --verify-passes 1 --ready-file /tmp/r --hold-file /tmp/go \
+			> /tmp/hog 2>&1 &
+		H=$!
+		while [ ! -f /tmp/r ]; do sleep 0.2; done
+		echo MIG-LIVE; echo OUTCOME_LIVE=$(migwait 1)
+		touch /tmp/go; wait $H; echo MEMHOG_RC=$?; tail -2 /tmp/hog
+		echo LOST=$(cat $D/lost_pages)
+		'"$KCHECK"'' > "$log" 2>&1
+	check_mig_run migrate_shared "$log" "$js" $? $t0
+	check "migrate_shared: live migration completed" "[ '$(gval "$log" OUTCOME_LIVE)' = completed ]"
+	[ -f "$js" ] || { nok "migrate_shared: statistics"; return; }
+	# memhog's pages do not compress: sent as bytes, each would take 4 KiB
+	local inimg held sent
+	inimg=$(mjget "$js" 1 "m['stats-source-end']['swap-image']['pages-in-image']")
+	held=$(mjget "$js" 1 "m['stats-source-end']['persistent']['stored-pages']")
+	sent=$(mjget "$js" 1 "m['stats-source-end']['migration']['bytes-sent'] >> 20")
+	check "migrate_shared: of $held pages, the $inimg in the image went as references ($sent MiB sent for the pool)" \
+		"[ '${inimg:-0}' -gt 1000 ] &&
+		 [ '${sent:-999}' -lt \$(( (${held:-0} - ${inimg:-0} / 2) * 4 / 1024 )) ]"
+	check_switchover migrate_shared "$js" 1
+	check "migrate_shared: the destination read the image without errors" \
+		"[ \$(jget '$js' \"s['swap-image']['checksum-errors'] + s['swap-image']['read-errors']\") -eq 0 ]"
+	rm -f "$img"
+}
+
 for a in "$@"; do
 	case "$a" in -h|--help) usage; exit 0 ;; esac
 done
@@ -998,7 +1034,7 @@ scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] ||
 	scenarios=(frontswap clients cleancache pool_full writeback toggles smp reboot unplug
 		   stall_invalidate stall_get stall_unplug mq_pools image_corrupt
-		   migrate_idle migrate_live migrate_image resize)
+		   migrate_idle migrate_live migrate_image migrate_shared resize)
 for s in "${scenarios[@]}"; do
 	if ! declare -F "scenario_${s%@*}" >/dev/null; then
 		echo "run.sh: unknown scenario '$s' (see --help)" >&2
@@ -1017,7 +1053,7 @@ lane_of() {
 	fi
 	case "$1" in
 	frontswap|pool_full|writeback|smp|stall_invalidate|stall_get|image_corrupt) echo 0 ;;
-	frontswap@*|writeback@*|migrate_idle|migrate_image) echo 0 ;;
+	frontswap@*|writeback@*|migrate_idle|migrate_image|migrate_shared) echo 0 ;;
 	*) echo 1 ;;
 	esac
 }
