@@ -3021,7 +3021,7 @@ static const Property virtio_tmem_properties[] = {
     DEFINE_PROP_BIT64(VIRTIO_TMEM_RESIZE_PROP, VirtIOTmem, host_features,
                       VIRTIO_TMEM_F_RESIZE, true),
     DEFINE_PROP_BOOL(VIRTIO_TMEM_MIGRATE_EPHEMERAL_PROP, VirtIOTmem,
-                     migrate_ephemeral, false),
+                     migrate_ephemeral, true),
 };
 
 static void virtio_tmem_class_init(ObjectClass *klass, void *data)

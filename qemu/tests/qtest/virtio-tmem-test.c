@@ -1642,6 +1642,17 @@ static void mig_assert_status(QTestState *qts, const char *want)
  * destination; the pools keep their ids, ephemeral pages stay behind.
  * @data: more device options for the destination, or NULL.
  */
+static bool get_migrate_ephemeral(void)
+{
+    QDict *r = qmp("{'execute': 'qom-get', 'arguments': "
+                   "{'path': '/machine/peripheral/tmem0', "
+                   "'property': 'migrate-ephemeral'}}");
+    bool v = qdict_get_bool(r, "return");
+
+    qobject_unref(r);
+    return v;
+}
+
 static void test_migration(void *obj, void *data, QGuestAllocator *alloc)
 {
     g_autofree char *img = g_strdup_printf("swap-image=%s/vtmem-qtest-dst-%d"
@@ -1649,11 +1660,14 @@ static void test_migration(void *obj, void *data, QGuestAllocator *alloc)
                                            getpid(), data ? "," : "",
                                            data ? (char *)data : "");
     uint8_t page[PAGE], out[PAGE];
+    bool eph_sent;
     uint32_t eph;
     MigTest m;
+    int ret;
     QDict *s;
 
     mig_begin(&m, obj, alloc, 1500);
+    eph_sent = get_migrate_ephemeral();
     eph = new_pool(&m.c, 0, NULL);
     page_fill(page, 1, 0);
     g_assert_cmpuint(put1(&m.c, eph, 1, 0, page, false), ==,
@@ -1664,16 +1678,31 @@ static void test_migration(void *obj, void *data, QGuestAllocator *alloc)
     qobject_unref(s);
 
     mig_save(&m);
+    s = stats();
+    g_assert_cmpuint(stat_of(s, "migration", "page-records"), ==,
+                     m.n + eph_sent);
+    qobject_unref(s);
     mig_load(&m, img, "completed");
     g_assert(vm_running(m.dst));
     mig_check(&m.c, m.per, m.n);
     s = stats();
     g_assert_cmpuint(stat_of(s, "persistent", "stored-pages"), ==, m.n);
-    g_assert_cmpuint(stat_of(s, "ephemeral", "stored-pages"), ==, 0);
+    g_assert_cmpuint(stat_of(s, "ephemeral", "stored-pages"), <=, eph_sent);
     qobject_unref(s);
-    /* the ephemeral pool is there, its page is not (migrate-ephemeral=off) */
-    g_assert_cmpuint(get1(&m.c, eph, 1, 0, false, out), ==,
-                     VIRTIO_TMEM_S_NOT_FOUND);
+    /*
+     * The ephemeral pool is there.  Its page went with migrate-ephemeral=on
+     * (the source counted it), but this destination may have dropped it
+     * for room, as an ephemeral page may always be: if it is there, it is
+     * the page that was put.
+     */
+    if (eph_sent) {
+        ret = get1(&m.c, eph, 1, 0, false, out);
+        g_assert(ret == VIRTIO_TMEM_S_OK || ret == VIRTIO_TMEM_S_NOT_FOUND);
+        g_assert(ret || !memcmp(page, out, PAGE));
+    } else {
+        g_assert_cmpuint(get1(&m.c, eph, 1, 0, false, out), ==,
+                         VIRTIO_TMEM_S_NOT_FOUND);
+    }
     /* the credits the driver holds are good on the destination */
     page_fill(page, 2, 1);
     g_assert_cmpuint(put1(&m.c, m.per, 6, 0, page, true), ==,
@@ -2538,7 +2567,8 @@ static void test_resize_ask(void *obj, void *data, QGuestAllocator *alloc)
         g_usleep(150 * 1000);
     }
     resize_wait("used-bytes", at_most, 2 * MiB);
-    g_assert_cmpuint(resize_stat("excess-pages"), ==, 0);
+    /* the shrink thread counts the excess again after its next pass */
+    resize_wait("excess-pages", equal, 0);
     /* not much more than needed was asked for */
     g_assert_cmpuint(flushed * 10, <, n * 9);
     check_pages(&c, per, 3, flushed, n, 5000, 1);
@@ -2866,6 +2896,7 @@ static void register_virtio_tmem_test(void)
         .arg = (void *)"zstd",
     };
     static char writeback_opts[160], zs_writeback_opts[192];
+    static char eph_off_opts[192];
     static char shared_img[3][128], shared_opts[3][192];
     unsigned i;
     QOSGraphTestOptions writeback = {
@@ -2910,6 +2941,10 @@ static void register_virtio_tmem_test(void)
      */
     /* one image (and so one source QEMU) per test */
     QOSGraphTestOptions mig_shared[3];
+    QOSGraphTestOptions mig_eph_off = {
+        .edge.extra_device_opts = eph_off_opts,
+        .before = mig_save_cmdline,
+    };
     QOSGraphTestOptions mig_writeback_late = {
         .edge.extra_device_opts = writeback_opts,
         .before = mig_save_cmdline,
@@ -2930,6 +2965,8 @@ static void register_virtio_tmem_test(void)
              "swap-image-unlink=on", g_get_tmp_dir(), getpid());
     snprintf(zs_writeback_opts, sizeof(zs_writeback_opts),
              "%s,allocator=zsmalloc", writeback_opts);
+    snprintf(eph_off_opts, sizeof(eph_off_opts),
+             "%s,migrate-ephemeral=off", writeback_opts);
     for (i = 0; i < ARRAY_SIZE(mig_shared); i++) {
         snprintf(shared_img[i], sizeof(shared_img[i]),
                  "%s/vtmem-qtest-shared-%d-%u.img", g_get_tmp_dir(), getpid(),
@@ -2983,6 +3020,8 @@ static void register_virtio_tmem_test(void)
     qos_add_test("reset-failure", "virtio-tmem", test_reset_failure, NULL);
     qos_add_test("properties", "virtio-tmem", test_properties, NULL);
     qos_add_test("migration", "virtio-tmem", test_migration, &mig_writeback);
+    qos_add_test("migration-ephemeral-off", "virtio-tmem", test_migration,
+                 &mig_eph_off);
     qos_add_test("migration-writeback-late", "virtio-tmem", test_migration,
                  &mig_writeback_late);
     qos_add_test("migration-refused", "virtio-tmem", test_migration_refused,
