@@ -113,6 +113,17 @@ static unsigned int batch_buffers = 8;
 module_param(batch_buffers, uint, 0444);
 MODULE_PARM_DESC(batch_buffers, "Batch buffers per queue, read at probe (2..64, default: 8)");
 
+#ifdef CLEANCACHE_PUT_WAS_ACTIVE
+/*
+ * Put only clean pages that were used more than once (on the active LRU,
+ * or deactivated from it): a stream read once is not worth host memory.
+ * Needs guest/patches/0003; without it every page counts as active.
+ */
+static bool active_only;
+module_param(active_only, bool, 0644);
+MODULE_PARM_DESC(active_only, "Cleancache: put only pages that were active (default: N)");
+#endif
+
 /* ---- structures ---------------------------------------------------------- */
 
 enum vtmem_flush_kind { FLUSH_PAGE, FLUSH_OBJECT, FLUSH_POOL, DESTROY };
@@ -263,6 +274,7 @@ struct vtmem_pool {
 struct vtmem_stats {
 	u64 puts;		/* cleancache puts tried */
 	u64 put_drops;		/* ... dropped: no batch buffer free */
+	u64 puts_inactive;	/* ... skipped: the page was never active */
 	u64 gets;		/* cleancache gets tried */
 	u64 hits;		/* ... that returned a page */
 	u64 staging_hits;	/* gets served from a staged, unsent PUT */
@@ -1376,10 +1388,17 @@ out:
 	return ret;
 }
 
-static void vtmem_cc_put_page(int pool, struct cleancache_filekey key,
-			      pgoff_t index, struct page *page)
+/*
+ * IRQs are off here (page cache deletion): a put that finds no room is
+ * dropped.  Any put may be dropped without leaving an older copy on the
+ * host: gets are exclusive, and a page that was not read (from the host or
+ * from disk after a miss) is not PG_mappedtodisk, so the kernel
+ * invalidates its key instead of putting it.
+ */
+static void cc_put(int pool, const struct cleancache_filekey *key,
+		   pgoff_t index, struct page *page, bool was_active)
 {
-	struct vtmem_oid oid = oid_of_filekey(&key);
+	struct vtmem_oid oid = oid_of_filekey(key);
 	struct vtmem_dev *d;
 	int idx, host;
 
@@ -1387,12 +1406,28 @@ static void vtmem_cc_put_page(int pool, struct cleancache_filekey key,
 	host = cc_host_pool(d, pool);
 	if (host >= 0 && READ_ONCE(cleancache_on)) {
 		stat_inc(d, puts);
-		/* IRQs are off here: a put that finds no room is dropped */
-		if (queue_put(d, host, &oid, index, page, false, false))
+		if (!was_active)
+			stat_inc(d, puts_inactive);
+		else if (queue_put(d, host, &oid, index, page, false, false))
 			stat_inc(d, put_drops);
 	}
 	vtmem_put(idx);
 }
+
+#ifdef CLEANCACHE_PUT_WAS_ACTIVE
+static void vtmem_cc_put_page(int pool, struct cleancache_filekey key,
+			      pgoff_t index, struct page *page,
+			      bool was_active)
+{
+	cc_put(pool, &key, index, page, was_active || !READ_ONCE(active_only));
+}
+#else
+static void vtmem_cc_put_page(int pool, struct cleancache_filekey key,
+			      pgoff_t index, struct page *page)
+{
+	cc_put(pool, &key, index, page, true);
+}
+#endif
 
 /*
  * invalidate_page runs under the mapping's i_pages lock (page cache
@@ -1761,7 +1796,7 @@ static void vtmem_debugfs_init(struct vtmem_dev *d)
 		size_t off;
 	} f[] = {
 #define F(x) { #x, offsetof(struct vtmem_stats, x) }
-		F(puts), F(put_drops), F(gets), F(hits), F(staging_hits),
+		F(puts), F(put_drops), F(puts_inactive), F(gets), F(hits), F(staging_hits),
 		F(flushes), F(stores), F(store_no_credit), F(loads),
 		F(load_hits), F(invalidates), F(batches), F(batch_ops),
 		F(staging_high), F(errors), F(lost_pages), F(readahead_sent),
