@@ -42,7 +42,7 @@
 
 #include "vtmem_codec.h"
 
-#define VTMEM_REQS_PER_QUEUE	4
+#define VTMEM_MAX_BUFFERS	64U	/* batch buffers per queue, at most */
 #define VTMEM_WAIT_TIMEOUT	(30 * HZ)
 #define VTMEM_MAX_POOLS		64	/* driver-side pool table */
 #define VTMEM_PREFETCH_SLOTS	64	/* read-ahead pages per queue */
@@ -85,13 +85,13 @@ MODULE_PARM_DESC(exclusive_gets, "A swap page loaded from the host is removed th
 
 /* Read when a batch buffer is opened: a change applies to the next one. */
 static int batch_param_set(const char *val, const struct kernel_param *kp);
-static unsigned int batch_size = 64;
+static unsigned int batch_size = 128;
 static const struct kernel_param_ops batch_param_ops = {
 	.set = batch_param_set,
 	.get = param_get_uint,
 };
 module_param_cb(batch_size, &batch_param_ops, &batch_size, 0644);
-MODULE_PARM_DESC(batch_size, "Ops per batch, capped by the device's max_batch (default: 64)");
+MODULE_PARM_DESC(batch_size, "Ops per batch, capped by the device's max_batch (default: 128)");
 
 static unsigned int readahead = 31;
 module_param(readahead, uint, 0644);
@@ -100,6 +100,29 @@ MODULE_PARM_DESC(readahead, "Pages after a missed get fetched in the same batch,
 static unsigned int flush_us = 2000;
 module_param(flush_us, uint, 0644);
 MODULE_PARM_DESC(flush_us, "Send a partly filled batch after this many microseconds (default: 2000)");
+
+/*
+ * Cleancache puts run with IRQs off and cannot wait for the device: a put
+ * that finds every batch buffer of its queue in flight is not staged.  The
+ * buffers are what absorbs a host that is slow for a while (descheduled
+ * QEMU): each holds max_batch pages, so the staging cost per queue is
+ * batch_buffers * max_batch pages (4 MiB with the defaults and the
+ * device's max_batch of 128).  See docs/guest-driver.md for the sizing.
+ */
+static unsigned int batch_buffers = 8;
+module_param(batch_buffers, uint, 0444);
+MODULE_PARM_DESC(batch_buffers, "Batch buffers per queue, read at probe (2..64, default: 8)");
+
+#ifdef CLEANCACHE_PUT_WAS_ACTIVE
+/*
+ * Put only clean pages that were used more than once (on the active LRU,
+ * or deactivated from it): a stream read once is not worth host memory.
+ * Needs guest/patches/0003; without it every page counts as active.
+ */
+static bool active_only;
+module_param(active_only, bool, 0644);
+MODULE_PARM_DESC(active_only, "Cleancache: put only pages that were active (default: N)");
+#endif
 
 /* ---- structures ---------------------------------------------------------- */
 
@@ -206,6 +229,7 @@ struct vtmem_req {
  * @pf_next: read-ahead slot to reuse next (round robin)
  * @pf: read-ahead cache
  * @ra: where the last hit was; a get at the next index reads ahead
+ * @nr_reqs: number of batch buffers (batch_buffers at probe)
  * @reqs: all batch buffers of the queue
  */
 struct vtmem_queue {
@@ -230,7 +254,8 @@ struct vtmem_queue {
 		u64 next;
 		bool valid;
 	} ra;
-	struct vtmem_req reqs[VTMEM_REQS_PER_QUEUE];
+	unsigned int nr_reqs;
+	struct vtmem_req *reqs;
 };
 
 /*
@@ -249,6 +274,7 @@ struct vtmem_pool {
 struct vtmem_stats {
 	u64 puts;		/* cleancache puts tried */
 	u64 put_drops;		/* ... dropped: no batch buffer free */
+	u64 puts_inactive;	/* ... skipped: the page was never active */
 	u64 gets;		/* cleancache gets tried */
 	u64 hits;		/* ... that returned a page */
 	u64 staging_hits;	/* gets served from a staged, unsent PUT */
@@ -707,7 +733,7 @@ static void waiter_detach_locked(struct vtmem_dev *d, struct vtmem_queue *q,
 	struct vtmem_req *r;
 	unsigned int i;
 
-	for (r = &q->reqs[0]; r < &q->reqs[VTMEM_REQS_PER_QUEUE]; r++)
+	for (r = &q->reqs[0]; r < &q->reqs[q->nr_reqs]; r++)
 		for (i = 0; i < d->max_batch; i++)
 			if (r->waiter[i] == w)
 				r->waiter[i] = NULL;
@@ -920,6 +946,35 @@ static bool pending_covers(const struct vtmem_pending *p,
 }
 
 /*
+ * The newest op of batch @r on @page: the staging page of a PUT,
+ * ERR_PTR(-ENOENT) for an op that makes the key absent, NULL if none.
+ */
+static struct page *req_lookup(struct vtmem_req *r,
+			       const struct vtmem_key *page)
+{
+	int i, put = r->b.nr_put;
+
+	for (i = r->b.nr_ops - 1; i >= 0; i--) {
+		const struct virtio_tmem_op *op = &r->ops[i];
+		enum vtmem_key_scope scope;
+		struct vtmem_key k;
+
+		if (op->opcode == VIRTIO_TMEM_OP_PUT)
+			put--;
+		scope = vtmem_op_key(op, &k);
+		if (!vtmem_key_covers(scope, &k, page))
+			continue;
+		if (op->opcode == VIRTIO_TMEM_OP_PUT)
+			return r->pages[put];
+		/* a non-exclusive GET (read-ahead) leaves the key */
+		if (op->opcode != VIRTIO_TMEM_OP_GET ||
+		    (op->flags & VIRTIO_TMEM_GET_EXCLUSIVE))
+			return ERR_PTR(-ENOENT);
+	}
+	return NULL;
+}
+
+/*
  * Find the newest op of the queue on (pool, oid, index): a PUT whose page
  * is still in a staging buffer, or an op that makes the key absent (a
  * held-back flush is newer than any staged op).  Returns the staging page
@@ -930,39 +985,23 @@ static struct page *staged_lookup(struct vtmem_queue *q, u32 pool,
 				  const struct vtmem_oid *oid, u64 index)
 {
 	const struct vtmem_key page = { pool, *oid, index };
-	struct vtmem_req *reqs[VTMEM_REQS_PER_QUEUE + 1];
 	struct vtmem_req *r;
-	int n = 0;
+	struct page *found;
+	int n;
 
 	for (n = q->nr_pending; n--; )
 		if (pending_covers(&q->pending[n], &page))
 			return ERR_PTR(-ENOENT);
-	n = 0;
-	list_for_each_entry(r, &q->inflight, node)
-		reqs[n++] = r;
-	if (q->filling)
-		reqs[n++] = q->filling;
-	while (n--) {
-		int i, put = reqs[n]->b.nr_put;
-
-		r = reqs[n];
-		for (i = r->b.nr_ops - 1; i >= 0; i--) {
-			const struct virtio_tmem_op *op = &r->ops[i];
-			enum vtmem_key_scope scope;
-			struct vtmem_key k;
-
-			if (op->opcode == VIRTIO_TMEM_OP_PUT)
-				put--;
-			scope = vtmem_op_key(op, &k);
-			if (!vtmem_key_covers(scope, &k, &page))
-				continue;
-			if (op->opcode == VIRTIO_TMEM_OP_PUT)
-				return r->pages[put];
-			/* a non-exclusive GET (read-ahead) leaves the key */
-			if (op->opcode != VIRTIO_TMEM_OP_GET ||
-			    (op->flags & VIRTIO_TMEM_GET_EXCLUSIVE))
-				return ERR_PTR(-ENOENT);
-		}
+	/* newest first: the batch being filled, then those in flight */
+	if (q->filling) {
+		found = req_lookup(q->filling, &page);
+		if (found)
+			return found;
+	}
+	list_for_each_entry_reverse(r, &q->inflight, node) {
+		found = req_lookup(r, &page);
+		if (found)
+			return found;
 	}
 	return NULL;
 }
@@ -1361,10 +1400,17 @@ out:
 	return ret;
 }
 
-static void vtmem_cc_put_page(int pool, struct cleancache_filekey key,
-			      pgoff_t index, struct page *page)
+/*
+ * IRQs are off here (page cache deletion): a put that finds no room is
+ * dropped.  Any put may be dropped without leaving an older copy on the
+ * host: gets are exclusive, and a page that was not read (from the host or
+ * from disk after a miss) is not PG_mappedtodisk, so the kernel
+ * invalidates its key instead of putting it.
+ */
+static void cc_put(int pool, const struct cleancache_filekey *key,
+		   pgoff_t index, struct page *page, bool was_active)
 {
-	struct vtmem_oid oid = oid_of_filekey(&key);
+	struct vtmem_oid oid = oid_of_filekey(key);
 	struct vtmem_dev *d;
 	int idx, host;
 
@@ -1372,12 +1418,28 @@ static void vtmem_cc_put_page(int pool, struct cleancache_filekey key,
 	host = cc_host_pool(d, pool);
 	if (host >= 0 && READ_ONCE(cleancache_on)) {
 		stat_inc(d, puts);
-		/* IRQs are off here: a put that finds no room is dropped */
-		if (queue_put(d, host, &oid, index, page, false, false))
+		if (!was_active)
+			stat_inc(d, puts_inactive);
+		else if (queue_put(d, host, &oid, index, page, false, false))
 			stat_inc(d, put_drops);
 	}
 	vtmem_put(idx);
 }
+
+#ifdef CLEANCACHE_PUT_WAS_ACTIVE
+static void vtmem_cc_put_page(int pool, struct cleancache_filekey key,
+			      pgoff_t index, struct page *page,
+			      bool was_active)
+{
+	cc_put(pool, &key, index, page, was_active || !READ_ONCE(active_only));
+}
+#else
+static void vtmem_cc_put_page(int pool, struct cleancache_filekey key,
+			      pgoff_t index, struct page *page)
+{
+	cc_put(pool, &key, index, page, true);
+}
+#endif
 
 /*
  * invalidate_page runs under the mapping's i_pages lock (page cache
@@ -1828,7 +1890,7 @@ static void vtmem_debugfs_init(struct vtmem_dev *d)
 		size_t off;
 	} f[] = {
 #define F(x) { #x, offsetof(struct vtmem_stats, x) }
-		F(puts), F(put_drops), F(gets), F(hits), F(staging_hits),
+		F(puts), F(put_drops), F(puts_inactive), F(gets), F(hits), F(staging_hits),
 		F(flushes), F(stores), F(store_no_credit), F(loads),
 		F(load_hits), F(invalidates), F(batches), F(batch_ops),
 		F(staging_high), F(errors), F(lost_pages), F(readahead_sent),
@@ -1861,7 +1923,7 @@ static void vtmem_free_queues(struct vtmem_dev *d)
 		for (j = 0; j < VTMEM_PREFETCH_SLOTS; j++)
 			if (q->pf[j].page)
 				__free_page(q->pf[j].page);
-		for (j = 0; j < VTMEM_REQS_PER_QUEUE; j++) {
+		for (j = 0; q->reqs && j < q->nr_reqs; j++) {
 			struct vtmem_req *r = &q->reqs[j];
 
 			for (k = 0; r->pages && k < d->max_batch; k++)
@@ -1877,6 +1939,7 @@ static void vtmem_free_queues(struct vtmem_dev *d)
 			kfree(r->sg);
 			kfree(r->sgs);
 		}
+		kfree(q->reqs);
 	}
 	kfree(d->queues);
 	d->queues = NULL;
@@ -1936,12 +1999,18 @@ static int vtmem_init_queues(struct vtmem_dev *d)
 	for (i = 0; i < d->nr_queues; i++) {
 		struct vtmem_queue *q = &d->queues[i];
 
+		err = -ENOMEM;	/* reset by the previous queue's buffers */
 		for (j = 0; j < VTMEM_PREFETCH_SLOTS; j++) {
 			q->pf[j].page = alloc_page(GFP_KERNEL);
 			if (!q->pf[j].page)
 				goto out;
 		}
-		for (j = 0; j < VTMEM_REQS_PER_QUEUE; j++) {
+		q->nr_reqs = clamp(batch_buffers, 2U, VTMEM_MAX_BUFFERS);
+		q->reqs = kcalloc(q->nr_reqs, sizeof(*q->reqs), GFP_KERNEL);
+		err = -ENOMEM;
+		if (!q->reqs)
+			goto out;
+		for (j = 0; j < q->nr_reqs; j++) {
 			err = vtmem_alloc_req(d, &q->reqs[j]);
 			if (err)
 				goto out;
