@@ -224,13 +224,14 @@ stage fuzz-run count_summary qemu-fuzz \
 must guest-w1 stage guest scripts/build-guest.sh --w1
 # after the guest stage: Linux's checkpatch.pl comes with the kernel source
 stage style count_summary style checkpatch_all
-# every scenario, and the two the allocator changes most with the other
-# one (clients@zsmalloc, 2 minutes, runs by hand: the cold run's budget)
+# every scenario, and the one the allocator changes most with the other
+# one (writeback@zsmalloc and clients@zsmalloc, 3 minutes, run by hand:
+# the cold run's budget)
 must e2e-release stage e2e e2e_stage release frontswap clients cleancache \
-	pool_full writeback toggles smp reboot unplug stall_invalidate \
-	stall_get stall_unplug mq_pools image_corrupt migrate_idle \
-	migrate_live migrate_image migrate_shared resize frontswap@zsmalloc \
-	writeback@zsmalloc
+	cleancache_keys pool_full writeback toggles smp reboot unplug \
+	stall_invalidate stall_get stall_unplug mq_pools image_corrupt \
+	migrate_idle migrate_live migrate_image migrate_shared resize \
+	frontswap@zsmalloc
 # the debug kernel (KASAN, lockdep) runs 3x slower under TCG: the
 # scenarios that exercise the most driver paths, and the one whose
 # invalidations wait in atomic context

@@ -1170,7 +1170,8 @@ lane_of() {
 		return
 	fi
 	case "$1" in
-	frontswap|pool_full|writeback|smp|stall_invalidate|stall_get|image_corrupt) echo 0 ;;
+	frontswap|pool_full|writeback|smp|stall_invalidate|stall_get|stall_unplug) echo 0 ;;
+	image_corrupt) echo 0 ;;
 	frontswap@*|writeback@*|migrate_idle|migrate_image|migrate_shared) echo 0 ;;
 	*) echo 1 ;;
 	esac
