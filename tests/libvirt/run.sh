@@ -233,6 +233,21 @@ jq_() { python3 -c "import json,sys; s=json.load(open(sys.argv[1]))['return']; p
 check "stats through virsh qemu-monitor-command: puts $(jq_ "s['persistent']['puts']"), gets $(jq_ "s['persistent']['gets']")" \
 	"[ '$(jq_ "int(s['persistent']['puts'] > 0 and s['persistent']['gets'] > 0)")' = 1 ]"
 check "the swap image is in the stats" "[ '$(jq_ "int('swap-image' in s)")' = 1 ]"
+# resize through the monitor passthrough, as docs/libvirt.md says: QMP
+# qom-set to 16 MiB, read back; HMP qom-set back to 32 MiB, read back
+qom_size() {
+	virsh qemu-monitor-command "$dom" \
+		'{"execute":"qom-get","arguments":{"path":"/machine/peripheral/tmem0","property":"size"}}' |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["return"])' 2>/dev/null
+}
+virsh qemu-monitor-command "$dom" \
+	'{"execute":"qom-set","arguments":{"path":"/machine/peripheral/tmem0","property":"size","value":16777216}}' \
+	> "$work/resize.json" 2>&1
+check "resize: qom-set size 16M through virsh qemu-monitor-command ($(qom_size))" \
+	"grep -q '\"return\":{}' '$work/resize.json' && [ '$(qom_size)' = 16777216 ]"
+virsh qemu-monitor-command "$dom" --hmp 'qom-set /machine/peripheral/tmem0 size 32M' \
+	> "$work/resize-hmp.txt" 2>&1
+check "resize: HMP qom-set back to 32M ($(qom_size))" "[ '$(qom_size)' = 33554432 ]"
 # hot-plug a second device through libvirt's monitor passthrough
 hp=$("$tool" json --device 'id=tmem1,addr=0x1d,size=8M')
 virsh qemu-monitor-command "$dom" "{\"execute\":\"device_add\",\"arguments\":$hp}" > "$work/hotplug.json" 2>&1
