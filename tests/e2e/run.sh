@@ -961,6 +961,14 @@ scenario_migrate_live() {
 	check_switchover migrate_live "$js" 1
 }
 
+# The guest side of the image scenarios: 256 MiB of memhog's incompressible
+# pages pushed out (most into the pool's image) and held; $H is the memhog.
+MIG_HOLD='D=/sys/kernel/debug/virtio_tmem
+	memhog --mib 256 --verify-passes 1 --ready-file /tmp/r --hold-file /tmp/go \
+		> /tmp/hog 2>&1 &
+	H=$!
+	while [ ! -f /tmp/r ]; do sleep 0.2; done'
+
 # (d) and savevm/loadvm: a 32 MiB pool with a swap image; the guest's
 # pages are in the pool and in the image when it migrates live (each QEMU
 # has its own image: the pages travel in the stream).  Then savevm; the
@@ -973,11 +981,7 @@ scenario_migrate_image() {
 		--device-opts "swap-image=$img,swap-image-size=1G" \
 		--migrate-on MIG-LIVE=live --migrate-on MIG-SAVEVM=savevm \
 		--migrate-on MIG-LOADVM=loadvm -- '
-		D=/sys/kernel/debug/virtio_tmem
-		memhog --mib 256 --verify-passes 1 --ready-file /tmp/r --hold-file /tmp/go \
-			> /tmp/hog 2>&1 &
-		H=$!
-		while [ ! -f /tmp/r ]; do sleep 0.2; done
+		'"$MIG_HOLD"'
 		echo MIG-LIVE; echo OUTCOME_LIVE=$(migwait 1)
 		echo MIG-SAVEVM
 		o=$(migwait 2)
@@ -1119,11 +1123,7 @@ scenario_migrate_shared() {
 	run --mem 256M --pool-size 32M --swap 1G --stats-json "$js" \
 		--device-opts "swap-image=$img,swap-image-size=1G,swap-image-shared=on" \
 		--migrate-on MIG-LIVE=live -- '
-		D=/sys/kernel/debug/virtio_tmem
-		memhog --mib 256 --verify-passes 1 --ready-file /tmp/r --hold-file /tmp/go \
-			> /tmp/hog 2>&1 &
-		H=$!
-		while [ ! -f /tmp/r ]; do sleep 0.2; done
+		'"$MIG_HOLD"'
 		echo MIG-LIVE; echo OUTCOME_LIVE=$(migwait 1)
 		touch /tmp/go; wait $H; echo MEMHOG_RC=$?; tail -2 /tmp/hog
 		echo LOST=$(cat $D/lost_pages)

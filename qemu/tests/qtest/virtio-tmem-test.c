@@ -1636,23 +1636,20 @@ static void mig_assert_status(QTestState *qts, const char *want)
     g_assert_cmpstr(status, ==, want);
 }
 
+/* qom-get of a property of the device under test: the reply (unref it). */
+static QDict *qom_get_tmem(const char *prop)
+{
+    return qmp("{'execute': 'qom-get', 'arguments': "
+               "{'path': '/machine/peripheral/tmem0', 'property': %s}}", prop);
+}
+
 /*
  * Pages of every form (compressed, raw, zero, same-filled; with a swap
  * image, many written back) migrate through a file and read back on the
- * destination; the pools keep their ids, ephemeral pages stay behind.
+ * destination; the pools keep their ids, ephemeral pages go along with
+ * migrate-ephemeral=on and stay behind with off.
  * @data: more device options for the destination, or NULL.
  */
-static bool get_migrate_ephemeral(void)
-{
-    QDict *r = qmp("{'execute': 'qom-get', 'arguments': "
-                   "{'path': '/machine/peripheral/tmem0', "
-                   "'property': 'migrate-ephemeral'}}");
-    bool v = qdict_get_bool(r, "return");
-
-    qobject_unref(r);
-    return v;
-}
-
 static void test_migration(void *obj, void *data, QGuestAllocator *alloc)
 {
     g_autofree char *img = g_strdup_printf("swap-image=%s/vtmem-qtest-dst-%d"
@@ -1663,11 +1660,14 @@ static void test_migration(void *obj, void *data, QGuestAllocator *alloc)
     bool eph_sent;
     uint32_t eph;
     MigTest m;
+    QDict *r;
     int ret;
     QDict *s;
 
     mig_begin(&m, obj, alloc, 1500);
-    eph_sent = get_migrate_ephemeral();
+    r = qom_get_tmem("migrate-ephemeral");
+    eph_sent = qdict_get_bool(r, "return");
+    qobject_unref(r);
     eph = new_pool(&m.c, 0, NULL);
     page_fill(page, 1, 0);
     g_assert_cmpuint(put1(&m.c, eph, 1, 0, page, false), ==,
@@ -2306,9 +2306,7 @@ static void set_size_ok(uint64_t size)
 
 static uint64_t get_size(void)
 {
-    QDict *r = qmp("{'execute': 'qom-get', 'arguments': "
-                   "{'path': '/machine/peripheral/tmem0', "
-                   "'property': 'size'}}");
+    QDict *r = qom_get_tmem("size");
     uint64_t v = qdict_get_int(r, "return");
 
     qobject_unref(r);
