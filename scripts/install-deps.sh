@@ -18,7 +18,8 @@ Groups:
           root file system needs; qemu-img (the disks of migrating guests)
   libvirt libvirtd, virsh and the QEMU driver (bookworm's libvirt 9.0),
           xmllint; no systemd units are used (see tests/libvirt/run.sh)
-  bench   gdb (gcore), python3 and perl for scripts/make-heap-corpus.sh
+  bench   gdb (gcore), python3 and perl for scripts/make-heap-corpus.sh;
+          python3-matplotlib for scripts/peer-bench's plots
 Idempotent: packages already installed are skipped; apt-get update runs when
 a source was added or the lists are older than a day.
 USAGE
@@ -98,7 +99,7 @@ for g in "${groups[@]}"; do
 		bpo_pkgs+=(meson python3-pycotap)
 		;;
 	bench)
-		pkgs+=(gdb python3 perl)
+		pkgs+=(gdb python3 perl python3-matplotlib)
 		;;
 	libvirt)
 		pkgs+=(libvirt-daemon libvirt-clients libvirt-daemon-driver-qemu

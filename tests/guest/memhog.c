@@ -17,13 +17,20 @@
  * written (madvise(MADV_PAGEOUT)): swap stores without memory pressure, in
  * memhog's own context, so a script can tell when they run.
  *
+ * --random SEED writes and verifies the pages in random orders (a new
+ * permutation for the write and for each verify pass, drawn from SEED)
+ * instead of in address order: every page is still written once and
+ * checked once per pass, but the accesses jump over the whole working set
+ * as a hash table's or a heap's would, so that swap-in cannot read ahead.
+ *
  * --sigbus: a page whose read raises SIGBUS (the kernel lost its data, e.g.
  * a swap-in that failed: BUS_MCEERR_AR) is counted as lost and skipped
  * instead of killing memhog.  Lost is not bad: bad is data that came back
  * wrong, which must never happen.
  *
  * Usage: memhog [--mib N] [--verify-passes N] [--seed N] [--pattern random|text]
- *               [--ready-file F] [--hold-file F] [--pageout] [--sigbus]
+ *               [--random SEED] [--ready-file F] [--hold-file F] [--pageout]
+ *               [--sigbus]
  * Exit status: 0 if every page verified, 1 if any page was bad, 2 on usage,
  * 3 if none was bad but some were lost (--sigbus).
  */
@@ -82,6 +89,36 @@ static void on_sigbus(int sig, siginfo_t *si, void *ctx)
 	siglongjmp(bus_jmp, 1);
 }
 
+/* splitmix64: the --random access orders, the same for the same seed */
+static uint64_t next_random(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/*
+ * The order of the next pass over @pages pages: address order, or with
+ * @order (--random) a fresh Fisher-Yates shuffle of it.
+ */
+static void shuffle(uint64_t *order, uint64_t pages, uint64_t *state)
+{
+	uint64_t i, j, t;
+
+	if (!order)
+		return;
+	for (i = 0; i < pages; i++)
+		order[i] = i;
+	for (i = pages - 1; i > 0; i--) {
+		j = next_random(state) % (i + 1);
+		t = order[i];
+		order[i] = order[j];
+		order[j] = t;
+	}
+}
+
 enum { PAGE_OK, PAGE_BAD, PAGE_LOST };
 
 /*
@@ -109,10 +146,12 @@ static int check_page(const uint64_t *pg, uint64_t p, uint64_t seed,
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: memhog [--mib N] [--verify-passes N] [--seed N] [--pattern random|text]\n"
-		"              [--ready-file F] [--hold-file F] [--pageout] [--sigbus]\n"
+		"              [--random SEED] [--ready-file F] [--hold-file F] [--pageout]\n"
+		"              [--sigbus]\n"
 		"Writes N MiB (default 512) of patterned data, verifies it N times\n"
 		"(default 2), prints bad pages; exit 1 if any.  --pattern text makes\n"
-		"pages compressible; --ready-file is created when all is written,\n"
+		"pages compressible; --random SEED visits the pages in random orders\n"
+		"drawn from SEED (each page still once per pass); --ready-file is created when all is written,\n"
 		"--hold-file must exist before verification starts; --pageout\n"
 		"pushes the data out to swap once written; --sigbus counts a page\n"
 		"whose read raises SIGBUS as lost (exit 3 if no page was bad).\n");
@@ -129,17 +168,18 @@ int main(int argc, char **argv)
 		{ "hold-file", required_argument, NULL, 'H' },
 		{ "pageout", no_argument, NULL, 'o' },
 		{ "sigbus", no_argument, NULL, 'b' },
+		{ "random", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	unsigned long mib = 512, passes = 2, seed = 1, bad = 0, lost = 0;
 	const char *ready_file = NULL, *hold_file = NULL;
-	int pageout = 0, sigbus = 0;
-	uint64_t *mem, pages, p, i;
+	int pageout = 0, sigbus = 0, random_order = 0;
+	uint64_t *mem, *order = NULL, pages, p, n, i, rnd = 0;
 	unsigned long pass;
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, "m:v:s:p:r:H:obh", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "m:v:s:p:r:H:R:obh", lo, NULL)) != -1) {
 		char *end;
 		unsigned long v = 0;
 
@@ -181,6 +221,8 @@ int main(int argc, char **argv)
 			mib = v;
 		else if (ch == 'v')
 			passes = v;
+		else if (ch == 'R')
+			random_order = 1, rnd = v;
 		else
 			seed = v;
 	}
@@ -202,14 +244,25 @@ int main(int argc, char **argv)
 		perror("memhog: mmap");
 		return 2;
 	}
-	for (p = 0; p < pages; p++) {
-		uint64_t *pg = mem + p * (PAGE / 8);
+	if (random_order) {
+		order = malloc(pages * sizeof(*order));
+		if (!order) {
+			perror("memhog: malloc");
+			return 2;
+		}
+		printf("memhog: random page order, seed %lu\n", (unsigned long)rnd);
+	}
+	shuffle(order, pages, &rnd);
+	for (n = 0; n < pages; n++) {
+		uint64_t *pg;
 
+		p = order ? order[n] : n;
+		pg = mem + p * (PAGE / 8);
 		for (i = 0; i < PAGE / 8; i++)
 			pg[i] = expect(p, i, seed);
-		if (p % 16384 == 0)
+		if (n % 16384 == 0)
 			printf("memhog: wrote %lu MiB\n",
-			       (unsigned long)(p * PAGE >> 20)), fflush(stdout);
+			       (unsigned long)(n * PAGE >> 20)), fflush(stdout);
 	}
 	if (pageout && madvise(mem, pages * PAGE, MADV_PAGEOUT)) {
 		perror("memhog: madvise(MADV_PAGEOUT)");
@@ -228,7 +281,9 @@ int main(int argc, char **argv)
 	for (pass = 1; pass <= passes; pass++) {
 		unsigned long pass_bad = 0, pass_lost = 0;
 
-		for (p = 0; p < pages; p++) {
+		shuffle(order, pages, &rnd);
+		for (n = 0; n < pages; n++) {
+			p = order ? order[n] : n;
 			switch (check_page(mem + p * (PAGE / 8), p, seed, &i)) {
 			case PAGE_BAD:
 				if (pass_bad < 10)
