@@ -1291,6 +1291,16 @@ static void test_reset_failure(void *obj, void *data, QGuestAllocator *alloc)
     TmemCtx c;
     QDict *s;
 
+#ifdef QEMU_SANITIZE_ADDRESS
+    /*
+     * Under a capped address space ASan's own allocator aborts QEMU when it
+     * needs a new region for any small allocation, before QEMU can see a
+     * failure: what this test checks cannot happen there.  The release
+     * build runs it.
+     */
+    g_test_skip("ASan aborts QEMU when RLIMIT_AS refuses its allocator");
+    return;
+#endif
     ctx_start(&c, obj, alloc);
     pool = new_pool(&c, VIRTIO_TMEM_POOL_PERSISTENT, NULL);
     page_fill(page, 3, 0);
