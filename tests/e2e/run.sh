@@ -626,7 +626,10 @@ scenario_image_corrupt() {
 stall_qmp() { # LINE value
 	echo "$1={\"execute\":\"qom-set\",\"arguments\":{\"path\":\"/machine/peripheral/tmem0\",\"property\":\"x-stall\",\"value\":$2}}"
 }
-STALL=(--qmp-on "$(stall_qmp STALL true)" --qmp-on "$(stall_qmp UNSTALL false)")
+# Four batch buffers (the driver's batch_buffers, 8 by default), so that
+# STALL_FILL's four single-op batches leave none free.
+STALL=(--qmp-on "$(stall_qmp STALL true)" --qmp-on "$(stall_qmp UNSTALL false)"
+       --module-args batch_buffers=4)
 check_stalled() { # name, log
 	check "$1: the device was stalled and resumed" \
 		"grep -aq 'STALL: .* -> {}' '$2' && grep -aq 'UNSTALL: .* -> {}' '$2'"
