@@ -1762,6 +1762,10 @@ static bool visit_resize_stats(Visitor *v, VirtIOTmem *s,
     start = s->resize_start;
     excess = s->resize_ret == -TMEM_E_FULL ? s->resize_excess : 0;
     qemu_mutex_unlock(&s->resize_lock);
+    /* the last shrink pass counted it; within the target nothing exceeds */
+    if (st->used_bytes <= s->size) {
+        excess = 0;
+    }
     qemu_mutex_lock(&s->credit_lock);
     cap = s->credit_cap;
     qemu_mutex_unlock(&s->credit_lock);
