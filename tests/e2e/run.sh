@@ -106,9 +106,13 @@ scenario_frontswap() {
 # guest/patches/0004 (cleancache.keep_evicted) the pages outlive their
 # inodes and the third pass hits too; with keep_evicted=0 (a kernel without
 # the patch) eviction invalidates them and a read after it finds nothing.
+# Two batch buffers to start with, so that the streaming passes and the
+# drop_caches burst (~50,000 puts at once) need buffers added under load,
+# and given back once the queue has been idle (batch_buffers_max).
 scenario_cleancache() {
 	local log=$out/cleancache.log js=$out/cleancache.json t0=$SECONDS
-	run --mem 256M --pool-size 512M --swap 0 --data-disk 1G --stats-json "$js" -- '
+	run --mem 256M --pool-size 512M --swap 0 --data-disk 1G --stats-json "$js" \
+		--module-args batch_buffers=2 -- '
 		D=/sys/kernel/debug/virtio_tmem K=/sys/module/cleancache/parameters/keep_evicted
 		mkfs.ext4 -q -b 4096 /dev/vdd && mkdir -p /data && mount /dev/vdd /data || exit 1
 		for i in $(seq 1 48); do
@@ -125,7 +129,10 @@ scenario_cleancache() {
 		if [ -w $K ]; then
 			echo KEEP=1
 			# sync: an inode dirtied by the atime update is not evicted
+			p=$(cat $D/puts) d=$(cat $D/put_drops)
 			sync; echo 3 > /proc/sys/vm/drop_caches
+			echo BURST_PUTS=$(( $(cat $D/puts) - p ))
+			echo BURST_DROPS=$(( $(cat $D/put_drops) - d ))
 			h=$(cat $D/hits); cat /data/f* > /dev/null
 			echo PASS3_HITS=$(( $(cat $D/hits) - h ))
 			echo 0 > $K; sync; echo 3 > /proc/sys/vm/drop_caches; echo 1 > $K
@@ -136,6 +143,9 @@ scenario_cleancache() {
 		for i in $(seq 1 48); do
 			yes "virtio-tmem cleancache line $i of a file set larger than guest RAM" |
 				head -c 8M; done | md5sum
+		echo GROWN=$(cat $D/buffers_grown); echo HIGH=$(cat $D/buffers_high)
+		sleep 12	# the trim delay (10 s) after the last shortage
+		echo TRIMMED=$(cat $D/buffers_trimmed)
 		'"$KCHECK"'' > "$log" 2>&1
 	local rc=$?
 	echo "# cleancache: $((SECONDS - t0))s"
@@ -160,6 +170,10 @@ scenario_cleancache() {
 		h0=$(gval "$log" NOKEEP_HITS)
 		check "cleancache: after drop_caches 3 the third pass hits ($h3 of 98304 pages)" \
 			"[ ${h3:-0} -ge 78643 ]"
+		puts=$(gval "$log" BURST_PUTS)
+		drops=$(gval "$log" BURST_DROPS)
+		check "cleancache: drop_caches burst: puts not staged <= 1 % ($drops of $puts)" \
+			"[ ${puts:-0} -gt 0 ] && [ $(( 100 * ${drops:-1} )) -le ${puts:-0} ]"
 		check "cleancache: keep_evicted=0: eviction invalidated them ($h0 hits of 8192)" \
 			"[ ${h0:-1} -le 100 ]"
 	else
@@ -168,6 +182,14 @@ scenario_cleancache() {
 	local sums
 	sums=$(grep -aE '^[0-9a-f]{32}  -' "$log" | cut -c1-32 | sort -u | wc -l)
 	check "cleancache: data read back intact" "[ $sums -eq 1 ]"
+	local grown high trimmed
+	grown=$(gval "$log" GROWN)
+	high=$(gval "$log" HIGH)
+	trimmed=$(gval "$log" TRIMMED)
+	check "cleancache: buffers were added under load ($grown, at most $high on a queue)" \
+		"[ ${grown:-0} -gt 0 ]"
+	check "cleancache: every buffer added was given back once idle ($trimmed of $grown)" \
+		"[ ${trimmed:--1} -eq ${grown:-0} ]"
 	check "cleancache: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
 	[ -f "$js" ] && check "cleancache: host counted hits" \
 		"[ $(jget "$js" "s['ephemeral']['hits']") -gt 0 ]"

@@ -43,6 +43,8 @@
 #include "vtmem_codec.h"
 
 #define VTMEM_MAX_BUFFERS	64U	/* batch buffers per queue, at most */
+/* Buffers a burst added are given back after this long without a shortage. */
+#define VTMEM_TRIM_DELAY	(10 * HZ)
 #define VTMEM_WAIT_TIMEOUT	(30 * HZ)
 #define VTMEM_MAX_POOLS		64	/* driver-side pool table */
 #define VTMEM_PREFETCH_SLOTS	64	/* read-ahead pages per queue */
@@ -107,11 +109,19 @@ MODULE_PARM_DESC(flush_us, "Send a partly filled batch after this many microseco
  * buffers are what absorbs a host that is slow for a while (descheduled
  * QEMU): each holds max_batch pages, so the staging cost per queue is
  * batch_buffers * max_batch pages (4 MiB with the defaults and the
- * device's max_batch of 128).  See docs/guest-driver.md for the sizing.
+ * device's max_batch of 128).  A burst of evictions (drop_caches, inode
+ * pruning) can outrun that: a put that takes a queue's last free buffer
+ * has a worker add one, up to batch_buffers_max (16 MiB), and the added
+ * buffers go back VTMEM_TRIM_DELAY after the last shortage.  See
+ * docs/guest-driver.md for the sizing.
  */
 static unsigned int batch_buffers = 8;
 module_param(batch_buffers, uint, 0444);
 MODULE_PARM_DESC(batch_buffers, "Batch buffers per queue, read at probe (2..64, default: 8)");
+
+static unsigned int batch_buffers_max = 32;
+module_param(batch_buffers_max, uint, 0444);
+MODULE_PARM_DESC(batch_buffers_max, "Batch buffers a queue may grow to under a burst of cleancache puts, read at probe (batch_buffers..64, default: 32)");
 
 #ifdef CLEANCACHE_PUT_WAS_ACTIVE
 /*
@@ -229,8 +239,12 @@ struct vtmem_req {
  * @pf_next: read-ahead slot to reuse next (round robin)
  * @pf: read-ahead cache
  * @ra: where the last hit was; a get at the next index reads ahead
- * @nr_reqs: number of batch buffers (batch_buffers at probe)
- * @reqs: all batch buffers of the queue
+ * @nr_reqs: number of batch buffers now
+ * @base_reqs: buffers allocated at probe (batch_buffers), never trimmed
+ * @max_reqs: buffers the queue may grow to (batch_buffers_max)
+ * @short_at: jiffies of the last put that took the last free buffer
+ * @grow_work: adds a buffer (GFP_KERNEL: puts cannot allocate)
+ * @reqs: all batch buffers of the queue, @nr_reqs used of @max_reqs
  */
 struct vtmem_queue {
 	struct vtmem_dev *dev;
@@ -255,7 +269,11 @@ struct vtmem_queue {
 		bool valid;
 	} ra;
 	unsigned int nr_reqs;
-	struct vtmem_req *reqs;
+	unsigned int base_reqs;
+	unsigned int max_reqs;
+	unsigned long short_at;
+	struct work_struct grow_work;
+	struct vtmem_req **reqs;
 };
 
 /*
@@ -296,6 +314,10 @@ struct vtmem_stats {
 	u64 pending_polls;	/* held back and no memory: polled for room */
 	u64 pool_reclaims;	/* cleancache pools given back for a new one */
 	u64 resize_shrinks;	/* frontswap shrinks the device asked for */
+	u64 buffers_grown;	/* batch buffers added under a burst */
+	u64 buffers_trimmed;	/* ... and given back after it */
+	u64 buffers_grow_failed; /* ... not added: no memory */
+	u64 buffers_high;	/* most batch buffers one queue had */
 };
 
 struct vtmem_dev {
@@ -318,6 +340,9 @@ struct vtmem_dev {
 
 	/* resizing: the device's requests, answered by resize_work */
 	struct work_struct resize_work;
+
+	/* gives back batch buffers that a burst added (see batch_buffers_max) */
+	struct delayed_work trim_work;
 	u32 cap_gen_acked;
 
 	/* pools (pool_mutex; the table is read locklessly by the ops) */
@@ -730,13 +755,12 @@ static void pending_add_locked(struct vtmem_dev *d, struct vtmem_queue *q,
 static void waiter_detach_locked(struct vtmem_dev *d, struct vtmem_queue *q,
 				 struct vtmem_waiter *w)
 {
-	struct vtmem_req *r;
-	unsigned int i;
+	unsigned int j, i;
 
-	for (r = &q->reqs[0]; r < &q->reqs[q->nr_reqs]; r++)
+	for (j = 0; j < q->nr_reqs; j++)
 		for (i = 0; i < d->max_batch; i++)
-			if (r->waiter[i] == w)
-				r->waiter[i] = NULL;
+			if (q->reqs[j]->waiter[i] == w)
+				q->reqs[j]->waiter[i] = NULL;
 }
 
 static void waiter_init(struct vtmem_waiter *w, struct page *page)
@@ -1006,6 +1030,154 @@ static struct page *staged_lookup(struct vtmem_queue *q, u32 pool,
 	return NULL;
 }
 
+/* ---- batch buffers that grow under a burst ------------------------------ */
+
+static void req_free(struct vtmem_dev *d, struct vtmem_req *r)
+{
+	unsigned int k;
+
+	for (k = 0; r->pages && k < d->max_batch; k++)
+		if (r->pages[k])
+			__free_page(r->pages[k]);
+	kfree(r->pages);
+	kfree(r->get_pages);
+	kfree(r->waiter);
+	kfree(r->pf);
+	kfree(r->pf_gen);
+	kfree(r->ops);
+	kfree(r->status);
+	kfree(r->sg);
+	kfree(r->sgs);
+	kfree(r);
+}
+
+static struct vtmem_req *req_alloc(struct vtmem_dev *d, gfp_t gfp)
+{
+	unsigned int n = d->max_batch, k;
+	struct vtmem_req *r = kzalloc(sizeof(*r), gfp);
+
+	if (!r)
+		return NULL;
+	r->ops = kcalloc(n, sizeof(*r->ops), gfp);
+	r->status = kcalloc(n, sizeof(*r->status), gfp);
+	r->pages = kcalloc(n, sizeof(*r->pages), gfp);
+	r->get_pages = kcalloc(n, sizeof(*r->get_pages), gfp);
+	r->waiter = kcalloc(n, sizeof(*r->waiter), gfp);
+	r->pf = kcalloc(n, sizeof(*r->pf), gfp);
+	r->pf_gen = kcalloc(n, sizeof(*r->pf_gen), gfp);
+	r->sg = kcalloc(4 + 2 * n, sizeof(*r->sg), gfp);
+	r->sgs = kcalloc(2, sizeof(*r->sgs), gfp);
+	if (!r->ops || !r->status || !r->pages || !r->get_pages ||
+	    !r->waiter || !r->pf || !r->pf_gen || !r->sg || !r->sgs)
+		goto fail;
+	for (k = 0; k < n; k++) {
+		r->pages[k] = alloc_page(gfp);
+		if (!r->pages[k])
+			goto fail;
+	}
+	return r;
+fail:
+	req_free(d, r);
+	return NULL;
+}
+
+/*
+ * A put that cannot wait took the queue's last free buffer, or found
+ * none: have a buffer added before the next one needs it.  Called with
+ * q->lock held (IRQs off: queue_work() is safe there).
+ */
+static void queue_short_locked(struct vtmem_dev *d, struct vtmem_queue *q)
+{
+	q->short_at = jiffies;
+	if (q->nr_reqs < q->max_reqs && !d->dead)
+		queue_work(system_unbound_wq, &q->grow_work);
+}
+
+/*
+ * Add one batch buffer to a queue that ran short.  The allocation may not
+ * push the guest into hard reclaim for it (__GFP_NORETRY): a put dropped
+ * costs one disk read, an OOM far more.
+ */
+static void queue_grow_work(struct work_struct *work)
+{
+	struct vtmem_queue *q = container_of(work, struct vtmem_queue,
+					     grow_work);
+	struct vtmem_dev *d = q->dev;
+	struct vtmem_req *r;
+	unsigned long flags;
+
+	r = req_alloc(d, GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN);
+	if (!r) {
+		stat_inc(d, buffers_grow_failed);
+		return;
+	}
+	spin_lock_irqsave(&q->lock, flags);
+	if (d->dead || q->nr_reqs >= q->max_reqs) {
+		spin_unlock_irqrestore(&q->lock, flags);
+		req_free(d, r);
+		return;
+	}
+	q->reqs[q->nr_reqs++] = r;
+	list_add_tail(&r->node, &q->free);
+	stat_inc(d, buffers_grown);
+	if (q->nr_reqs > READ_ONCE(d->stats.buffers_high))
+		WRITE_ONCE(d->stats.buffers_high, q->nr_reqs);
+	/* held-back flushes go first, as whenever a buffer frees up */
+	pending_send_locked(d, q);
+	spin_unlock_irqrestore(&q->lock, flags);
+	wake_up_all(&q->wait);
+	queue_delayed_work(system_unbound_wq, &d->trim_work, VTMEM_TRIM_DELAY);
+}
+
+/*
+ * Take the free buffers above base_reqs off a queue that has not run short
+ * for VTMEM_TRIM_DELAY, onto @gone.  Returns true if the queue keeps
+ * buffers above its base.  Called with q->lock held.
+ */
+static bool queue_trim_locked(struct vtmem_queue *q, struct list_head *gone)
+{
+	struct vtmem_req *r, *tmp;
+	unsigned int j;
+
+	if (time_before(jiffies, q->short_at + VTMEM_TRIM_DELAY))
+		return q->nr_reqs > q->base_reqs;
+	list_for_each_entry_safe(r, tmp, &q->free, node) {
+		if (q->nr_reqs == q->base_reqs)
+			break;
+		for (j = 0; q->reqs[j] != r; j++)
+			;
+		q->reqs[j] = q->reqs[--q->nr_reqs];
+		list_move(&r->node, gone);
+	}
+	return q->nr_reqs > q->base_reqs;
+}
+
+static void vtmem_trim_work(struct work_struct *work)
+{
+	struct vtmem_dev *d = container_of(to_delayed_work(work),
+					   struct vtmem_dev, trim_work);
+	struct vtmem_req *r, *tmp;
+	unsigned long flags;
+	bool again = false;
+	unsigned int i;
+	LIST_HEAD(gone);
+
+	for (i = 0; i < d->nr_queues; i++) {
+		struct vtmem_queue *q = &d->queues[i];
+
+		spin_lock_irqsave(&q->lock, flags);
+		again |= queue_trim_locked(q, &gone);
+		spin_unlock_irqrestore(&q->lock, flags);
+	}
+	list_for_each_entry_safe(r, tmp, &gone, node) {
+		req_free(d, r);
+		stat_inc(d, buffers_trimmed);
+	}
+	if (again && !READ_ONCE(d->dead))
+		queue_delayed_work(system_unbound_wq, &d->trim_work,
+				   VTMEM_TRIM_DELAY);
+}
+
 /* Queue a PUT; copies @page into a staging page.  Returns 0 if queued. */
 static int queue_put(struct vtmem_dev *d, u32 pool,
 		     const struct vtmem_oid *oid, u64 index, struct page *page,
@@ -1019,6 +1191,8 @@ static int queue_put(struct vtmem_dev *d, u32 pool,
 
 	spin_lock_irqsave(&q->lock, flags);
 	r = queue_room_locked(d, q, may_sleep, &flags);
+	if (!may_sleep && list_empty(&q->free))
+		queue_short_locked(d, q);
 	if (!r) {
 		spin_unlock_irqrestore(&q->lock, flags);
 		return -ENOSPC;
@@ -1896,6 +2070,8 @@ static void vtmem_debugfs_init(struct vtmem_dev *d)
 		F(staging_high), F(errors), F(lost_pages), F(readahead_sent),
 		F(readahead_hits), F(pending_flushes), F(pending_high),
 		F(pending_polls), F(pool_reclaims), F(resize_shrinks),
+		F(buffers_grown), F(buffers_trimmed), F(buffers_grow_failed),
+		F(buffers_high),
 #undef F
 	};
 	unsigned int i;
@@ -1913,7 +2089,7 @@ static void vtmem_debugfs_init(struct vtmem_dev *d)
 
 static void vtmem_free_queues(struct vtmem_dev *d)
 {
-	unsigned int i, j, k;
+	unsigned int i, j;
 
 	for (i = 0; d->queues && i < d->nr_queues; i++) {
 		struct vtmem_queue *q = &d->queues[i];
@@ -1923,50 +2099,12 @@ static void vtmem_free_queues(struct vtmem_dev *d)
 		for (j = 0; j < VTMEM_PREFETCH_SLOTS; j++)
 			if (q->pf[j].page)
 				__free_page(q->pf[j].page);
-		for (j = 0; q->reqs && j < q->nr_reqs; j++) {
-			struct vtmem_req *r = &q->reqs[j];
-
-			for (k = 0; r->pages && k < d->max_batch; k++)
-				if (r->pages[k])
-					__free_page(r->pages[k]);
-			kfree(r->pages);
-			kfree(r->get_pages);
-			kfree(r->waiter);
-			kfree(r->pf);
-			kfree(r->pf_gen);
-			kfree(r->ops);
-			kfree(r->status);
-			kfree(r->sg);
-			kfree(r->sgs);
-		}
+		for (j = 0; q->reqs && j < q->nr_reqs; j++)
+			req_free(d, q->reqs[j]);
 		kfree(q->reqs);
 	}
 	kfree(d->queues);
 	d->queues = NULL;
-}
-
-static int vtmem_alloc_req(struct vtmem_dev *d, struct vtmem_req *r)
-{
-	unsigned int n = d->max_batch, k;
-
-	r->ops = kcalloc(n, sizeof(*r->ops), GFP_KERNEL);
-	r->status = kcalloc(n, sizeof(*r->status), GFP_KERNEL);
-	r->pages = kcalloc(n, sizeof(*r->pages), GFP_KERNEL);
-	r->get_pages = kcalloc(n, sizeof(*r->get_pages), GFP_KERNEL);
-	r->waiter = kcalloc(n, sizeof(*r->waiter), GFP_KERNEL);
-	r->pf = kcalloc(n, sizeof(*r->pf), GFP_KERNEL);
-	r->pf_gen = kcalloc(n, sizeof(*r->pf_gen), GFP_KERNEL);
-	r->sg = kcalloc(4 + 2 * n, sizeof(*r->sg), GFP_KERNEL);
-	r->sgs = kcalloc(2, sizeof(*r->sgs), GFP_KERNEL);
-	if (!r->ops || !r->status || !r->pages || !r->get_pages ||
-	    !r->waiter || !r->pf || !r->pf_gen || !r->sg || !r->sgs)
-		return -ENOMEM;
-	for (k = 0; k < n; k++) {
-		r->pages[k] = alloc_page(GFP_KERNEL);
-		if (!r->pages[k])
-			return -ENOMEM;
-	}
-	return 0;
 }
 
 static int vtmem_init_queues(struct vtmem_dev *d)
@@ -1995,6 +2133,7 @@ static int vtmem_init_queues(struct vtmem_dev *d)
 		init_waitqueue_head(&q->wait);
 		hrtimer_init(&q->timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL);
 		q->timer.function = vtmem_timer;
+		INIT_WORK(&q->grow_work, queue_grow_work);
 	}
 	for (i = 0; i < d->nr_queues; i++) {
 		struct vtmem_queue *q = &d->queues[i];
@@ -2005,16 +2144,18 @@ static int vtmem_init_queues(struct vtmem_dev *d)
 			if (!q->pf[j].page)
 				goto out;
 		}
-		q->nr_reqs = clamp(batch_buffers, 2U, VTMEM_MAX_BUFFERS);
-		q->reqs = kcalloc(q->nr_reqs, sizeof(*q->reqs), GFP_KERNEL);
-		err = -ENOMEM;
+		q->base_reqs = clamp(batch_buffers, 2U, VTMEM_MAX_BUFFERS);
+		q->max_reqs = clamp(batch_buffers_max, q->base_reqs,
+				    VTMEM_MAX_BUFFERS);
+		q->reqs = kcalloc(q->max_reqs, sizeof(*q->reqs), GFP_KERNEL);
 		if (!q->reqs)
 			goto out;
-		for (j = 0; j < q->nr_reqs; j++) {
-			err = vtmem_alloc_req(d, &q->reqs[j]);
-			if (err)
+		for (j = 0; j < q->base_reqs; j++) {
+			q->reqs[j] = req_alloc(d, GFP_KERNEL);
+			if (!q->reqs[j])
 				goto out;
-			list_add_tail(&q->reqs[j].node, &q->free);
+			q->nr_reqs++;
+			list_add_tail(&q->reqs[j]->node, &q->free);
 		}
 	}
 	err = virtio_find_vqs(d->vdev, d->nr_queues, vqs, cbs, names, NULL);
@@ -2075,6 +2216,7 @@ static int vtmem_probe(struct virtio_device *vdev)
 	spin_lock_init(&d->credit_lock);
 	d->credit_cap = VIRTIO_TMEM_NO_LIMIT;
 	INIT_WORK(&d->resize_work, vtmem_resize_work);
+	INIT_DELAYED_WORK(&d->trim_work, vtmem_trim_work);
 	mutex_init(&d->pool_mutex);
 	d->swap_pool = -1;
 	err = vtmem_init_queues(d);
@@ -2149,7 +2291,10 @@ static void vtmem_kill_queues(struct vtmem_dev *d)
 		/* a timer that ran before sees dead next time: none left */
 		hrtimer_cancel(&q->timer);
 		wake_up_all(&q->wait);
+		/* neither does a buffer worker: it checks dead, locked */
+		cancel_work_sync(&q->grow_work);
 	}
+	cancel_delayed_work_sync(&d->trim_work);
 }
 
 /*
