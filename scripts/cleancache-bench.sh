@@ -78,7 +78,8 @@ mk() { for i in \$(seq 1 \$2); do
 	yes "\$1 \$i cleancache bench" | head -c 8M > /data/\$1\$i; done; }
 rd() { awk '\$3 == "vdd" { print \$6 }' /proc/diskstats; }
 snap() { echo "\$1 sectors=\$(rd) puts=\$(cat \$D/puts) put_drops=\$(cat \$D/put_drops) \
-inactive=\$(cat \$D/puts_inactive 2>/dev/null || echo 0) gets=\$(cat \$D/gets) hits=\$(cat \$D/hits)"; }
+inactive=\$(cat \$D/puts_inactive 2>/dev/null || echo 0) gets=\$(cat \$D/gets) hits=\$(cat \$D/hits) \
+grown=\$(cat \$D/buffers_grown 2>/dev/null || echo 0) high=\$(cat \$D/buffers_high 2>/dev/null || echo 0)"; }
 case $workload in
 a|b) mk f 48 ;;
 c) mk hot 8; mk s 64 ;;
@@ -137,7 +138,8 @@ hits2 = e["hits"] - m["hits"]
 puts = e["puts"] - s["puts"]
 drops = e["put_drops"] - s["put_drops"]
 print(f"| {name} | {100.0 * hits2 / pages:.1f} % ({hits2}/{pages}) "
-      f"| {e['sectors'] - m['sectors']} | {puts} | {drops} ({100.0 * drops / max(puts, 1):.2f} %) "
+      f"| {e['sectors'] - m['sectors']} | {puts} | {drops} ({100.0 * drops / max(puts, 1):.2f} %; "
+      f"{e['grown'] - s['grown']} buffers added, {e['high']} at most) "
       f"| {e['inactive'] - s['inactive']} | {st['used-bytes'] >> 20} MiB "
       f"({st['ephemeral']['stored-pages']} pages) |")
 PY
