@@ -20,8 +20,9 @@ Workloads:
      then the hot set again (its hit rate is the one reported)
   d  2 vCPUs: two sets of 24 x 8 MiB read at once, twice
 Configs (driver and kernel knobs; the kernel carries guest/patches/0003-4):
-  today    batch_buffers=4 batch_size=64, cleancache.keep_evicted=0:
-           the staging of the driver before issue 20
+  today    batch_buffers=4 batch_buffers_max=4 batch_size=64,
+           cleancache.keep_evicted=0: the staging of the driver before
+           issue 20 (four fixed buffers of 64 ops)
   staging  the driver's defaults, keep_evicted=0
   active   + active_only=1 (WasActive filtering)
   inode    + keep_evicted=1 (pages kept across inode eviction)
@@ -51,7 +52,7 @@ while [ $# -gt 0 ]; do
 done
 top=$(cd "$(dirname "$0")/.." && pwd)
 case "$config" in
-today) margs="batch_buffers=4 batch_size=64" keep=0 ;;
+today) margs="batch_buffers=4 batch_buffers_max=4 batch_size=64" keep=0 ;;
 staging) margs="" keep=0 ;;
 active) margs="active_only=1" keep=0 ;;
 inode) margs="active_only=1" keep=1 ;;

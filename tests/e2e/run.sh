@@ -648,8 +648,10 @@ scenario_image_corrupt() {
 stall_qmp() { # LINE value
 	echo "$1={\"execute\":\"qom-set\",\"arguments\":{\"path\":\"/machine/peripheral/tmem0\",\"property\":\"x-stall\",\"value\":$2}}"
 }
-# Four batch buffers (the driver's batch_buffers, 8 by default), so that
-# STALL_FILL's four single-op batches leave none free.
+# Four batch buffers (the driver's default batch_buffers, given here so
+# that a change of default does not break it), so that STALL_FILL's four
+# single-op batches leave none free; growth (batch_buffers_max) is for
+# cleancache puts, which STALL_FILL does not make.
 STALL=(--qmp-on "$(stall_qmp STALL true)" --qmp-on "$(stall_qmp UNSTALL false)"
        --module-args batch_buffers=4)
 check_stalled() { # name, log

@@ -108,16 +108,17 @@ MODULE_PARM_DESC(flush_us, "Send a partly filled batch after this many microseco
  * that finds every batch buffer of its queue in flight is not staged.  The
  * buffers are what absorbs a host that is slow for a while (descheduled
  * QEMU): each holds max_batch pages, so the staging cost per queue is
- * batch_buffers * max_batch pages (4 MiB with the defaults and the
+ * batch_buffers * max_batch pages (2 MiB with the defaults and the
  * device's max_batch of 128).  A burst of evictions (drop_caches, inode
- * pruning) can outrun that: a put that takes a queue's last free buffer
- * has a worker add one, up to batch_buffers_max (16 MiB), and the added
- * buffers go back VTMEM_TRIM_DELAY after the last shortage.  See
- * docs/guest-driver.md for the sizing.
+ * pruning) or a host slower than the guest's reads can outrun that: a put
+ * that takes a queue's last free buffer has a worker add one, up to
+ * batch_buffers_max (16 MiB), and the added buffers go back
+ * VTMEM_TRIM_DELAY after the last shortage.  See docs/guest-driver.md for
+ * the sizing.
  */
-static unsigned int batch_buffers = 8;
+static unsigned int batch_buffers = 4;
 module_param(batch_buffers, uint, 0444);
-MODULE_PARM_DESC(batch_buffers, "Batch buffers per queue, read at probe (2..64, default: 8)");
+MODULE_PARM_DESC(batch_buffers, "Batch buffers per queue, read at probe (2..64, default: 4)");
 
 static unsigned int batch_buffers_max = 32;
 module_param(batch_buffers_max, uint, 0444);
