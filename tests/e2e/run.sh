@@ -238,6 +238,18 @@ scenario_cleancache_keys() {
 		gen v1-truncated > /data/t; warm /data/t
 		truncate -s 1M /data/t; gen v2-appended 3M >> /data/t
 		{ gen v1-truncated 1M; gen v2-appended 3M; } > /tmp/t; verify truncate /data/t /tmp/t
+		# collapse and insert a range: the data after it moves to other
+		# indexes, so every index must lose what the host held for it
+		# (numbered lines: no two pages alike)
+		seq -f "shifted line %.0f" 1 500000 | head -c 4M > /tmp/x0
+		cp /tmp/x0 /data/x; warm /data/x
+		fallocate --collapse-range -o 1M -l 1M /data/x
+		{ head -c 1M /tmp/x0; tail -c +2097153 /tmp/x0; } > /tmp/x
+		verify collapse /data/x /tmp/x
+		cp /tmp/x0 /data/y; warm /data/y
+		fallocate --insert-range -o 1M -l 1M /data/y
+		{ head -c 1M /tmp/x0; head -c 1M /dev/zero; tail -c +1048577 /tmp/x0; } > /tmp/y
+		verify insert /data/y /tmp/y
 		# O_DIRECT overwrite
 		gen v1-direct > /data/o; warm /data/o; gen v2-direct > /tmp/o
 		dd if=/tmp/o of=/data/o bs=1M oflag=direct conv=notrunc 2>/dev/null
@@ -261,7 +273,7 @@ scenario_cleancache_keys() {
 	echo "# cleancache_keys: $((SECONDS - t0))s"
 	check "cleancache_keys: guest command exit 0" "[ $rc -eq 0 ]"
 	local c
-	for c in control rename truncate direct buffered remount remount_again; do
+	for c in control rename truncate collapse insert direct buffered remount remount_again; do
 		check "cleancache_keys: $c: verified after inode eviction" \
 			"[ '$(gval "$log" CASE_$c)' = ok ]"
 	done
