@@ -11,7 +11,7 @@
  * encoding of N PUTs and the device's copy-out, validation and decoding of
  * them.
  *
- * Data sets of --pages pages each: "text" (the pages of memhog --pattern
+ * Data sets of N pages (--pages): "text" (the pages of memhog --pattern
  * text), "random" (memhog's default pattern, incompressible) and "heap"
  * (pages spread evenly over the --corpus files, e.g. the core dumps of
  * scripts/make-heap-corpus.sh; zero- and same-filled pages are counted and
@@ -39,6 +39,7 @@
 #define PAGE		TMEM_PAGE_SIZE
 #define MAX_REPS	101
 #define MAX_FILES	64
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 
 static struct {
 	size_t pages;
@@ -47,8 +48,11 @@ static struct {
 	unsigned int nr_corpus;
 } opt = { .pages = 16384, .reps = 9 };
 
-/* The sink of values computed only to be timed. */
-static volatile uint64_t sink;
+/*
+ * Where values computed only to be timed go: global, so that the compiler
+ * must keep what is stored here.
+ */
+uint64_t tmem_cost_sink;
 
 /*
  * This thread's CPU time (user and system): what a page costs, without the
@@ -162,8 +166,8 @@ static void heap_file(struct dataset *d, const char *path, size_t want)
 	int fd = open(path, O_RDONLY);
 
 	if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		fprintf(stderr, "tmem-cost-bench: --corpus %s: not a readable "
-			"file\n", path);
+		fprintf(stderr, "tmem-cost-bench: --corpus %s: not a readable file\n",
+			path);
 		exit(2);
 	}
 	total = (size_t)st.st_size / PAGE;
@@ -244,8 +248,8 @@ static bool make_heap(struct dataset *d)
 		fprintf(stderr, "tmem-cost-bench: --corpus: no pages\n");
 		exit(2);
 	}
-	printf("heap corpus: %u files, %zu pages measured, %zu zero- or "
-	       "same-filled pages left out\n", n, d->nr, d->filled);
+	printf("heap corpus: %u files, %zu pages measured, %zu zero- or same-filled pages left out\n",
+	       n, d->nr, d->filled);
 	return true;
 }
 
@@ -268,7 +272,7 @@ static void lz4_pass(const struct dataset *d, char *cbuf, int *clen,
 					       cbuf + i * bound, PAGE, bound);
 	t1 = now_ns();
 	for (i = 0; i < d->nr; i++)
-		sink += LZ4_decompress_safe(cbuf + i * bound,
+		tmem_cost_sink += LZ4_decompress_safe(cbuf + i * bound,
 					    (char *)out + i * PAGE, clen[i],
 					    PAGE);
 	t2 = now_ns();
@@ -292,7 +296,7 @@ static int bench_lz4(const struct dataset *d, uint8_t *out)
 		for (i = 0; i < d->nr; i++)
 			memcpy(out + i * PAGE, d->pages + i * PAGE, PAGE);
 		cp[r] = (now_ns() - t0) / d->nr;
-		sink += out[(size_t)r * 4099 % (d->nr * PAGE)];
+		tmem_cost_sink += out[(size_t)r * 4099 % (d->nr * PAGE)];
 	}
 	for (i = 0; i < d->nr; i++) {
 		if (clen[i] <= 0) {
@@ -308,8 +312,7 @@ static int bench_lz4(const struct dataset *d, uint8_t *out)
 		fprintf(stderr, "tmem-cost-bench: LZ4 round trip differs\n");
 		return 1;
 	}
-	printf("  LZ4: mean %.0f bytes a page (ratio %.2f), %.1f%% of pages "
-	       "over %u bytes (the store keeps those raw)\n",
+	printf("  LZ4: mean %.0f bytes a page (ratio %.2f), %.1f%% of pages over %u bytes (the store keeps those raw)\n",
 	       (double)bytes / d->nr, (double)d->nr * PAGE / bytes,
 	       100.0 * over / d->nr, TMEM_DEFAULT_MAX_COMPRESSED);
 	report("LZ4 compress, per page", c, opt.reps, "ns");
@@ -452,7 +455,7 @@ static double codec_pass(unsigned int n, unsigned int iters,
 		for (i = 0; i < n; i++) {
 			if (vtmem_decode_op(&copy[i], (int)i, &info))
 				return -1;
-			sink += info.index;
+			tmem_cost_sink += info.index;
 		}
 	}
 	return (now_ns() - t0) / iters;
@@ -467,9 +470,8 @@ static int bench_codec(void)
 	char label[64];
 	unsigned int k, r;
 
-	printf("codec: a batch of N PUTs, encoded (driver) and copied out, "
-	       "validated and decoded (device)\n");
-	for (k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+	printf("codec: a batch of N PUTs, encoded (driver) and copied out, validated and decoded (device)\n");
+	for (k = 0; k < ARRAY_SIZE(sizes); k++) {
 		unsigned int iters = 2000000 / (sizes[k] + 8);
 
 		if (sizes[k] > VIRTIO_TMEM_MAX_BATCH_LIMIT)
@@ -477,8 +479,7 @@ static int bench_codec(void)
 		for (r = 0; r < opt.reps; r++) {
 			v[r] = codec_pass(sizes[k], iters, page);
 			if (v[r] < 0) {
-				fprintf(stderr, "tmem-cost-bench: codec refused "
-					"its own batch\n");
+				fprintf(stderr, "tmem-cost-bench: codec refused its own batch\n");
 				return 1;
 			}
 		}
@@ -557,8 +558,8 @@ int main(int argc, char **argv)
 
 	if (ret)
 		return ret;
-	printf("tmem-cost-bench: %zu pages per data set, median of %u "
-	       "repetitions (min, max)\n", opt.pages, opt.reps);
+	printf("tmem-cost-bench: %zu pages per data set, median of %u repetitions (min, max)\n",
+	       opt.pages, opt.reps);
 	memset(&d, 0, sizeof(d));
 	make_memhog(&d, true);
 	if (bench_dataset(&d))
@@ -572,8 +573,7 @@ int main(int argc, char **argv)
 		if (bench_dataset(&d))
 			return 1;
 	} else {
-		printf("heap: no --corpus (scripts/make-heap-corpus.sh makes "
-		       "one)\n");
+		printf("heap: no --corpus (scripts/make-heap-corpus.sh makes one)\n");
 	}
 	return bench_codec();
 }
