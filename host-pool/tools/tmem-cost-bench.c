@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pageio.h"
 #include "tmem.h"
 #include "vtmem_codec.h"
 
@@ -144,25 +145,12 @@ static void make_memhog(struct dataset *d, bool text)
 		memhog_page(d->pages + i * PAGE, i, text);
 }
 
-static bool page_filled(const uint8_t *p)
-{
-	uint64_t first, w;
-	size_t i;
-
-	memcpy(&first, p, 8);
-	for (i = 8; i < PAGE; i += 8) {
-		memcpy(&w, p + i, 8);
-		if (w != first)
-			return false;
-	}
-	return true;
-}
-
 /* Add up to @want pages spread evenly over file @path to @d. */
 static void heap_file(struct dataset *d, const char *path, size_t want)
 {
 	struct stat st;
 	size_t total, stride, k;
+	uint32_t word;
 	int fd = open(path, O_RDONLY);
 
 	if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
@@ -177,7 +165,8 @@ static void heap_file(struct dataset *d, const char *path, size_t want)
 
 		if (pread(fd, p, PAGE, (off_t)(k * PAGE)) != PAGE)
 			break;
-		if (page_filled(p)) {
+		/* the store keeps these as a fill word: nothing to measure */
+		if (pageio_same_filled(p, &word)) {
 			d->filled++;
 			continue;
 		}

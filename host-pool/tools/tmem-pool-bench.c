@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "compress.h"
+#include "pageio.h"
 #include "tmem.h"
 
 #define PAGE	TMEM_PAGE_SIZE
@@ -100,27 +101,12 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static bool page_filled(const uint8_t *p, bool *zero)
-{
-	uint64_t first, w;
-	size_t i;
-
-	memcpy(&first, p, 8);
-	for (i = 8; i < PAGE; i += 8) {
-		memcpy(&w, p + i, 8);
-		if (w != first)
-			return false;
-	}
-	*zero = !first;
-	return true;
-}
-
 static void corpus_add(struct corpus *c, const uint8_t *page, uint32_t idx)
 {
-	bool zero;
+	uint32_t word;
 
-	if (page_filled(page, &zero)) {
-		if (zero)
+	if (pageio_same_filled(page, &word)) {
+		if (!word)
 			c->zero++;
 		else
 			c->same++;
