@@ -23,6 +23,14 @@
  * checked once per pass, but the accesses jump over the whole working set
  * as a hash table's or a heap's would, so that swap-in cannot read ahead.
  *
+ * --progress MS prints "memhog: progress T PAGES PHASE" at most every MS
+ * milliseconds while it works: T the milliseconds since memhog started
+ * (CLOCK_MONOTONIC), PAGES the pages written and checked so far, PHASE
+ * "write" or "verify N"; a benchmark turns it into pages per second over
+ * time.  --stop-file F ends the verify passes once F exists (checked before
+ * each pass after the first; --verify-passes stays the most it makes), so
+ * that a script can keep the data moving until it has seen what it wanted.
+ *
  * --sigbus: a page whose read raises SIGBUS (the kernel lost its data, e.g.
  * a swap-in that failed: BUS_MCEERR_AR) is counted as lost and skipped
  * instead of killing memhog.  Lost is not bad: bad is data that came back
@@ -30,7 +38,7 @@
  *
  * Usage: memhog [--mib N] [--verify-passes N] [--seed N] [--pattern random|text]
  *               [--random SEED] [--ready-file F] [--hold-file F] [--pageout]
- *               [--sigbus]
+ *               [--sigbus] [--progress MS] [--stop-file F]
  * Exit status: 0 if every page verified, 1 if any page was bad, 2 on usage,
  * 3 if none was bad but some were lost (--sigbus).
  */
@@ -42,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PAGE 4096UL
@@ -121,6 +130,40 @@ static void shuffle(uint64_t *order, uint64_t pages, uint64_t *state)
 
 enum { PAGE_OK, PAGE_BAD, PAGE_LOST };
 
+/* --progress: the interval, the next line's time, the pages done so far */
+static uint64_t progress_ms, progress_next, progress_pages;
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * One more page done in @phase (@pass: the verify pass, 0 while writing);
+ * the clock is read every 64 pages, which costs nothing next to a page.
+ */
+static void progress(unsigned long pass, uint64_t start)
+{
+	uint64_t t;
+
+	if (!progress_ms || ++progress_pages % 64)
+		return;
+	t = now_ms() - start;
+	if (t < progress_next)
+		return;
+	progress_next = t + progress_ms;
+	if (pass)
+		printf("memhog: progress %lu %lu verify %lu\n", (unsigned long)t,
+		       (unsigned long)progress_pages, pass);
+	else
+		printf("memhog: progress %lu %lu write\n", (unsigned long)t,
+		       (unsigned long)progress_pages);
+	fflush(stdout);
+}
+
 /*
  * Check page @p; on PAGE_BAD *@word is the first wrong word.  Nothing that
  * changes after sigsetjmp() is used once it has returned again.
@@ -147,14 +190,16 @@ static void usage(FILE *f)
 {
 	fprintf(f, "Usage: memhog [--mib N] [--verify-passes N] [--seed N] [--pattern random|text]\n"
 		"              [--random SEED] [--ready-file F] [--hold-file F] [--pageout]\n"
-		"              [--sigbus]\n"
+		"              [--sigbus] [--progress MS] [--stop-file F]\n"
 		"Writes N MiB (default 512) of patterned data, verifies it N times\n"
 		"(default 2), prints bad pages; exit 1 if any.  --pattern text makes\n"
 		"pages compressible; --random SEED visits the pages in random orders\n"
 		"drawn from SEED (each page still once per pass); --ready-file is created when all is written,\n"
 		"--hold-file must exist before verification starts; --pageout\n"
 		"pushes the data out to swap once written; --sigbus counts a page\n"
-		"whose read raises SIGBUS as lost (exit 3 if no page was bad).\n");
+		"whose read raises SIGBUS as lost (exit 3 if no page was bad);\n"
+		"--progress MS prints pages done every MS ms; --stop-file F\n"
+		"ends the verify passes once F exists (checked between passes).\n");
 }
 
 int main(int argc, char **argv)
@@ -169,17 +214,19 @@ int main(int argc, char **argv)
 		{ "pageout", no_argument, NULL, 'o' },
 		{ "sigbus", no_argument, NULL, 'b' },
 		{ "random", required_argument, NULL, 'R' },
+		{ "progress", required_argument, NULL, 'P' },
+		{ "stop-file", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	unsigned long mib = 512, passes = 2, seed = 1, bad = 0, lost = 0;
-	const char *ready_file = NULL, *hold_file = NULL;
+	const char *ready_file = NULL, *hold_file = NULL, *stop_file = NULL;
 	int pageout = 0, sigbus = 0, random_order = 0;
-	uint64_t *mem, *order = NULL, pages, p, n, i, rnd = 0;
+	uint64_t *mem, *order = NULL, pages, p, n, i, rnd = 0, start = now_ms();
 	unsigned long pass;
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, "m:v:s:p:r:H:R:obh", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "m:v:s:p:r:H:R:P:S:obh", lo, NULL)) != -1) {
 		char *end;
 		unsigned long v = 0;
 
@@ -195,8 +242,8 @@ int main(int argc, char **argv)
 			sigbus = 1;
 			continue;
 		}
-		if (ch == 'r' || ch == 'H') {
-			*(ch == 'r' ? &ready_file : &hold_file) = optarg;
+		if (ch == 'r' || ch == 'H' || ch == 'S') {
+			*(ch == 'r' ? &ready_file : ch == 'H' ? &hold_file : &stop_file) = optarg;
 			continue;
 		}
 		if (ch == 'p') {
@@ -213,7 +260,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		v = strtoul(optarg, &end, 0);
-		if (*end || (ch == 'm' && !v)) {
+		if (*end || ((ch == 'm' || ch == 'P') && !v)) {
 			fprintf(stderr, "memhog: bad value '%s'\n", optarg);
 			return 2;
 		}
@@ -223,6 +270,8 @@ int main(int argc, char **argv)
 			passes = v;
 		else if (ch == 'R')
 			random_order = 1, rnd = v;
+		else if (ch == 'P')
+			progress_ms = v;
 		else
 			seed = v;
 	}
@@ -260,6 +309,7 @@ int main(int argc, char **argv)
 		pg = mem + p * (PAGE / 8);
 		for (i = 0; i < PAGE / 8; i++)
 			pg[i] = expect(p, i, seed);
+		progress(0, start);
 		if (n % 16384 == 0)
 			printf("memhog: wrote %lu MiB\n",
 			       (unsigned long)(n * PAGE >> 20)), fflush(stdout);
@@ -281,9 +331,15 @@ int main(int argc, char **argv)
 	for (pass = 1; pass <= passes; pass++) {
 		unsigned long pass_bad = 0, pass_lost = 0;
 
+		if (pass > 1 && stop_file && !access(stop_file, F_OK)) {
+			passes = pass - 1;
+			break;
+		}
+
 		shuffle(order, pages, &rnd);
 		for (n = 0; n < pages; n++) {
 			p = order ? order[n] : n;
+			progress(pass, start);
 			switch (check_page(mem + p * (PAGE / 8), p, seed, &i)) {
 			case PAGE_BAD:
 				if (pass_bad < 10)
