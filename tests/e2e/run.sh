@@ -660,12 +660,14 @@ scenario_image_corrupt() {
 stall_qmp() { # LINE value
 	echo "$1={\"execute\":\"qom-set\",\"arguments\":{\"path\":\"/machine/peripheral/tmem0\",\"property\":\"x-stall\",\"value\":$2}}"
 }
-# Four batch buffers (the driver's default batch_buffers, given here so
-# that a change of default does not break it), so that STALL_FILL's four
-# single-op batches leave none free; growth (batch_buffers_max) is for
-# cleancache puts, which STALL_FILL does not make.
+# Four batch buffers that cannot grow (batch_buffers_max), so that
+# STALL_FILL's four single-op batches leave none free: the cleancache puts
+# that reclaim makes while the device is stalled would otherwise have a
+# buffer added, and the stores these scenarios need waiting would use it
+# (stall_unplug saw 2 stores counted).  Growth has its own checks in
+# scenario_cleancache.
 STALL=(--qmp-on "$(stall_qmp STALL true)" --qmp-on "$(stall_qmp UNSTALL false)"
-       --module-args batch_buffers=4)
+       --module-args "batch_buffers=4 batch_buffers_max=4")
 check_stalled() { # name, log
 	check "$1: the device was stalled and resumed" \
 		"grep -aq 'STALL: .* -> {}' '$2' && grep -aq 'UNSTALL: .* -> {}' '$2'"
