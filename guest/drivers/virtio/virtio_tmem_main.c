@@ -112,9 +112,9 @@ MODULE_PARM_DESC(flush_us, "Send a partly filled batch after this many microseco
  * device's max_batch of 128).  A burst of evictions (drop_caches, inode
  * pruning) or a host slower than the guest's reads can outrun that: a put
  * that takes a queue's last free buffer has a worker add one, up to
- * batch_buffers_max (16 MiB), and the added buffers go back
- * VTMEM_TRIM_DELAY after the last shortage.  See docs/guest-driver.md for
- * the sizing.
+ * batch_buffers_max (16 MiB), and the added buffers go back once the
+ * queue has not run short for VTMEM_TRIM_DELAY (a worker that looks every
+ * VTMEM_TRIM_DELAY).  See docs/guest-driver.md for the sizing.
  */
 static unsigned int batch_buffers = 4;
 module_param(batch_buffers, uint, 0444);
