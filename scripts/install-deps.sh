@@ -89,7 +89,7 @@ for g in "${groups[@]}"; do
 		;;
 	guest)
 		pkgs+=(gcc make bc flex bison libelf-dev libssl-dev cpio kmod
-		       ccache xz-utils rsync patch debootstrap e2fsprogs qemu-utils)
+		       ccache xz-utils lz4 rsync patch debootstrap e2fsprogs qemu-utils)
 		bullseye_pkgs+=(linux-source-5.10)
 		;;
 	qemu)
