@@ -8,6 +8,8 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 static unsigned long check_failures, check_count;
 
@@ -44,6 +46,50 @@ static inline int check_report(const char *name)
 	printf("%s: %lu checks, %lu failed\n", name, check_count,
 	       check_failures);
 	return check_failures ? 1 : 0;
+}
+
+/* One named test of a program's table (check_run()). */
+struct check_test {
+	const char *name;
+	void (*fn)(void);
+};
+
+#define CHECK_TABLE(t) (t), sizeof(t) / sizeof((t)[0])
+
+/*
+ * Runs the test that argv[1] names or, without an argument, every test
+ * but @not_by_default (NULL: every test).  A name that matches no test
+ * gets the list of names and exit status 2.
+ */
+static inline void check_run(const struct check_test *tests, size_t n,
+			     int argc, char **argv,
+			     void (*not_by_default)(void))
+{
+	size_t i, ran = 0;
+
+	for (i = 0; i < n; i++) {
+		if (argc > 1 ? strcmp(argv[1], tests[i].name) != 0 :
+			       tests[i].fn == not_by_default)
+			continue;
+		tests[i].fn();
+		ran++;
+	}
+	if (ran)
+		return;
+	fprintf(stderr, "%s: no test '%s'; the tests:", argv[0], argv[1]);
+	for (i = 0; i < n; i++)
+		fprintf(stderr, " %s", tests[i].name);
+	fprintf(stderr, "\n");
+	exit(2);
+}
+
+/* A file name in $TMPDIR (or /tmp) that no other test process uses. */
+static inline void check_temp_path(char *buf, size_t size, const char *stem)
+{
+	const char *dir = getenv("TMPDIR");
+
+	snprintf(buf, size, "%s/%s.%d.img", dir ? dir : "/tmp", stem,
+		 (int)getpid());
 }
 
 #endif

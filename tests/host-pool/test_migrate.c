@@ -1552,10 +1552,7 @@ static void test_radix(void)
 
 int main(int argc, char **argv)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct check_test tests[] = {
 		{ "radix", test_radix }, { "refusal", test_refusal },
 		{ "idle", test_idle }, { "overflow", test_overflow },
 		{ "churn", test_churn }, { "model", test_model },
@@ -1563,9 +1560,6 @@ int main(int argc, char **argv)
 		{ "threads", test_threads },
 	};
 	const char *env = getenv("TMEM_MIGRATE_OPS");
-	const char *dir = getenv("TMPDIR");
-	unsigned int i;
-	bool ran = false;
 
 	if (argc > 1 && !strcmp(argv[1], "threads"))
 		env = getenv("TMEM_CONCURRENCY_OPS");
@@ -1573,22 +1567,9 @@ int main(int argc, char **argv)
 		ops = strtoull(env, NULL, 0);
 	if (argc > 2)
 		ops = strtoull(argv[2], NULL, 0);
-	snprintf(image_path, sizeof(image_path), "%s/tmem-mig-test.%d.img",
-		 dir ? dir : "/tmp", (int)getpid());
-	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		/* without an argument: all but the threaded test */
-		if (argc > 1 ? strcmp(argv[1], tests[i].name) :
-			       tests[i].fn == test_threads)
-			continue;
-		tests[i].fn();
-		ran = true;
-	}
-	if (!ran) {
-		fprintf(stderr, "usage: %s [radix|refusal|idle|overflow|churn|"
-			"model|stale|handover|threads] "
-			"[OPS]\n", argv[0]);
-		return 2;
-	}
+	check_temp_path(image_path, sizeof(image_path), "tmem-mig-test");
+	/* without an argument: all but the threaded test (the TSan suite's) */
+	check_run(CHECK_TABLE(tests), argc, argv, test_threads);
 	check_failures += atomic_load(&op_failures);
 	printf("%lu checks, %lu failed\n", check_count, check_failures);
 	return check_failures ? 1 : 0;

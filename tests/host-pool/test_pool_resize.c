@@ -486,27 +486,14 @@ static void test_threads(void)
 
 int main(int argc, char **argv)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct check_test tests[] = {
 		{ "bounds", test_bounds }, { "grow", test_grow },
 		{ "shrink", test_shrink }, { "image", test_image },
 		{ "credits", test_credits }, { "arenas", test_arenas },
 		{ "threads", test_threads },
 	};
-	const char *dir = getenv("TMPDIR");
-	unsigned int i;
-	bool ran = false;
 
-	snprintf(image_path, sizeof(image_path), "%s/tmem-resize-test.%d.img",
-		 dir ? dir : "/tmp", (int)getpid());
-	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		if (argc > 1 && strcmp(argv[1], tests[i].name))
-			continue;
-		tests[i].fn();
-		ran = true;
-	}
-	REQUIRE(ran);
+	check_temp_path(image_path, sizeof(image_path), "tmem-resize-test");
+	check_run(CHECK_TABLE(tests), argc, argv, NULL);
 	return check_report("test_pool_resize");
 }

@@ -967,10 +967,7 @@ static void test_newest(void)
 
 int main(int argc, char **argv)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct check_test tests[] = {
 		{ "roundtrip", test_roundtrip }, { "model", test_model },
 		{ "faults", test_faults }, { "full", test_full },
 		{ "enospc", test_enospc }, { "trim", test_trim },
@@ -980,9 +977,6 @@ int main(int argc, char **argv)
 		{ "newest", test_newest },
 	};
 	const char *env = getenv("TMEM_WB_OPS");
-	const char *dir = getenv("TMPDIR");
-	unsigned int i;
-	bool ran = false;
 
 	if (argc > 1 && !strcmp(argv[1], "--help")) {
 		printf("Usage: %s [roundtrip|model|faults|full|enospc|trim|"
@@ -993,14 +987,7 @@ int main(int argc, char **argv)
 		ops = strtoull(argv[2], NULL, 0);
 	else if (env)
 		ops = strtoull(env, NULL, 0);
-	snprintf(image_path, sizeof(image_path), "%s/tmem-wb-test.%d.img",
-		 dir ? dir : "/tmp", (int)getpid());
-	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		if (argc > 1 && strcmp(argv[1], tests[i].name))
-			continue;
-		tests[i].fn();
-		ran = true;
-	}
-	REQUIRE(ran);
+	check_temp_path(image_path, sizeof(image_path), "tmem-wb-test");
+	check_run(CHECK_TABLE(tests), argc, argv, NULL);
 	return check_report("test_pool_writeback");
 }
