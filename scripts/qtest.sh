@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # qtest.sh - run the virtio-tmem qos tests against a built QEMU.
-# Usage: scripts/qtest.sh [--help] [--variant release|fuzz|asan]
+# Usage: scripts/qtest.sh [--help] [--variant release|fuzz|asan] [--only NAME,...]
 # Prints TAP lines and a summary; exits non-zero if any test failed.
 # (asan is the fuzz build: clang, ASan, UBSan; see build-qemu.sh.)
+# --only runs just the tests of those names (the last part of the path).
 set -uo pipefail
 
 variant=release
+only=
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-h|--help)
-		sed -n '2,5p' "$0" | sed 's/^# //'
+		sed -n '2,6p' "$0" | sed 's/^# //'
 		exit 0 ;;
 	--variant) variant=${2:-}; shift ;;
+	--only) only=${2:-}; shift ;;
 	*) echo "qtest.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -41,6 +44,18 @@ export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$supp:print_suppressions=0}
 mapfile -t paths < <(./tests/qtest/qos-test -l 2>/dev/null |
 	grep '/virtio-tmem-pci/' | grep -v '^#')
 [ ${#paths[@]} -gt 0 ] || { echo "qtest.sh: no virtio-tmem tests listed" >&2; exit 1; }
+if [ -n "$only" ]; then
+	want=()
+	for name in ${only//,/ }; do
+		n=${#want[@]}
+		for p in "${paths[@]}"; do
+			[ "${p##*/}" = "$name" ] && want+=("$p")
+		done
+		[ ${#want[@]} -gt "$n" ] ||
+			{ echo "qtest.sh: --only: no test named '$name'" >&2; exit 2; }
+	done
+	paths=("${want[@]}")
+fi
 pass=0 fail=0
 for p in "${paths[@]}"; do
 	out=$(timeout 600 ./tests/qtest/qos-test --tap -k -p "$p" 2>&1)

@@ -6,8 +6,9 @@
 #   asan       clang + ASan/UBSan: unit tests and bounded libFuzzer runs
 #   tsan       clang + TSan: the concurrency tests
 #   release    optimised build of the library, tools and benchmark
-#   qemu       QEMU with virtio-tmem (scripts/build-qemu.sh) and its qtests
-#   qemu-fuzz  the same QEMU and qtests built with clang, --enable-fuzzing,
+#   qemu       QEMU with virtio-tmem (scripts/build-qemu.sh), and the qtests
+#              that ASan cannot run
+#   qemu-fuzz  the same QEMU and all qtests built with clang, --enable-fuzzing,
 #              --enable-asan and --enable-ubsan (one build for both jobs)
 #   fuzz-run   QEMU's fuzz targets for virtio-tmem, bounded in time
 #              (scripts/qemu-fuzz.sh: reproducers, virtio-tmem-fuzz,
@@ -20,6 +21,8 @@
 #   e2e-debug  frontswap, toggles, unplug, stall_invalidate and
 #              image_corrupt with the debug kernel (lockdep,
 #              DEBUG_ATOMIC_SLEEP, DEBUG_VM, KASAN): the log must stay clean
+#   peer-smoke scripts/peer-bench --smoke: the benchmark harness, every
+#              configuration once at the smallest sizes
 #   libvirt    the domain XML schema and tool, and a guest started by a real
 #              libvirtd (tests/libvirt/run.sh)
 # Ends with one line 'N passed, N failed' and exits non-zero on any failure.
@@ -164,9 +167,11 @@ count_summary() { # label, command...
 	[ "$f" -eq 0 ] || failures+=("$label: $f failed")
 }
 
-qemu_stage() { # variant
-	scripts/build-qemu.sh --variant "$1" --tests &&
-	count_summary "qtest-$1" scripts/qtest.sh --variant "$1"
+qemu_stage() { # variant, qtest.sh options...
+	local variant=$1
+	shift
+	scripts/build-qemu.sh --variant "$variant" --tests &&
+	count_summary "qtest-$variant" scripts/qtest.sh --variant "$variant" "$@"
 }
 
 checkpatch_all() {
@@ -212,7 +217,10 @@ count_results build/asan
 stage tsan tsan
 count_results build/tsan
 must release-build stage release release
-must qemu-build stage qemu qemu_stage release
+# Every qtest runs once, in the ASan/UBSan build below; the release build
+# (which the guest stages run) only the ones ASan cannot run (their
+# g_test_skip() under QEMU_SANITIZE_ADDRESS).
+must qemu-build stage qemu qemu_stage release --only reset-failure
 # One clang build serves the ASan/UBSan qtests and the fuzz targets.
 must qemu-fuzz-build stage qemu-fuzz qemu_stage fuzz
 # The IOThread target too, for a third of that time: it is slower per input
@@ -237,6 +245,10 @@ must e2e-release stage e2e e2e_stage release frontswap clients cleancache \
 # invalidations wait in atomic context
 must e2e-debug stage e2e-debug e2e_stage debug frontswap toggles unplug \
 	stall_invalidate image_corrupt
+# the peer benchmark's harness: every configuration once at the smallest
+# sizes, two at a time; it checks that each ran, verified its data and
+# used its mechanism, not how fast (docs/benchmarks.md)
+must peer-smoke stage peer-smoke scripts/peer-bench --smoke --out build/peer-smoke
 stage libvirt count_summary libvirt tests/libvirt/run.sh
 
 echo "=== total: $(( $(date +%s) - t_all ))s"
