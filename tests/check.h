@@ -76,7 +76,8 @@ static inline void check_run(const struct check_test *tests, size_t n,
 	}
 	if (ran)
 		return;
-	fprintf(stderr, "%s: no test '%s'; the tests:", argv[0], argv[1]);
+	fprintf(stderr, "%s: no test '%s'; the tests:", argv[0],
+		argc > 1 ? argv[1] : "");
 	for (i = 0; i < n; i++)
 		fprintf(stderr, " %s", tests[i].name);
 	fprintf(stderr, "\n");
