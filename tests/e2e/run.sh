@@ -5,8 +5,8 @@
 # Usage: tests/e2e/run.sh [--help] [SCENARIO...]
 # Scenarios: frontswap clients cleancache pool_full writeback toggles smp
 # reboot unplug stall_invalidate stall_get stall_unplug mq_pools
-# image_corrupt cleancache_keys migrate_idle migrate_live migrate_image
-# migrate_shared resize (default: all), in two lanes side by side
+# image_corrupt cleancache_keys cleancache_filter migrate_idle migrate_live
+# migrate_image migrate_shared resize (default: all), in two lanes side by side
 # (E2E_JOBS=1: one).  E2E_KERNEL=debug boots the debug kernel; the driver
 # must run clean under it.  SCENARIO@A runs a scenario with the device's
 # allocator=A (E2E_ALLOCATOR=A: all of them).  Each checks the guest's own
@@ -293,6 +293,85 @@ scenario_cleancache_keys() {
 		echo "# cleancache_keys: the kernel lacks guest/patches/0004: no pages kept"
 	fi
 	check "cleancache_keys: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
+}
+
+# The cleancache presence filter: gets of pages the host cannot hold are
+# answered in the guest (filter_skips), and a filter far too small for the
+# file set (the smallest, 4096 counters) resets every thousand puts or so,
+# emptying the host's pools each time.  None of that may bring back old
+# data: files of numbered lines are read three times, verified against
+# sums computed from their generators, with parts overwritten by
+# incompressible data (puts the host refuses) and truncated in between,
+# and two batch buffers so that puts are dropped under the eviction bursts.
+scenario_cleancache_filter() {
+	local log=$out/cleancache-filter.log t0=$SECONDS
+	run --mem 128M --pool-size 64M --swap 0 --data-disk 256M \
+		--module-args "batch_buffers=2 cleancache_filter_counters=4096" -- '
+		D=/sys/kernel/debug/virtio_tmem
+		mkfs.ext4 -q -b 4096 /dev/vdd && mkdir -p /data && mount /dev/vdd /data || exit 1
+		N=24
+		gen() { seq -f "file $1 line %.0f of the cleancache filter set" 1 200000 | head -c 8M; }
+		for i in $(seq 1 $N); do gen $i > /data/f$i; done
+		# overwrite 1 MiB at 2 MiB of every fourth file with random data,
+		# cut every fifth at 6 MiB and append its own lines again
+		for i in $(seq 4 4 $N); do head -c 1M /dev/urandom > /tmp/r$i; done
+		want() {
+			if [ $((i % 4)) = 0 ]; then
+				{ gen $i | head -c 2M; cat /tmp/r$i; gen $i | tail -c +3145729; }
+			elif [ $((i % 5)) = 0 ]; then
+				{ gen $i | head -c 6M; gen $i | head -c 1M; }
+			else
+				gen $i
+			fi
+		}
+		check() { # pass
+			sync; echo 3 > /proc/sys/vm/drop_caches
+			bad=0
+			for i in $(seq 1 $N); do
+				[ "$(md5sum < /data/f$i)" = "$(cat /tmp/s$i)" ] || bad=$((bad + 1))
+			done
+			echo "BAD_$1=$bad"
+		}
+		sync; echo 3 > /proc/sys/vm/drop_caches
+		for i in $(seq 1 $N); do gen $i | md5sum > /tmp/s$i; done
+		g=$(cat $D/gets); k=$(cat $D/filter_skips)
+		check 1
+		echo COLD_GETS=$(( $(cat $D/gets) - g )); echo COLD_SKIPS=$(( $(cat $D/filter_skips) - k ))
+		for i in $(seq 4 4 $N); do
+			dd if=/tmp/r$i of=/data/f$i bs=1M seek=2 conv=notrunc 2>/dev/null
+		done
+		for i in $(seq 5 5 $N); do
+			[ $((i % 4)) = 0 ] && continue
+			truncate -s 6M /data/f$i; gen $i | head -c 1M >> /data/f$i
+		done
+		for i in $(seq 1 $N); do want | md5sum > /tmp/s$i; done
+		check 2
+		check 3
+		echo HITS=$(cat $D/hits); echo SKIPS=$(cat $D/filter_skips)
+		echo RESETS=$(cat $D/filter_resets); echo DROPS=$(cat $D/put_drops)
+		echo COUNTERS=$(sed -n "s/^queue 0: counters \([0-9]*\).*/\1/p" $D/cleancache_filter)
+		dmesg | grep -A20 -E "WARNING:|BUG:" | head -40
+		'"$KCHECK"'' > "$log" 2>&1
+	local rc=$?
+	echo "# cleancache_filter: $((SECONDS - t0))s"
+	check "cleancache_filter: guest command exit 0" "[ $rc -eq 0 ]"
+	local p
+	for p in 1 2 3; do
+		check "cleancache_filter: pass $p: all 24 files verified ($(gval "$log" BAD_$p) bad)" \
+			"[ '$(gval "$log" BAD_$p)' = 0 ]"
+	done
+	check "cleancache_filter: the filter has the 4096 counters asked for" \
+		"[ '$(gval "$log" COUNTERS)' = 4096 ]"
+	local cg cs resets hits
+	resets=$(gval "$log" RESETS)
+	hits=$(gval "$log" HITS)
+	cg=$(gval "$log" COLD_GETS)
+	cs=$(gval "$log" COLD_SKIPS)
+	check "cleancache_filter: the guest answered most cold gets itself ($cs of $cg)" \
+		"[ $(( 2 * ${cs:-0} )) -gt ${cg:-0} ]"
+	check "cleancache_filter: it reset, and pages still came back ($resets resets, $hits hits)" \
+		"[ ${resets:-0} -ge 5 ] && [ ${hits:-0} -gt 0 ]"
+	check "cleancache_filter: kernel log clean ($kernel kernel)" "[ '$(gval "$log" KERNEL_ISSUES)' = 0 ]"
 }
 
 # 6: a pool too small for the workload: credits run out, frontswap stores
@@ -1198,7 +1277,7 @@ scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] ||
 	scenarios=(frontswap clients cleancache pool_full writeback toggles smp reboot unplug
 		   stall_invalidate stall_get stall_unplug mq_pools image_corrupt cleancache_keys
-		   migrate_idle migrate_live migrate_image migrate_shared resize)
+		   cleancache_filter migrate_idle migrate_live migrate_image migrate_shared resize)
 for s in "${scenarios[@]}"; do
 	if ! declare -F "scenario_${s%@*}" >/dev/null; then
 		echo "run.sh: unknown scenario '$s' (see --help)" >&2

@@ -29,10 +29,14 @@
 #include <linux/highmem.h>
 #include <linux/hrtimer.h>
 #include <linux/kthread.h>
+#include <linux/log2.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/page-flags.h>
+#include <linux/random.h>
 #include <linux/scatterlist.h>
+#include <linux/siphash.h>
 #include <linux/slab.h>
 #include <linux/srcu.h>
 #include <linux/swap.h>
@@ -50,6 +54,10 @@
 #define VTMEM_PREFETCH_SLOTS	64	/* read-ahead pages per queue */
 /* Flushes a queue can hold back in atomic context before it must grow. */
 #define VTMEM_PENDING_MIN	64U
+/* Presence filter: counters per page of the device's pool_limit, and bounds. */
+#define VTMEM_CF_PER_POOL_PAGE	16
+#define VTMEM_CF_MIN		BIT(12)	/* per queue */
+#define VTMEM_CF_MAX		BIT(24)	/* per device */
 
 /* ---- parameters ---------------------------------------------------------- */
 
@@ -98,6 +106,20 @@ MODULE_PARM_DESC(batch_size, "Ops per batch, capped by the device's max_batch (d
 static unsigned int readahead = 31;
 module_param(readahead, uint, 0644);
 MODULE_PARM_DESC(readahead, "Pages after a missed get fetched in the same batch, 0..64 (default: 31)");
+
+/*
+ * Most cleancache gets would miss: the first read of every file asks, and
+ * so does every read of a page the host refused or gave back.  The guest
+ * answers those itself when its presence filter (see "presence filter")
+ * shows that the host cannot hold the page.
+ */
+static bool cleancache_filter = true;
+module_param(cleancache_filter, bool, 0644);
+MODULE_PARM_DESC(cleancache_filter, "Cleancache: answer a get in the guest when the host cannot hold the page (default: Y)");
+
+static unsigned int cleancache_filter_counters;
+module_param(cleancache_filter_counters, uint, 0444);
+MODULE_PARM_DESC(cleancache_filter_counters, "Presence filter counters per queue, read at probe: 0 for 16 per page of the device's pool limit (default), else rounded down to a power of two, 4096..16777216");
 
 static unsigned int flush_us = 2000;
 module_param(flush_us, uint, 0644);
@@ -199,6 +221,8 @@ struct vtmem_waiter {
  * @waiter: per op, who waits for its status (NEW_POOL, GET, sync points)
  * @pf: per op, the read-ahead entry a GET fills, and its generation
  * @pf_gen: see @pf
+ * @cf_mark: per op, the presence filter generation in which its answer
+ *	lowers the key's counters (see cf_answer_locked()), or 0
  * @sg: scatterlist entries for one submission
  * @sgs: the readable and the writable list, for virtqueue_add_sgs()
  * @inflight: handed to the device and not yet used
@@ -216,6 +240,7 @@ struct vtmem_req {
 	struct vtmem_waiter **waiter;
 	struct vtmem_prefetch **pf;
 	u32 *pf_gen;
+	u32 *cf_mark;
 	struct scatterlist *sg;
 	struct scatterlist **sgs;
 	bool inflight;
@@ -246,6 +271,14 @@ struct vtmem_req {
  * @short_at: jiffies of the last put that took the last free buffer
  * @grow_work: adds a buffer (GFP_KERNEL: puts cannot allocate)
  * @reqs: all batch buffers of the queue, @nr_reqs used of @max_reqs
+ * @cf_counters: presence filter of the keys of private cleancache pools
+ *	that the host may hold, @cf_mask + 1 counters, or NULL (see
+ *	"presence filter")
+ * @cf_mask: see @cf_counters
+ * @cf_used: counters that are not zero
+ * @cf_gen: filter generation (never 0), bumped by each reset
+ * @cf_resetting: a reset has cleared the counters but the host may still
+ *	hold pages counted before: every cleancache get misses
  */
 struct vtmem_queue {
 	struct vtmem_dev *dev;
@@ -275,6 +308,11 @@ struct vtmem_queue {
 	unsigned long short_at;
 	struct work_struct grow_work;
 	struct vtmem_req **reqs;
+	u8 *cf_counters;
+	u32 cf_mask;
+	u32 cf_used;
+	u32 cf_gen;
+	bool cf_resetting;
 };
 
 /*
@@ -319,6 +357,8 @@ struct vtmem_stats {
 	u64 buffers_trimmed;	/* ... and given back after it */
 	u64 buffers_grow_failed; /* ... not added: no memory */
 	u64 buffers_high;	/* most batch buffers one queue had */
+	u64 filter_skips;	/* cleancache gets answered in the guest */
+	u64 filter_resets;	/* presence filter resets */
 };
 
 struct vtmem_dev {
@@ -341,6 +381,10 @@ struct vtmem_dev {
 
 	/* resizing: the device's requests, answered by resize_work */
 	struct work_struct resize_work;
+
+	/* presence filter: its hash key, and its reset (see "presence filter") */
+	siphash_key_t cf_key;
+	struct work_struct cf_reset_work;
 
 	/* gives back batch buffers that a burst added (see batch_buffers_max) */
 	struct delayed_work trim_work;
@@ -412,6 +456,172 @@ static struct vtmem_queue *queue_of(struct vtmem_dev *d, u32 pool,
 	return &d->queues[hash_64(h, 16) % d->nr_queues];
 }
 
+/* ---- presence filter ------------------------------------------------------- */
+
+/*
+ * Each queue counts the keys of its private cleancache pools that the host
+ * may hold, two counters per key: raised when a put is staged, lowered
+ * when the host answers that it refused that put, gave the page back
+ * (exclusive GET) or removed it (a FLUSH_PAGE that removed one page).  A
+ * get whose counters are not both raised cannot hit, and is answered in
+ * the guest (queue_get()).
+ *
+ * The filter must never call absent a page the host holds.  A get it
+ * skips is read from disk; if the page then changes and its put is dropped
+ * (no buffer), the host would still hold the old data for a later get
+ * that a colliding key lets through.  Hence only an answer about a counted
+ * key lowers its counters (the op carries the generation it was counted
+ * in, cf_mark), a counter that reaches U8_MAX stays there, and shared pools
+ * (other guests put into them) are not counted at all.  What the guest
+ * does not see leaves counters raised: pages the host drops by itself,
+ * FLUSH_OBJECT.  That costs a get that misses, and fills the filter: once
+ * half a queue's counters are raised, cf_reset_work() clears them all and
+ * empties the private cleancache pools on the host.
+ *
+ * Counters change under the queue's lock, as do the ops on their keys
+ * (queue_of()): a key is counted and its op staged in one step.
+ */
+static u64 cf_hash(const struct vtmem_dev *d, const struct vtmem_key *k)
+{
+	return siphash_4u64(k->oid.id[0], k->oid.id[1], k->oid.id[2],
+			    k->index ^ ((u64)k->pool << 48), &d->cf_key);
+}
+
+/* Whether @pool is a private cleancache pool: the filter counts its keys. */
+static bool cf_counts(struct vtmem_dev *d, const struct vtmem_queue *q,
+		      u32 pool)
+{
+	int i, n = READ_ONCE(d->nr_pools);
+
+	if (!q->cf_counters || (int)pool == READ_ONCE(d->swap_pool))
+		return false;
+	for (i = 0; i < n; i++)
+		if (READ_ONCE(d->pools[i].host_id) == (int)pool)
+			return !READ_ONCE(d->pools[i].shared);
+	return false;
+}
+
+static u8 *cf_counter(const struct vtmem_queue *q, u64 h, unsigned int i)
+{
+	return &q->cf_counters[(u32)(h >> (32 * i)) & q->cf_mask];
+}
+
+static void cf_raise_locked(struct vtmem_dev *d, struct vtmem_queue *q,
+			    u64 h)
+{
+	unsigned int i;
+
+	for (i = 0; i < 2; i++) {
+		u8 *c = cf_counter(q, h, i);
+
+		if (*c == U8_MAX)
+			continue;
+		if (!*c)
+			q->cf_used++;
+		(*c)++;
+	}
+	if (q->cf_used > q->cf_mask / 2 && !q->cf_resetting)
+		queue_work(system_long_wq, &d->cf_reset_work);
+}
+
+static void cf_lower_locked(struct vtmem_queue *q, u64 h)
+{
+	unsigned int i;
+
+	for (i = 0; i < 2; i++) {
+		u8 *c = cf_counter(q, h, i);
+
+		/* saturated: its true count is lost until the next reset */
+		if (*c == U8_MAX || WARN_ON_ONCE(!*c))
+			continue;
+		if (!--(*c))
+			q->cf_used--;
+	}
+}
+
+static bool cf_may_hold_locked(const struct vtmem_queue *q, u64 h)
+{
+	return *cf_counter(q, h, 0) && *cf_counter(q, h, 1);
+}
+
+/*
+ * Whether a get of @k is answered in the guest: the filter shows that the
+ * host cannot hold the page, or a reset is under way.
+ */
+static bool cf_absent_locked(struct vtmem_dev *d, struct vtmem_queue *q,
+			     const struct vtmem_key *k)
+{
+	if (!cf_counts(d, q, k->pool))
+		return false;
+	return q->cf_resetting ||
+	       (READ_ONCE(cleancache_filter) &&
+		!cf_may_hold_locked(q, cf_hash(d, k)));
+}
+
+/*
+ * Count an ephemeral put staged in slot @slot of @r, or mark an exclusive
+ * GET or a FLUSH_PAGE there, whose answer may lower the counters.  A put
+ * counts while resetting too: it may reach the host after the FLUSH_POOL.
+ * A GET or FLUSH_PAGE does not: it may find a page counted before the
+ * reset.
+ */
+static void cf_note_locked(struct vtmem_dev *d, struct vtmem_queue *q,
+			   struct vtmem_req *r, int slot,
+			   const struct vtmem_key *k)
+{
+	const struct virtio_tmem_op *op;
+
+	if (slot < 0 || !cf_counts(d, q, k->pool))
+		return;
+	op = &r->ops[slot];
+	switch (op->opcode) {
+	case VIRTIO_TMEM_OP_PUT:
+		if (op->flags & VIRTIO_TMEM_PUT_CREDIT)
+			return;
+		cf_raise_locked(d, q, cf_hash(d, k));
+		break;
+	case VIRTIO_TMEM_OP_GET:
+		if (q->cf_resetting || !(op->flags & VIRTIO_TMEM_GET_EXCLUSIVE))
+			return;
+		break;
+	case VIRTIO_TMEM_OP_FLUSH_PAGE:
+		if (q->cf_resetting)
+			return;
+		break;
+	default:
+		return;
+	}
+	r->cf_mark[slot] = q->cf_gen;
+}
+
+/* The device answered op @i of @r with status @st. */
+static void cf_answer_locked(struct vtmem_dev *d, struct vtmem_queue *q,
+			     struct vtmem_req *r, unsigned int i,
+			     unsigned int st)
+{
+	struct vtmem_key k;
+	bool gone;
+
+	if (r->cf_mark[i] != q->cf_gen)
+		return;
+	switch (r->ops[i].opcode) {
+	case VIRTIO_TMEM_OP_PUT:
+		gone = st != VIRTIO_TMEM_S_OK;
+		break;
+	case VIRTIO_TMEM_OP_GET:
+		gone = st == VIRTIO_TMEM_S_OK;
+		break;
+	default:	/* FLUSH_PAGE: the value is the pages removed */
+		gone = st == VIRTIO_TMEM_S_OK &&
+		       le32_to_cpu(r->status[i].value) == 1;
+		break;
+	}
+	if (!gone)
+		return;
+	vtmem_op_key(&r->ops[i], &k);
+	cf_lower_locked(q, cf_hash(d, &k));
+}
+
 /* ---- batches ---------------------------------------------------------------- */
 
 static void req_reset(struct vtmem_dev *d, struct vtmem_queue *q,
@@ -423,6 +633,7 @@ static void req_reset(struct vtmem_dev *d, struct vtmem_queue *q,
 			 q->next_seq++);
 	memset(r->waiter, 0, d->max_batch * sizeof(*r->waiter));
 	memset(r->pf, 0, d->max_batch * sizeof(*r->pf));
+	memset(r->cf_mark, 0, d->max_batch * sizeof(*r->cf_mark));
 }
 
 /* The driver page the device writes the next GET of @r into. */
@@ -608,6 +819,7 @@ static void req_complete(struct vtmem_dev *d, struct vtmem_queue *q,
 			   st != VIRTIO_TMEM_S_NO_SPACE) {
 			stat_inc(d, errors);
 		}
+		cf_answer_locked(d, q, r, i, st);
 		if (r->pf[i] && r->pf[i]->gen == r->pf_gen[i] &&
 		    r->pf[i]->state == PF_PENDING)
 			r->pf[i]->state = st == VIRTIO_TMEM_S_OK ? PF_VALID :
@@ -928,6 +1140,7 @@ static void pf_request_locked(struct vtmem_dev *d, struct vtmem_queue *q,
 {
 	unsigned int n, want = min_t(unsigned int, READ_ONCE(readahead),
 				     VTMEM_PREFETCH_SLOTS);
+	struct vtmem_key key = { pool, *oid, index };
 
 	for (n = 1; n <= want && !vtmem_batch_full(&r->b); n++) {
 		struct vtmem_prefetch *e;
@@ -936,6 +1149,9 @@ static void pf_request_locked(struct vtmem_dev *d, struct vtmem_queue *q,
 		if (index + n < index)
 			break;
 		if (pf_take_locked(q, pool, oid, index + n))
+			continue;
+		key.index = index + n;
+		if (cf_absent_locked(d, q, &key))
 			continue;
 		e = &q->pf[q->pf_next];
 		q->pf_next = (q->pf_next + 1) % VTMEM_PREFETCH_SLOTS;
@@ -1045,6 +1261,7 @@ static void req_free(struct vtmem_dev *d, struct vtmem_req *r)
 	kfree(r->waiter);
 	kfree(r->pf);
 	kfree(r->pf_gen);
+	kfree(r->cf_mark);
 	kfree(r->ops);
 	kfree(r->status);
 	kfree(r->sg);
@@ -1066,10 +1283,12 @@ static struct vtmem_req *req_alloc(struct vtmem_dev *d, gfp_t gfp)
 	r->waiter = kcalloc(n, sizeof(*r->waiter), gfp);
 	r->pf = kcalloc(n, sizeof(*r->pf), gfp);
 	r->pf_gen = kcalloc(n, sizeof(*r->pf_gen), gfp);
+	r->cf_mark = kcalloc(n, sizeof(*r->cf_mark), gfp);
 	r->sg = kcalloc(4 + 2 * n, sizeof(*r->sg), gfp);
 	r->sgs = kcalloc(2, sizeof(*r->sgs), gfp);
 	if (!r->ops || !r->status || !r->pages || !r->get_pages ||
-	    !r->waiter || !r->pf || !r->pf_gen || !r->sg || !r->sgs)
+	    !r->waiter || !r->pf || !r->pf_gen || !r->cf_mark || !r->sg ||
+	    !r->sgs)
 		goto fail;
 	for (k = 0; k < n; k++) {
 		r->pages[k] = alloc_page(gfp);
@@ -1185,6 +1404,7 @@ static int queue_put(struct vtmem_dev *d, u32 pool,
 		     bool credit, bool may_sleep)
 {
 	struct vtmem_queue *q = queue_of(d, pool, oid);
+	const struct vtmem_key key = { pool, *oid, index };
 	unsigned long flags;
 	struct vtmem_req *r;
 	unsigned int staged;
@@ -1194,14 +1414,16 @@ static int queue_put(struct vtmem_dev *d, u32 pool,
 	r = queue_room_locked(d, q, may_sleep, &flags);
 	if (!may_sleep && list_empty(&q->free))
 		queue_short_locked(d, q);
+	/* dropped or not, the page changed: a read-ahead copy is stale */
+	pf_invalidate_locked(q, pool, oid, index, false, false);
 	if (!r) {
 		spin_unlock_irqrestore(&q->lock, flags);
 		return -ENOSPC;
 	}
-	pf_invalidate_locked(q, pool, oid, index, false, false);
 	copy_highpage(r->pages[r->b.nr_put], page);
 	slot = vtmem_batch_put(&r->b, pool, oid, index, credit);
 	WARN_ON_ONCE(slot < 0);
+	cf_note_locked(d, q, r, slot, &key);
 	staged = staged_pages(q);
 	if (staged > READ_ONCE(d->stats.staging_high))
 		WRITE_ONCE(d->stats.staging_high, staged);
@@ -1241,6 +1463,11 @@ static void queue_flush_op(struct vtmem_dev *d, enum vtmem_flush_kind kind,
 		return;
 	}
 	slot = batch_add_flush(&r->b, kind, pool, oid, index);
+	if (kind == FLUSH_PAGE) {
+		const struct vtmem_key key = { pool, *oid, index };
+
+		cf_note_locked(d, q, r, slot, &key);
+	}
 	if (sync) {
 		waiter_init(&w, NULL);
 		r->waiter[slot] = &w;
@@ -1261,6 +1488,7 @@ static unsigned int queue_get(struct vtmem_dev *d, u32 pool,
 			      struct page *page, bool exclusive)
 {
 	struct vtmem_queue *q = queue_of(d, pool, oid);
+	const struct vtmem_key key = { pool, *oid, index };
 	struct vtmem_prefetch *e = NULL;
 	struct vtmem_waiter w;
 	unsigned long flags;
@@ -1270,6 +1498,11 @@ static unsigned int queue_get(struct vtmem_dev *d, u32 pool,
 	int slot;
 
 	spin_lock_irqsave(&q->lock, flags);
+	if (cf_absent_locked(d, q, &key)) {
+		spin_unlock_irqrestore(&q->lock, flags);
+		stat_inc(d, filter_skips);
+		return VIRTIO_TMEM_S_NOT_FOUND;
+	}
 	staged = staged_lookup(q, pool, oid, index);
 	if (IS_ERR(staged)) {
 		spin_unlock_irqrestore(&q->lock, flags);
@@ -1301,9 +1534,12 @@ static unsigned int queue_get(struct vtmem_dev *d, u32 pool,
 		spin_unlock_irqrestore(&q->lock, flags);
 		return VIRTIO_TMEM_S_DEVICE_ERROR;
 	}
+	/* a read-ahead of the key still in flight would outlive this get */
+	pf_invalidate_locked(q, pool, oid, index, false, false);
 	/* the device writes a driver page; req_complete() copies it over */
 	r->get_pages[r->b.nr_get] = req_get_page(d, r);
 	slot = vtmem_batch_get(&r->b, pool, oid, index, exclusive);
+	cf_note_locked(d, q, r, slot, &key);
 	waiter_init(&w, page);
 	r->waiter[slot] = &w;
 	/* read ahead only where gets keep hitting: not on cold misses */
@@ -1821,6 +2057,77 @@ static void cleancache_flush_all(struct vtmem_dev *d)
 	}
 }
 
+/*
+ * Start or end a presence filter reset on every queue.  The start clears
+ * the counters and the pools' read-ahead copies; from then until the end,
+ * cleancache gets miss, and only puts count (see cf_note_locked()).
+ */
+static void cf_set_resetting(struct vtmem_dev *d, bool on)
+{
+	unsigned int i;
+	int p;
+
+	for (i = 0; i < d->nr_queues; i++) {
+		struct vtmem_queue *q = &d->queues[i];
+		unsigned long flags;
+
+		if (!q->cf_counters)
+			continue;
+		spin_lock_irqsave(&q->lock, flags);
+		q->cf_resetting = on;
+		if (on) {
+			memset(q->cf_counters, 0, q->cf_mask + 1);
+			q->cf_used = 0;
+			q->cf_gen = q->cf_gen + 1 ?: 1;
+			for (p = 0; p < d->nr_pools; p++)
+				if (d->pools[p].host_id >= 0)
+					pf_invalidate_locked(q, d->pools[p].host_id,
+							     NULL, 0, true, true);
+		}
+		spin_unlock_irqrestore(&q->lock, flags);
+	}
+}
+
+/*
+ * Context: system_long_wq.  Clears the presence filter, then empties the
+ * private cleancache pools on the host.  Every put staged before the clear
+ * reaches the host before the FLUSH_POOLs (the first sync), and gets miss
+ * until the FLUSH_POOLs are done (the second): afterwards the host holds
+ * only pages counted since.  A device that does not answer leaves the
+ * gets missing: safe, and it serves nothing anyway.
+ */
+static void cf_reset_work(struct work_struct *work)
+{
+	struct vtmem_dev *d = container_of(work, struct vtmem_dev,
+					   cf_reset_work);
+	int p;
+
+	/* no pool may come or go meanwhile */
+	mutex_lock(&vtmem_mutex);
+	mutex_lock(&d->pool_mutex);
+	cf_set_resetting(d, true);
+	if (!vtmem_sync_all(d, VTMEM_WAIT_TIMEOUT))
+		goto stuck;
+	for (p = 0; p < d->nr_pools; p++) {
+		int host = READ_ONCE(d->pools[p].host_id);
+
+		if (host >= 0 && !d->pools[p].shared)
+			queue_flush_op(d, FLUSH_POOL, host, NULL, 0, true,
+				       false);
+	}
+	if (!vtmem_sync_all(d, VTMEM_WAIT_TIMEOUT))
+		goto stuck;
+	cf_set_resetting(d, false);
+	stat_inc(d, filter_resets);
+	mutex_unlock(&d->pool_mutex);
+	mutex_unlock(&vtmem_mutex);
+	return;
+stuck:
+	mutex_unlock(&d->pool_mutex);
+	mutex_unlock(&vtmem_mutex);
+	dev_err(&d->vdev->dev, "cleancache filter reset: no answer from the device, cleancache gets miss from now on\n");
+}
+
 static int cleancache_param_set(const char *val, const struct kernel_param *kp)
 {
 	bool on;
@@ -2058,6 +2365,29 @@ static int frontswap_pages_show(struct seq_file *m, void *v)
 }
 DEFINE_SHOW_ATTRIBUTE(frontswap_pages);
 
+/* Per queue: counters, those raised, the generation (resets + 1). */
+static int cleancache_filter_show(struct seq_file *m, void *v)
+{
+	struct vtmem_dev *d = m->private;
+	unsigned int i;
+
+	for (i = 0; i < d->nr_queues; i++) {
+		struct vtmem_queue *q = &d->queues[i];
+		unsigned long flags;
+		u32 size, used, gen;
+
+		spin_lock_irqsave(&q->lock, flags);
+		size = q->cf_counters ? q->cf_mask + 1 : 0;
+		used = q->cf_used;
+		gen = q->cf_gen;
+		spin_unlock_irqrestore(&q->lock, flags);
+		seq_printf(m, "queue %u: counters %u raised %u generation %u\n",
+			   i, size, used, gen);
+	}
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(cleancache_filter);
+
 static void vtmem_debugfs_init(struct vtmem_dev *d)
 {
 	static const struct {
@@ -2072,7 +2402,7 @@ static void vtmem_debugfs_init(struct vtmem_dev *d)
 		F(readahead_hits), F(pending_flushes), F(pending_high),
 		F(pending_polls), F(pool_reclaims), F(resize_shrinks),
 		F(buffers_grown), F(buffers_trimmed), F(buffers_grow_failed),
-		F(buffers_high),
+		F(buffers_high), F(filter_skips), F(filter_resets),
 #undef F
 	};
 	unsigned int i;
@@ -2082,6 +2412,8 @@ static void vtmem_debugfs_init(struct vtmem_dev *d)
 		debugfs_create_u64(f[i].name, 0444, d->debugfs,
 				   (u64 *)((u8 *)&d->stats + f[i].off));
 	debugfs_create_file("credits", 0444, d->debugfs, d, &credits_fops);
+	debugfs_create_file("cleancache_filter", 0444, d->debugfs, d,
+			    &cleancache_filter_fops);
 	debugfs_create_file("frontswap_pages", 0444, d->debugfs, NULL,
 			    &frontswap_pages_fops);
 }
@@ -2097,6 +2429,7 @@ static void vtmem_free_queues(struct vtmem_dev *d)
 
 		hrtimer_cancel(&q->timer);
 		kfree(q->pending);
+		kvfree(q->cf_counters);
 		for (j = 0; j < VTMEM_PREFETCH_SLOTS; j++)
 			if (q->pf[j].page)
 				__free_page(q->pf[j].page);
@@ -2108,8 +2441,30 @@ static void vtmem_free_queues(struct vtmem_dev *d)
 	d->queues = NULL;
 }
 
+/*
+ * Presence filter counters per queue: VTMEM_CF_PER_POOL_PAGE per page of
+ * the pool limit (a pool of compressed pages holds a few times more),
+ * within bounds.  Returns 0 where nothing could be counted: no cleancache.
+ */
+static u32 cf_counters_per_queue(struct vtmem_dev *d)
+{
+	u64 limit, n = cleancache_filter_counters;
+
+	if (!IS_ENABLED(CONFIG_CLEANCACHE))
+		return 0;
+	if (!n) {
+		virtio_cread_le(d->vdev, struct virtio_tmem_config, pool_limit,
+				&limit);
+		n = clamp_t(u64, (limit >> PAGE_SHIFT) * VTMEM_CF_PER_POOL_PAGE,
+			    VTMEM_CF_MIN, VTMEM_CF_MAX) / d->nr_queues;
+	}
+	return rounddown_pow_of_two(clamp_t(u64, n, VTMEM_CF_MIN,
+					    VTMEM_CF_MAX));
+}
+
 static int vtmem_init_queues(struct vtmem_dev *d)
 {
+	u32 cf_size = cf_counters_per_queue(d);
 	struct virtqueue **vqs;
 	vq_callback_t **cbs;
 	const char **names;
@@ -2135,6 +2490,12 @@ static int vtmem_init_queues(struct vtmem_dev *d)
 		hrtimer_init(&q->timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL);
 		q->timer.function = vtmem_timer;
 		INIT_WORK(&q->grow_work, queue_grow_work);
+		q->cf_gen = 1;
+		/* without it gets just ask the host */
+		if (cf_size)
+			q->cf_counters = kvzalloc(cf_size, GFP_KERNEL);
+		if (q->cf_counters)
+			q->cf_mask = cf_size - 1;
 	}
 	for (i = 0; i < d->nr_queues; i++) {
 		struct vtmem_queue *q = &d->queues[i];
@@ -2218,6 +2579,8 @@ static int vtmem_probe(struct virtio_device *vdev)
 	d->credit_cap = VIRTIO_TMEM_NO_LIMIT;
 	INIT_WORK(&d->resize_work, vtmem_resize_work);
 	INIT_DELAYED_WORK(&d->trim_work, vtmem_trim_work);
+	INIT_WORK(&d->cf_reset_work, cf_reset_work);
+	get_random_bytes(&d->cf_key, sizeof(d->cf_key));
 	mutex_init(&d->pool_mutex);
 	d->swap_pool = -1;
 	err = vtmem_init_queues(d);
@@ -2327,6 +2690,8 @@ static void vtmem_remove(struct virtio_device *vdev)
 	mutex_unlock(&vtmem_mutex);
 	synchronize_srcu(&vtmem_srcu);
 	vtmem_sync_all(d, VTMEM_WAIT_TIMEOUT);
+	/* no put can queue it again: none is left inside */
+	cancel_work_sync(&d->cf_reset_work);
 
 	vtmem_kill_queues(d);
 	vdev->config->reset(vdev);
