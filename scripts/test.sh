@@ -18,8 +18,8 @@
 #              source tree the qemu and guest stages extracted)
 #   e2e        end-to-end scenarios in the real guest (tests/e2e/run.sh),
 #              three of them again with allocator=zsmalloc
-#   e2e-debug  frontswap, toggles, unplug, stall_invalidate and
-#              image_corrupt with the debug kernel (lockdep,
+#   e2e-debug  frontswap, toggles, unplug, stall_invalidate, image_corrupt
+#              and cleancache_filter with the debug kernel (lockdep,
 #              DEBUG_ATOMIC_SLEEP, DEBUG_VM, KASAN): the log must stay clean
 #   peer-smoke scripts/peer-bench --smoke: the benchmark harness, every
 #              configuration once at the smallest sizes
@@ -236,15 +236,16 @@ stage style count_summary style checkpatch_all
 # one (writeback@zsmalloc and clients@zsmalloc, 3 minutes, run by hand:
 # the cold run's budget)
 must e2e-release stage e2e e2e_stage release frontswap clients cleancache \
-	cleancache_keys pool_full writeback toggles smp reboot unplug \
+	cleancache_keys cleancache_filter pool_full writeback toggles smp reboot unplug \
 	stall_invalidate stall_get stall_unplug mq_pools image_corrupt \
 	migrate_idle migrate_live migrate_image migrate_shared resize \
 	frontswap@zsmalloc
 # the debug kernel (KASAN, lockdep) runs 3x slower under TCG: the
-# scenarios that exercise the most driver paths, and the one whose
-# invalidations wait in atomic context
+# scenarios that exercise the most driver paths, the one whose
+# invalidations wait in atomic context, and the presence filter's resets
+# (a worker that takes the driver's mutexes and waits for the device)
 must e2e-debug stage e2e-debug e2e_stage debug frontswap toggles unplug \
-	stall_invalidate image_corrupt
+	stall_invalidate image_corrupt cleancache_filter
 # the peer benchmark's harness: every configuration once at the smallest
 # sizes, two at a time; it checks that each ran, verified its data and
 # used its mechanism, not how fast (docs/benchmarks.md)

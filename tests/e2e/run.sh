@@ -1289,7 +1289,7 @@ done
 # them one after the other).  writeback reuses pool_full's run without the
 # device, so both stay in lane 0.
 lane_of() {
-	# the debug kernel's four scenarios, in two lanes of about equal time
+	# the debug kernel's scenarios, in two lanes of about equal time
 	if [ "$kernel" = debug ]; then
 		case "$1" in frontswap|unplug) echo 0 ;; *) echo 1 ;; esac
 		return
